@@ -1,0 +1,89 @@
+"""Use cases of users: register, change role or password, disable, and authenticate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+
+from application.chronicle import Chronicle
+from application.unit_of_work import UnitOfWork
+from domain.aggregate import NotFound
+from domain.user import EmailAlreadyRegistered, EmailClaim, User, email_claim_id, normalize_email
+
+
+class UserNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("no such user")
+
+
+@dataclass(frozen=True)
+class RegisterUser:
+    email: str
+    display_name: str
+    password_hash: str
+    role: str = "user"
+
+
+@dataclass(frozen=True)
+class ChangeUserRole:
+    user_id: UUID
+    role: str
+
+
+@dataclass(frozen=True)
+class ChangePassword:
+    user_id: UUID
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class DisableUser:
+    user_id: UUID
+
+
+def register_user(uow: UnitOfWork, cmd: RegisterUser) -> User:
+    email = normalize_email(cmd.email)
+    if uow.find(EmailClaim, email_claim_id(email)) is not None:
+        raise EmailAlreadyRegistered(email)
+    user = User.register(email, cmd.display_name, cmd.role, cmd.password_hash)
+    uow.add(user)
+    uow.add(EmailClaim(email=email, user_id=user.id))
+    return user
+
+
+def change_user_role(uow: UnitOfWork, cmd: ChangeUserRole) -> User:
+    user = uow.get(User, cmd.user_id, UserNotFound())
+    user.change_role(cmd.role)
+    return user
+
+
+def change_password(uow: UnitOfWork, cmd: ChangePassword) -> User:
+    user = uow.get(User, cmd.user_id, UserNotFound())
+    user.change_password(cmd.password_hash)
+    return user
+
+
+def disable_user(uow: UnitOfWork, cmd: DisableUser) -> User:
+    user = uow.get(User, cmd.user_id, UserNotFound())
+    user.disable()
+    return user
+
+
+def user_by_email(app: Chronicle, email: str) -> User | None:
+    """Looks the user up in the write model, so a login right after registering works."""
+    try:
+        claim = app.repository.get(email_claim_id(email))
+        user = app.repository.get(claim.user_id)
+    except AggregateNotFoundError:
+        return None
+    return user if isinstance(user, User) else None
+
+
+HANDLERS = {
+    RegisterUser: register_user,
+    ChangeUserRole: change_user_role,
+    ChangePassword: change_password,
+    DisableUser: disable_user,
+}

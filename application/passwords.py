@@ -1,0 +1,22 @@
+"""Password hashing with argon2id (argon2-cffi's defaults). CPU-heavy: call it off the event loop."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_hasher = PasswordHasher()
+
+PASSWORD_MIN = 8
+PASSWORD_MAX = 256
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False

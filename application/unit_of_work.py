@@ -1,0 +1,55 @@
+"""The aggregates one batch of commands reads and changes, saved together in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Repository
+from eventsourcing.domain import Aggregate
+
+from application.event_log import EventLog
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class UnitOfWork:
+    def __init__(self, repository: Repository, event_log: EventLog) -> None:
+        self._repository = repository
+        self.event_log = event_log
+        self._aggregates: dict[UUID, Aggregate | None] = {}
+
+    def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        """The aggregate as this batch sees it, or None if there is none of this type."""
+        if aggregate_id not in self._aggregates:
+            try:
+                self._aggregates[aggregate_id] = self._repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                self._aggregates[aggregate_id] = None
+        aggregate = self._aggregates[aggregate_id]
+        return aggregate if isinstance(aggregate, cls) else None
+
+    def get(self, cls: type[A], aggregate_id: UUID, missing: Exception) -> A:
+        aggregate = self.find(cls, aggregate_id)
+        if aggregate is None:
+            raise missing
+        return aggregate
+
+    def add(self, aggregate: Aggregate) -> None:
+        self._aggregates[aggregate.id] = aggregate
+
+    def pending_counts(self) -> dict[UUID, int]:
+        return {
+            key: len(agg.pending_events) for key, agg in self._aggregates.items() if agg is not None
+        }
+
+    def events_since(self, counts: dict[UUID, int]) -> list[Any]:
+        """Events triggered since `counts` was taken."""
+        events: list[Any] = []
+        for key, agg in self._aggregates.items():
+            if agg is not None:
+                events.extend(agg.pending_events[counts.get(key, 0):])
+        return events
+
+    def changed(self) -> list[Aggregate]:
+        return [agg for agg in self._aggregates.values() if agg is not None and agg.pending_events]

@@ -1,0 +1,1 @@
+"""Chronicle's domain model: aggregates, their events and their invariants. Pure Python."""

@@ -1,0 +1,156 @@
+"""Chat sessions: who is in them, what they are called, whether they still take messages."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from eventsourcing.domain import event
+
+from domain.aggregate import ChronicleAggregate, Conflict, Forbidden, NotFound, require_text
+from domain.message import Message
+
+TITLE_MAX = 200
+CONTENT_MAX = 32_000
+
+
+class SessionNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("no such session")
+
+
+class MessageNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("no such message")
+
+
+class SessionArchived(Conflict):
+    def __init__(self) -> None:
+        super().__init__("the session is archived")
+
+
+class OwnerOnly(Forbidden):
+    def __init__(self, action: str) -> None:
+        super().__init__(f"only the session owner may {action}")
+
+
+class ChatSession(ChronicleAggregate):
+    @event("SessionStarted")
+    def __init__(self, owner_id: UUID, title: str, assistant: bool) -> None:
+        self.owner_id = owner_id
+        self.title = title
+        self.assistant = assistant
+        self.members: set[UUID] = {owner_id}
+        self.archived = False
+
+    @classmethod
+    def start(cls, owner_id: UUID, title: str, assistant: bool = True) -> ChatSession:
+        return cls(owner_id=owner_id, title=_title(title), assistant=bool(assistant))
+
+    def is_member(self, user_id: UUID) -> bool:
+        return user_id in self.members
+
+    def require_member(self, user_id: UUID) -> None:
+        """Non-members are told the session does not exist: its existence is not leaked."""
+        if user_id not in self.members:
+            raise SessionNotFound()
+
+    def _require_owner(self, user_id: UUID, action: str) -> None:
+        self.require_member(user_id)
+        if user_id != self.owner_id:
+            raise OwnerOnly(action)
+
+    def _require_open(self) -> None:
+        if self.archived:
+            raise SessionArchived()
+
+    def rename(self, by: UUID, title: str) -> None:
+        self._require_owner(by, "rename it")
+        self._require_open()
+        title = _title(title)
+        if title != self.title:
+            self._renamed(title=title)
+
+    @event("SessionRenamed")
+    def _renamed(self, title: str) -> None:
+        self.title = title
+
+    def set_assistant(self, by: UUID, assistant: bool) -> None:
+        self._require_owner(by, "change the assistant setting")
+        self._require_open()
+        if bool(assistant) != self.assistant:
+            self._assistant_changed(assistant=bool(assistant))
+
+    @event("AssistantSettingChanged")
+    def _assistant_changed(self, assistant: bool) -> None:
+        self.assistant = assistant
+
+    def add_member(self, by: UUID, user_id: UUID) -> None:
+        self._require_owner(by, "add members")
+        self._require_open()
+        if user_id not in self.members:
+            self._member_added(user_id=user_id)
+
+    @event("MemberAdded")
+    def _member_added(self, user_id: UUID) -> None:
+        self.members.add(user_id)
+
+    def remove_member(self, by: UUID, user_id: UUID) -> None:
+        """The owner removes anyone but themself; a member may leave."""
+        self.require_member(by)
+        if by != user_id and by != self.owner_id:
+            raise OwnerOnly("remove other members")
+        if user_id == self.owner_id:
+            raise Conflict("the owner cannot leave their own session; archive it instead")
+        if user_id not in self.members:
+            raise NotFound("no such member")
+        self._member_removed(user_id=user_id)
+
+    @event("MemberRemoved")
+    def _member_removed(self, user_id: UUID) -> None:
+        self.members.discard(user_id)
+
+    def archive(self, by: UUID) -> None:
+        self._require_owner(by, "archive it")
+        if not self.archived:
+            self._archived()
+
+    @event("SessionArchived")
+    def _archived(self) -> None:
+        self.archived = True
+
+    def post_message(
+        self, by: UUID, content: str, role: str = "user", client_message_id: str | None = None
+    ) -> Message:
+        """A new message in this session. The session itself does not change, so posts
+        to one session never contend with each other."""
+        self.require_member(by)
+        self._require_open()
+        return Message.post(
+            session_id=self.id,
+            author_id=by,
+            role=role,
+            content=require_text("content", content, max_length=CONTENT_MAX),
+            client_message_id=client_message_id,
+        )
+
+    def edit_message(self, message: Message, by: UUID, content: str) -> None:
+        self._require_message(message, by)
+        self._require_open()
+        message.edit(by, require_text("content", content, max_length=CONTENT_MAX))
+
+    def delete_message(self, message: Message, by: UUID) -> None:
+        self._require_message(message, by)
+        message.delete(by, by_session_owner=by == self.owner_id)
+
+    def may_read_history(self, message: Message, user_id: UUID) -> bool:
+        return user_id in (message.author_id, self.owner_id)
+
+    def _require_message(self, message: Message, by: UUID) -> None:
+        self.require_member(by)
+        if message.session_id != self.id:
+            raise MessageNotFound()
+
+
+def _title(title: str) -> str:
+    return require_text("title", title.strip() if isinstance(title, str) else title, max_length=TITLE_MAX)
+

@@ -1,0 +1,100 @@
+"""Users: who may log in, under which role."""
+
+from __future__ import annotations
+
+import re
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import event
+
+from domain.aggregate import ChronicleAggregate, Conflict, InvalidValue, require_text
+
+ROLES = ("user", "admin", "auditor")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class EmailAlreadyRegistered(Conflict):
+    def __init__(self, email: str) -> None:
+        super().__init__(f"the email {email!r} is already registered")
+
+
+class UserDisabled(Conflict):
+    def __init__(self) -> None:
+        super().__init__("the user is disabled")
+
+
+def normalize_email(email: str) -> str:
+    if not isinstance(email, str) or len(email) > 254 or not _EMAIL.match(email.strip()):
+        raise InvalidValue("email", "email must be a valid address")
+    return email.strip()
+
+
+def require_role(role: str) -> str:
+    if role not in ROLES:
+        raise InvalidValue("role", f"role must be one of {', '.join(ROLES)}")
+    return role
+
+
+class User(ChronicleAggregate):
+    @event("UserRegistered")
+    def __init__(self, email: str, display_name: str, role: str, password_hash: str) -> None:
+        self.email = email
+        self.display_name = display_name
+        self.role = role
+        self.password_hash = password_hash
+        self.disabled = False
+
+    @classmethod
+    def register(cls, email: str, display_name: str, role: str, password_hash: str) -> User:
+        return cls(
+            email=normalize_email(email),
+            display_name=require_text("display_name", display_name.strip() if isinstance(display_name, str) else display_name, max_length=100),
+            role=require_role(role),
+            password_hash=password_hash,
+        )
+
+    def change_role(self, role: str) -> None:
+        require_role(role)
+        if role != self.role:
+            self._role_changed(role=role)
+
+    @event("UserRoleChanged")
+    def _role_changed(self, role: str) -> None:
+        self.role = role
+
+    def change_password(self, password_hash: str) -> None:
+        if self.disabled:
+            raise UserDisabled()
+        self._password_changed(password_hash=password_hash)
+
+    @event("UserPasswordChanged")
+    def _password_changed(self, password_hash: str) -> None:
+        self.password_hash = password_hash
+
+    def disable(self) -> None:
+        if not self.disabled:
+            self._disabled()
+
+    @event("UserDisabled")
+    def _disabled(self) -> None:
+        self.disabled = True
+
+
+class EmailClaim(ChronicleAggregate):
+    """Reserves an email address for one user, so registration is unique across processes.
+
+    Its id is derived from the case-folded address: a second claim of the same address
+    collides with the first in the event store and cannot be saved.
+    """
+
+    @staticmethod
+    def create_id(email: str) -> UUID:
+        return email_claim_id(email)
+
+    @event("EmailClaimed")
+    def __init__(self, email: str, user_id: UUID) -> None:
+        self.user_id = user_id
+
+
+def email_claim_id(email: str) -> UUID:
+    return uuid5(NAMESPACE_URL, f"chronicle:email:{email.strip().casefold()}")

@@ -1,0 +1,39 @@
+"""The one place that wires Chronicle together: event store, command bus, read store, projectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from application import accounts, chat
+from application.chronicle import Chronicle
+from application.command_bus import CommandBus
+from infrastructure.event_store import SQLiteEventLog, open_event_store
+from infrastructure.projection_runner import ProjectionRunner
+from infrastructure.read_store import SQLiteReadStore
+from infrastructure.settings import Settings
+from projections.catalog import all_projectors
+
+HANDLERS = {**accounts.HANDLERS, **chat.HANDLERS}
+
+
+@dataclass
+class WriteSide:
+    settings: Settings
+    app: Chronicle
+    bus: CommandBus
+    read_store: SQLiteReadStore
+    runner: ProjectionRunner
+
+    def close(self) -> None:
+        self.bus.stop()
+        self.runner.stop()
+        self.read_store.close()
+        self.app.close()
+
+
+def bootstrap(settings: Settings) -> WriteSide:
+    app = open_event_store(settings)
+    read_store = SQLiteReadStore(settings.read_store_path)
+    runner = ProjectionRunner(app, read_store, all_projectors())
+    bus = CommandBus(app, SQLiteEventLog(app), HANDLERS, on_commit=runner.wake)
+    return WriteSide(settings, app, bus, read_store, runner)

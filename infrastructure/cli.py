@@ -1,0 +1,146 @@
+"""The `chronicle` command line: serve, users, projections."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console(stderr=True)
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CHRONICLE_DATA_DIR",
+    default="./var",
+    show_default=True,
+    help="Where the event store, read store and keys live (env CHRONICLE_DATA_DIR).",
+)
+
+
+def _settings(data_dir: Path):  # type: ignore[no-untyped-def]
+    from infrastructure.settings import Settings
+
+    os.environ["CHRONICLE_DATA_DIR"] = str(data_dir)
+    return Settings.from_env(data_dir)
+
+
+@click.group(help="Chronicle: an event-sourced chat and document backend.")
+def main() -> None:
+    pass
+
+
+@main.command(help="Serve the HTTP API.")
+@data_dir_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--log-level", default="info", show_default=True)
+def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
+    import uvicorn
+
+    from infrastructure.web.app import create_app
+
+    app = create_app(_settings(data_dir))
+    uvicorn.run(app, host=host, port=port, log_level=log_level, loop="uvloop", http="httptools", access_log=False)
+
+
+@main.group(help="Manage users.")
+def users() -> None:
+    pass
+
+
+@users.command("create", help="Register a user (for example the first admin).")
+@data_dir_option
+@click.argument("email")
+@click.option("--role", type=click.Choice(["user", "admin", "auditor"]), default="user", show_default=True)
+@click.option("--display-name", default=None, help="Defaults to the part of EMAIL before the @.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def create_user(data_dir: Path, email: str, role: str, display_name: str | None, password_stdin: bool) -> None:
+    from application.accounts import RegisterUser
+    from application.passwords import PASSWORD_MIN, hash_password
+    from domain.aggregate import DomainError
+    from infrastructure.bootstrap import bootstrap
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < PASSWORD_MIN:
+        raise click.UsageError(f"the password must have at least {PASSWORD_MIN} characters")
+    write = bootstrap(_settings(data_dir))
+    try:
+        outcome = write.bus.execute_now(
+            RegisterUser(email, display_name or email.split("@")[0], hash_password(password), role), "cli"
+        )
+    except DomainError as error:
+        console.print(f"[red]error:[/red] {error}")
+        sys.exit(1)
+    finally:
+        write.close()
+    click.echo(f"{outcome.value.id}")
+    console.print(f"created {role} {email} at position {outcome.position}")
+
+
+@main.group(help="Inspect and rebuild the read models.")
+def projections() -> None:
+    pass
+
+
+@projections.command("status", help="Each projection's position, the log's head, and the lag.")
+@data_dir_option
+def projections_status(data_dir: Path) -> None:
+    from infrastructure.bootstrap import bootstrap
+
+    write = bootstrap(_settings(data_dir))
+    try:
+        head = write.runner.head()
+        table = Table("projection", "position", "head", "lag")
+        for name, position in write.runner.positions().items():
+            table.add_row(name, str(position), str(head), str(head - position))
+        Console().print(table)
+    finally:
+        write.close()
+
+
+@projections.command("rebuild", help="Drop read tables and replay them from the event log.")
+@data_dir_option
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True, help="Rebuild every projection.")
+def projections_rebuild(data_dir: Path, name: str | None, all_: bool) -> None:
+    from infrastructure.bootstrap import bootstrap
+    from infrastructure.projection_runner import ProjectionRunner
+
+    write = bootstrap(_settings(data_dir))
+    try:
+        known = {p.name: p for p in write.runner.projectors}
+        if all_ == bool(name):
+            raise click.UsageError("give a projection NAME or --all")
+        if name and name not in known:
+            raise click.UsageError(f"no projection {name!r}; known: {', '.join(known)}")
+        chosen = list(known.values()) if all_ else [known[name]]  # type: ignore[index]
+        write.read_store.reset(chosen)
+        runner = ProjectionRunner(write.app, write.read_store, chosen)
+        head = runner.head()
+        started = time.perf_counter()
+        with Progress(
+            TextColumn("rebuilding {task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>9,.0f} events/s"), TimeRemainingColumn(), console=console,
+        ) as bar:
+            task = bar.add_task(", ".join(p.name for p in chosen), total=max(head, 1), rate=0.0)
+
+            def advance(done: int, now_head: int) -> None:
+                elapsed = time.perf_counter() - started
+                bar.update(task, completed=done, total=max(now_head, 1), rate=done / elapsed if elapsed else 0.0)
+
+            runner.catch_up(advance)
+            bar.update(task, completed=max(runner.head(), 1))
+        elapsed = time.perf_counter() - started
+        console.print(f"rebuilt {', '.join(p.name for p in chosen)}: {head} events in {elapsed:.2f}s")
+    finally:
+        write.close()

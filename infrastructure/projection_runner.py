@@ -1,0 +1,106 @@
+"""Follows the global event log and applies it to the read tables, one batch per transaction.
+
+The SQLite recorder has no subscription, so the runner polls `select_notifications` from
+the lowest position of its projectors; the command bus wakes it right after each commit,
+so in the server the lag is one read-model transaction, not a polling interval."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from application.chronicle import Chronicle
+from infrastructure.read_store import SQLiteReadStore
+from projections.projector import Projector
+
+log = logging.getLogger(__name__)
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        app: Chronicle,
+        store: SQLiteReadStore,
+        projectors: Sequence[Projector],
+        *,
+        batch_size: int = 2000,
+        on_progress: Callable[[dict[str, int]], None] = lambda positions: None,
+    ) -> None:
+        self._app = app
+        self._store = store
+        self.projectors = list(projectors)
+        self._batch_size = batch_size
+        self._on_progress = on_progress
+        self._wakeup = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+        store.ensure_schema(self.projectors)
+
+    def head(self) -> int:
+        return self._app.recorder.max_notification_id() or 0
+
+    def positions(self) -> dict[str, int]:
+        known = self._store.positions()
+        return {p.name: known.get(p.name, 0) for p in self.projectors}
+
+    def catch_up_once(self) -> int:
+        """Applies the next batch of events; returns how many events it read (0 at the head)."""
+        start = min(self.positions().values(), default=0)
+        notifications = self._app.recorder.select_notifications(start=start + 1, limit=self._batch_size)
+        if not notifications:
+            return 0
+        events = [(n.id, self._app.mapper.to_domain_event(n)) for n in notifications]
+        first, last = events[0][0], events[-1][0]
+        advanced: dict[str, int] = {}
+        with self._store.transaction() as tx:
+            for projector in self.projectors:
+                position = tx.position(projector.name)
+                if position < first - 1 or position >= last:
+                    continue  # reset or advanced by another process meanwhile: next batch
+                for event_position, event in events:
+                    if event_position > position:
+                        projector.apply(tx, event, event_position)
+                tx.set_position(projector.name, last)
+                advanced[projector.name] = last
+        if advanced:
+            self._on_progress(advanced)
+        return len(events)
+
+    def catch_up(self, progress: Callable[[int, int], None] = lambda done, head: None) -> None:
+        """Applies events until every projector has reached the head seen at the start."""
+        while self.catch_up_once():
+            progress(min(self.positions().values(), default=0), self.head())
+
+    def wake(self, position: int = 0) -> None:
+        self._wakeup.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="projection-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            self._wakeup.clear()
+            try:
+                if self.catch_up_once():
+                    self.error = None
+                    backoff = 0.1
+                    continue
+            except Exception as error:  # noqa: BLE001 - report, wait, retry; never die
+                self.error = f"{type(error).__name__}: {error}"
+                log.exception("projection batch failed; retrying in %.1fs", backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self._wakeup.wait(timeout=0.25)

@@ -1,0 +1,130 @@
+"""The read store on SQLite: a file of read tables beside the event store, written only by
+projectors (stdlib sqlite3, in their own thread) and read by queries (aiosqlite)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from projections.projector import Projector
+from projections.storage import Row
+
+_TRACKING = (
+    "CREATE TABLE IF NOT EXISTS projection_positions ("
+    " name TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at REAL NOT NULL)"
+)
+
+
+def _dict_row(cursor: Any, row: tuple) -> Row:
+    return {d[0]: v for d, v in zip(cursor.description, row)}
+
+
+class SQLiteReadTransaction:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._connection.execute(sql, params)
+
+    def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        cursor = self._connection.execute(sql, params)
+        row = cursor.fetchone()
+        return None if row is None else _dict_row(cursor, row)
+
+    def position(self, name: str) -> int:
+        row = self._connection.execute(
+            "SELECT position FROM projection_positions WHERE name=?", (name,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_position(self, name: str, position: int) -> None:
+        self._connection.execute(
+            "INSERT INTO projection_positions (name, position, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET position=excluded.position, updated_at=excluded.updated_at",
+            (name, position, time.time()),
+        )
+
+
+class SQLiteReadStore:
+    """The writer side. Read tables can always be rebuilt from the log, so the file uses
+    synchronous=NORMAL: a power loss may undo the last read-model commits, and their
+    positions with them, so the projectors simply apply those events again."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.execute("PRAGMA synchronous=NORMAL")
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def ensure_schema(self, projectors: Sequence[Projector]) -> None:
+        with self.transaction() as tx:
+            tx.execute(_TRACKING)
+            for projector in projectors:
+                for statement in projector.schema:
+                    tx.execute(statement)
+
+    @contextmanager
+    def transaction(self) -> Iterator[SQLiteReadTransaction]:
+        """BEGIN IMMEDIATE: two processes applying the log (a server and a rebuild) take
+        turns, and each re-reads positions inside its transaction, so no event is applied twice."""
+        self._connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield SQLiteReadTransaction(self._connection)
+        except BaseException:
+            self._connection.execute("ROLLBACK")
+            raise
+        self._connection.execute("COMMIT")
+
+    def positions(self) -> dict[str, int]:
+        rows = self._connection.execute("SELECT name, position FROM projection_positions").fetchall()
+        return {name: int(position) for name, position in rows}
+
+    def reset(self, projectors: Sequence[Projector]) -> None:
+        """Drops the projectors' tables and positions and creates them empty, in one transaction."""
+        with self.transaction() as tx:
+            tx.execute(_TRACKING)
+            for projector in projectors:
+                for table in projector.tables:
+                    tx.execute(f"DROP TABLE IF EXISTS {table}")
+                for statement in projector.schema:
+                    tx.execute(statement)
+                tx.set_position(projector.name, 0)
+
+    def dump(self, tables: Sequence[str]) -> dict[str, list[tuple]]:
+        """Every row of these tables, in a stable order (for comparing two builds)."""
+        return {
+            table: sorted(self._connection.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+            for table in tables
+        }
+
+
+class AioSQLiteReadConnection:
+    """The query side: one aiosqlite connection (its own thread), read-only."""
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._connection = connection
+
+    @classmethod
+    async def open(cls, path: Path) -> AioSQLiteReadConnection:
+        connection = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        connection.row_factory = _dict_row
+        return cls(connection)
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await self._connection.execute_fetchall(sql, params)  # type: ignore[return-value]
+
+    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        async with self._connection.execute(sql, params) as cursor:
+            return await cursor.fetchone()  # type: ignore[return-value]

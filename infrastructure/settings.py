@@ -1,0 +1,57 @@
+"""Configuration, from the environment (and the CLI's options, which set the same variables)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    secret_key: str
+    token_ttl_seconds: int
+    read_wait_seconds: float
+
+    @property
+    def event_store_path(self) -> Path:
+        return self.data_dir / "events.sqlite3"
+
+    @property
+    def read_store_path(self) -> Path:
+        return self.data_dir / "read.sqlite3"
+
+    @classmethod
+    def from_env(cls, data_dir: str | Path | None = None) -> Settings:
+        path = Path(data_dir or os.environ.get("CHRONICLE_DATA_DIR") or "./var").resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(
+            data_dir=path,
+            secret_key=os.environ.get("CHRONICLE_SECRET_KEY") or _kept_secret(path),
+            token_ttl_seconds=_int("CHRONICLE_TOKEN_TTL", 3600),
+            read_wait_seconds=float(os.environ.get("CHRONICLE_READ_WAIT", "5")),
+        )
+
+
+def _kept_secret(data_dir: Path) -> str:
+    """A signing key generated once and kept (mode 0600) in the data directory."""
+    path = data_dir / "secret.key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key

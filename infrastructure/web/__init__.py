@@ -1,0 +1,1 @@
+"""The HTTP API: Litestar controllers that translate requests into commands and queries."""

@@ -1,0 +1,161 @@
+"""Registration, login, the current user, and the admin's user management."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import anyio
+import msgspec
+from litestar import Controller, Request, get, patch, post
+from litestar.exceptions import (
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.params import Parameter
+from litestar.security.jwt import JWTAuth
+
+from application.accounts import ChangeUserRole, DisableUser, RegisterUser, user_by_email
+from application.chronicle import Chronicle
+from application.command_bus import CommandBus
+from application.passwords import PASSWORD_MAX, PASSWORD_MIN, hash_password, verify_password
+from domain.user import User
+from infrastructure.web.auth import Principal, admin_only
+from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
+from infrastructure.web.rate_limits import login_rate_limit
+from infrastructure.web.read_your_writes import ProjectionProgress
+from projections.storage import ReadConnection
+from projections.users import list_users, user_by_id
+
+Password = Annotated[str, msgspec.Meta(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)]
+
+
+class RegisterRequest(msgspec.Struct, forbid_unknown_fields=True):
+    email: Annotated[str, msgspec.Meta(max_length=254)]
+    password: Password
+    display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
+    email: Annotated[str, msgspec.Meta(max_length=254)]
+    password: Annotated[str, msgspec.Meta(max_length=PASSWORD_MAX)]
+
+
+class TokenResponse(msgspec.Struct):
+    access_token: str
+    token_type: str
+    expires_in: int
+
+
+class UserView(msgspec.Struct):
+    id: str
+    email: str
+    display_name: str
+    role: str
+    disabled: bool = False
+    created_at: str | None = None
+    position: int | None = None
+
+
+class UserChange(msgspec.Struct, forbid_unknown_fields=True):
+    role: str | None = None
+    disabled: bool | None = None
+
+
+def _from_aggregate(user: User, position: int) -> UserView:
+    return UserView(
+        id=str(user.id), email=user.email, display_name=user.display_name, role=user.role,
+        disabled=user.disabled, created_at=user.created_on.isoformat(), position=position,
+    )
+
+
+def _from_row(row: dict[str, Any]) -> UserView:
+    return UserView(
+        id=row["id"], email=row["email"], display_name=row["display_name"], role=row["role"],
+        disabled=bool(row["disabled"]), created_at=row["created_at"], position=row["position"],
+    )
+
+
+class AuthController(Controller):
+    path = "/api/auth"
+    tags = ["auth"]
+
+    @post("/register", status_code=201)
+    async def register(self, data: RegisterRequest, bus: CommandBus, request: Request) -> UserView:
+        password_hash = await anyio.to_thread.run_sync(hash_password, data.password)
+        outcome = await bus.execute(
+            RegisterUser(data.email, data.display_name, password_hash), actor_id="anonymous",
+            correlation_id=request.headers.get("x-request-id"),
+        )
+        return _from_aggregate(outcome.value, outcome.position)
+
+    @post("/login", status_code=200, middleware=login_rate_limit())
+    async def login(self, data: LoginRequest, event_store: Chronicle, request: Request) -> TokenResponse:
+        jwt: JWTAuth = request.app.state.jwt
+        def check() -> User | None:
+            user = user_by_email(event_store, data.email)
+            if user is None:
+                verify_password(_DUMMY_HASH, data.password)  # same cost either way: no user enumeration
+                return None
+            return user if verify_password(user.password_hash, data.password) else None
+
+        user = await anyio.to_thread.run_sync(check)
+        if user is None:
+            raise NotAuthorizedException("invalid email or password")
+        if user.disabled:
+            raise PermissionDeniedException("this account is disabled")
+        ttl = int(jwt.default_token_expiration.total_seconds())
+        token = jwt.create_token(identifier=str(user.id), token_extras={"role": user.role})
+        return TokenResponse(access_token=token, token_type="bearer", expires_in=ttl)
+
+
+_DUMMY_HASH = hash_password("not a real password")
+
+
+class MeController(Controller):
+    path = "/api/me"
+    tags = ["auth"]
+
+    @get("/")
+    async def me(
+        self, request: Request[Principal, Any, Any], db: ReadConnection, progress: ProjectionProgress,
+        after_position: int | None = None,
+    ) -> UserView:
+        await progress.wait(("users",), after_position)
+        row = await user_by_id(db, str(request.user.id))
+        if row is None:
+            raise NotFoundException("the user is not in the read model yet; retry with after_position")
+        return _from_row(row)
+
+
+class AdminUsersController(Controller):
+    path = "/api/admin/users"
+    tags = ["admin"]
+    guards = [admin_only]
+
+    @get("/")
+    async def list_users(
+        self, db: ReadConnection, progress: ProjectionProgress, cursor: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50, after_position: int | None = None,
+    ) -> Page[UserView]:
+        await progress.wait(("users",), after_position)
+        rows = await list_users(db, cursor_position(cursor), limit + 1)
+        return page(rows, limit, _from_row)
+
+    @patch("/{user_id:uuid}")
+    async def change_user(
+        self, user_id: UUID, data: UserChange, bus: CommandBus, request: Request[Principal, Any, Any]
+    ) -> UserView:
+        actor = str(request.user.id)
+        outcome = None
+        if data.role is not None:
+            outcome = await bus.execute(ChangeUserRole(user_id, data.role), actor)
+        if data.disabled:
+            outcome = await bus.execute(DisableUser(user_id), actor)
+        if outcome is None:
+            raise ValidationException(
+                "nothing to change", extra=[{"key": "role", "message": "give a role, or disabled: true"}]
+            )
+        return _from_aggregate(outcome.value, outcome.position)

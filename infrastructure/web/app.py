@@ -1,0 +1,81 @@
+"""The app factory: one Litestar app wired to the event store, command bus, projectors and read store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from application.chronicle import Chronicle
+from application.command_bus import CommandBus
+from infrastructure.bootstrap import bootstrap
+from infrastructure.read_store import AioSQLiteReadConnection
+from infrastructure.settings import Settings
+from infrastructure.web import accounts, health, messages, sessions
+from infrastructure.web.auth import PrincipalCache, jwt_auth
+from infrastructure.web.problems import exception_handlers
+from infrastructure.web.read_your_writes import ProjectionProgress
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    auth = jwt_auth(settings.secret_key, settings.token_ttl_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        write = bootstrap(settings)
+        progress = ProjectionProgress(write.runner.positions(), settings.read_wait_seconds)
+        write.runner._on_progress = lambda advanced: loop.call_soon_threadsafe(progress.update, advanced)
+        db = await AioSQLiteReadConnection.open(settings.read_store_path)
+        app.state.update(write=write, progress=progress, db=db, principals=PrincipalCache(db), jwt=auth)
+        write.runner.start()
+        write.bus.start()
+        health.collector.write = write
+        try:
+            yield
+        finally:
+            health.collector.write = None
+            await db.close()
+            write.close()
+
+    def from_state(name: str) -> Provide:
+        def provide(state: State) -> Any:
+            return state[name]
+
+        return Provide(provide, sync_to_thread=False)
+
+    return Litestar(
+        route_handlers=[
+            accounts.AuthController, accounts.MeController, accounts.AdminUsersController,
+            sessions.SessionsController, messages.MessagesController, health.HealthController,
+            PrometheusController,
+        ],
+        dependencies={
+            "bus": Provide(_bus, sync_to_thread=False),
+            "event_store": Provide(_event_store, sync_to_thread=False),
+            "write": from_state("write"),
+            "db": from_state("db"),
+            "progress": from_state("progress"),
+        },
+        lifespan=[lifespan],
+        on_app_init=[auth.on_app_init],
+        middleware=[PrometheusConfig(app_name="chronicle", group_path=True).middleware],
+        exception_handlers=exception_handlers,
+        openapi_config=OpenAPIConfig(title="Chronicle", version="0.1.0", path="/schema"),
+    )
+
+
+def _bus(state: State) -> CommandBus:
+    return state.write.bus
+
+
+def _event_store(state: State) -> Chronicle:
+    return state.write.app

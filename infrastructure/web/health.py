@@ -1,0 +1,81 @@
+"""Liveness and readiness (with projection lag), and Chronicle's own Prometheus metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import msgspec
+from litestar import Controller, Response, get
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from infrastructure.bootstrap import WriteSide
+
+READY_LAG = 1000
+
+
+class ProjectionHealth(msgspec.Struct):
+    name: str
+    position: int
+    lag: int
+
+
+class Health(msgspec.Struct):
+    status: str
+    ready: bool
+    head: int
+    projections: list[ProjectionHealth]
+    error: str | None = None
+
+
+def health_of(write: WriteSide) -> Health:
+    head = write.runner.head()
+    projections = [
+        ProjectionHealth(name, position, max(head - position, 0)) for name, position in write.runner.positions().items()
+    ]
+    ready = write.runner.error is None and all(p.lag <= READY_LAG for p in projections)
+    return Health("ok", ready, head, projections, write.runner.error)
+
+
+class HealthController(Controller):
+    path = "/health"
+    tags = ["health"]
+
+    @get("/", exclude_from_auth=True)
+    async def live(self, write: WriteSide) -> Health:
+        """Always 200 while the process serves; `ready` says whether the read models keep up."""
+        return await anyio.to_thread.run_sync(health_of, write)
+
+    @get("/ready", exclude_from_auth=True)
+    async def ready(self, write: WriteSide) -> Response[Health]:
+        health = await anyio.to_thread.run_sync(health_of, write)
+        return Response(health, status_code=200 if health.ready else 503)
+
+
+class ChronicleCollector(Collector):
+    """Event-log head, projection positions and lag, and command-bus counters, read at scrape time."""
+
+    def __init__(self) -> None:
+        self.write: WriteSide | None = None
+
+    def collect(self) -> Iterator[Any]:
+        if self.write is None:
+            return
+        health = health_of(self.write)
+        yield GaugeMetricFamily("chronicle_event_log_head", "Position of the newest event", value=health.head)
+        lag = GaugeMetricFamily("chronicle_projection_lag_events", "Events not yet applied", labels=["projection"])
+        position = GaugeMetricFamily("chronicle_projection_position", "Last applied position", labels=["projection"])
+        for p in health.projections:
+            lag.add_metric([p.name], p.lag)
+            position.add_metric([p.name], p.position)
+        yield lag
+        yield position
+        yield CounterMetricFamily("chronicle_commands", "Commands handled", value=self.write.bus.commands)
+        yield CounterMetricFamily("chronicle_command_batches", "Group commits", value=self.write.bus.batches)
+
+
+collector = ChronicleCollector()
+REGISTRY.register(collector)

@@ -1,0 +1,157 @@
+"""Messages of a session: post, page through, edit, delete, and read an edit history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.params import Parameter
+
+from application.chat import DeleteMessage, EditMessage, PostedMessage, PostMessage
+from application.command_bus import CommandBus
+from domain.chat_session import CONTENT_MAX
+from domain.message import CLIENT_MESSAGE_ID_MAX, Message
+from infrastructure.web.auth import Principal
+from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
+from infrastructure.web.rate_limits import posting_rate_limit
+from infrastructure.web.read_your_writes import ProjectionProgress
+from projections.members import is_member
+from projections.messages import message_in_session, message_versions, messages_page
+from projections.sessions import session_for_member
+from projections.storage import ReadConnection
+
+Content = Annotated[str, msgspec.Meta(min_length=1, max_length=CONTENT_MAX)]
+READ_MODELS = ("messages", "session_members")
+
+
+class NewMessage(msgspec.Struct, forbid_unknown_fields=True):
+    content: Content
+    client_message_id: Annotated[str, msgspec.Meta(min_length=1, max_length=CLIENT_MESSAGE_ID_MAX)] | None = None
+
+
+class ChangedContent(msgspec.Struct, forbid_unknown_fields=True):
+    content: Content
+
+
+class MessageView(msgspec.Struct):
+    """`position` is where the message stands in the session (the position of its post)."""
+
+    id: str
+    session_id: str
+    author_id: str
+    role: str
+    content: str | None
+    created_at: str
+    position: int
+    client_message_id: str | None = None
+    edited_at: str | None = None
+    deleted: bool = False
+    version: int = 1
+
+
+class MessageChange(msgspec.Struct):
+    """`position` is the global position of the edit or deletion."""
+
+    id: str
+    session_id: str
+    version: int
+    content: str | None
+    deleted: bool
+    position: int
+
+
+class MessageVersion(msgspec.Struct):
+    version: int
+    content: str | None
+    at: str
+    position: int
+
+
+def _posted(message: Message, position: int) -> MessageView:
+    return MessageView(
+        id=str(message.id), session_id=str(message.session_id), author_id=str(message.author_id),
+        role=message.role, content=None if message.deleted else message.content,
+        created_at=message.created_on.isoformat(), position=position,
+        client_message_id=message.client_message_id, deleted=message.deleted, version=message.version,
+    )
+
+
+def _from_row(row: dict[str, Any]) -> MessageView:
+    return MessageView(
+        id=row["id"], session_id=row["session_id"], author_id=row["author_id"], role=row["role"],
+        content=row["content"], created_at=row["created_at"], position=row["position"],
+        client_message_id=row["client_message_id"], edited_at=row["edited_at"], deleted=bool(row["deleted"]),
+        version=row["version"],
+    )
+
+
+def _changed(message: Message, position: int) -> MessageChange:
+    return MessageChange(
+        id=str(message.id), session_id=str(message.session_id), version=message.version,
+        content=None if message.deleted else message.content, deleted=message.deleted, position=position,
+    )
+
+
+class MessagesController(Controller):
+    path = "/api/sessions/{session_id:uuid}/messages"
+    tags = ["messages"]
+
+    @post("/", middleware=posting_rate_limit())
+    async def post_message(
+        self, session_id: UUID, data: NewMessage, bus: CommandBus, request: Request[Principal, Any, Any]
+    ) -> Response[MessageView]:
+        """201 with the new message; 200 with the first message when `client_message_id` repeats."""
+        outcome = await bus.execute(
+            PostMessage(session_id, request.user.id, data.content, data.client_message_id),
+            str(request.user.id), request.headers.get("x-request-id"),
+        )
+        posted: PostedMessage = outcome.value
+        if posted.first_position is not None:
+            return Response(_posted(posted.message, posted.first_position), status_code=200)
+        return Response(_posted(posted.message, outcome.position), status_code=201)
+
+    @get("/")
+    async def page_of_messages(
+        self, session_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
+        progress: ProjectionProgress, cursor: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50, after_position: int | None = None,
+    ) -> Page[MessageView]:
+        await progress.wait(READ_MODELS, after_position)
+        if not await is_member(db, str(session_id), str(request.user.id)):
+            raise NotFoundException("no such session")
+        rows = await messages_page(db, str(session_id), cursor_position(cursor), limit + 1)
+        return page(rows, limit, _from_row)
+
+    @patch("/{message_id:uuid}")
+    async def edit(
+        self, session_id: UUID, message_id: UUID, data: ChangedContent, bus: CommandBus,
+        request: Request[Principal, Any, Any],
+    ) -> MessageChange:
+        outcome = await bus.execute(EditMessage(session_id, message_id, request.user.id, data.content), str(request.user.id))
+        return _changed(outcome.value, outcome.position)
+
+    @delete("/{message_id:uuid}", status_code=200)
+    async def remove(
+        self, session_id: UUID, message_id: UUID, bus: CommandBus, request: Request[Principal, Any, Any]
+    ) -> MessageChange:
+        outcome = await bus.execute(DeleteMessage(session_id, message_id, request.user.id), str(request.user.id))
+        return _changed(outcome.value, outcome.position)
+
+    @get("/{message_id:uuid}/history")
+    async def history(
+        self, session_id: UUID, message_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
+        progress: ProjectionProgress, after_position: int | None = None,
+    ) -> Page[MessageVersion]:
+        await progress.wait(READ_MODELS + ("sessions",), after_position)
+        user = str(request.user.id)
+        session = await session_for_member(db, str(session_id), user)
+        message = await message_in_session(db, str(session_id), str(message_id)) if session else None
+        if session is None or message is None:
+            raise NotFoundException("no such message")
+        if user not in (message["author_id"], session["owner_id"]):
+            raise PermissionDeniedException("only the author and the session owner may read a message's history")
+        versions = await message_versions(db, str(message_id))
+        return Page(items=[MessageVersion(**v) for v in versions], next_cursor=None)

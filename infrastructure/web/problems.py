@@ -1,0 +1,75 @@
+"""Every error a client can cause becomes an RFC 9457 problem detail (`application/problem+json`);
+validation errors name their field; an unexpected error is logged and answered without a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ServiceUnavailableException, ValidationException
+
+from domain.aggregate import Conflict, DomainError, Forbidden, InvalidValue, NotFound
+
+log = logging.getLogger(__name__)
+
+_MEDIA_TYPE = "application/problem+json"
+_TITLES = {
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large", 415: "Unsupported Media Type",
+    422: "Unprocessable Content", 429: "Too Many Requests", 500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+class ReadModelBehind(ServiceUnavailableException):
+    """The read model did not reach the requested position in time (read-your-writes)."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(
+            detail=f"the read model has not yet reached position {position}; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+
+
+def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> Response[Any]:
+    body = {"type": "about:blank", "title": _TITLES.get(status, "Error"), "status": status, "detail": detail, **extra}
+    return Response(body, status_code=status, media_type=_MEDIA_TYPE, headers=headers)
+
+
+def _domain_error(request: Request, error: DomainError) -> Response[Any]:
+    if isinstance(error, InvalidValue):
+        return problem(400, str(error), errors=[{"field": error.field, "message": str(error)}])
+    status = 404 if isinstance(error, NotFound) else 403 if isinstance(error, Forbidden) else 409
+    if not isinstance(error, (NotFound, Forbidden, Conflict)):
+        status = 400
+    return problem(status, str(error))
+
+
+def _validation_error(request: Request, error: ValidationException) -> Response[Any]:
+    errors = [
+        {"field": item.get("key") or item.get("source") or "body", "message": item.get("message", "invalid")}
+        for item in (error.extra if isinstance(error.extra, list) else [])
+        if isinstance(item, dict)
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(error.detail)
+    return problem(400, detail, errors=errors)
+
+
+def _http_error(request: Request, error: HTTPException) -> Response[Any]:
+    if error.status_code >= 500:
+        log.error("%s %s failed: %r", request.method, request.url.path, error, exc_info=error)
+    return problem(error.status_code, str(error.detail), headers=error.headers)
+
+
+def _unexpected_error(request: Request, error: Exception) -> Response[Any]:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
+    return problem(500, "an unexpected error occurred; it has been logged")
+
+
+exception_handlers: dict[Any, Any] = {
+    DomainError: _domain_error,
+    ValidationException: _validation_error,
+    HTTPException: _http_error,
+    Exception: _unexpected_error,
+}

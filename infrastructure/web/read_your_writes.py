@@ -1,0 +1,49 @@
+"""Read-your-writes: a query may wait until its read model has reached a given position."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from infrastructure.web.problems import ReadModelBehind
+
+
+class ProjectionProgress:
+    """Positions the projectors have committed, as this process has seen them, and the
+    queries waiting for them. Updated on the event loop (the runner thread calls in with
+    `call_soon_threadsafe`)."""
+
+    def __init__(self, positions: dict[str, int], wait_seconds: float) -> None:
+        self.positions = dict(positions)
+        self._wait_seconds = wait_seconds
+        self._waiters: list[tuple[tuple[str, ...], int, asyncio.Future[None]]] = []
+
+    def update(self, advanced: dict[str, int]) -> None:
+        for name, position in advanced.items():
+            self.positions[name] = position if name not in self.positions else max(position, self.positions[name])
+        still: list[tuple[tuple[str, ...], int, asyncio.Future[None]]] = []
+        for names, position, future in self._waiters:
+            if future.done():
+                continue
+            if self._reached(names, position):
+                future.set_result(None)
+            else:
+                still.append((names, position, future))
+        self._waiters = still
+
+    def reset(self, positions: dict[str, int]) -> None:
+        """After a rebuild elsewhere the positions may go down as well as up."""
+        self.positions = dict(positions)
+
+    def _reached(self, names: Iterable[str], position: int) -> bool:
+        return all(self.positions.get(name, 0) >= position for name in names)
+
+    async def wait(self, names: tuple[str, ...], position: int | None) -> None:
+        if position is None or self._reached(names, position):
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((names, position, future))
+        try:
+            await asyncio.wait_for(future, self._wait_seconds)
+        except TimeoutError:
+            raise ReadModelBehind(position) from None

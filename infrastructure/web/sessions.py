@@ -1,0 +1,156 @@
+"""Chat sessions and their members."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import Parameter
+
+from application.chat import AddMember, ArchiveSession, RemoveMember, StartSession, UpdateSession
+from application.command_bus import CommandBus
+from domain.chat_session import TITLE_MAX, ChatSession
+from infrastructure.web.auth import Principal
+from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
+from infrastructure.web.read_your_writes import ProjectionProgress
+from projections.members import members_of
+from projections.sessions import session_for_member, sessions_of_member
+from projections.storage import ReadConnection
+
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=TITLE_MAX)]
+READ_MODELS = ("sessions", "session_members")
+
+
+class CreateSession(msgspec.Struct, forbid_unknown_fields=True):
+    title: Title
+    assistant: bool = True
+
+
+class ChangeSession(msgspec.Struct, forbid_unknown_fields=True):
+    title: Title | None = None
+    assistant: bool | None = None
+
+
+class NewMember(msgspec.Struct, forbid_unknown_fields=True):
+    user_id: UUID
+
+
+class SessionView(msgspec.Struct):
+    """`position` is the global position of the latest change this view reflects."""
+
+    id: str
+    title: str
+    owner_id: str
+    assistant: bool
+    archived: bool
+    created_at: str
+    position: int
+
+
+class Member(msgspec.Struct):
+    user_id: str
+    role: str
+    added_at: str
+
+
+class SessionDetail(msgspec.Struct):
+    id: str
+    title: str
+    owner_id: str
+    assistant: bool
+    archived: bool
+    created_at: str
+    updated_at: str
+    message_count: int
+    last_message_preview: str | None
+    last_message_at: str | None
+    position: int
+    members: list[Member] | None = None
+
+
+class MemberChange(msgspec.Struct):
+    session_id: str
+    user_id: str
+    position: int
+
+
+def _from_aggregate(session: ChatSession, position: int) -> SessionView:
+    return SessionView(
+        id=str(session.id), title=session.title, owner_id=str(session.owner_id), assistant=session.assistant,
+        archived=session.archived, created_at=session.created_on.isoformat(), position=position,
+    )
+
+
+def _from_row(row: dict[str, Any]) -> SessionDetail:
+    return SessionDetail(
+        id=row["id"], title=row["title"], owner_id=row["owner_id"], assistant=bool(row["assistant"]),
+        archived=bool(row["archived"]), created_at=row["created_at"], updated_at=row["updated_at"],
+        message_count=row["message_count"], last_message_preview=row["last_message_preview"],
+        last_message_at=row["last_message_at"], position=row["position"],
+    )
+
+
+class SessionsController(Controller):
+    path = "/api/sessions"
+    tags = ["sessions"]
+
+    @post("/", status_code=201)
+    async def start(self, data: CreateSession, bus: CommandBus, request: Request[Principal, Any, Any]) -> SessionView:
+        outcome = await bus.execute(StartSession(request.user.id, data.title, data.assistant), str(request.user.id))
+        return _from_aggregate(outcome.value, outcome.position)
+
+    @get("/")
+    async def mine(
+        self, request: Request[Principal, Any, Any], db: ReadConnection, progress: ProjectionProgress,
+        cursor: str | None = None, limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50,
+        after_position: int | None = None,
+    ) -> Page[SessionDetail]:
+        await progress.wait(READ_MODELS, after_position)
+        rows = await sessions_of_member(db, str(request.user.id), cursor_position(cursor), limit + 1)
+        return page(rows, limit, _from_row, key="created_position")
+
+    @get("/{session_id:uuid}")
+    async def one(
+        self, session_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
+        progress: ProjectionProgress, after_position: int | None = None,
+    ) -> SessionDetail:
+        await progress.wait(READ_MODELS, after_position)
+        row = await session_for_member(db, str(session_id), str(request.user.id))
+        if row is None:
+            raise NotFoundException("no such session")
+        detail = _from_row(row)
+        detail.members = [Member(**m) for m in await members_of(db, str(session_id))]
+        return detail
+
+    @patch("/{session_id:uuid}")
+    async def change(
+        self, session_id: UUID, data: ChangeSession, bus: CommandBus, request: Request[Principal, Any, Any]
+    ) -> SessionView:
+        if data.title is None and data.assistant is None:
+            raise ValidationException("nothing to change", extra=[{"key": "title", "message": "give a title or assistant"}])
+        outcome = await bus.execute(
+            UpdateSession(session_id, request.user.id, data.title, data.assistant), str(request.user.id)
+        )
+        return _from_aggregate(outcome.value, outcome.position)
+
+    @delete("/{session_id:uuid}", status_code=200)
+    async def archive(self, session_id: UUID, bus: CommandBus, request: Request[Principal, Any, Any]) -> SessionView:
+        outcome = await bus.execute(ArchiveSession(session_id, request.user.id), str(request.user.id))
+        return _from_aggregate(outcome.value, outcome.position)
+
+    @post("/{session_id:uuid}/members", status_code=201)
+    async def add_member(
+        self, session_id: UUID, data: NewMember, bus: CommandBus, request: Request[Principal, Any, Any]
+    ) -> MemberChange:
+        outcome = await bus.execute(AddMember(session_id, request.user.id, data.user_id), str(request.user.id))
+        return MemberChange(str(session_id), str(data.user_id), outcome.position)
+
+    @delete("/{session_id:uuid}/members/{user_id:uuid}", status_code=200)
+    async def remove_member(
+        self, session_id: UUID, user_id: UUID, bus: CommandBus, request: Request[Principal, Any, Any]
+    ) -> MemberChange:
+        outcome = await bus.execute(RemoveMember(session_id, request.user.id, user_id), str(request.user.id))
+        return MemberChange(str(session_id), str(user_id), outcome.position)

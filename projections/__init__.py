@@ -1,0 +1,1 @@
+"""Read models: projectors that turn the global event log into query-optimised tables."""

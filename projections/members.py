@@ -1,0 +1,57 @@
+"""The session members read model: who may see which session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.chat_session import ChatSession
+from projections.projector import Projector, collect_handlers, handles, iso
+from projections.storage import ReadConnection, ReadTransaction, Row
+
+
+@collect_handlers
+class SessionMembersProjector(Projector):
+    name = "session_members"
+    tables = ("session_members",)
+    schema = (
+        """CREATE TABLE IF NOT EXISTS session_members (
+            session_id TEXT NOT NULL, user_id TEXT NOT NULL, role TEXT NOT NULL,
+            added_at TEXT NOT NULL, position INTEGER NOT NULL,
+            PRIMARY KEY (session_id, user_id))""",
+        "CREATE INDEX IF NOT EXISTS session_members_by_user ON session_members(user_id, session_id)",
+    )
+
+    @handles(ChatSession.SessionStarted)
+    def _started(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        tx.execute(
+            "INSERT INTO session_members VALUES (?,?,?,?,?)",
+            (str(e.originator_id), str(e.owner_id), "owner", iso(e.timestamp), position),
+        )
+
+    @handles(ChatSession.MemberAdded)
+    def _added(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        tx.execute(
+            "INSERT OR REPLACE INTO session_members VALUES (?,?,?,?,?)",
+            (str(e.originator_id), str(e.user_id), "member", iso(e.timestamp), position),
+        )
+
+    @handles(ChatSession.MemberRemoved)
+    def _removed(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        tx.execute(
+            "DELETE FROM session_members WHERE session_id=? AND user_id=?",
+            (str(e.originator_id), str(e.user_id)),
+        )
+
+
+async def is_member(db: ReadConnection, session_id: str, user_id: str) -> bool:
+    row = await db.fetch_one(
+        "SELECT 1 AS yes FROM session_members WHERE session_id=? AND user_id=?", (session_id, user_id)
+    )
+    return row is not None
+
+
+async def members_of(db: ReadConnection, session_id: str) -> list[Row]:
+    return await db.fetch_all(
+        "SELECT user_id, role, added_at FROM session_members WHERE session_id=? ORDER BY position",
+        (session_id,),
+    )

@@ -1,0 +1,83 @@
+"""The session messages read model: messages in log order, and every version of each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.message import Message
+from projections.projector import Projector, collect_handlers, handles, iso
+from projections.storage import ReadConnection, ReadTransaction, Row
+
+
+@collect_handlers
+class SessionMessagesProjector(Projector):
+    name = "messages"
+    tables = ("messages", "message_versions")
+    schema = (
+        """CREATE TABLE IF NOT EXISTS messages (
+            position INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, session_id TEXT NOT NULL,
+            author_id TEXT NOT NULL, role TEXT NOT NULL, content TEXT,
+            client_message_id TEXT, created_at TEXT NOT NULL, edited_at TEXT,
+            deleted INTEGER NOT NULL DEFAULT 0, version INTEGER NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session_id, position)",
+        """CREATE TABLE IF NOT EXISTS message_versions (
+            message_id TEXT NOT NULL, version INTEGER NOT NULL, content TEXT,
+            at TEXT NOT NULL, position INTEGER NOT NULL, PRIMARY KEY (message_id, version))""",
+    )
+
+    @handles(Message.MessagePosted)
+    def _posted(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        at = iso(e.timestamp)
+        message_id = str(e.originator_id)
+        tx.execute(
+            "INSERT INTO messages (position, id, session_id, author_id, role, content,"
+            " client_message_id, created_at, version) VALUES (?,?,?,?,?,?,?,?,1)",
+            (position, message_id, str(e.session_id), str(e.author_id), e.role, e.content,
+             e.client_message_id, at),
+        )
+        tx.execute("INSERT INTO message_versions VALUES (?,1,?,?,?)", (message_id, e.content, at, position))
+
+    @handles(Message.MessageEdited)
+    def _edited(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        at = iso(e.timestamp)
+        message_id = str(e.originator_id)
+        tx.execute(
+            "UPDATE messages SET content=?, edited_at=?, version=version+1 WHERE id=?",
+            (e.content, at, message_id),
+        )
+        tx.execute(
+            "INSERT INTO message_versions SELECT id, version, ?, ?, ? FROM messages WHERE id=?",
+            (e.content, at, position, message_id),
+        )
+
+    @handles(Message.MessageDeleted)
+    def _deleted(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        message_id = str(e.originator_id)
+        tx.execute("UPDATE messages SET content=NULL, deleted=1 WHERE id=?", (message_id,))
+        tx.execute("UPDATE message_versions SET content=NULL WHERE message_id=?", (message_id,))
+
+
+_COLUMNS = (
+    "id, session_id, author_id, role, content, client_message_id, created_at, edited_at,"
+    " deleted, version, position"
+)
+
+
+async def messages_page(db: ReadConnection, session_id: str, after: int, limit: int) -> list[Row]:
+    return await db.fetch_all(
+        f"SELECT {_COLUMNS} FROM messages WHERE session_id=? AND position>? ORDER BY position LIMIT ?",
+        (session_id, after, limit),
+    )
+
+
+async def message_in_session(db: ReadConnection, session_id: str, message_id: str) -> Row | None:
+    return await db.fetch_one(
+        f"SELECT {_COLUMNS} FROM messages WHERE session_id=? AND id=?", (session_id, message_id)
+    )
+
+
+async def message_versions(db: ReadConnection, message_id: str) -> list[Row]:
+    return await db.fetch_all(
+        "SELECT version, content, at, position FROM message_versions WHERE message_id=? ORDER BY version",
+        (message_id,),
+    )

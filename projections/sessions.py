@@ -1,0 +1,106 @@
+"""The sessions read model: each session with its settings, message count and last-message preview."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.chat_session import ChatSession
+from domain.message import Message
+from projections.projector import Projector, collect_handlers, handles, iso
+from projections.storage import ReadConnection, ReadTransaction, Row
+
+PREVIEW_LENGTH = 140
+
+
+@collect_handlers
+class SessionsProjector(Projector):
+    name = "sessions"
+    tables = ("sessions",)
+    schema = (
+        """CREATE TABLE IF NOT EXISTS sessions (
+            id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, title TEXT NOT NULL,
+            assistant INTEGER NOT NULL, archived INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+            message_count INTEGER NOT NULL DEFAULT 0, last_message_id TEXT,
+            last_message_preview TEXT, last_message_at TEXT,
+            created_position INTEGER NOT NULL, position INTEGER NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS sessions_by_created_position ON sessions(created_position)",
+    )
+
+    @handles(ChatSession.SessionStarted)
+    def _started(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        at = iso(e.timestamp)
+        tx.execute(
+            "INSERT INTO sessions (id, owner_id, title, assistant, created_at, updated_at,"
+            " created_position, position) VALUES (?,?,?,?,?,?,?,?)",
+            (str(e.originator_id), str(e.owner_id), e.title, int(e.assistant), at, at, position, position),
+        )
+
+    def _touch(self, tx: ReadTransaction, e: Any, position: int, assignments: str, params: tuple) -> None:
+        tx.execute(
+            f"UPDATE sessions SET {assignments}updated_at=?, position=? WHERE id=?",
+            (*params, iso(e.timestamp), position, str(e.originator_id)),
+        )
+
+    @handles(ChatSession.SessionRenamed)
+    def _renamed(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        self._touch(tx, e, position, "title=?, ", (e.title,))
+
+    @handles(ChatSession.AssistantSettingChanged)
+    def _assistant_changed(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        self._touch(tx, e, position, "assistant=?, ", (int(e.assistant),))
+
+    @handles(ChatSession.SessionArchived)
+    def _archived(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        self._touch(tx, e, position, "archived=1, ", ())
+
+    @handles(ChatSession.MemberAdded, ChatSession.MemberRemoved)
+    def _membership_changed(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        self._touch(tx, e, position, "", ())
+
+    @handles(Message.MessagePosted)
+    def _posted(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        tx.execute(
+            "UPDATE sessions SET message_count=message_count+1, last_message_id=?,"
+            " last_message_preview=?, last_message_at=?, updated_at=?, position=? WHERE id=?",
+            (str(e.originator_id), e.content[:PREVIEW_LENGTH], iso(e.timestamp), iso(e.timestamp),
+             position, str(e.session_id)),
+        )
+
+    @handles(Message.MessageEdited)
+    def _edited(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        tx.execute(
+            "UPDATE sessions SET last_message_preview=?, position=? WHERE id=? AND last_message_id=?",
+            (e.content[:PREVIEW_LENGTH], position, str(e.session_id), str(e.originator_id)),
+        )
+
+    @handles(Message.MessageDeleted)
+    def _deleted(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        tx.execute(
+            "UPDATE sessions SET message_count=message_count-1, position=?,"
+            " last_message_preview=CASE WHEN last_message_id=? THEN NULL ELSE last_message_preview END"
+            " WHERE id=?",
+            (position, str(e.originator_id), str(e.session_id)),
+        )
+
+
+_COLUMNS = (
+    "s.id, s.owner_id, s.title, s.assistant, s.archived, s.created_at, s.updated_at,"
+    " s.message_count, s.last_message_preview, s.last_message_at, s.created_position, s.position"
+)
+
+
+async def session_for_member(db: ReadConnection, session_id: str, user_id: str) -> Row | None:
+    return await db.fetch_one(
+        f"SELECT {_COLUMNS} FROM sessions s JOIN session_members m ON m.session_id=s.id"
+        " WHERE s.id=? AND m.user_id=?",
+        (session_id, user_id),
+    )
+
+
+async def sessions_of_member(db: ReadConnection, user_id: str, after: int, limit: int) -> list[Row]:
+    return await db.fetch_all(
+        f"SELECT {_COLUMNS} FROM session_members m JOIN sessions s ON s.id=m.session_id"
+        " WHERE m.user_id=? AND s.created_position>? ORDER BY s.created_position LIMIT ?",
+        (user_id, after, limit),
+    )

@@ -1,0 +1,28 @@
+"""The narrow interface between projectors/queries and whatever stores the read tables.
+
+Projectors and queries speak plain SQL with `?` placeholders and these two protocols;
+a PostgreSQL implementation needs only to provide them."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+Row = dict[str, Any]
+
+
+@runtime_checkable
+class ReadTransaction(Protocol):
+    """One read-model write transaction: the projector's rows and its position commit together."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+    def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+
+
+@runtime_checkable
+class ReadConnection(Protocol):
+    """Asynchronous access for queries."""
+
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...

@@ -1,0 +1,44 @@
+import pytest
+
+from domain.aggregate import InvalidValue
+from domain.user import EmailClaim, User, UserDisabled, email_claim_id
+
+
+def registered(role: str = "user") -> User:
+    return User.register("Ann@Example.org", "Ann", role, "hash")
+
+
+def test_a_registered_user_keeps_email_display_name_and_role():
+    user = registered()
+    assert (user.email, user.display_name, user.role, user.disabled) == ("Ann@Example.org", "Ann", "user", False)
+
+
+@pytest.mark.parametrize(("email", "name", "role", "field"), [
+    ("not-an-email", "Ann", "user", "email"),
+    ("a@b.io", "", "user", "display_name"),
+    ("a@b.io", "x" * 101, "user", "display_name"),
+    ("a@b.io", "Ann", "root", "role"),
+])
+def test_registration_refuses_invalid_values_naming_the_field(email, name, role, field):
+    with pytest.raises(InvalidValue) as refused:
+        User.register(email, name, role, "hash")
+    assert refused.value.field == field
+
+
+def test_email_claims_are_case_insensitive():
+    assert email_claim_id("Ann@Example.org") == email_claim_id("ann@example.ORG ")
+    assert EmailClaim(email="ANN@example.org", user_id=registered().id).id == email_claim_id("ann@example.org")
+
+
+def test_role_changes_password_changes_and_disabling_are_events():
+    user = registered()
+    user.change_role("auditor")
+    user.change_password("hash2")
+    user.disable()
+    user.disable()
+    names = [type(e).__name__ for e in user.collect_events()]
+    assert names == ["UserRegistered", "UserRoleChanged", "UserPasswordChanged", "UserDisabled"]
+    with pytest.raises(UserDisabled):
+        user.change_password("hash3")
+    with pytest.raises(InvalidValue):
+        user.change_role("superuser")
