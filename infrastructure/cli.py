@@ -144,3 +144,7 @@ def projections_rebuild(data_dir: Path, name: str | None, all_: bool) -> None:
         console.print(f"rebuilt {', '.join(p.name for p in chosen)}: {head} events in {elapsed:.2f}s")
     finally:
         write.close()
+
+
+if __name__ == "__main__":
+    main()

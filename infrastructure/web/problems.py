@@ -4,6 +4,7 @@ validation errors name their field; an unexpected error is logged and answered w
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from litestar import Request, Response
@@ -46,9 +47,21 @@ def _domain_error(request: Request, error: DomainError) -> Response[Any]:
     return problem(status, str(error))
 
 
+_NAMED_FIELD = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
+
+
+def _field_of(item: dict[str, Any]) -> str:
+    """Litestar names the whole body `data`; name the offending field where msgspec says it."""
+    key = item.get("key")
+    if key in (None, "data"):
+        found = _NAMED_FIELD.search(str(item.get("message", "")))
+        return found.group(1) if found else "body"
+    return str(key)
+
+
 def _validation_error(request: Request, error: ValidationException) -> Response[Any]:
     errors = [
-        {"field": item.get("key") or item.get("source") or "body", "message": item.get("message", "invalid")}
+        {"field": _field_of(item), "message": item.get("message", "invalid")}
         for item in (error.extra if isinstance(error.extra, list) else [])
         if isinstance(item, dict)
     ]

@@ -1,0 +1,109 @@
+"""A real `chronicle serve` process on a free port, and a small HTTP client for it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+CHRONICLE = str(Path(sys.executable).parent / "chronicle")
+SECRET = "test-secret-key-that-is-long-enough-for-hs256"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(data_dir: Path, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CHRONICLE, *args, "--data-dir", str(data_dir)], input=input, capture_output=True, text=True,
+        env={**os.environ, "CHRONICLE_SECRET_KEY": SECRET, **(env or {})}, timeout=120,
+    )
+
+
+class Server:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.env = {**os.environ, "CHRONICLE_SECRET_KEY": SECRET, "CHRONICLE_RATE_LIMIT_POSTS": "0",
+                    "CHRONICLE_RATE_LIMIT_LOGIN": "0", **(env or {})}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Server:
+        self.log = open(self.data_dir / f"server-{self.port}.log", "ab")
+        self.process = subprocess.Popen(
+            [CHRONICLE, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "--log-level", "warning"],
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not become healthy")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.log.close()
+
+    def client(self, token: str | None = None) -> Api:
+        return Api(self.url, token)
+
+
+class Api:
+    def __init__(self, url: str, token: str | None = None) -> None:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=url, headers=headers, timeout=30)
+        self.token = token
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self.http.request(method, path, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.http.get(path, **kwargs)
+
+    def post(self, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
+        return self.http.post(path, json=json, **kwargs)
+
+    def patch(self, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
+        return self.http.patch(path, json=json, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.http.delete(path, **kwargs)
+
+    def head(self) -> int:
+        return self.get("/health").json()["head"]
+
+    def signup(self, email: str, password: str = "correct horse", name: str = "Someone") -> tuple[Api, dict]:
+        """Registers and logs in; returns a client carrying the user's token, and the user."""
+        user = self.post("/api/auth/register", {"email": email, "password": password, "display_name": name})
+        assert user.status_code == 201, user.text
+        login = self.post("/api/auth/login", {"email": email, "password": password})
+        assert login.status_code == 200, login.text
+        return Api(str(self.http.base_url), login.json()["access_token"]), user.json()

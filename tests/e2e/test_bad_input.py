@@ -1,0 +1,97 @@
+"""Bad input gets a clear 4xx problem detail, and the event log is left as it was."""
+
+import uuid
+
+import pytest
+
+from tests.e2e.conftest import assert_problem
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def ann(new_user):
+    client, _ = new_user("ann")
+    client.sid = client.post("/api/sessions", {"title": "Bad input"}).json()["id"]
+    return client
+
+
+RAW = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    (b'{"content": ', None),
+    (b'not json at all', None),
+    (b'[]', None),
+    (b'{"content": 42}', "content"),
+    (b'{"content": ""}', "content"),
+    (b'{"content": "' + b"x" * 32_001 + b'"}', "content"),
+    (b'{"content": "ok", "client_message_id": ""}', "client_message_id"),
+    (b'{"content": "ok", "surprise": true}', "surprise"),
+    (b'{}', "content"),
+])
+def test_malformed_or_invalid_message_bodies(ann, body, field):
+    head = ann.head()
+    response = ann.post(f"/api/sessions/{ann.sid}/messages", content=body, headers=RAW)
+    assert_problem(response, 400, field)
+    assert ann.head() == head
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/api/auth/register", {"email": "nope", "password": "long enough", "display_name": "X"}, "email"),
+    ("/api/auth/register", {"email": "a@b.io", "password": "short", "display_name": "X"}, "password"),
+    ("/api/auth/register", {"email": "a@b.io", "password": "long enough", "display_name": ""}, "display_name"),
+    ("/api/auth/register", {"email": "a@b.io", "password": "long enough"}, "display_name"),
+    ("/api/auth/register", {"email": ["a@b.io"], "password": "long enough", "display_name": "X"}, "email"),
+])
+def test_invalid_registrations_name_the_field(anon, path, body, field):
+    head = anon.head()
+    assert_problem(anon.post(path, body), 400, field)
+    assert anon.head() == head
+
+
+def test_wrong_password_and_unknown_email_get_the_same_401(anon, new_user):
+    _, user = new_user("ann")
+    wrong = assert_problem(anon.post("/api/auth/login", {"email": user["email"], "password": "wrong password"}), 401)
+    unknown = assert_problem(anon.post("/api/auth/login", {"email": "ghost@example.org", "password": "wrong password"}), 401)
+    assert wrong["detail"] == unknown["detail"]
+
+
+def test_a_duplicate_email_is_a_409(anon, new_user):
+    _, user = new_user("ann")
+    head = anon.head()
+    again = anon.post("/api/auth/register", {"email": user["email"].upper(), "password": "long enough", "display_name": "A"})
+    assert_problem(again, 409)
+    assert anon.head() == head
+
+
+def test_unknown_ids_and_malformed_ids(ann):
+    head = ann.head()
+    ghost = uuid.uuid4()
+    assert_problem(ann.get(f"/api/sessions/{ghost}"), 404)
+    assert_problem(ann.post(f"/api/sessions/{ghost}/messages", {"content": "x"}), 404)
+    assert_problem(ann.patch(f"/api/sessions/{ann.sid}/messages/{ghost}", {"content": "x"}), 404)
+    assert_problem(ann.post(f"/api/sessions/{ann.sid}/members", {"user_id": str(ghost)}), 404)
+    assert_problem(ann.post(f"/api/sessions/{ann.sid}/members", {"user_id": "not-a-uuid"}), 400, "user_id")
+    assert ann.get("/api/sessions/not-a-uuid").status_code in (400, 404)
+    assert_problem(ann.get("/api/no-such-endpoint"), 404)
+    assert ann.head() == head
+
+
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 501}, {"limit": "ten"}, {"cursor": "abc"}, {"after_position": "soon"}])
+def test_bad_query_parameters(ann, params):
+    response = ann.get(f"/api/sessions/{ann.sid}/messages", params=params)
+    assert_problem(response, 400)
+
+
+def test_a_read_model_wait_that_times_out_is_a_503_with_retry_after(server, ann):
+    from tests.e2e.server import Api  # noqa: F401
+
+    far = ann.head() + 1_000_000
+    response = ann.get(f"/api/sessions/{ann.sid}/messages", params={"after_position": far}, timeout=30)
+    assert_problem(response, 503)
+    assert response.headers["retry-after"] == "1"
+
+
+def test_empty_patch_is_refused(ann):
+    assert_problem(ann.patch(f"/api/sessions/{ann.sid}", {}), 400)
