@@ -6,10 +6,15 @@ from eventsourcing.application import Application
 
 
 class Chronicle(Application):
-    """Aggregates are cached and fast-forwarded from the store, so a command loads only
-    the events it has not yet seen; messages are their own aggregates, so a session's
-    aggregate never grows with its message count."""
+    """Aggregates stay cached in memory between commands: the command bus is the one writer,
+    so the cache is current without a query per command. Commands work on the cached
+    objects themselves (no deep copy); the bus evicts whatever a failed group touched, and
+    a save that finds the store ahead of the cache (another process wrote) is refused by
+    the store and retried on freshly loaded aggregates. Messages are their own aggregates,
+    so a session's aggregate never grows with its message count."""
 
     env = {
-        "AGGREGATE_CACHE_MAXSIZE": "20000",
+        "AGGREGATE_CACHE_MAXSIZE": "50000",
+        "AGGREGATE_CACHE_FASTFORWARD": "n",
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
     }

@@ -176,6 +176,13 @@ class CommandBus:
 
     def _decide_and_save(self, batch: list[_Pending]) -> None:
         uow = UnitOfWork(self._app.repository, self._event_log)
+        try:
+            self._decide_and_save_in(uow, batch)
+        except BaseException:
+            uow.forget()
+            raise
+
+    def _decide_and_save_in(self, uow: UnitOfWork, batch: list[_Pending]) -> None:
         decided: list[tuple[_Pending, Any, list[Any]]] = []
         for item in batch:
             before = uow.pending_counts()

@@ -53,3 +53,15 @@ class UnitOfWork:
 
     def changed(self) -> list[Aggregate]:
         return [agg for agg in self._aggregates.values() if agg is not None and agg.pending_events]
+
+    def forget(self) -> None:
+        """Evicts every aggregate this unit loaded from the repository's cache: after a
+        failed group they may hold changes that were never saved."""
+        cache = self._repository.cache
+        if cache is None:
+            return
+        for key in self._aggregates:
+            try:
+                cache.get(key, evict=True)
+            except KeyError:
+                pass

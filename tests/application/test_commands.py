@@ -168,7 +168,9 @@ def test_two_writers_renaming_one_session_concurrently_never_lose_an_update(writ
             t.start()
         for t in threads:
             t.join()
-        session = write_side.app.repository.get(session_id)
+        fresh = bootstrap(Settings.from_env(data_dir))
+        session = fresh.app.repository.get(session_id)
+        fresh.close()
         renames = [
             write_side.app.mapper.to_domain_event(n).title
             for n in write_side.app.recorder.select_notifications(start=1, limit=1000)
