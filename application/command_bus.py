@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import uuid4
 
 from eventsourcing.persistence import IntegrityError
 
@@ -24,6 +23,7 @@ from application.chronicle import Chronicle
 from application.event_log import EventLog
 from application.unit_of_work import UnitOfWork
 from domain.aggregate import Conflict, DomainError
+from domain.identity import new_id
 from domain.provenance import acting_as
 
 log = logging.getLogger(__name__)
@@ -103,12 +103,12 @@ class CommandBus:
             else:
                 future.set_result(result)
 
-        self._queue.put(_Pending(command, actor_id, correlation_id or str(uuid4()), settle, loop))
+        self._queue.put(_Pending(command, actor_id, correlation_id or str(new_id()), settle, loop))
         return await future
 
     def execute_now(self, command: Any, actor_id: str, correlation_id: str | None = None) -> Outcome:
         """Runs one command in the calling thread (for the CLI, which has no server)."""
-        pending = _Pending(command, actor_id, correlation_id or str(uuid4()), lambda result: None)
+        pending = _Pending(command, actor_id, correlation_id or str(new_id()), lambda result: None)
         self._process([pending])
         assert pending.result is not None
         if isinstance(pending.result, BaseException):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from domain.identity import new_id
 from domain.provenance import clock, current_provenance
 
 
@@ -45,6 +47,10 @@ class ChronicleAggregate(Aggregate):
 
     class Created(Event, Aggregate.Created):
         pass
+
+    @staticmethod
+    def create_id(*_: Any, **__: Any) -> UUID:
+        return new_id()
 
     @classmethod
     def _create(cls, event_class: Any, **kwargs: Any) -> Any:

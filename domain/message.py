@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from uuid import UUID, uuid4, uuid5
+from uuid import UUID, uuid5
+
+from domain.identity import new_id
 
 from eventsourcing.domain import event
 
@@ -21,7 +23,7 @@ def message_id_for(session_id: UUID, author_id: UUID, client_message_id: str | N
     """A client's retry of the same post maps to the same message id, which makes posting
     idempotent: the event store refuses a second message with that id."""
     if client_message_id is None:
-        return uuid4()
+        return new_id()
     return uuid5(session_id, f"{author_id}:{client_message_id}")
 
 

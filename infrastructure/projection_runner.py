@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 
 
 class ProjectionRunner:
+    COALESCE_SECONDS = 0.005
+    """Pause after a batch so that the next one gathers more events: fewer, larger
+    read-model transactions under load, for at most this much extra lag."""
+
     def __init__(
         self,
         app: Chronicle,
@@ -37,6 +41,7 @@ class ProjectionRunner:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: str | None = None
+        self._known: dict[str, int] | None = None
         store.ensure_schema(self.projectors)
 
     def head(self) -> int:
@@ -47,24 +52,33 @@ class ProjectionRunner:
         return {p.name: known.get(p.name, 0) for p in self.projectors}
 
     def catch_up_once(self) -> int:
-        """Applies the next batch of events; returns how many events it read (0 at the head)."""
-        start = min(self.positions().values(), default=0)
+        """Applies the next batch of events; returns how many events it read (0 at the head).
+
+        Positions are re-read inside the write transaction; the copy kept between batches
+        only says where to start reading the log, and is refreshed whenever the log has
+        nothing new (another process may have reset or advanced a projection)."""
+        if self._known is None:
+            self._known = self.positions()
+        start = min(self._known.values(), default=0)
         notifications = self._app.recorder.select_notifications(start=start + 1, limit=self._batch_size)
         if not notifications:
+            self._known = None
             return 0
         events = [(n.id, self._app.mapper.to_domain_event(n)) for n in notifications]
         first, last = events[0][0], events[-1][0]
         advanced: dict[str, int] = {}
         with self._store.transaction() as tx:
+            current = tx.positions()
             for projector in self.projectors:
-                position = tx.position(projector.name)
+                position = current.get(projector.name, 0)
                 if position < first - 1 or position >= last:
-                    continue  # reset or advanced by another process meanwhile: next batch
+                    continue  # reset or advanced by another process meanwhile
                 for event_position, event in events:
                     if event_position > position:
                         projector.apply(tx, event, event_position)
-                tx.set_position(projector.name, last)
                 advanced[projector.name] = last
+            tx.set_positions(advanced)
+        self._known = {p.name: advanced.get(p.name, current.get(p.name, 0)) for p in self.projectors}
         if advanced:
             self._on_progress(advanced)
         return len(events)
@@ -96,6 +110,7 @@ class ProjectionRunner:
                 if self.catch_up_once():
                     self.error = None
                     backoff = 0.1
+                    time.sleep(self.COALESCE_SECONDS)
                     continue
             except Exception as error:  # noqa: BLE001 - report, wait, retry; never die
                 self.error = f"{type(error).__name__}: {error}"

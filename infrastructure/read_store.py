@@ -37,17 +37,16 @@ class SQLiteReadTransaction:
         row = cursor.fetchone()
         return None if row is None else _dict_row(cursor, row)
 
-    def position(self, name: str) -> int:
-        row = self._connection.execute(
-            "SELECT position FROM projection_positions WHERE name=?", (name,)
-        ).fetchone()
-        return 0 if row is None else int(row[0])
+    def positions(self) -> dict[str, int]:
+        rows = self._connection.execute("SELECT name, position FROM projection_positions").fetchall()
+        return {name: int(position) for name, position in rows}
 
-    def set_position(self, name: str, position: int) -> None:
-        self._connection.execute(
+    def set_positions(self, positions: dict[str, int]) -> None:
+        now = time.time()
+        self._connection.executemany(
             "INSERT INTO projection_positions (name, position, updated_at) VALUES (?, ?, ?)"
             " ON CONFLICT(name) DO UPDATE SET position=excluded.position, updated_at=excluded.updated_at",
-            (name, position, time.time()),
+            [(name, position, now) for name, position in positions.items()],
         )
 
 
@@ -97,7 +96,7 @@ class SQLiteReadStore:
                     tx.execute(f"DROP TABLE IF EXISTS {table}")
                 for statement in projector.schema:
                     tx.execute(statement)
-                tx.set_position(projector.name, 0)
+            tx.set_positions({projector.name: 0 for projector in projectors})
 
     def dump(self, tables: Sequence[str]) -> dict[str, list[tuple]]:
         """Every row of these tables, in a stable order (for comparing two builds)."""
