@@ -16,3 +16,10 @@ def test_the_load_tool_posts_through_a_real_server_without_errors():
     assert result.errors == 0
     assert result.messages > 0 and result.messages_per_second > 0
     assert result.server_rss_mb > 0
+
+
+def test_the_long_session_measurement_runs():
+    from benchmarks.long_session import measure
+
+    result = measure(messages=3_000, repeats=3)
+    assert result["early_us_per_post"] > 0 and result["late_us_per_post"] > 0

