@@ -1,21 +1,25 @@
-"""The load tool in a short form, so it keeps working (figures are not asserted here)."""
+"""The load tools in a short form, so they keep working (figures are not asserted here)."""
 
 import os
 
 import pytest
 
-from benchmarks.load import run
+from benchmarks.load import ceiling, chronicle
 
 pytestmark = pytest.mark.load
+FULL = os.environ.get("CHRONICLE_LOAD_FULL") == "1"
 
 
 def test_the_load_tool_posts_through_a_real_server_without_errors():
-    full = os.environ.get("CHRONICLE_LOAD_FULL") == "1"
-    result = run(clients=50 if full else 10, sessions=50 if full else 5, seconds=10 if full else 2,
-                 max_messages=1_000_000, pin=False)
-    assert result.errors == 0
-    assert result.messages > 0 and result.messages_per_second > 0
-    assert result.server_rss_mb > 0
+    run = chronicle("aiohttp", clients=50 if FULL else 10, sessions=50 if FULL else 5,
+                    seconds=10 if FULL else 2, max_requests=2_000_000)
+    assert run.errors == 0 and run.requests > 0
+    assert run.read_model_catch_up_ms is not None and run.server_rss_mb > 0
+
+
+def test_the_ceiling_reference_serves_the_same_load():
+    run = ceiling("aiohttp", clients=10, sessions=5, seconds=1, max_requests=2_000_000)
+    assert run.errors == 0 and run.requests > 0
 
 
 def test_the_long_session_measurement_runs():

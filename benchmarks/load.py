@@ -1,11 +1,13 @@
-"""Load tool: starts a real `chronicle serve` on a fresh data directory and posts messages
-from many concurrent HTTP clients, then reports throughput, latency and read-model lag.
+"""Load tool: starts a real `chronicle serve` on a fresh data directory, posts messages from many
+concurrent HTTP clients to many sessions, and reports throughput, latency, read-model lag and
+server memory — next to the machine's ceiling measured in the same run (a trivial Litestar POST
+endpoint served the same way, loaded the same way), so the figures read as ratios that hold on
+a noisy machine.
 
-    python -m benchmarks.load --clients 50 --sessions 50 --seconds 10
+    python -m benchmarks.load --clients 50 500 --seconds 10 --json benchmarks/results/load.json
 
-Traffic goes only to 127.0.0.1; every loop is bounded by count and time. By default the
-server is pinned to CPU 0 and this load generator to CPU 1, so the two do not steal
-each other's core on a 2-core machine.
+The load comes from wrk when it is installed (`apt-get install wrk`), else from an aiohttp
+client in this process. Traffic goes only to 127.0.0.1; every loop is bounded in count and time.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,148 +28,242 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.e2e.server import Server
+from tests.e2e.server import Server, free_port
+
+BODY = {"content": "a message of ordinary length about the launch plan"}
 
 
 @dataclass
-class PostingResult:
+class Run:
+    target: str
+    engine: str
     clients: int
-    sessions: int
     seconds: float
-    messages: int
+    requests: int
     errors: int
-    messages_per_second: float
+    per_second: float
     p50_ms: float
     p95_ms: float
     p99_ms: float
     max_ms: float
-    read_model_catch_up_ms: float
-    read_after_write_p50_ms: float
-    read_after_write_p99_ms: float
-    server_rss_mb: float
+    read_model_catch_up_ms: float | None = None
+    read_after_write_p50_ms: float | None = None
+    read_after_write_p99_ms: float | None = None
+    server_rss_mb: float | None = None
+    server_cpu_seconds: float | None = None
 
 
 def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def _proc_stat(pid: int) -> tuple[float, float]:
+    """RSS in MB and CPU seconds (user + system) of a process and its threads."""
+    rss = next(
+        (int(line.split()[1]) / 1024 for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS:")),
+        float("nan"),
+    )
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _setup(http: aiohttp.ClientSession, url: str, sessions: int) -> list[tuple[str, str]]:
-    """One user per session: (token, session id)."""
-    pairs = []
-    for i in range(sessions):
-        body = {"email": f"load{i}@example.org", "password": "load password", "display_name": f"L{i}"}
-        async with http.post(f"{url}/api/auth/register", json=body) as r:
-            assert r.status == 201, await r.text()
-        async with http.post(f"{url}/api/auth/login", json={"email": body["email"], "password": body["password"]}) as r:
-            token = (await r.json())["access_token"]
-        async with http.post(f"{url}/api/sessions", json={"title": f"load {i}"}, headers={"authorization": f"Bearer {token}"}) as r:
-            pairs.append((token, (await r.json())["id"]))
-    return pairs
+# --- load engines ---------------------------------------------------------------------------
+
+PIN = {"server": None, "load": None}
+"""CPU sets for the server and the load generator (`--pin`), so they do not compete for a core."""
 
 
-async def _post_load(url: str, clients: int, sessions: int, seconds: float, max_messages: int) -> dict:
+def _pin(pid: int, role: str) -> None:
+    cpus = PIN[role]
+    if cpus is not None:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            os.sched_setaffinity(int(task.name), cpus)
+
+
+def _wrk(url: str, targets: list[tuple[str, str]], clients: int, seconds: float) -> dict:
+    """`targets` are (path, authorization) pairs; requests rotate through them."""
+    entries = ",\n".join(f'  {{"{path}", "{auth}"}}' for path, auth in targets)
+    script = f"""
+local targets = {{
+{entries}
+}}
+local body = '{json.dumps(BODY)}'
+local n = 0
+request = function()
+  n = n + 1
+  local t = targets[(n % #targets) + 1]
+  return wrk.format("POST", t[1], {{["Content-Type"] = "application/json", ["Authorization"] = t[2]}}, body)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %f %f %f %f\\n", summary.requests,
+    e.connect + e.read + e.write + e.status + e.timeout, summary.duration,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max))
+end
+"""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    try:
+        out = subprocess.run(
+            ([] if PIN["load"] is None else ["taskset", "-c", ",".join(map(str, PIN["load"]))]) + ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", f.name, url],
+            capture_output=True, text=True, timeout=seconds + 60, check=True,
+        ).stdout
+    finally:
+        os.unlink(f.name)
+    line = next(l for l in out.splitlines() if l.startswith("RESULT"))
+    requests, errors, duration_us, p50, p95, p99, worst = line.split()[1:]
+    elapsed = int(duration_us) / 1e6
+    return {"requests": int(requests) - int(errors), "errors": int(errors), "elapsed": elapsed,
+            "p50": float(p50) / 1000, "p95": float(p95) / 1000, "p99": float(p99) / 1000, "max": float(worst) / 1000}
+
+
+async def _aiohttp(url: str, targets: list[tuple[str, str]], clients: int, seconds: float, max_requests: int) -> dict:
+    latencies: list[float] = []
+    errors = sent = 0
     connector = aiohttp.TCPConnector(limit=clients + 10)
     async with aiohttp.ClientSession(connector=connector) as http:
-        pairs = await _setup(http, url, sessions)
-        latencies: list[float] = []
-        positions: list[int] = []
-        errors = 0
-        sent = 0
         deadline = time.perf_counter() + seconds
 
         async def client(n: int) -> None:
             nonlocal errors, sent
-            token, sid = pairs[n % len(pairs)]
-            headers = {"authorization": f"Bearer {token}"}
-            i = 0
-            while time.perf_counter() < deadline and sent < max_messages:
+            path, auth = targets[n % len(targets)]
+            while time.perf_counter() < deadline and sent < max_requests:
                 sent += 1
                 started = time.perf_counter()
-                async with http.post(f"{url}/api/sessions/{sid}/messages", json={"content": f"message {n}-{i} about the launch plan"}, headers=headers) as r:
-                    body = await r.read()
-                    if r.status != 201:
-                        errors += 1
-                        continue
-                latencies.append(time.perf_counter() - started)
-                positions.append(json.loads(body)["position"])
-                i += 1
+                try:
+                    async with http.post(url + path, json=BODY, headers={"authorization": auth}) as r:
+                        await r.read()
+                        ok = r.status in (200, 201)
+                except aiohttp.ClientError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors += 1
 
         started = time.perf_counter()
         await asyncio.gather(*(client(n) for n in range(clients)))
         elapsed = time.perf_counter() - started
+    ms = [x * 1000 for x in latencies]
+    return {"requests": len(ms), "errors": errors, "elapsed": elapsed, "p50": percentile(ms, 0.5),
+            "p95": percentile(ms, 0.95), "p99": percentile(ms, 0.99), "max": max(ms, default=float("nan"))}
 
-        # Time until the read model shows the last acknowledged message.
-        token, sid = pairs[0]
-        t0 = time.perf_counter()
-        async with http.get(f"{url}/api/sessions/{sid}/messages", params={"limit": 1, "after_position": max(positions)}, headers={"authorization": f"Bearer {token}"}) as r:
-            assert r.status == 200
-        catch_up = time.perf_counter() - t0
 
-        # Read-your-writes latency at rest: post, then read with after_position.
-        ryw: list[float] = []
+def _load(engine: str, url: str, targets: list[tuple[str, str]], clients: int, seconds: float, max_requests: int) -> dict:
+    if engine == "wrk":
+        return _wrk(url, targets, clients, seconds)
+    return asyncio.run(_aiohttp(url, targets, clients, seconds, max_requests))
+
+
+# --- Chronicle ------------------------------------------------------------------------------
+
+async def _users_and_sessions(url: str, sessions: int) -> list[tuple[str, str]]:
+    """One user per session; returns (messages path, authorization) pairs."""
+    async with aiohttp.ClientSession() as http:
+
+        async def one(i: int) -> tuple[str, str]:
+            body = {"email": f"load{i}@example.org", "password": "load password", "display_name": f"L{i}"}
+            async with http.post(f"{url}/api/auth/register", json=body) as r:
+                assert r.status == 201, await r.text()
+            async with http.post(f"{url}/api/auth/login", json={"email": body["email"], "password": body["password"]}) as r:
+                auth = "Bearer " + (await r.json())["access_token"]
+            async with http.post(f"{url}/api/sessions", json={"title": f"load {i}"}, headers={"authorization": auth}) as r:
+                return f"/api/sessions/{(await r.json())['id']}/messages", auth
+
+        return list(await asyncio.gather(*(one(i) for i in range(sessions))))
+
+
+async def _read_side(url: str, targets: list[tuple[str, str]]) -> tuple[float, list[float]]:
+    """Time until the read model shows the log's head after the load; then read-your-writes
+    latency at rest: post, then query with after_position."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/health") as r:
+            head = (await r.json())["head"]
+        path, auth = targets[0]
+        started = time.perf_counter()
+        async with http.get(url + path, params={"limit": 1, "after_position": head}, headers={"authorization": auth}) as r:
+            assert r.status == 200, await r.text()
+        catch_up = time.perf_counter() - started
+        ryw = []
         for k in range(100):
-            token, sid = pairs[k % len(pairs)]
-            headers = {"authorization": f"Bearer {token}"}
-            async with http.post(f"{url}/api/sessions/{sid}/messages", json={"content": "probe"}, headers=headers) as r:
+            path, auth = targets[k % len(targets)]
+            async with http.post(url + path, json=BODY, headers={"authorization": auth}) as r:
                 position = (await r.json())["position"]
-            t0 = time.perf_counter()
-            async with http.get(f"{url}/api/sessions/{sid}/messages", params={"limit": 1, "after_position": position}, headers=headers) as r:
+            started = time.perf_counter()
+            async with http.get(url + path, params={"limit": 1, "after_position": position}, headers={"authorization": auth}) as r:
                 assert r.status == 200
-            ryw.append(time.perf_counter() - t0)
-        return {"latencies": latencies, "errors": errors, "elapsed": elapsed, "catch_up": catch_up, "ryw": ryw}
+            ryw.append(time.perf_counter() - started)
+        return catch_up, ryw
 
 
-def run(clients: int, sessions: int, seconds: float, max_messages: int, pin: bool, url: str | None = None) -> PostingResult:
-    if url:
-        raw = asyncio.run(_post_load(url, clients, sessions, seconds, max_messages))
-        return _result(clients, sessions, raw, float("nan"))
+def chronicle(engine: str, clients: int, sessions: int, seconds: float, max_requests: int) -> Run:
     with tempfile.TemporaryDirectory(prefix="chronicle-load-") as tmp:
-        server = Server(Path(tmp), env={"CHRONICLE_RATE_LIMIT_POSTS": "0", "CHRONICLE_RATE_LIMIT_LOGIN": "0"})
-        server.start()
+        server = Server(Path(tmp), env={"CHRONICLE_RATE_LIMIT_POSTS": "0", "CHRONICLE_RATE_LIMIT_LOGIN": "0"}).start()
         try:
-            if pin and os.cpu_count() and os.cpu_count() >= 2:
-                os.sched_setaffinity(server.process.pid, {0})
-                for task in Path(f"/proc/{server.process.pid}/task").iterdir():
-                    os.sched_setaffinity(int(task.name), {0})
-                os.sched_setaffinity(0, {1})
-            raw = asyncio.run(_post_load(server.url, clients, sessions, seconds, max_messages))
-            rss = rss_mb(server.process.pid)
+            targets = asyncio.run(_users_and_sessions(server.url, sessions))
+            _pin(server.process.pid, "server")
+            _, cpu_before = _proc_stat(server.process.pid)
+            raw = _load(engine, server.url, targets, clients, seconds, max_requests)
+            rss, cpu_after = _proc_stat(server.process.pid)
+            catch_up, ryw = asyncio.run(_read_side(server.url, targets))
         finally:
             server.stop()
-    return _result(clients, sessions, raw, rss)
-
-
-def _result(clients: int, sessions: int, raw: dict, rss: float) -> PostingResult:
-    ms = [x * 1000 for x in raw["latencies"]]
-    ryw = [x * 1000 for x in raw["ryw"]]
-    return PostingResult(
-        clients=clients, sessions=sessions, seconds=round(raw["elapsed"], 2), messages=len(ms), errors=raw["errors"],
-        messages_per_second=round(len(ms) / raw["elapsed"], 1),
-        p50_ms=round(percentile(ms, 0.50), 2), p95_ms=round(percentile(ms, 0.95), 2),
-        p99_ms=round(percentile(ms, 0.99), 2), max_ms=round(max(ms, default=float("nan")), 2),
-        read_model_catch_up_ms=round(raw["catch_up"] * 1000, 2),
-        read_after_write_p50_ms=round(statistics.median(ryw), 2), read_after_write_p99_ms=round(percentile(ryw, 0.99), 2),
-        server_rss_mb=round(rss, 1),
+    ryw_ms = [x * 1000 for x in ryw]
+    return Run(
+        "chronicle", engine, clients, round(raw["elapsed"], 2), raw["requests"], raw["errors"],
+        round(raw["requests"] / raw["elapsed"], 1), round(raw["p50"], 2), round(raw["p95"], 2), round(raw["p99"], 2),
+        round(raw["max"], 2), round(catch_up * 1000, 2), round(statistics.median(ryw_ms), 2),
+        round(percentile(ryw_ms, 0.99), 2), round(rss, 1), round(cpu_after - cpu_before, 2),
     )
 
 
-def markdown(results: list[PostingResult]) -> str:
-    head = "| clients | sessions | messages | errors | msg/s | p50 ms | p95 ms | p99 ms | read model catch-up ms | read-after-write p50/p99 ms | server RSS MB |"
-    rows = [head, "|" + "---|" * 11]
-    for r in results:
+def ceiling(engine: str, clients: int, sessions: int, seconds: float, max_requests: int) -> Run:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "benchmarks.ceiling:app", "--port", str(port), "--log-level", "warning",
+         "--no-access-log", "--loop", "uvloop", "--http", "httptools"],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        targets = [(f"/api/sessions/s{i}/messages", "Bearer not-checked") for i in range(sessions)]
+        _pin(process.pid, "server")
+        _, cpu_before = _proc_stat(process.pid)
+        raw = _load(engine, url, targets, clients, seconds, max_requests)
+        rss, cpu_after = _proc_stat(process.pid)
+    finally:
+        process.terminate()
+        process.wait(10)
+    return Run(
+        "trivial Litestar POST", engine, clients, round(raw["elapsed"], 2), raw["requests"], raw["errors"],
+        round(raw["requests"] / raw["elapsed"], 1), round(raw["p50"], 2), round(raw["p95"], 2), round(raw["p99"], 2),
+        round(raw["max"], 2), server_rss_mb=round(rss, 1), server_cpu_seconds=round(cpu_after - cpu_before, 2),
+    )
+
+
+def markdown(runs: list[Run]) -> str:
+    ceilings = {r.clients: r.per_second for r in runs if r.target != "chronicle"}
+    rows = [
+        "| target | load | clients | requests | errors | req/s | vs ceiling | p50 ms | p95 ms | p99 ms | read model catch-up ms | read-after-write p50 / p99 ms | server RSS MB | server CPU s |",
+        "|" + "---|" * 14,
+    ]
+    for r in runs:
+        ratio = f"{r.per_second / ceilings[r.clients]:.0%}" if r.target == "chronicle" and ceilings.get(r.clients) else "—"
+        ryw = "—" if r.read_after_write_p50_ms is None else f"{r.read_after_write_p50_ms} / {r.read_after_write_p99_ms}"
         rows.append(
-            f"| {r.clients} | {r.sessions} | {r.messages} | {r.errors} | {r.messages_per_second:,.0f} | {r.p50_ms} | {r.p95_ms} | "
-            f"{r.p99_ms} | {r.read_model_catch_up_ms} | {r.read_after_write_p50_ms} / {r.read_after_write_p99_ms} | {r.server_rss_mb} |"
+            f"| {r.target} | {r.engine} | {r.clients} | {r.requests:,} | {r.errors} | {r.per_second:,.0f} | {ratio} | {r.p50_ms} | "
+            f"{r.p95_ms} | {r.p99_ms} | {r.read_model_catch_up_ms if r.read_model_catch_up_ms is not None else '—'} | {ryw} | "
+            f"{r.server_rss_mb} | {r.server_cpu_seconds} |"
         )
     return "\n".join(rows)
 
@@ -174,17 +273,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[50])
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--max-messages", type=int, default=1_000_000)
-    parser.add_argument("--no-pin", action="store_true", help="do not pin server and load generator to separate cores")
-    parser.add_argument("--url", help="load this running server instead of starting one (fresh data directory expected)")
+    parser.add_argument("--max-requests", type=int, default=2_000_000)
+    parser.add_argument("--engine", choices=["wrk", "aiohttp"], default="wrk" if shutil.which("wrk") else "aiohttp")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the trivial-endpoint reference")
+    parser.add_argument("--pin", action="store_true", help="server on CPU 0, load generator on CPU 1 (wrk only)")
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     args = parser.parse_args(argv)
-    results = [run(c, args.sessions, args.seconds, args.max_messages, not args.no_pin, args.url) for c in args.clients]
-    print(markdown(results))
+    if args.pin and args.engine == "wrk":
+        PIN.update(server={0}, load={1})
+    runs: list[Run] = []
+    for clients in args.clients:
+        if not args.no_ceiling:
+            runs.append(ceiling(args.engine, clients, args.sessions, args.seconds, args.max_requests))
+        runs.append(chronicle(args.engine, clients, args.sessions, args.seconds, args.max_requests))
+    print(markdown(runs))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+        args.json.write_text(json.dumps([asdict(r) for r in runs], indent=2))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

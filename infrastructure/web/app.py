@@ -11,7 +11,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
@@ -20,6 +20,7 @@ from infrastructure.read_store import AioSQLiteReadConnection
 from infrastructure.settings import Settings
 from infrastructure.web import accounts, health, messages, sessions
 from infrastructure.web.auth import PrincipalCache, jwt_auth
+from infrastructure.web.http_metrics import HttpMetrics
 from infrastructure.web.problems import exception_handlers
 from infrastructure.web.read_your_writes import ProjectionProgress
 
@@ -67,7 +68,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         lifespan=[lifespan],
         on_app_init=[auth.on_app_init],
-        middleware=[PrometheusConfig(app_name="chronicle", group_path=True).middleware],
+        middleware=[HttpMetrics],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(title="Chronicle", version="0.1.0", path="/schema"),
     )
