@@ -10,7 +10,13 @@ from eventsourcing.application import AggregateNotFoundError
 from application.chronicle import Chronicle
 from application.unit_of_work import UnitOfWork
 from domain.aggregate import NotFound
-from domain.user import EmailAlreadyRegistered, EmailClaim, User, email_claim_id, normalize_email
+from domain.user import (
+    EmailAlreadyRegistered,
+    EmailClaim,
+    User,
+    email_claim_id,
+    normalize_email,
+)
 
 
 class UserNotFound(NotFound):
@@ -43,6 +49,11 @@ class DisableUser:
     user_id: UUID
 
 
+@dataclass(frozen=True)
+class EnableUser:
+    user_id: UUID
+
+
 def register_user(uow: UnitOfWork, cmd: RegisterUser) -> User:
     email = normalize_email(cmd.email)
     if uow.find(EmailClaim, email_claim_id(email)) is not None:
@@ -71,6 +82,12 @@ def disable_user(uow: UnitOfWork, cmd: DisableUser) -> User:
     return user
 
 
+def enable_user(uow: UnitOfWork, cmd: EnableUser) -> User:
+    user = uow.get(User, cmd.user_id, UserNotFound())
+    user.enable()
+    return user
+
+
 def user_by_email(app: Chronicle, email: str) -> User | None:
     """Looks the user up in the write model, so a login right after registering works."""
     try:
@@ -86,4 +103,5 @@ HANDLERS = {
     ChangeUserRole: change_user_role,
     ChangePassword: change_password,
     DisableUser: disable_user,
+    EnableUser: enable_user,
 }

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from application.accounts import UserNotFound
-from application.unit_of_work import UnitOfWork
+from application.unit_of_work import RetryAfterSave, UnitOfWork
 from domain.chat_session import ChatSession, MessageNotFound, SessionNotFound
 from domain.message import Message, message_id_for
 from domain.user import User
@@ -128,7 +128,7 @@ def post_message(uow: UnitOfWork, cmd: PostMessage) -> PostedMessage:
         earlier = uow.find(Message, message_id_for(session.id, cmd.author_id, cmd.client_message_id))
         if earlier is not None:
             if earlier.pending_events:
-                return PostedMessage(earlier)
+                raise RetryAfterSave()
             return PostedMessage(earlier, uow.event_log.position_of(earlier.id, 1))
     message = session.post_message(cmd.author_id, cmd.content, cmd.role, cmd.client_message_id)
     uow.add(message)

@@ -21,7 +21,7 @@ from eventsourcing.persistence import IntegrityError
 
 from application.chronicle import Chronicle
 from application.event_log import EventLog
-from application.unit_of_work import UnitOfWork
+from application.unit_of_work import RetryAfterSave, UnitOfWork
 from domain.aggregate import Conflict, DomainError
 from domain.identity import new_id
 from domain.provenance import acting_as
@@ -184,11 +184,15 @@ class CommandBus:
 
     def _decide_and_save_in(self, uow: UnitOfWork, batch: list[_Pending]) -> None:
         decided: list[tuple[_Pending, Any, list[Any]]] = []
+        deferred: list[_Pending] = []
         for item in batch:
             before = uow.pending_counts()
             try:
                 with acting_as(item.actor_id, item.correlation_id):
                     value = self._handlers[type(item.command)](uow, item.command)
+            except RetryAfterSave:
+                deferred.append(item)
+                continue
             except Exception as error:
                 if uow.events_since(before):
                     raise _Tainted() from error
@@ -211,9 +215,11 @@ class CommandBus:
                 position = head
             item.result = Outcome(value, position)
         self.batches += 1
-        self.commands += len(batch)
+        self.commands += len(batch) - len(deferred)
         if positions:
             self._on_commit(max(positions.values()))
+        if deferred:
+            self._decide_and_save(deferred)
 
 
 def _settle_all(items: list[_Pending]) -> None:

@@ -13,6 +13,12 @@ from application.event_log import EventLog
 A = TypeVar("A", bound=Aggregate)
 
 
+class RetryAfterSave(Exception):
+    """Raised by a handler that needs what an earlier command of the same group has not
+    saved yet (a repeated post whose first copy is still pending): the command bus runs
+    it again right after the group's save."""
+
+
 class UnitOfWork:
     def __init__(self, repository: Repository, event_log: EventLog) -> None:
         self._repository = repository

@@ -6,7 +6,13 @@ from uuid import UUID
 
 from eventsourcing.domain import event
 
-from domain.aggregate import ChronicleAggregate, Conflict, Forbidden, NotFound, require_text
+from domain.aggregate import (
+    ChronicleAggregate,
+    Conflict,
+    Forbidden,
+    NotFound,
+    require_text,
+)
 from domain.message import Message
 
 TITLE_MAX = 200
@@ -23,7 +29,7 @@ class MessageNotFound(NotFound):
         super().__init__("no such message")
 
 
-class SessionArchived(Conflict):
+class SessionIsArchived(Conflict):
     def __init__(self) -> None:
         super().__init__("the session is archived")
 
@@ -61,7 +67,7 @@ class ChatSession(ChronicleAggregate):
 
     def _require_open(self) -> None:
         if self.archived:
-            raise SessionArchived()
+            raise SessionIsArchived()
 
     def rename(self, by: UUID, title: str) -> None:
         self._require_owner(by, "rename it")
@@ -141,9 +147,6 @@ class ChatSession(ChronicleAggregate):
     def delete_message(self, message: Message, by: UUID) -> None:
         self._require_message(message, by)
         message.delete(by, by_session_owner=by == self.owner_id)
-
-    def may_read_history(self, message: Message, user_id: UUID) -> bool:
-        return user_id in (message.author_id, self.owner_id)
 
     def _require_message(self, message: Message, by: UUID) -> None:
         self.require_member(by)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from uuid import UUID, uuid5
 
-from domain.identity import new_id
-
 from eventsourcing.domain import event
 
 from domain.aggregate import ChronicleAggregate, Conflict, Forbidden, InvalidValue
+from domain.identity import new_id
 
 MESSAGE_ROLES = ("user", "assistant", "system")
 CLIENT_MESSAGE_ID_MAX = 200

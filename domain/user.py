@@ -18,7 +18,7 @@ class EmailAlreadyRegistered(Conflict):
         super().__init__(f"the email {email!r} is already registered")
 
 
-class UserDisabled(Conflict):
+class UserIsDisabled(Conflict):
     def __init__(self) -> None:
         super().__init__("the user is disabled")
 
@@ -64,7 +64,7 @@ class User(ChronicleAggregate):
 
     def change_password(self, password_hash: str) -> None:
         if self.disabled:
-            raise UserDisabled()
+            raise UserIsDisabled()
         self._password_changed(password_hash=password_hash)
 
     @event("UserPasswordChanged")
@@ -78,6 +78,14 @@ class User(ChronicleAggregate):
     @event("UserDisabled")
     def _disabled(self) -> None:
         self.disabled = True
+
+    def enable(self) -> None:
+        if self.disabled:
+            self._enabled()
+
+    @event("UserEnabled")
+    def _enabled(self) -> None:
+        self.disabled = False
 
 
 class EmailClaim(ChronicleAggregate):

@@ -44,6 +44,7 @@ class ProjectionRunner:
         self._thread: threading.Thread | None = None
         self.error: str | None = None
         self._known: dict[str, int] | None = None
+        self._reported: dict[str, int] | None = None
         store.ensure_schema(self.projectors)
 
     def head(self) -> int:
@@ -60,7 +61,10 @@ class ProjectionRunner:
         only says where to start reading the log, and is refreshed whenever the log has
         nothing new (another process may have reset or advanced a projection)."""
         if self._known is None:
-            self._known = self.positions()
+            known = self.positions()
+            if known != self._reported:
+                self.on_progress(known)  # another process (a rebuild) moved positions
+            self._known = self._reported = known
         start = min(self._known.values(), default=0)
         notifications = self._app.recorder.select_notifications(start=start + 1, limit=self._batch_size)
         if not notifications:
@@ -80,13 +84,14 @@ class ProjectionRunner:
                         projector.apply(tx, event, event_position)
                 advanced[projector.name] = last
             tx.set_positions(advanced)
-        self._known = {p.name: advanced.get(p.name, current.get(p.name, 0)) for p in self.projectors}
+        self._known = self._reported = {p.name: advanced.get(p.name, current.get(p.name, 0)) for p in self.projectors}
         if advanced:
             self.on_progress(advanced)
         return len(events)
 
     def catch_up(self, progress: Callable[[int, int], None] = lambda done, head: None) -> None:
-        """Applies events until every projector has reached the head seen at the start."""
+        """Applies events until every projector has reached the head (including events
+        appended meanwhile)."""
         while self.catch_up_once():
             progress(min(self.positions().values(), default=0), self.head())
 

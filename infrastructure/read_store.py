@@ -22,7 +22,7 @@ _TRACKING = (
 
 
 def _dict_row(cursor: Any, row: tuple) -> Row:
-    return {d[0]: v for d, v in zip(cursor.description, row)}
+    return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
 
 
 class SQLiteReadTransaction:

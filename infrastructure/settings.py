@@ -36,7 +36,7 @@ class Settings:
             data_dir=path,
             secret_key=os.environ.get("CHRONICLE_SECRET_KEY") or _kept_secret(path),
             token_ttl_seconds=_int("CHRONICLE_TOKEN_TTL", 3600),
-            read_wait_seconds=float(os.environ.get("CHRONICLE_READ_WAIT", "5")),
+            read_wait_seconds=float(os.environ.get("CHRONICLE_READ_WAIT", "").strip() or 5),
         )
 
 

@@ -36,6 +36,10 @@ class UsersProjector(Projector):
     def _disabled(self, tx: ReadTransaction, e: Any, position: int) -> None:
         tx.execute("UPDATE users SET disabled=1 WHERE id=?", (str(e.originator_id),))
 
+    @handles(User.UserEnabled)
+    def _enabled(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        tx.execute("UPDATE users SET disabled=0 WHERE id=?", (str(e.originator_id),))
+
 
 _COLUMNS = "id, email, display_name, role, disabled, created_at, position"
 

@@ -17,12 +17,25 @@ from litestar.exceptions import (
 from litestar.params import Parameter
 from litestar.security.jwt import JWTAuth
 
-from application.accounts import ChangeUserRole, DisableUser, RegisterUser, user_by_email
+from application.accounts import (
+    ChangePassword,
+    ChangeUserRole,
+    DisableUser,
+    EnableUser,
+    RegisterUser,
+    user_by_email,
+)
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
-from application.passwords import PASSWORD_MAX, PASSWORD_MIN, hash_password, verify_password
+from application.passwords import (
+    PASSWORD_MAX,
+    PASSWORD_MIN,
+    hash_password,
+    verify_password,
+)
 from domain.user import User
 from infrastructure.web.auth import Principal, admin_only
+from infrastructure.web.commands import execute
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
 from infrastructure.web.rate_limits import login_rate_limit
 from infrastructure.web.read_your_writes import ProjectionProgress
@@ -85,15 +98,13 @@ class AuthController(Controller):
     @post("/register", status_code=201)
     async def register(self, data: RegisterRequest, bus: CommandBus, request: Request) -> UserView:
         password_hash = await anyio.to_thread.run_sync(hash_password, data.password)
-        outcome = await bus.execute(
-            RegisterUser(data.email, data.display_name, password_hash), actor_id="anonymous",
-            correlation_id=request.headers.get("x-request-id"),
-        )
+        outcome = await execute(bus, request, RegisterUser(data.email, data.display_name, password_hash))
         return _from_aggregate(outcome.value, outcome.position)
 
     @post("/login", status_code=200, middleware=login_rate_limit())
     async def login(self, data: LoginRequest, event_store: Chronicle, request: Request) -> TokenResponse:
         jwt: JWTAuth = request.app.state.jwt
+
         def check() -> User | None:
             user = user_by_email(event_store, data.email)
             if user is None:
@@ -114,9 +125,32 @@ class AuthController(Controller):
 _DUMMY_HASH = hash_password("not a real password")
 
 
+class PasswordChange(msgspec.Struct, forbid_unknown_fields=True):
+    current_password: Annotated[str, msgspec.Meta(max_length=PASSWORD_MAX)]
+    new_password: Password
+
+
 class MeController(Controller):
     path = "/api/me"
     tags = ["auth"]
+
+    @post("/password", status_code=200)
+    async def change_password(
+        self, data: PasswordChange, bus: CommandBus, event_store: Chronicle, request: Request[Principal, Any, Any]
+    ) -> UserView:
+        """Needs the current password; tokens already issued stay valid until they expire."""
+
+        def check_and_hash() -> str | None:
+            user = event_store.repository.get(request.user.id)
+            if not verify_password(user.password_hash, data.current_password):
+                return None
+            return hash_password(data.new_password)
+
+        new_hash = await anyio.to_thread.run_sync(check_and_hash)
+        if new_hash is None:
+            raise PermissionDeniedException("the current password is wrong")
+        outcome = await execute(bus, request, ChangePassword(request.user.id, new_hash))
+        return _from_aggregate(outcome.value, outcome.position)
 
     @get("/")
     async def me(
@@ -148,14 +182,13 @@ class AdminUsersController(Controller):
     async def change_user(
         self, user_id: UUID, data: UserChange, bus: CommandBus, request: Request[Principal, Any, Any]
     ) -> UserView:
-        actor = str(request.user.id)
         outcome = None
         if data.role is not None:
-            outcome = await bus.execute(ChangeUserRole(user_id, data.role), actor)
-        if data.disabled:
-            outcome = await bus.execute(DisableUser(user_id), actor)
+            outcome = await execute(bus, request, ChangeUserRole(user_id, data.role))
+        if data.disabled is not None:
+            outcome = await execute(bus, request, DisableUser(user_id) if data.disabled else EnableUser(user_id))
         if outcome is None:
             raise ValidationException(
-                "nothing to change", extra=[{"key": "role", "message": "give a role, or disabled: true"}]
+                "nothing to change", extra=[{"key": "role", "message": "give a role or disabled"}]
             )
         return _from_aggregate(outcome.value, outcome.position)

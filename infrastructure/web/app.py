@@ -39,11 +39,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.update(write=write, progress=progress, db=db, principals=PrincipalCache(db), jwt=auth)
         write.runner.start()
         write.bus.start()
-        health.collector.write = write
+        health.collector.write, health.collector.progress = write, progress
         try:
             yield
         finally:
-            health.collector.write = None
+            health.collector.write = health.collector.progress = None
             await db.close()
             write.close()
 

@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from infrastructure.bootstrap import WriteSide
+from infrastructure.web.read_your_writes import ProjectionProgress
 
 READY_LAG = 1000
 
@@ -31,10 +32,12 @@ class Health(msgspec.Struct):
     error: str | None = None
 
 
-def health_of(write: WriteSide) -> Health:
+def health_of(write: WriteSide, progress: ProjectionProgress) -> Health:
+    """Positions as the projection runner last committed them; the head from the event store."""
     head = write.runner.head()
     projections = [
-        ProjectionHealth(name, position, max(head - position, 0)) for name, position in write.runner.positions().items()
+        ProjectionHealth(p.name, progress.positions.get(p.name, 0), max(head - progress.positions.get(p.name, 0), 0))
+        for p in write.runner.projectors
     ]
     ready = write.runner.error is None and all(p.lag <= READY_LAG for p in projections)
     return Health("ok", ready, head, projections, write.runner.error)
@@ -45,13 +48,13 @@ class HealthController(Controller):
     tags = ["health"]
 
     @get("/", exclude_from_auth=True)
-    async def live(self, write: WriteSide) -> Health:
+    async def live(self, write: WriteSide, progress: ProjectionProgress) -> Health:
         """Always 200 while the process serves; `ready` says whether the read models keep up."""
-        return await anyio.to_thread.run_sync(health_of, write)
+        return await anyio.to_thread.run_sync(health_of, write, progress)
 
     @get("/ready", exclude_from_auth=True)
-    async def ready(self, write: WriteSide) -> Response[Health]:
-        health = await anyio.to_thread.run_sync(health_of, write)
+    async def ready(self, write: WriteSide, progress: ProjectionProgress) -> Response[Health]:
+        health = await anyio.to_thread.run_sync(health_of, write, progress)
         return Response(health, status_code=200 if health.ready else 503)
 
 
@@ -60,11 +63,12 @@ class ChronicleCollector(Collector):
 
     def __init__(self) -> None:
         self.write: WriteSide | None = None
+        self.progress: ProjectionProgress | None = None
 
     def collect(self) -> Iterator[Any]:
-        if self.write is None:
+        if self.write is None or self.progress is None:
             return
-        health = health_of(self.write)
+        health = health_of(self.write, self.progress)
         yield GaugeMetricFamily("chronicle_event_log_head", "Position of the newest event", value=health.head)
         lag = GaugeMetricFamily("chronicle_projection_lag_events", "Events not yet applied", labels=["projection"])
         position = GaugeMetricFamily("chronicle_projection_position", "Last applied position", labels=["projection"])

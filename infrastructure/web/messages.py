@@ -15,6 +15,7 @@ from application.command_bus import CommandBus
 from domain.chat_session import CONTENT_MAX
 from domain.message import CLIENT_MESSAGE_ID_MAX, Message
 from infrastructure.web.auth import Principal
+from infrastructure.web.commands import execute
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
 from infrastructure.web.rate_limits import posting_rate_limit
 from infrastructure.web.read_your_writes import ProjectionProgress
@@ -104,10 +105,7 @@ class MessagesController(Controller):
         self, session_id: UUID, data: NewMessage, bus: CommandBus, request: Request[Principal, Any, Any]
     ) -> Response[MessageView]:
         """201 with the new message; 200 with the first message when `client_message_id` repeats."""
-        outcome = await bus.execute(
-            PostMessage(session_id, request.user.id, data.content, data.client_message_id),
-            str(request.user.id), request.headers.get("x-request-id"),
-        )
+        outcome = await execute(bus, request, PostMessage(session_id, request.user.id, data.content, data.client_message_id))
         posted: PostedMessage = outcome.value
         if posted.first_position is not None:
             return Response(_posted(posted.message, posted.first_position), status_code=200)
@@ -130,14 +128,14 @@ class MessagesController(Controller):
         self, session_id: UUID, message_id: UUID, data: ChangedContent, bus: CommandBus,
         request: Request[Principal, Any, Any],
     ) -> MessageChange:
-        outcome = await bus.execute(EditMessage(session_id, message_id, request.user.id, data.content), str(request.user.id))
+        outcome = await execute(bus, request, EditMessage(session_id, message_id, request.user.id, data.content))
         return _changed(outcome.value, outcome.position)
 
     @delete("/{message_id:uuid}", status_code=200)
     async def remove(
         self, session_id: UUID, message_id: UUID, bus: CommandBus, request: Request[Principal, Any, Any]
     ) -> MessageChange:
-        outcome = await bus.execute(DeleteMessage(session_id, message_id, request.user.id), str(request.user.id))
+        outcome = await execute(bus, request, DeleteMessage(session_id, message_id, request.user.id))
         return _changed(outcome.value, outcome.position)
 
     @get("/{message_id:uuid}/history")

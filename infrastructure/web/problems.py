@@ -8,7 +8,11 @@ import re
 from typing import Any
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ServiceUnavailableException, ValidationException
+from litestar.exceptions import (
+    HTTPException,
+    ServiceUnavailableException,
+    ValidationException,
+)
 
 from domain.aggregate import Conflict, DomainError, Forbidden, InvalidValue, NotFound
 

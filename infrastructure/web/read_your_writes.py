@@ -18,9 +18,10 @@ class ProjectionProgress:
         self._wait_seconds = wait_seconds
         self._waiters: list[tuple[tuple[str, ...], int, asyncio.Future[None]]] = []
 
-    def update(self, advanced: dict[str, int]) -> None:
-        for name, position in advanced.items():
-            self.positions[name] = position if name not in self.positions else max(position, self.positions[name])
+    def update(self, positions: dict[str, int]) -> None:
+        """Positions as the runner committed or re-read them; they may go down when a
+        rebuild in another process has reset a projection."""
+        self.positions.update(positions)
         still: list[tuple[tuple[str, ...], int, asyncio.Future[None]]] = []
         for names, position, future in self._waiters:
             if future.done():

@@ -10,10 +10,17 @@ from litestar import Controller, Request, delete, get, patch, post
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import Parameter
 
-from application.chat import AddMember, ArchiveSession, RemoveMember, StartSession, UpdateSession
+from application.chat import (
+    AddMember,
+    ArchiveSession,
+    RemoveMember,
+    StartSession,
+    UpdateSession,
+)
 from application.command_bus import CommandBus
 from domain.chat_session import TITLE_MAX, ChatSession
 from infrastructure.web.auth import Principal
+from infrastructure.web.commands import execute
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.members import members_of
@@ -99,7 +106,7 @@ class SessionsController(Controller):
 
     @post("/", status_code=201)
     async def start(self, data: CreateSession, bus: CommandBus, request: Request[Principal, Any, Any]) -> SessionView:
-        outcome = await bus.execute(StartSession(request.user.id, data.title, data.assistant), str(request.user.id))
+        outcome = await execute(bus, request, StartSession(request.user.id, data.title, data.assistant))
         return _from_aggregate(outcome.value, outcome.position)
 
     @get("/")
@@ -131,26 +138,24 @@ class SessionsController(Controller):
     ) -> SessionView:
         if data.title is None and data.assistant is None:
             raise ValidationException("nothing to change", extra=[{"key": "title", "message": "give a title or assistant"}])
-        outcome = await bus.execute(
-            UpdateSession(session_id, request.user.id, data.title, data.assistant), str(request.user.id)
-        )
+        outcome = await execute(bus, request, UpdateSession(session_id, request.user.id, data.title, data.assistant))
         return _from_aggregate(outcome.value, outcome.position)
 
     @delete("/{session_id:uuid}", status_code=200)
     async def archive(self, session_id: UUID, bus: CommandBus, request: Request[Principal, Any, Any]) -> SessionView:
-        outcome = await bus.execute(ArchiveSession(session_id, request.user.id), str(request.user.id))
+        outcome = await execute(bus, request, ArchiveSession(session_id, request.user.id))
         return _from_aggregate(outcome.value, outcome.position)
 
     @post("/{session_id:uuid}/members", status_code=201)
     async def add_member(
         self, session_id: UUID, data: NewMember, bus: CommandBus, request: Request[Principal, Any, Any]
     ) -> MemberChange:
-        outcome = await bus.execute(AddMember(session_id, request.user.id, data.user_id), str(request.user.id))
+        outcome = await execute(bus, request, AddMember(session_id, request.user.id, data.user_id))
         return MemberChange(str(session_id), str(data.user_id), outcome.position)
 
     @delete("/{session_id:uuid}/members/{user_id:uuid}", status_code=200)
     async def remove_member(
         self, session_id: UUID, user_id: UUID, bus: CommandBus, request: Request[Principal, Any, Any]
     ) -> MemberChange:
-        outcome = await bus.execute(RemoveMember(session_id, request.user.id, user_id), str(request.user.id))
+        outcome = await execute(bus, request, RemoveMember(session_id, request.user.id, user_id))
         return MemberChange(str(session_id), str(user_id), outcome.position)

@@ -7,13 +7,19 @@ import pytest
 
 from application.accounts import RegisterUser, user_by_email
 from application.chat import (
-    AddMember, DeleteMessage, EditMessage, PostMessage, RemoveMember, StartSession, UpdateSession,
+    AddMember,
+    DeleteMessage,
+    EditMessage,
+    PostMessage,
+    RemoveMember,
+    StartSession,
+    UpdateSession,
 )
 from domain.aggregate import DomainError, InvalidValue
-from domain.chat_session import ChatSession, SessionArchived, SessionNotFound
+from domain.chat_session import SessionIsArchived, SessionNotFound
 from domain.message import Message
 from domain.user import EmailAlreadyRegistered
-from infrastructure.bootstrap import HANDLERS, bootstrap
+from infrastructure.bootstrap import bootstrap
 from infrastructure.settings import Settings
 from tests.conftest import event_count
 
@@ -189,5 +195,21 @@ def test_archiving_is_final_for_posts(write_side):
     owner = register(write_side)
     session = write_side.bus.execute_now(StartSession(owner.id, "Plans"), str(owner.id)).value
     write_side.bus.execute_now(ArchiveSession(session.id, owner.id), str(owner.id))
-    with pytest.raises(SessionArchived):
+    with pytest.raises(SessionIsArchived):
         write_side.bus.execute_now(PostMessage(session.id, owner.id, "late"), str(owner.id))
+
+
+def test_a_post_repeated_within_one_group_is_answered_with_the_first_after_it_is_saved(write_side):
+    from application.command_bus import _Pending
+
+    owner = register(write_side)
+    session = write_side.bus.execute_now(StartSession(owner.id, "Plans"), str(owner.id)).value
+    head = event_count(write_side)
+    group = [_Pending(PostMessage(session.id, owner.id, "hi", "same"), str(owner.id), "c", lambda r: None) for _ in range(3)]
+    write_side.bus._process(group)
+    first, *repeats = [p.result for p in group]
+    assert event_count(write_side) == head + 1 == first.position
+    assert first.value.first_position is None
+    for repeat in repeats:
+        assert repeat.value.message.id == first.value.message.id
+        assert repeat.value.first_position == first.position

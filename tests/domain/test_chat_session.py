@@ -4,7 +4,13 @@ from uuid import uuid4
 import pytest
 
 from domain.aggregate import Conflict, Forbidden, InvalidValue
-from domain.chat_session import CONTENT_MAX, ChatSession, OwnerOnly, SessionArchived, SessionNotFound
+from domain.chat_session import (
+    CONTENT_MAX,
+    ChatSession,
+    OwnerOnly,
+    SessionIsArchived,
+    SessionNotFound,
+)
 from domain.message import Message, MessageAlreadyDeleted
 from domain.provenance import acting_as, clock
 
@@ -62,9 +68,9 @@ def test_an_archived_session_rejects_posts_and_edits_but_keeps_its_messages():
     session = started()
     message = session.post_message(MEMBER, "before")
     session.archive(OWNER)
-    with pytest.raises(SessionArchived):
+    with pytest.raises(SessionIsArchived):
         session.post_message(MEMBER, "after")
-    with pytest.raises(SessionArchived):
+    with pytest.raises(SessionIsArchived):
         session.edit_message(message, MEMBER, "changed")
     assert message.content == "before"
 

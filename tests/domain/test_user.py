@@ -1,7 +1,7 @@
 import pytest
 
 from domain.aggregate import InvalidValue
-from domain.user import EmailClaim, User, UserDisabled, email_claim_id
+from domain.user import EmailClaim, User, UserIsDisabled, email_claim_id
 
 
 def registered(role: str = "user") -> User:
@@ -38,7 +38,16 @@ def test_role_changes_password_changes_and_disabling_are_events():
     user.disable()
     names = [type(e).__name__ for e in user.collect_events()]
     assert names == ["UserRegistered", "UserRoleChanged", "UserPasswordChanged", "UserDisabled"]
-    with pytest.raises(UserDisabled):
+    with pytest.raises(UserIsDisabled):
         user.change_password("hash3")
     with pytest.raises(InvalidValue):
         user.change_role("superuser")
+
+
+def test_a_disabled_user_can_be_enabled_again():
+    user = registered()
+    user.disable()
+    user.enable()
+    user.enable()
+    assert not user.disabled
+    assert [type(e).__name__ for e in user.collect_events()][-2:] == ["UserDisabled", "UserEnabled"]

@@ -50,8 +50,9 @@ def test_a_member_may_not_rename_edit_others_or_read_their_history(anns_session,
 
 def test_requests_without_a_valid_token_are_refused(server, anns_session):
     _, _, session, _ = anns_session
-    import jwt as pyjwt
     from datetime import datetime, timedelta, timezone
+
+    import jwt as pyjwt
 
     from tests.e2e.server import SECRET, Api
 
@@ -97,3 +98,25 @@ def test_a_disabled_user_cannot_log_in_and_their_token_stops_working(server, new
         assert time.monotonic() < deadline, "a disabled user's token kept working"
         time.sleep(0.5)
     assert_problem(victim.get("/api/me"), 401)
+
+
+def test_changing_the_password_needs_the_current_one(anon, new_user):
+    ann, user = new_user("ann")
+    assert_problem(ann.post("/api/me/password", {"current_password": "wrong one", "new_password": "brand new pass"}), 403)
+    assert_problem(ann.post("/api/me/password", {"current_password": "correct horse", "new_password": "short"}), 400, "new_password")
+    changed = ann.post("/api/me/password", {"current_password": "correct horse", "new_password": "brand new pass"})
+    assert changed.status_code == 200
+    assert_problem(anon.post("/api/auth/login", {"email": user["email"], "password": "correct horse"}), 401)
+    assert anon.post("/api/auth/login", {"email": user["email"], "password": "brand new pass"}).status_code == 200
+
+
+def test_an_admin_can_enable_a_disabled_user_again(server, new_user, anon):
+    from tests.e2e.server import Api
+
+    _, victim = new_user("victim")
+    cli(server.data_dir, "users", "create", "chief@example.org", "--role", "admin", "--password-stdin", input="admin password\n")
+    admin = Api(server.url, anon.post("/api/auth/login", {"email": "chief@example.org", "password": "admin password"}).json()["access_token"])
+    assert admin.patch(f"/api/admin/users/{victim['id']}", {"disabled": True}).json()["disabled"] is True
+    enabled = admin.patch(f"/api/admin/users/{victim['id']}", {"disabled": False})
+    assert enabled.status_code == 200 and enabled.json()["disabled"] is False
+    assert anon.post("/api/auth/login", {"email": victim["email"], "password": "correct horse"}).status_code == 200
