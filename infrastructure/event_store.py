@@ -20,6 +20,7 @@ def open_event_store(settings: Settings) -> Chronicle:
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(settings.event_store_path),
             "SQLITE_LOCK_TIMEOUT": "10",
+            "TRANSCODER_TOPIC": "infrastructure.event_encoding:MsgspecTranscoder",
         }
     )
     return app

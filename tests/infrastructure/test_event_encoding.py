@@ -1,0 +1,39 @@
+"""The msgspec transcoder stores exactly what eventsourcing's JSON transcoder stores."""
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from uuid import uuid4
+
+import pytest
+from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscoder, TranscodingNotRegisteredError, UUIDAsHex
+
+from infrastructure.event_encoding import MsgspecTranscoder
+
+
+@pytest.fixture
+def reference() -> JSONTranscoder:
+    transcoder = JSONTranscoder()
+    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
+        transcoder.register(transcoding)
+    return transcoder
+
+
+STATES = [
+    {"timestamp": datetime(2026, 11, 26, 1, 2, 3, 456789, tzinfo=timezone.utc), "session_id": uuid4(),
+     "content": "héllo \"world\" \n", "client_message_id": None, "assistant": True, "n": 3, "ratio": 0.5},
+    {"nested": {"ids": [uuid4(), uuid4()], "amount": Decimal("1.10")}, "empty": {}, "items": []},
+]
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_both_transcoders_read_each_others_bytes(reference, state):
+    ours = MsgspecTranscoder()
+    assert ours.decode(reference.encode(state)) == state
+    assert reference.decode(ours.encode(state)) == state
+
+
+def test_unknown_types_are_refused_both_ways():
+    with pytest.raises(TranscodingNotRegisteredError):
+        MsgspecTranscoder().encode({"x": object()})
+    with pytest.raises(TranscodingNotRegisteredError):
+        MsgspecTranscoder().decode(b'{"x": {"_type_": "mystery", "_data_": 1}}')
