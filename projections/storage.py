@@ -26,3 +26,20 @@ class ReadConnection(Protocol):
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
     async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+
+
+@runtime_checkable
+class ReadStore(Protocol):
+    """The projection runner's side: schema, positions, and write transactions."""
+
+    def ensure_schema(self, projectors: Sequence[Any]) -> None: ...
+
+    def transaction(self) -> Any:
+        """A context manager yielding a ReadTransaction that also reads and sets positions."""
+
+    def positions(self) -> dict[str, int]: ...
+
+    def reset(self, projectors: Sequence[Any]) -> None:
+        """Drops and recreates the projectors' tables and sets their positions to 0, atomically."""
+
+    def close(self) -> None: ...
