@@ -156,17 +156,20 @@ class CommandBus:
 
     def _process(self, batch: list[_Pending]) -> None:
         try:
-            self._decide_and_save(batch)
+            deferred = self._decide_and_save(batch)
         except (IntegrityError, _Tainted):
             for item in batch:
                 self._process_alone(item)
+            return
+        if deferred:
+            self._process(deferred)
 
     def _process_alone(self, item: _Pending) -> None:
         for attempt in range(self.CONFLICT_RETRIES):
             item.result = None
             try:
-                self._decide_and_save([item])
-                return
+                if not self._decide_and_save([item]):
+                    return
             except _Tainted as tainted:
                 item.result = tainted.__cause__
                 return
@@ -174,19 +177,21 @@ class CommandBus:
                 time.sleep(0.001 * 2**attempt)
         item.result = CommandConflict()
 
-    def _decide_and_save(self, batch: list[_Pending]) -> None:
+    def _decide_and_save(self, batch: list[_Pending]) -> list[_Pending]:
+        """Decides every command of the group, saves their events in one transaction, and
+        returns the commands that asked to run again after the save."""
         uow = UnitOfWork(self._app.repository, self._event_log)
         try:
-            self._decide_and_save_in(uow, batch)
+            return self._decide_and_save_in(uow, batch)
         except BaseException:
             uow.forget()
             raise
 
-    def _decide_and_save_in(self, uow: UnitOfWork, batch: list[_Pending]) -> None:
+    def _decide_and_save_in(self, uow: UnitOfWork, batch: list[_Pending]) -> list[_Pending]:
         decided: list[tuple[_Pending, Any, list[Any]]] = []
         deferred: list[_Pending] = []
         for item in batch:
-            before = uow.pending_counts()
+            uow.begin_command()
             try:
                 with acting_as(item.actor_id, item.correlation_id):
                     value = self._handlers[type(item.command)](uow, item.command)
@@ -194,13 +199,13 @@ class CommandBus:
                 deferred.append(item)
                 continue
             except Exception as error:
-                if uow.events_since(before):
+                if uow.command_events():
                     raise _Tainted() from error
                 if not isinstance(error, DomainError):
                     log.exception("command %s failed", type(item.command).__name__)
                 item.result = error
                 continue
-            decided.append((item, value, uow.events_since(before)))
+            decided.append((item, value, uow.command_events()))
         changed = uow.changed()
         positions: dict[int, int] = {}
         if changed:
@@ -218,8 +223,7 @@ class CommandBus:
         self.commands += len(batch) - len(deferred)
         if positions:
             self._on_commit(max(positions.values()))
-        if deferred:
-            self._decide_and_save(deferred)
+        return deferred
 
 
 def _settle_all(items: list[_Pending]) -> None:

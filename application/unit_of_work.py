@@ -24,6 +24,15 @@ class UnitOfWork:
         self._repository = repository
         self.event_log = event_log
         self._aggregates: dict[UUID, Aggregate | None] = {}
+        self._marks: dict[UUID, int] = {}
+
+    def begin_command(self) -> None:
+        """From here on, `command_events` tells what the next command triggers."""
+        self._marks = {}
+
+    def _touch(self, aggregate: Aggregate) -> None:
+        if aggregate.id not in self._marks:
+            self._marks[aggregate.id] = len(aggregate.pending_events)
 
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         """The aggregate as this batch sees it, or None if there is none of this type."""
@@ -33,7 +42,10 @@ class UnitOfWork:
             except AggregateNotFoundError:
                 self._aggregates[aggregate_id] = None
         aggregate = self._aggregates[aggregate_id]
-        return aggregate if isinstance(aggregate, cls) else None
+        if not isinstance(aggregate, cls):
+            return None
+        self._touch(aggregate)
+        return aggregate
 
     def get(self, cls: type[A], aggregate_id: UUID, missing: Exception) -> A:
         aggregate = self.find(cls, aggregate_id)
@@ -42,19 +54,18 @@ class UnitOfWork:
         return aggregate
 
     def add(self, aggregate: Aggregate) -> None:
-        self._aggregates[aggregate.id] = aggregate
+        """A new aggregate: every event it has pending belongs to the current command."""
+        if self._aggregates.get(aggregate.id) is not aggregate:
+            self._aggregates[aggregate.id] = aggregate
+            self._marks[aggregate.id] = 0
 
-    def pending_counts(self) -> dict[UUID, int]:
-        return {
-            key: len(agg.pending_events) for key, agg in self._aggregates.items() if agg is not None
-        }
-
-    def events_since(self, counts: dict[UUID, int]) -> list[Any]:
-        """Events triggered since `counts` was taken."""
+    def command_events(self) -> list[Any]:
+        """Events the current command has triggered so far, on the aggregates it touched."""
         events: list[Any] = []
-        for key, agg in self._aggregates.items():
-            if agg is not None:
-                events.extend(agg.pending_events[counts.get(key, 0):])
+        for key, mark in self._marks.items():
+            aggregate = self._aggregates[key]
+            if aggregate is not None:
+                events.extend(aggregate.pending_events[mark:])
         return events
 
     def changed(self) -> list[Aggregate]:

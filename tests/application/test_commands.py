@@ -16,7 +16,7 @@ from application.chat import (
     UpdateSession,
 )
 from domain.aggregate import DomainError, InvalidValue
-from domain.chat_session import SessionIsArchived, SessionNotFound
+from domain.chat_session import ChatSession, SessionIsArchived, SessionNotFound
 from domain.message import Message
 from domain.user import EmailAlreadyRegistered
 from infrastructure.bootstrap import bootstrap
@@ -213,3 +213,38 @@ def test_a_post_repeated_within_one_group_is_answered_with_the_first_after_it_is
     for repeat in repeats:
         assert repeat.value.message.id == first.value.message.id
         assert repeat.value.first_position == first.position
+
+
+def test_a_command_that_fails_after_changing_an_aggregate_fails_alone_and_leaves_no_trace(write_side):
+    """The group is then run command by command; the failed change is not saved and the
+    cached aggregate is not left holding it."""
+    from dataclasses import dataclass
+
+    from application.command_bus import CommandBus, _Pending
+    from infrastructure.bootstrap import HANDLERS
+    from infrastructure.event_store import SQLiteEventLog
+
+    @dataclass(frozen=True)
+    class RenameThenCrash:
+        session_id: object
+        by: object
+
+    def rename_then_crash(uow, cmd):
+        session = uow.get(ChatSession, cmd.session_id, SessionNotFound())
+        session.rename(cmd.by, "half-done")
+        raise RuntimeError("crashed midway")
+
+    bus = CommandBus(write_side.app, SQLiteEventLog(write_side.app), {**HANDLERS, RenameThenCrash: rename_then_crash})
+    owner = register(write_side)
+    session = bus.execute_now(StartSession(owner.id, "Original"), str(owner.id)).value
+    group = [
+        _Pending(PostMessage(session.id, owner.id, "before"), str(owner.id), "c", lambda r: None),
+        _Pending(RenameThenCrash(session.id, owner.id), str(owner.id), "c", lambda r: None),
+        _Pending(PostMessage(session.id, owner.id, "after"), str(owner.id), "c", lambda r: None),
+    ]
+    head = event_count(write_side)
+    bus._process(group)
+    assert isinstance(group[1].result, RuntimeError)
+    assert all(not isinstance(p.result, BaseException) for p in (group[0], group[2]))
+    assert event_count(write_side) == head + 2
+    assert write_side.app.repository.get(session.id).title == "Original"
