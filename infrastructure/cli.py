@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -18,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 data_dir_option = click.option(
     "--data-dir",
@@ -53,7 +55,23 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
     from infrastructure.web.app import create_app
 
     app = create_app(_settings(data_dir))
-    uvicorn.run(app, host=host, port=port, log_level=log_level, loop="uvloop", http="httptools", access_log=False)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, loop="uvloop", http="httptools", ws="websockets-sansio",
+        ws_ping_interval=20, ws_ping_timeout=20, access_log=False,
+    )
+    logging.getLogger("uvicorn.error").addFilter(_redact_tokens)
+    uvicorn.Server(config).run()
+
+
+_TOKEN = re.compile(r"(token=)[^&\s\"]+")
+
+
+def _redact_tokens(record: logging.LogRecord) -> bool:
+    """WebSocket clients may pass their token in the URL; it never reaches the log."""
+    if record.args:
+        record.args = tuple(_TOKEN.sub(r"\1…", a) if isinstance(a, str) else a for a in record.args)
+    record.msg = _TOKEN.sub(r"\1…", str(record.msg))
+    return True
 
 
 @main.group(help="Manage users.")

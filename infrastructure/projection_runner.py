@@ -35,12 +35,14 @@ class ProjectionRunner:
         *,
         batch_size: int = 2000,
         on_progress: Callable[[dict[str, int]], None] = lambda positions: None,
+        on_publish: Callable[[list[tuple[str, bytes]]], None] = lambda published: None,
     ) -> None:
         self._app = app
         self._store = store
         self.projectors = list(projectors)
         self._batch_size = batch_size
         self.on_progress = on_progress
+        self.on_publish = on_publish
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -86,6 +88,8 @@ class ProjectionRunner:
                         projector.apply(tx, event, event_position)
                 advanced[projector.name] = last
             tx.set_positions(advanced)
+        if tx.published:
+            self.on_publish(tx.published)
         self._known = self._reported = {p.name: advanced.get(p.name, current.get(p.name, 0)) for p in self.projectors}
         if advanced:
             self.on_progress(advanced)

@@ -28,6 +28,14 @@ def _dict_row(cursor: Any, row: tuple) -> Row:
 class SQLiteReadTransaction:
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection = connection
+        self.published: list[tuple[str, bytes]] = []
+
+    def publish(self, channel: str, body: bytes) -> None:
+        self.published.append((channel, body))
+
+    def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        cursor = self._connection.execute(sql, params)
+        return [_dict_row(cursor, row) for row in cursor.fetchall()]
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._connection.execute(sql, params)

@@ -18,6 +18,11 @@ class ReadTransaction(Protocol):
 
     def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
 
+    def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    def publish(self, channel: str, body: bytes) -> None:
+        """Sends `body` to the channel's live subscribers once this transaction has committed."""
+
 
 @runtime_checkable
 class ReadConnection(Protocol):

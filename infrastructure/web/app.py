@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -18,7 +20,7 @@ from application.command_bus import CommandBus
 from infrastructure.bootstrap import bootstrap
 from infrastructure.read_store import AioSQLiteReadConnection
 from infrastructure.settings import Settings
-from infrastructure.web import accounts, health, messages, sessions
+from infrastructure.web import accounts, health, messages, sessions, streams
 from infrastructure.web.auth import PrincipalCache, jwt_auth
 from infrastructure.web.http_metrics import HttpMetrics
 from infrastructure.web.problems import exception_handlers
@@ -28,6 +30,7 @@ from infrastructure.web.read_your_writes import ProjectionProgress
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     auth = jwt_auth(settings.secret_key, settings.token_ttl_seconds)
+    channels = ChannelsPlugin(backend=MemoryChannelsBackend(), arbitrary_channels_allowed=True)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -35,8 +38,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         write = bootstrap(settings)
         progress = ProjectionProgress(write.runner.positions(), settings.read_wait_seconds)
         write.runner.on_progress = lambda advanced: loop.call_soon_threadsafe(progress.update, advanced)
+        write.runner.on_publish = lambda published: loop.call_soon_threadsafe(_publish, channels, published)
         db = await AioSQLiteReadConnection.open(settings.read_store_path)
-        app.state.update(write=write, progress=progress, db=db, principals=PrincipalCache(db), jwt=auth)
+        app.state.update(
+            write=write, progress=progress, db=db, principals=PrincipalCache(db), jwt=auth, channels=channels
+        )
         write.runner.start()
         write.bus.start()
         health.collector.write, health.collector.progress = write, progress
@@ -57,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             accounts.AuthController, accounts.MeController, accounts.AdminUsersController,
             sessions.SessionsController, messages.MessagesController, health.HealthController,
-            PrometheusController,
+            streams.session_stream, streams.user_stream, PrometheusController,
         ],
         dependencies={
             "bus": Provide(_bus, sync_to_thread=False),
@@ -69,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         on_app_init=[auth.on_app_init],
         middleware=[HttpMetrics],
+        plugins=[channels],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(title="Chronicle", version="0.1.0", path="/schema"),
     )
@@ -80,3 +87,9 @@ def _bus(state: State) -> CommandBus:
 
 def _event_store(state: State) -> Chronicle:
     return state.write.app
+
+
+def _publish(channels: ChannelsPlugin, published: list[tuple[str, bytes]]) -> None:
+    """Runs on the event loop: hands committed frames to the channels plugin."""
+    for channel, body in published:
+        channels.publish(body, channel)

@@ -1,0 +1,191 @@
+"""Live streams over WebSocket: a session's frames, and a user's own frames.
+
+On connect the stream subscribes to its channel first, then replays the stored frames after
+the client's position from the read model, then forwards live frames, skipping any it has
+already sent: so nothing is missed and nothing is repeated, even for frames committed while
+the client connects. Projectors publish only after their transaction commits, so a frame never
+arrives before a query could read its data.
+
+Each client has a bounded queue; a client that cannot keep up is closed with 4429 and told the
+position to resume from, so it never slows the others or grows the server's memory.
+
+Close codes: 4400 bad request (e.g. `after` is not a position), 4401 missing or invalid token,
+4403 not a member of the session (also sent when the client is removed from it), 4429 too slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import UUID
+
+import anyio
+from litestar import WebSocket, websocket
+from litestar.channels import ChannelsPlugin
+from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
+
+from infrastructure.web.auth import Principal, VerifiedToken
+from projections.frames import frame_position, session_channel, user_channel
+from projections.members import is_member
+from projections.session_feed import session_frames_after
+from projections.storage import Row
+from projections.user_feed import user_frames_after
+
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_SLOW = 4429
+REPLAY_PAGE = 500
+CLOSE_TIMEOUT = 10
+
+
+def _queue_limit() -> int:
+    return int(os.environ.get("CHRONICLE_WS_QUEUE", "").strip() or 1000)
+
+
+async def _principal(socket: WebSocket[Any, Any, Any]) -> Principal | None:
+    token = socket.query_params.get("token")
+    if not token:
+        header = socket.headers.get("authorization", "")
+        token = header[7:] if header.lower().startswith("bearer ") else None
+    if not token:
+        return None
+    jwt = socket.app.state.jwt
+    try:
+        decoded = VerifiedToken.decode(token, jwt.token_secret, jwt.algorithm)
+    except NotAuthorizedException:
+        return None
+    return await socket.app.state.principals.principal(decoded)
+
+
+def _after(socket: WebSocket[Any, Any, Any]) -> int | None:
+    raw = socket.query_params.get("after", "0")
+    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+
+
+async def _stream(
+    socket: WebSocket[Any, Any, Any],
+    channel: str,
+    after: int,
+    replay: Callable[[int], Awaitable[list[Row]]],
+    ends_stream: Callable[[bytes], bool] = lambda body: False,
+) -> None:
+    channels: ChannelsPlugin = socket.app.state.channels
+    subscriber = await channels.subscribe([channel])
+    subscribed = True
+    last = after
+    try:
+        while True:
+            rows = await replay(last)
+            for row in rows:
+                await socket.send_data(row["body"], mode="text")
+                last = row["position"]
+                if ends_stream(row["body"]):
+                    await socket.close(CLOSE_FORBIDDEN, "removed from the session")
+                    return
+            if len(rows) < REPLAY_PAGE:
+                break
+
+        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=_queue_limit())
+        outcome: dict[str, tuple[int, str]] = {}
+
+        async def forward() -> None:
+            async for body in subscriber.iter_events():
+                try:
+                    queue.put_nowait(body)
+                except asyncio.QueueFull:
+                    outcome["close"] = (CLOSE_TOO_SLOW, f"too slow; reconnect with after={last}")
+                    tg.cancel_scope.cancel()
+                    return
+
+        async def send() -> None:
+            nonlocal last
+            while True:
+                body = await queue.get()
+                position = frame_position(body)
+                if position <= last:
+                    continue
+                await socket.send_data(body, mode="text")
+                last = position
+                if ends_stream(body):
+                    outcome["close"] = (CLOSE_FORBIDDEN, "removed from the session")
+                    tg.cancel_scope.cancel()
+                    return
+
+        async def receive() -> None:
+            """Answers application-level pings; returns when the client goes away."""
+            try:
+                while True:
+                    message = await socket.receive_data(mode="text")
+                    if message.strip() == '{"type":"ping"}' or message.strip() == "ping":
+                        await socket.send_data('{"type":"pong"}', mode="text")
+            except WebSocketDisconnect:
+                outcome["gone"] = (0, "")
+            tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(forward)
+            tg.start_soon(send)
+            tg.start_soon(receive)
+        await channels.unsubscribe(subscriber, channel)
+        subscribed = False
+        if "close" in outcome and "gone" not in outcome:
+            code, reason = outcome["close"]
+            with anyio.move_on_after(CLOSE_TIMEOUT):
+                await socket.close(code, reason)  # waits until the client has read what was already sent
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if subscribed:
+            await channels.unsubscribe(subscriber, channel)
+
+
+async def _refuse(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:
+    await socket.accept()
+    await socket.close(code, reason)
+
+
+@websocket("/api/sessions/{session_id:uuid}/stream", exclude_from_auth=True)
+async def session_stream(socket: WebSocket[Any, Any, Any], session_id: UUID) -> None:
+    """Every frame of the session after `?after=POSITION`, then live. `?token=` or a bearer header."""
+    principal = await _principal(socket)
+    if principal is None:
+        return await _refuse(socket, CLOSE_UNAUTHORIZED, "missing or invalid token")
+    after = _after(socket)
+    if after is None:
+        return await _refuse(socket, CLOSE_BAD_REQUEST, "after must be a position")
+    db = socket.app.state.db
+    sid, me = str(session_id), str(principal.id)
+    if not await is_member(db, sid, me):
+        write = socket.app.state.write
+        head = await anyio.to_thread.run_sync(write.runner.head)
+        try:
+            await socket.app.state.progress.wait(("session_members",), head)
+        except Exception:  # noqa: BLE001 - a lagging read model reads as "not a member"
+            pass
+        if not await is_member(db, sid, me):
+            return await _refuse(socket, CLOSE_FORBIDDEN, "not a member of this session")
+    await socket.accept()
+    removed = f'"type":"member.removed","session_id":"{sid}","data":{{"user_id":"{me}"}}'.encode()
+    await _stream(
+        socket, session_channel(sid), after,
+        lambda last: session_frames_after(db, sid, last, REPLAY_PAGE),
+        ends_stream=lambda body: removed in body,
+    )
+
+
+@websocket("/api/stream", exclude_from_auth=True)
+async def user_stream(socket: WebSocket[Any, Any, Any]) -> None:
+    """Everything about the user's sessions (new sessions, invitations, renames, members,
+    archiving) after `?after=POSITION`, then live."""
+    principal = await _principal(socket)
+    if principal is None:
+        return await _refuse(socket, CLOSE_UNAUTHORIZED, "missing or invalid token")
+    after = _after(socket)
+    if after is None:
+        return await _refuse(socket, CLOSE_BAD_REQUEST, "after must be a position")
+    await socket.accept()
+    db, me = socket.app.state.db, str(principal.id)
+    await _stream(socket, user_channel(me), after, lambda last: user_frames_after(db, me, last, REPLAY_PAGE))

@@ -1,0 +1,68 @@
+"""The session feed: every frame of a session in position order, for replay on (re)connect,
+published live to the session's channel after commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.message import Message
+from projections.frames import Frame, decode_frame, encode_frame, session_channel
+from projections.projector import Projector, collect_handlers, handles, iso
+from projections.session_changes import SESSION_EVENTS, session_change_frame
+from projections.storage import ReadConnection, ReadTransaction, Row
+
+
+@collect_handlers
+class SessionFeedProjector(Projector):
+    name = "session_feed"
+    tables = ("session_frames",)
+    schema = (
+        """CREATE TABLE IF NOT EXISTS session_frames (
+            position INTEGER PRIMARY KEY, session_id TEXT NOT NULL, message_id TEXT,
+            body BLOB NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS session_frames_by_session ON session_frames(session_id, position)",
+        "CREATE INDEX IF NOT EXISTS session_frames_by_message ON session_frames(message_id) WHERE message_id IS NOT NULL",
+    )
+
+    def _store(self, tx: ReadTransaction, frame: Frame, message_id: str | None = None) -> None:
+        body = encode_frame(frame)
+        tx.execute("INSERT INTO session_frames VALUES (?,?,?,?)", (frame.position, frame.session_id, message_id, body))
+        tx.publish(session_channel(frame.session_id), body)
+
+    @handles(*SESSION_EVENTS)
+    def _session_changed(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        self._store(tx, session_change_frame(e, position))
+
+    @handles(Message.MessagePosted)
+    def _posted(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        message_id, session_id = str(e.originator_id), str(e.session_id)
+        self._store(tx, Frame(position, "message.posted", session_id, {
+            "id": message_id, "session_id": session_id, "author_id": str(e.author_id), "role": e.role,
+            "content": e.content, "created_at": iso(e.timestamp), "position": position,
+            "client_message_id": e.client_message_id, "version": 1,
+        }), message_id)
+
+    @handles(Message.MessageEdited)
+    def _edited(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        message_id = str(e.originator_id)
+        self._store(tx, Frame(position, "message.edited", str(e.session_id), {
+            "id": message_id, "content": e.content, "version": e.originator_version, "edited_at": iso(e.timestamp),
+        }), message_id)
+
+    @handles(Message.MessageDeleted)
+    def _deleted(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        """The deletion is a frame of its own; the content leaves the earlier frames."""
+        message_id = str(e.originator_id)
+        for row in tx.fetch_all("SELECT position, body FROM session_frames WHERE message_id=?", (message_id,)):
+            frame = decode_frame(row["body"])
+            if "content" in frame.data:
+                frame.data["content"] = None
+                tx.execute("UPDATE session_frames SET body=? WHERE position=?", (encode_frame(frame), row["position"]))
+        self._store(tx, Frame(position, "message.deleted", str(e.session_id), {"id": message_id}), message_id)
+
+
+async def session_frames_after(db: ReadConnection, session_id: str, after: int, limit: int) -> list[Row]:
+    return await db.fetch_all(
+        "SELECT position, body FROM session_frames WHERE session_id=? AND position>? ORDER BY position LIMIT ?",
+        (session_id, after, limit),
+    )

@@ -1,0 +1,198 @@
+"""Live session and user streams over real WebSockets against a real server."""
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from tests.e2e.server import Server
+
+pytestmark = pytest.mark.e2e
+
+
+def ws_url(server, path: str, token: str | None, after: int | None = None) -> str:
+    query = [f"token={token}"] if token else []
+    if after is not None:
+        query.append(f"after={after}")
+    return f"ws://127.0.0.1:{server.port}{path}" + ("?" + "&".join(query) if query else "")
+
+
+def frames(ws, count: int, timeout: float = 10) -> list[dict]:
+    return [json.loads(ws.recv(timeout=timeout)) for _ in range(count)]
+
+
+def close_code(ws, timeout: float = 20) -> int:
+    """Reads until the server closes; returns its close code."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ws.recv(timeout=timeout)
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else -1
+    raise AssertionError("the server did not close the stream")
+
+
+@pytest.fixture
+def room(new_user):
+    """Ann's session, with Bob as a member."""
+    ann, _ = new_user("ann")
+    bob, bob_user = new_user("bob")
+    sid = ann.post("/api/sessions", {"title": "Room"}).json()["id"]
+    ann.post(f"/api/sessions/{sid}/members", {"user_id": bob_user["id"]})
+    return ann, bob, bob_user, sid
+
+
+def test_replay_then_live_with_the_stored_frames_in_order(server, room):
+    ann, bob, _, sid = room
+    first = ann.post(f"/api/sessions/{sid}/messages", {"content": "before connecting"}).json()
+    with connect(ws_url(server, f"/api/sessions/{sid}/stream", bob.token, 0)) as ws:
+        replayed = frames(ws, 3)
+        assert [f["type"] for f in replayed] == ["session.started", "member.added", "message.posted"]
+        assert replayed[2]["data"]["content"] == "before connecting" and replayed[2]["position"] == first["position"]
+        live = ann.post(f"/api/sessions/{sid}/messages", {"content": "live"}).json()
+        frame = frames(ws, 1)[0]
+        assert (frame["type"], frame["position"], frame["data"]["content"]) == ("message.posted", live["position"], "live")
+        ws.send('{"type":"ping"}')
+        assert json.loads(ws.recv(timeout=5)) == {"type": "pong"}
+
+
+def test_two_members_see_each_others_messages_live_and_strangers_are_refused(server, room, new_user):
+    ann, bob, _, sid = room
+    eve, _ = new_user("eve")
+    head = ann.head()
+    with connect(ws_url(server, f"/api/sessions/{sid}/stream", ann.token, head)) as a, \
+            connect(ws_url(server, f"/api/sessions/{sid}/stream", bob.token, head)) as b:
+        ann.post(f"/api/sessions/{sid}/messages", {"content": "from ann"})
+        bob.post(f"/api/sessions/{sid}/messages", {"content": "from bob"})
+        for ws in (a, b):
+            assert [f["data"]["content"] for f in frames(ws, 2)] == ["from ann", "from bob"]
+    with connect(ws_url(server, f"/api/sessions/{sid}/stream", eve.token)) as ws:
+        assert close_code(ws) == 4403
+    with connect(ws_url(server, f"/api/sessions/{sid}/stream", None)) as ws:
+        assert close_code(ws) == 4401
+    with connect(ws_url(server, f"/api/sessions/{sid}/stream", "forged.token.value")) as ws:
+        assert close_code(ws) == 4401
+    with connect(ws_url(server, f"/api/sessions/{sid}/stream", ann.token) + "&after=soon") as ws:
+        assert close_code(ws) == 4400
+
+
+def test_reconnecting_with_the_last_position_gives_exactly_what_was_missed(server, room):
+    ann, bob, _, sid = room
+    with connect(ws_url(server, f"/api/sessions/{sid}/stream", bob.token, 0)) as ws:
+        last = frames(ws, 2)[-1]["position"]
+    sent = [ann.post(f"/api/sessions/{sid}/messages", {"content": f"missed {i}"}).json() for i in range(100)]
+    with connect(ws_url(server, f"/api/sessions/{sid}/stream", bob.token, last)) as ws:
+        got = frames(ws, 100)
+        assert [f["position"] for f in got] == [m["position"] for m in sent]
+        assert [f["data"]["content"] for f in got] == [f"missed {i}" for i in range(100)]
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.5)
+
+
+def test_no_gap_and_no_duplicate_while_posts_continue_during_connect(server, room):
+    ann, bob, _, sid = room
+    start = ann.head()
+    acked: list[int] = []
+
+    def keep_posting() -> None:
+        for i in range(300):
+            acked.append(ann.post(f"/api/sessions/{sid}/messages", {"content": f"c{i}"}).json()["position"])
+
+    poster = threading.Thread(target=keep_posting)
+    poster.start()
+    time.sleep(0.2)
+    with connect(ws_url(server, f"/api/sessions/{sid}/stream", bob.token, start)) as ws:
+        seen: list[int] = []
+        poster.join()
+        while not set(acked) <= set(seen):
+            seen.append(json.loads(ws.recv(timeout=10))["position"])
+    assert seen == sorted(set(seen)), "frames out of order or repeated"
+    assert seen[: len(acked)] == acked
+
+
+def test_a_deleted_message_loses_its_content_in_the_replay_too(server, room):
+    ann, bob, _, sid = room
+    message = ann.post(f"/api/sessions/{sid}/messages", {"content": "regrettable"}).json()
+    deleted = ann.delete(f"/api/sessions/{sid}/messages/{message['id']}").json()
+    with connect(ws_url(server, f"/api/sessions/{sid}/stream", bob.token, message["position"] - 1)) as ws:
+        posted, gone = frames(ws, 2)
+    assert posted["data"]["content"] is None
+    assert (gone["type"], gone["position"], gone["data"]["id"]) == ("message.deleted", deleted["position"], message["id"])
+
+
+def test_a_removed_member_is_closed_with_4403(server, room):
+    ann, bob, bob_user, sid = room
+    with connect(ws_url(server, f"/api/sessions/{sid}/stream", bob.token, ann.head())) as ws:
+        ann.delete(f"/api/sessions/{sid}/members/{bob_user['id']}")
+        assert frames(ws, 1)[0]["type"] == "member.removed"
+        assert close_code(ws) == 4403
+
+
+def test_the_user_stream_shows_new_sessions_and_invitations(server, new_user):
+    ann, _ = new_user("ann")
+    bob, bob_user = new_user("bob")
+    with connect(ws_url(server, "/api/stream", bob.token, 0)) as ws:
+        own = bob.post("/api/sessions", {"title": "Mine"}).json()
+        theirs = ann.post("/api/sessions", {"title": "Ann's"}).json()
+        ann.post(f"/api/sessions/{theirs['id']}/members", {"user_id": bob_user["id"]})
+        ann.patch(f"/api/sessions/{theirs['id']}", {"title": "Renamed"})
+        got = frames(ws, 3)
+    assert [(f["type"], f["session_id"]) for f in got] == [
+        ("session.started", own["id"]), ("member.added", theirs["id"]), ("session.renamed", theirs["id"]),
+    ]
+
+
+def raw_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Parses the server's side of a WebSocket connection (after the HTTP upgrade response)
+    into (opcode, payload) pairs. Server frames are never masked."""
+    data = data[data.index(b"\r\n\r\n") + 4:]
+    out, i = [], 0
+    while i + 2 <= len(data):
+        opcode, length, i = data[i] & 0x0F, data[i + 1] & 0x7F, i + 2
+        if length == 126:
+            length, i = int.from_bytes(data[i:i + 2], "big"), i + 2
+        elif length == 127:
+            length, i = int.from_bytes(data[i:i + 8], "big"), i + 8
+        out.append((opcode, data[i:i + length]))
+        i += length
+    return out
+
+
+def test_a_client_that_never_reads_is_closed_and_others_keep_receiving(tmp_path):
+    """The slow client is a raw socket that upgrades and then reads nothing until the end."""
+    server = Server(tmp_path, env={"CHRONICLE_WS_QUEUE": "8"}).start()
+    try:
+        ann, _ = server.client().signup("ann@example.org")
+        sid = ann.post("/api/sessions", {"title": "Busy"}).json()["id"]
+        start = ann.head()
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", server.port))
+        slow.sendall(
+            f"GET /api/sessions/{sid}/stream?token={ann.token}&after={start} HTTP/1.1\r\nHost: localhost\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        with connect(ws_url(server, f"/api/sessions/{sid}/stream", ann.token, start)) as fast:
+            time.sleep(0.5)
+            big = "x" * 30_000
+            sent = [ann.post(f"/api/sessions/{sid}/messages", {"content": f"{i} {big}"}).json()["position"] for i in range(300)]
+            got = [json.loads(fast.recv(timeout=10))["position"] for _ in range(300)]
+        assert got == sent
+        slow.settimeout(10)
+        data = b""
+        while chunk := slow.recv(1 << 20):
+            data += chunk
+        frames_seen = raw_frames(data)
+        opcode, payload = frames_seen[-1]
+        assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == 4429
+        resume = int(payload[2:].decode().rsplit("after=", 1)[1])
+        delivered = [json.loads(p)["position"] for op, p in frames_seen if op == 0x1]
+        assert delivered == sent[: len(delivered)] and len(delivered) < 300
+        assert resume == delivered[-1]
+    finally:
+        server.stop()
