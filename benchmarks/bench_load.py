@@ -27,3 +27,11 @@ def test_the_long_session_measurement_runs():
 
     result = measure(messages=3_000, repeats=3)
     assert result["early_us_per_post"] > 0 and result["late_us_per_post"] > 0
+
+
+def test_the_websocket_fanout_benchmark_loses_and_repeats_nothing():
+    from benchmarks.ws_fanout import run
+
+    result = run(subscribers=20, sessions=4, rate=40, seconds=2)
+    assert result.posted > 0 and result.frames_expected == result.frames_delivered
+    assert result.frames_lost == 0 and result.frames_duplicated == 0

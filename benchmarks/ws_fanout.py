@@ -1,0 +1,168 @@
+"""WebSocket fan-out benchmark: a real `chronicle serve`, S subscribers spread over N sessions,
+HTTP posters posting at a fixed rate; reports, for every subscriber, the delay from the POST's
+201 to the frame's receipt (p50/p99), frames delivered per second, frames lost or duplicated,
+and the server's memory.
+
+    python -m benchmarks.ws_fanout --subscribers 500 --sessions 50 --rate 1000 --seconds 30
+
+Loopback only; the posting loop is bounded by count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aiohttp
+
+from benchmarks.load import _proc_stat, _users_and_sessions, percentile
+from tests.e2e.server import Server
+
+
+@dataclass
+class FanoutResult:
+    subscribers: int
+    sessions: int
+    target_rate: float
+    posted: int
+    post_errors: int
+    posts_per_second: float
+    frames_expected: int
+    frames_delivered: int
+    frames_lost: int
+    frames_duplicated: int
+    frames_per_second: float
+    delivery_p50_ms: float
+    delivery_p99_ms: float
+    delivery_max_ms: float
+    server_rss_mb: float
+    server_cpu_seconds: float
+
+
+async def _run(url: str, subscribers: int, sessions: int, rate: float, seconds: float) -> dict:
+    targets = await _users_and_sessions(url, sessions)
+    acked: dict[int, float] = {}          # position -> time its 201 arrived
+    session_of: dict[int, int] = {}       # position -> session index
+    received: list[dict[int, float]] = [dict() for _ in range(subscribers)]
+    duplicates = 0
+    ready = asyncio.Event()
+    connected = 0
+    stop = asyncio.Event()
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        async with http.get(f"{url}/health") as r:
+            start = (await r.json())["head"]
+
+        async def subscriber(k: int) -> None:
+            nonlocal duplicates, connected
+            path, auth = targets[k % sessions]
+            stream = path.replace("/messages", "/stream")
+            token = auth.split(" ", 1)[1]
+            async with http.ws_connect(f"{url.replace('http', 'ws')}{stream}?after={start}&token={token}", max_msg_size=0) as ws:
+                connected += 1
+                if connected == subscribers:
+                    ready.set()
+                mine = received[k]
+                while not stop.is_set():
+                    try:
+                        message = await asyncio.wait_for(ws.receive(), 1.0)
+                    except TimeoutError:
+                        continue
+                    if message.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    now = time.perf_counter()
+                    position = json.loads(message.data)["position"]
+                    if position in mine:
+                        duplicates += 1
+                    else:
+                        mine[position] = now
+
+        async def poster(n: int, posters: int) -> None:
+            path, auth = targets[n % sessions]
+            interval = posters / rate
+            next_at = time.perf_counter()
+            deadline = next_at + seconds
+            while next_at < deadline:
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                next_at += interval
+                async with http.post(url + path, json={"content": "a message for every subscriber"}, headers={"authorization": auth}) as r:
+                    body = await r.read()
+                    if r.status == 201:
+                        position = json.loads(body)["position"]
+                        acked[position] = time.perf_counter()
+                        session_of[position] = n % sessions
+                    else:
+                        errors.append(r.status)
+
+        errors: list[int] = []
+        tasks = [asyncio.create_task(subscriber(k)) for k in range(subscribers)]
+        await asyncio.wait_for(ready.wait(), 60)
+        posters = max(sessions, 1)
+        began = time.perf_counter()
+        await asyncio.gather(*(poster(n, posters) for n in range(posters)))
+        posting = time.perf_counter() - began
+        await asyncio.sleep(2.0)  # let the last frames arrive
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    delays, expected, delivered, lost = [], 0, 0, 0
+    for k in range(subscribers):
+        mine, session = received[k], k % sessions
+        for position, at in acked.items():
+            if session_of[position] != session:
+                continue
+            expected += 1
+            if position in mine:
+                delivered += 1
+                delays.append(max(0.0, mine[position] - at) * 1000)
+            else:
+                lost += 1
+    return {"posted": len(acked), "errors": len(errors), "posting": posting, "expected": expected,
+            "delivered": delivered, "lost": lost, "duplicates": duplicates, "delays": delays}
+
+
+def run(subscribers: int, sessions: int, rate: float, seconds: float) -> FanoutResult:
+    with tempfile.TemporaryDirectory(prefix="chronicle-ws-") as tmp:
+        server = Server(Path(tmp), env={"CHRONICLE_RATE_LIMIT_POSTS": "0", "CHRONICLE_RATE_LIMIT_LOGIN": "0"}).start()
+        try:
+            _, cpu_before = _proc_stat(server.process.pid)
+            raw = asyncio.run(_run(server.url, subscribers, sessions, rate, seconds))
+            rss, cpu_after = _proc_stat(server.process.pid)
+        finally:
+            server.stop()
+    delays = raw["delays"]
+    return FanoutResult(
+        subscribers, sessions, rate, raw["posted"], raw["errors"], round(raw["posted"] / raw["posting"], 1),
+        raw["expected"], raw["delivered"], raw["lost"], raw["duplicates"], round(raw["delivered"] / raw["posting"], 1),
+        round(statistics.median(delays), 2) if delays else float("nan"), round(percentile(delays, 0.99), 2),
+        round(max(delays, default=float("nan")), 2), round(rss, 1), round(cpu_after - cpu_before, 2),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subscribers", type=int, default=500)
+    parser.add_argument("--sessions", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=1000.0, help="posts per second, all sessions together")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    result = run(args.subscribers, args.sessions, args.rate, args.seconds)
+    print("| subscribers | sessions | posts/s (target) | frames delivered/s | lost | duplicated | delivery p50 ms | p99 ms | max ms | server RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| {result.subscribers} | {result.sessions} | {result.posts_per_second:,.0f} ({result.target_rate:,.0f}) | "
+          f"{result.frames_per_second:,.0f} | {result.frames_lost} | {result.frames_duplicated} | {result.delivery_p50_ms} | "
+          f"{result.delivery_p99_ms} | {result.delivery_max_ms} | {result.server_rss_mb} |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(asdict(result), indent=2))
+
+
+if __name__ == "__main__":
+    main()
