@@ -75,7 +75,7 @@ class CommandBus:
         self._event_log = event_log
         self._handlers = handlers
         self._max_batch = max_batch
-        self._on_commit = on_commit
+        self.on_commit = on_commit
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.batches = 0
@@ -222,7 +222,7 @@ class CommandBus:
         self.batches += 1
         self.commands += len(batch) - len(deferred)
         if positions:
-            self._on_commit(max(positions.values()))
+            self.on_commit(max(positions.values()))
         return deferred
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from application import accounts, chat
+from application import accounts, assistant, chat
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
 from infrastructure.event_store import SQLiteEventLog, open_event_store
@@ -13,7 +13,7 @@ from infrastructure.read_store import SQLiteReadStore
 from infrastructure.settings import Settings
 from projections.catalog import all_projectors
 
-HANDLERS = {**accounts.HANDLERS, **chat.HANDLERS}
+HANDLERS = {**accounts.HANDLERS, **chat.HANDLERS, **assistant.HANDLERS}
 
 
 @dataclass

@@ -19,6 +19,9 @@ class Settings:
     secret_key: str
     token_ttl_seconds: int
     read_wait_seconds: float
+    assistant_concurrency: int
+    assistant_timeout: float
+    assistant_pace: float
 
     @property
     def event_store_path(self) -> Path:
@@ -37,6 +40,9 @@ class Settings:
             secret_key=os.environ.get("CHRONICLE_SECRET_KEY") or _kept_secret(path),
             token_ttl_seconds=_int("CHRONICLE_TOKEN_TTL", 3600),
             read_wait_seconds=float(os.environ.get("CHRONICLE_READ_WAIT", "").strip() or 5),
+            assistant_concurrency=_int("CHRONICLE_ASSISTANT_CONCURRENCY", 4),
+            assistant_timeout=float(os.environ.get("CHRONICLE_ASSISTANT_TIMEOUT", "").strip() or 60),
+            assistant_pace=float(os.environ.get("CHRONICLE_ASSISTANT_PACE", "").strip() or 0),
         )
 
 

@@ -30,7 +30,8 @@ def decode_frame(body: bytes) -> Frame:
     return _decode(body)
 
 
-_POSITION_AT = len(b'{"position":')
+POSITIONED = b'{"position":'
+_POSITION_AT = len(POSITIONED)
 
 
 def frame_position(body: bytes) -> int:

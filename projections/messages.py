@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.assistant_reply import AssistantReply
 from domain.message import Message
 from projections.projector import Projector, collect_handlers, handles, iso
 from projections.storage import ReadConnection, ReadTransaction, Row
+
+ASSISTANT_AUTHOR = "assistant"
 
 
 @collect_handlers
@@ -18,7 +21,8 @@ class SessionMessagesProjector(Projector):
             position INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, session_id TEXT NOT NULL,
             author_id TEXT NOT NULL, role TEXT NOT NULL, content TEXT,
             client_message_id TEXT, created_at TEXT NOT NULL, edited_at TEXT,
-            deleted INTEGER NOT NULL DEFAULT 0, version INTEGER NOT NULL)""",
+            deleted INTEGER NOT NULL DEFAULT 0, version INTEGER NOT NULL, reply_to TEXT,
+            reply_status TEXT)""",
         "CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session_id, position)",
         """CREATE TABLE IF NOT EXISTS message_versions (
             message_id TEXT NOT NULL, version INTEGER NOT NULL, content TEXT,
@@ -36,6 +40,19 @@ class SessionMessagesProjector(Projector):
              e.client_message_id, at),
         )
         tx.execute("INSERT INTO message_versions VALUES (?,1,?,?,?)", (message_id, e.content, at, position))
+
+    @handles(AssistantReply.AssistantReplyCompleted)
+    def _replied(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        """A completed (or cancelled) reply is a message of role `assistant` in the session."""
+        at = iso(e.timestamp)
+        reply_id = str(e.originator_id)
+        tx.execute(
+            "INSERT INTO messages (position, id, session_id, author_id, role, content, created_at, version,"
+            " reply_to, reply_status) VALUES (?,?,?,?,?,?,?,1,?,?)",
+            (position, reply_id, str(e.session_id), ASSISTANT_AUTHOR, "assistant", e.content, at,
+             str(e.message_id), e.status),
+        )
+        tx.execute("INSERT INTO message_versions VALUES (?,1,?,?,?)", (reply_id, e.content, at, position))
 
     @handles(Message.MessageEdited)
     def _edited(self, tx: ReadTransaction, e: Any, position: int) -> None:
@@ -59,7 +76,7 @@ class SessionMessagesProjector(Projector):
 
 _COLUMNS = (
     "id, session_id, author_id, role, content, client_message_id, created_at, edited_at,"
-    " deleted, version, position"
+    " deleted, version, position, reply_to, reply_status"
 )
 
 

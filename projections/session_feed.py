@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.assistant_reply import AssistantReply, AssistantReplyFailure
 from domain.message import Message
 from projections.frames import Frame, decode_frame, encode_frame, session_channel
+from projections.messages import ASSISTANT_AUTHOR
 from projections.projector import Projector, collect_handlers, handles, iso
 from projections.session_changes import SESSION_EVENTS, session_change_frame
 from projections.storage import ReadConnection, ReadTransaction, Row
@@ -41,6 +43,23 @@ class SessionFeedProjector(Projector):
             "content": e.content, "created_at": iso(e.timestamp), "position": position,
             "client_message_id": e.client_message_id, "version": 1,
         }), message_id)
+
+    @handles(AssistantReply.AssistantReplyCompleted)
+    def _replied(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        reply_id, session_id = str(e.originator_id), str(e.session_id)
+        self._store(tx, Frame(position, "reply.completed", session_id, {
+            "id": reply_id, "reply_id": reply_id, "session_id": session_id, "reply_to": str(e.message_id),
+            "author_id": ASSISTANT_AUTHOR, "role": "assistant", "content": e.content, "status": e.status,
+            "provider": e.provider, "model": e.model, "prompt_tokens": e.prompt_tokens,
+            "completion_tokens": e.completion_tokens, "latency_ms": e.latency_ms, "sources": e.sources,
+            "created_at": iso(e.timestamp), "position": position,
+        }), reply_id)
+
+    @handles(AssistantReplyFailure.AssistantReplyFailed)
+    def _reply_failed(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        self._store(tx, Frame(position, "reply.failed", str(e.session_id), {
+            "reply_id": str(e.originator_id), "reply_to": str(e.message_id), "reason": e.reason, "detail": e.detail,
+        }))
 
     @handles(Message.MessageEdited)
     def _edited(self, tx: ReadTransaction, e: Any, position: int) -> None:

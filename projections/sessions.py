@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.assistant_reply import AssistantReply
 from domain.chat_session import ChatSession
 from domain.message import Message
 from projections.projector import Projector, collect_handlers, handles, iso
@@ -60,6 +61,15 @@ class SessionsProjector(Projector):
 
     @handles(Message.MessagePosted)
     def _posted(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        tx.execute(
+            "UPDATE sessions SET message_count=message_count+1, last_message_id=?,"
+            " last_message_preview=?, last_message_at=?, updated_at=?, position=? WHERE id=?",
+            (str(e.originator_id), e.content[:PREVIEW_LENGTH], iso(e.timestamp), iso(e.timestamp),
+             position, str(e.session_id)),
+        )
+
+    @handles(AssistantReply.AssistantReplyCompleted)
+    def _replied(self, tx: ReadTransaction, e: Any, position: int) -> None:
         tx.execute(
             "UPDATE sessions SET message_count=message_count+1, last_message_id=?,"
             " last_message_preview=?, last_message_at=?, updated_at=?, position=? WHERE id=?",

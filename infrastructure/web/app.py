@@ -18,7 +18,9 @@ from litestar.plugins.prometheus import PrometheusController
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
 from infrastructure.bootstrap import bootstrap
-from infrastructure.read_store import AioSQLiteReadConnection
+from infrastructure.chat_engine import ChatEngine
+from infrastructure.local_assistant import LocalAssistant
+from infrastructure.read_store import AioSQLiteReadConnection, SQLiteReadStore
 from infrastructure.settings import Settings
 from infrastructure.web import accounts, health, messages, sessions, streams
 from infrastructure.web.auth import PrincipalCache, jwt_auth
@@ -43,12 +45,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.update(
             write=write, progress=progress, db=db, principals=PrincipalCache(db), jwt=auth, channels=channels
         )
+        engine = ChatEngine(
+            write.app, write.bus, SQLiteReadStore(settings.read_store_path), LocalAssistant(db, settings.assistant_pace),
+            lambda channel, body: channels.publish(body, channel), concurrency=settings.assistant_concurrency, timeout_seconds=settings.assistant_timeout,
+        )
+        app.state.engine = engine
+        write.bus.on_commit = lambda position: (write.runner.wake(position), loop.call_soon_threadsafe(engine.wake))
         write.runner.start()
         write.bus.start()
+        engine.start()
         health.collector.write, health.collector.progress = write, progress
         try:
             yield
         finally:
+            await engine.stop()
             health.collector.write = health.collector.progress = None
             await db.close()
             write.close()
@@ -62,7 +72,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[
             accounts.AuthController, accounts.MeController, accounts.AdminUsersController,
-            sessions.SessionsController, messages.MessagesController, health.HealthController,
+            sessions.SessionsController, messages.MessagesController, messages.RepliesController, health.HealthController,
             streams.session_stream, streams.user_stream, PrometheusController,
         ],
         dependencies={

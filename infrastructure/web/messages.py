@@ -7,7 +7,11 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.exceptions import (
+    ClientException,
+    NotFoundException,
+    PermissionDeniedException,
+)
 from litestar.params import Parameter
 
 from application.chat import DeleteMessage, EditMessage, PostedMessage, PostMessage
@@ -51,6 +55,8 @@ class MessageView(msgspec.Struct):
     edited_at: str | None = None
     deleted: bool = False
     version: int = 1
+    reply_to: str | None = None
+    reply_status: str | None = None
 
 
 class MessageChange(msgspec.Struct):
@@ -85,7 +91,7 @@ def _from_row(row: dict[str, Any]) -> MessageView:
         id=row["id"], session_id=row["session_id"], author_id=row["author_id"], role=row["role"],
         content=row["content"], created_at=row["created_at"], position=row["position"],
         client_message_id=row["client_message_id"], edited_at=row["edited_at"], deleted=bool(row["deleted"]),
-        version=row["version"],
+        version=row["version"], reply_to=row["reply_to"], reply_status=row["reply_status"],
     )
 
 
@@ -153,3 +159,25 @@ class MessagesController(Controller):
             raise PermissionDeniedException("only the author and the session owner may read a message's history")
         versions = await message_versions(db, str(message_id))
         return Page(items=[MessageVersion(**v) for v in versions], next_cursor=None)
+
+
+class ReplyCancellation(msgspec.Struct):
+    reply_id: str
+    status: str
+
+
+class RepliesController(Controller):
+    path = "/api/sessions/{session_id:uuid}/replies"
+    tags = ["messages"]
+
+    @post("/{reply_id:uuid}/cancel", status_code=202)
+    async def cancel(
+        self, session_id: UUID, reply_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection
+    ) -> ReplyCancellation:
+        """Stops a reply in progress; the text produced so far is stored as a cancelled reply
+        (a `reply.completed` frame with `"status": "cancelled"`)."""
+        if not await is_member(db, str(session_id), str(request.user.id)):
+            raise NotFoundException("no such session")
+        if not request.app.state.engine.cancel(reply_id):
+            raise ClientException("the reply is not in progress", status_code=409)
+        return ReplyCancellation(str(reply_id), "cancelling")

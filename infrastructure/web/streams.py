@@ -27,7 +27,7 @@ from litestar.channels import ChannelsPlugin
 from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
 
 from infrastructure.web.auth import Principal, VerifiedToken
-from projections.frames import frame_position, session_channel, user_channel
+from projections.frames import POSITIONED, frame_position, session_channel, user_channel
 from projections.members import is_member
 from projections.session_feed import session_frames_after
 from projections.storage import Row
@@ -104,6 +104,9 @@ async def _stream(
             nonlocal last
             while True:
                 body = await queue.get()
+                if not body.startswith(POSITIONED):  # ephemeral (reply.started, reply.delta)
+                    await socket.send_data(body, mode="text")
+                    continue
                 position = frame_position(body)
                 if position <= last:
                     continue

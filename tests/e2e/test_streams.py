@@ -41,7 +41,7 @@ def room(new_user):
     """Ann's session, with Bob as a member."""
     ann, _ = new_user("ann")
     bob, bob_user = new_user("bob")
-    sid = ann.post("/api/sessions", {"title": "Room"}).json()["id"]
+    sid = ann.post("/api/sessions", {"title": "Room", "assistant": False}).json()["id"]
     ann.post(f"/api/sessions/{sid}/members", {"user_id": bob_user["id"]})
     return ann, bob, bob_user, sid
 
@@ -167,7 +167,7 @@ def test_a_client_that_never_reads_is_closed_and_others_keep_receiving(tmp_path)
     server = Server(tmp_path, env={"CHRONICLE_WS_QUEUE": "8"}).start()
     try:
         ann, _ = server.client().signup("ann@example.org")
-        sid = ann.post("/api/sessions", {"title": "Busy"}).json()["id"]
+        sid = ann.post("/api/sessions", {"title": "Busy", "assistant": False}).json()["id"]
         start = ann.head()
         slow = socket.socket()
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -11,7 +11,7 @@ def test_register_login_session_message_read(anon, new_user):
     me = ann.get("/api/me", params={"after_position": user["position"]})
     assert me.status_code == 200 and me.json()["id"] == user["id"]
 
-    created = ann.post("/api/sessions", {"title": "Launch plan"})
+    created = ann.post("/api/sessions", {"title": "Launch plan", "assistant": False})
     assert created.status_code == 201
     session = created.json()
     assert session["owner_id"] == user["id"] and session["title"] == "Launch plan" and session["position"] > 0
@@ -39,8 +39,8 @@ def test_rename_edit_history_delete_and_archive(new_user):
     ann, user = new_user("ann")
     session = ann.post("/api/sessions", {"title": "Draft", "assistant": False}).json()
     sid = session["id"]
-    renamed = ann.patch(f"/api/sessions/{sid}", {"title": "Final", "assistant": True})
-    assert renamed.status_code == 200 and renamed.json()["title"] == "Final" and renamed.json()["assistant"]
+    renamed = ann.patch(f"/api/sessions/{sid}", {"title": "Final"})
+    assert renamed.status_code == 200 and renamed.json()["title"] == "Final" and not renamed.json()["assistant"]
 
     message = ann.post(f"/api/sessions/{sid}/messages", {"content": "v1"}).json()
     edit = ann.patch(f"/api/sessions/{sid}/messages/{message['id']}", {"content": "v2"})
@@ -65,7 +65,7 @@ def test_rename_edit_history_delete_and_archive(new_user):
 
 def test_pagination_pages_forward_oldest_first(new_user):
     ann, _ = new_user("ann")
-    sid = ann.post("/api/sessions", {"title": "Many"}).json()["id"]
+    sid = ann.post("/api/sessions", {"title": "Many", "assistant": False}).json()["id"]
     sent = [ann.post(f"/api/sessions/{sid}/messages", {"content": f"m{i}"}).json() for i in range(7)]
     seen, cursor = [], None
     while True:
@@ -80,7 +80,7 @@ def test_pagination_pages_forward_oldest_first(new_user):
 
 def test_a_retried_post_with_the_same_client_message_id_is_answered_with_the_first(new_user):
     ann, _ = new_user("ann")
-    sid = ann.post("/api/sessions", {"title": "Retry"}).json()["id"]
+    sid = ann.post("/api/sessions", {"title": "Retry", "assistant": False}).json()["id"]
     first = ann.post(f"/api/sessions/{sid}/messages", {"content": "once", "client_message_id": "c-1"})
     head = ann.head()
     again = ann.post(f"/api/sessions/{sid}/messages", {"content": "once", "client_message_id": "c-1"})
@@ -106,7 +106,7 @@ def test_members_see_and_post_and_leave(new_user):
 def test_health_metrics_and_openapi(anon):
     health = anon.get("/health").json()
     assert health["status"] == "ok" and {p["name"] for p in health["projections"]} == {
-        "users", "session_members", "sessions", "messages", "session_feed", "user_feed",
+        "users", "session_members", "sessions", "messages", "session_feed", "user_feed", "search",
     }
     metrics = anon.get("/metrics")
     assert metrics.status_code == 200 and "chronicle_projection_lag_events" in metrics.text

@@ -1,0 +1,59 @@
+"""The assistant's answer to one user message: completed (or cancelled, with the text it had)
+or failed with a reason. Both kinds derive their id from the message they answer, so the event
+store holds at most one outcome per message."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import event
+
+from domain.aggregate import ChronicleAggregate
+
+REPLY_STATUSES = ("completed", "cancelled")
+FAILURE_REASONS = ("provider_error", "timeout", "interrupted", "invalid_response")
+
+
+def reply_id_for(message_id: UUID) -> UUID:
+    return uuid5(message_id, "assistant-reply")
+
+
+class AssistantReply(ChronicleAggregate):
+    @staticmethod
+    def create_id(message_id: UUID) -> UUID:
+        return reply_id_for(message_id)
+
+    @event("AssistantReplyCompleted")
+    def __init__(
+        self,
+        message_id: UUID,
+        session_id: UUID,
+        content: str,
+        status: str,
+        provider: str,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        latency_ms: int,
+        sources: list,
+    ) -> None:
+        self.message_id = message_id
+        self.session_id = session_id
+        self.content = content
+        self.status = status
+        self.provider = provider
+        self.model = model
+        self.sources = sources
+
+
+class AssistantReplyFailure(ChronicleAggregate):
+    @staticmethod
+    def create_id(message_id: UUID) -> UUID:
+        return reply_id_for(message_id)
+
+    @event("AssistantReplyFailed")
+    def __init__(self, message_id: UUID, session_id: UUID, reason: str, detail: str, partial_content: str) -> None:
+        self.message_id = message_id
+        self.session_id = session_id
+        self.reason = reason
+        self.detail = detail

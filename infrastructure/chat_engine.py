@@ -1,0 +1,211 @@
+"""The chat engine: follows the event log and has the assistant answer every user message posted
+in a session whose assistant is on.
+
+It keeps its own position (`chat_engine` in the read store's tracking table) as a low-water
+mark: the position before the oldest message whose reply is not yet recorded. After a restart it
+resumes from there, skips messages that already have an outcome, and answers the rest, so no
+message is skipped. A reply's id derives from the message it answers, so the event store holds
+at most one outcome per message: none is ever answered twice.
+
+While a reply is produced its pieces go to the session's channel as ephemeral frames
+(`reply.started`, `reply.delta` with a sequence number); the outcome is stored once, as
+`AssistantReplyCompleted` (completed or cancelled, with provider, model, token counts, latency
+and sources) or `AssistantReplyFailed` (with a reason), and reaches subscribers as a stored frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import anyio
+import msgspec
+from eventsourcing.application import AggregateNotFoundError
+
+from application.assistant import (
+    AssistantProvider,
+    RecordReply,
+    RecordReplyFailure,
+    ReplyRequest,
+    ReplyUsage,
+)
+from application.chronicle import Chronicle
+from application.command_bus import CommandBus
+from domain.assistant_reply import reply_id_for
+from domain.chat_session import ChatSession
+from infrastructure.read_store import SQLiteReadStore
+from projections.frames import session_channel
+
+log = logging.getLogger(__name__)
+
+ENGINE = "chat_engine"
+ASSISTANT_ACTOR = "assistant"
+_POSTED = "domain.message:Message.MessagePosted"
+_encode = msgspec.json.Encoder().encode
+
+
+class ChatEngine:
+    def __init__(
+        self,
+        app: Chronicle,
+        bus: CommandBus,
+        tracking: SQLiteReadStore,
+        provider: AssistantProvider,
+        publish: Callable[[str, bytes], None],
+        *,
+        concurrency: int = 4,
+        timeout_seconds: float = 60.0,
+    ) -> None:
+        self._app = app
+        self._bus = bus
+        self._tracking = tracking
+        self._provider = provider
+        self._publish = publish
+        self._slots = asyncio.Semaphore(concurrency)
+        self._timeout = timeout_seconds
+        self._wakeup = asyncio.Event()
+        self._scanned = 0
+        self._in_flight: dict[int, UUID] = {}
+        self._jobs: dict[UUID, asyncio.Task[None]] = {}
+        self._cancelled: set[UUID] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="chat-engine")
+
+    async def stop(self) -> None:
+        """Stops following and abandons replies in progress without recording them: they are
+        answered again after the next start."""
+        tasks = [t for t in (self._task, *self._jobs.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def cancel(self, reply_id: UUID) -> bool:
+        """Stops a reply in progress; its text so far is recorded as a cancelled reply."""
+        job = self._jobs.get(reply_id)
+        if job is None or job.done():
+            return False
+        self._cancelled.add(reply_id)
+        job.cancel()
+        return True
+
+    def running(self, reply_id: UUID) -> bool:
+        job = self._jobs.get(reply_id)
+        return job is not None and not job.done()
+
+    async def _run(self) -> None:
+        self._scanned = await anyio.to_thread.run_sync(self._load_position)
+        while True:
+            try:
+                scanned = await self._scan()
+            except Exception:  # noqa: BLE001 - report and keep following
+                log.exception("chat engine scan failed")
+                scanned = 0
+            if not scanned:
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), 0.25)
+                except TimeoutError:
+                    pass
+
+    def _load_position(self) -> int:
+        return self._tracking.positions().get(ENGINE, 0)
+
+    def _save_position(self) -> None:
+        low = min(self._in_flight, default=self._scanned + 1) - 1
+        with self._tracking.transaction() as tx:
+            tx.set_positions({ENGINE: min(low, self._scanned)})
+
+    async def _scan(self) -> int:
+        notifications = await anyio.to_thread.run_sync(
+            lambda: self._app.recorder.select_notifications(start=self._scanned + 1, limit=500)
+        )
+        for notification in notifications:
+            if notification.topic == _POSTED:
+                await self._consider(self._app.mapper.to_domain_event(notification), notification.id)
+            self._scanned = notification.id
+        if notifications:
+            await anyio.to_thread.run_sync(self._save_position)
+        return len(notifications)
+
+    async def _consider(self, posted: Any, position: int) -> None:
+        if posted.role != "user":
+            return
+        reply_id = reply_id_for(posted.originator_id)
+        session, answered = await anyio.to_thread.run_sync(self._state, posted.session_id, reply_id)
+        if answered or session is None or not session.assistant or reply_id in self._jobs:
+            return
+        self._in_flight[position] = reply_id
+        self._jobs[reply_id] = asyncio.get_running_loop().create_task(self._answer(posted, position, reply_id))
+
+    def _state(self, session_id: UUID, reply_id: UUID) -> tuple[ChatSession | None, bool]:
+        repository = self._app.repository
+        try:
+            repository.get(reply_id)
+            return None, True
+        except AggregateNotFoundError:
+            pass
+        try:
+            session = repository.get(session_id)
+        except AggregateNotFoundError:
+            return None, False
+        return (session if isinstance(session, ChatSession) else None), False
+
+    def _frame(self, session_id: str, **fields: Any) -> None:
+        self._publish(session_channel(session_id), _encode({"session_id": session_id, **fields}))
+
+    async def _answer(self, posted: Any, position: int, reply_id: UUID) -> None:
+        session_id = str(posted.session_id)
+        try:
+            async with self._slots:
+                request = ReplyRequest(posted.session_id, posted.originator_id, posted.author_id, posted.content, ())
+                outcome = await self._produce(request, session_id, reply_id)
+                await self._bus.execute(outcome, ASSISTANT_ACTOR)
+        except asyncio.CancelledError:
+            if reply_id not in self._cancelled:
+                raise
+        finally:
+            self._in_flight.pop(position, None)
+            self._jobs.pop(reply_id, None)
+            self._cancelled.discard(reply_id)
+
+    async def _produce(self, request: ReplyRequest, session_id: str, reply_id: UUID) -> RecordReply | RecordReplyFailure:
+        usage = ReplyUsage()
+        parts: list[str] = []
+        started = time.perf_counter()
+        self._frame(session_id, type="reply.started", reply_id=str(reply_id), reply_to=str(request.message_id))
+
+        def completed(status: str) -> RecordReply:
+            return RecordReply(
+                request.message_id, request.session_id, "".join(parts), status, self._provider.name, usage.model,
+                usage.prompt_tokens, usage.completion_tokens, int((time.perf_counter() - started) * 1000),
+                tuple(usage.sources),
+            )
+
+        try:
+            with anyio.fail_after(self._timeout):
+                async for piece in self._provider.reply(request, usage):
+                    parts.append(piece)
+                    self._frame(session_id, type="reply.delta", reply_id=str(reply_id), seq=len(parts), delta=piece)
+        except TimeoutError:
+            return RecordReplyFailure(request.message_id, request.session_id, "timeout",
+                                      f"no complete reply within {self._timeout:g} s", "".join(parts))
+        except asyncio.CancelledError:
+            if reply_id in self._cancelled:
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                return completed("cancelled")
+            raise
+        except Exception as error:  # noqa: BLE001 - every failure is recorded with its reason
+            log.warning("assistant provider failed: %s", error)
+            return RecordReplyFailure(request.message_id, request.session_id, "provider_error", str(error), "".join(parts))
+        if not parts:
+            return RecordReplyFailure(request.message_id, request.session_id, "invalid_response", "the provider returned no text", "")
+        return completed("completed")

@@ -1,0 +1,54 @@
+"""The `local` assistant provider: no network, deterministic, grounded in the user's own material.
+It searches the messages of every session the user belongs to (FTS5, BM25) and answers with the
+most relevant passages quoted and cited, or says plainly that it found nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from application.assistant import ReplyRequest, ReplyUsage
+from projections.search import search_messages, search_terms
+from projections.storage import ReadConnection
+
+PASSAGES = 3
+WORDS_PER_PIECE = 6
+
+
+class LocalAssistant:
+    name = "local"
+    model = "fts5-bm25"
+
+    def __init__(self, db: ReadConnection, pace_seconds: float = 0.0) -> None:
+        self._db = db
+        self._pace = pace_seconds
+
+    async def answer(self, request: ReplyRequest, usage: ReplyUsage) -> str:
+        terms = search_terms(request.question)
+        hits = await search_messages(
+            self._db, str(request.user_id), terms, PASSAGES, exclude=str(request.message_id),
+            prefer_session=str(request.session_id),
+        )
+        usage.model = self.model
+        usage.prompt_tokens = len(request.question.split())
+        if not hits:
+            subject = " ".join(terms) or request.question.strip()
+            return f"I found nothing in your sessions about “{subject}”."
+        lines = ["Here is what I found in your sessions:", ""]
+        for number, hit in enumerate(hits, start=1):
+            where = "this session" if hit["session_id"] == str(request.session_id) else f"session {hit['session_id']}"
+            lines.append(f"> {hit['snippet']}")
+            lines.append(f"[{number}] message {hit['message_id']} in {where}")
+            lines.append("")
+            usage.sources.append({"kind": "message", "session_id": hit["session_id"], "message_id": hit["message_id"]})
+        return "\n".join(lines).rstrip()
+
+    async def reply(self, request: ReplyRequest, usage: ReplyUsage) -> AsyncIterator[str]:
+        text = await self.answer(request, usage)
+        words = text.split(" ")
+        for start in range(0, len(words), WORDS_PER_PIECE):
+            piece = " ".join(words[start:start + WORDS_PER_PIECE])
+            yield piece if start + WORDS_PER_PIECE >= len(words) else piece + " "
+            usage.completion_tokens += len(words[start:start + WORDS_PER_PIECE])
+            if self._pace:
+                await asyncio.sleep(self._pace)

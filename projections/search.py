@@ -1,0 +1,87 @@
+"""The full-text index of messages (SQLite FTS5, BM25 ranking), searched per user's visibility.
+The assistant's own replies are not indexed, so it never cites itself."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from domain.message import Message
+from projections.projector import Projector, collect_handlers, handles
+from projections.storage import ReadConnection, ReadTransaction, Row
+
+_WORD = re.compile(r"\w{2,}", re.UNICODE)
+_STOPWORDS = frozenset(
+    "a an and are as at be but by did do does for from had has have how i in is it me my of on or our so "
+    "that the their them there these they this to was we were what when where which who why will with "
+    "you your about say says said decide decided tell".split()
+)
+
+
+@collect_handlers
+class SearchIndexProjector(Projector):
+    name = "search"
+    tables = ("message_search", "message_search_rows")
+    schema = (
+        """CREATE VIRTUAL TABLE IF NOT EXISTS message_search USING fts5(
+            content, session_id UNINDEXED, message_id UNINDEXED, author_id UNINDEXED,
+            tokenize='porter unicode61')""",
+        """CREATE TABLE IF NOT EXISTS message_search_rows (
+            message_id TEXT PRIMARY KEY, row INTEGER NOT NULL)""",
+    )
+
+    @handles(Message.MessagePosted)
+    def _posted(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        if e.role == "assistant":
+            return
+        message_id = str(e.originator_id)
+        tx.execute(
+            "INSERT INTO message_search (rowid, content, session_id, message_id, author_id) VALUES (?,?,?,?,?)",
+            (position, e.content, str(e.session_id), message_id, str(e.author_id)),
+        )
+        tx.execute("INSERT INTO message_search_rows VALUES (?,?)", (message_id, position))
+
+    @handles(Message.MessageEdited)
+    def _edited(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        tx.execute(
+            "UPDATE message_search SET content=? WHERE rowid=(SELECT row FROM message_search_rows WHERE message_id=?)",
+            (e.content, str(e.originator_id)),
+        )
+
+    @handles(Message.MessageDeleted)
+    def _deleted(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        message_id = str(e.originator_id)
+        tx.execute("DELETE FROM message_search WHERE rowid=(SELECT row FROM message_search_rows WHERE message_id=?)", (message_id,))
+        tx.execute("DELETE FROM message_search_rows WHERE message_id=?", (message_id,))
+
+
+def search_terms(text: str) -> list[str]:
+    """The words worth searching for, in order, without repeats."""
+    seen: list[str] = []
+    for word in _WORD.findall(text.lower()):
+        if word not in _STOPWORDS and word not in seen:
+            seen.append(word)
+    return seen
+
+
+def match_expression(terms: list[str]) -> str:
+    """An FTS5 query matching any of the terms (each quoted, so no term is read as syntax)."""
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+async def search_messages(
+    db: ReadConnection, user_id: str, terms: list[str], limit: int, *, exclude: str = "", prefer_session: str = ""
+) -> list[Row]:
+    """Messages in the user's sessions matching any term, best first (the preferred session's
+    hits before others of equal standing); snippets mark matches with [ ]."""
+    if not terms:
+        return []
+    return await db.fetch_all(
+        "SELECT m.message_id, m.session_id, m.author_id, m.content,"
+        " snippet(message_search, 0, '[', ']', '…', 16) AS snippet, bm25(message_search) AS rank"
+        " FROM message_search m"
+        " WHERE message_search MATCH ? AND m.message_id != ?"
+        " AND m.session_id IN (SELECT session_id FROM session_members WHERE user_id=?)"
+        " ORDER BY (m.session_id = ?) DESC, rank LIMIT ?",
+        (match_expression(terms), exclude, user_id, prefer_session, limit),
+    )

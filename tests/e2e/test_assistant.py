@@ -1,0 +1,148 @@
+"""The chat engine with the default `local` provider, against real server processes."""
+
+import json
+import sqlite3
+import time
+import uuid
+from collections import Counter
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.e2e.server import Server
+
+pytestmark = pytest.mark.e2e
+
+
+def replies(client, sid: str, timeout: float = 15) -> dict[str, dict]:
+    """Assistant messages of the session by the user message they answer, once every user
+    message has one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        items = client.get(f"/api/sessions/{sid}/messages", params={"limit": 500, "after_position": client.head()}).json()["items"]
+        asked = [m["id"] for m in items if m["role"] == "user"]
+        answered = {m["reply_to"]: m for m in items if m["role"] == "assistant"}
+        if set(asked) <= set(answered) or time.monotonic() > deadline:
+            return answered
+        time.sleep(0.1)
+
+
+def outcomes_per_message(data_dir) -> Counter:
+    """How many reply outcomes (completed or failed) the event log holds per user message."""
+    db = sqlite3.connect(data_dir / "events.sqlite3")
+    try:
+        rows = db.execute(
+            "SELECT state FROM stored_events WHERE topic LIKE '%AssistantReplyCompleted' OR topic LIKE '%AssistantReplyFailed'"
+        ).fetchall()
+    finally:
+        db.close()
+    return Counter(str(uuid.UUID(json.loads(state)["message_id"]["_data_"])) for (state,) in rows)
+
+
+def test_the_assistant_answers_from_earlier_messages_and_cites_them(new_user):
+    ann, _ = new_user("ann")
+    sid = ann.post("/api/sessions", {"title": "Launch"}).json()["id"]
+    decision = ann.post(f"/api/sessions/{sid}/messages", {"content": "We decided to move the launch to Friday after the security review."}).json()
+    ann.post(f"/api/sessions/{sid}/messages", {"content": "Lunch is at noon."})
+    question = ann.post(f"/api/sessions/{sid}/messages", {"content": "What did we decide about the launch?"}).json()
+    answer = replies(ann, sid)[question["id"]]
+    assert answer["author_id"] == "assistant" and answer["reply_status"] == "completed"
+    assert "Friday after the security review" in answer["content"]
+    assert decision["id"] in answer["content"] and "Lunch" not in answer["content"]
+
+
+def test_the_assistant_says_plainly_when_it_finds_nothing_and_never_sees_others_sessions(new_user):
+    ann, _ = new_user("ann")
+    eve, _ = new_user("eve")
+    secret = eve.post("/api/sessions", {"title": "Eve's", "assistant": False}).json()["id"]
+    eve.post(f"/api/sessions/{secret}/messages", {"content": "The zeppelin budget is ninety thousand."})
+    sid = ann.post("/api/sessions", {"title": "Mine"}).json()["id"]
+    question = ann.post(f"/api/sessions/{sid}/messages", {"content": "What is the zeppelin budget?"}).json()
+    answer = replies(ann, sid)[question["id"]]
+    assert answer["content"].startswith("I found nothing in your sessions about") and "ninety" not in answer["content"]
+
+
+def test_no_reply_where_the_assistant_is_off(new_user):
+    ann, _ = new_user("ann")
+    sid = ann.post("/api/sessions", {"title": "Quiet", "assistant": False}).json()["id"]
+    ann.post(f"/api/sessions/{sid}/messages", {"content": "hello?"})
+    time.sleep(1.0)
+    items = ann.get(f"/api/sessions/{sid}/messages", params={"after_position": ann.head()}).json()["items"]
+    assert [m["role"] for m in items] == ["user"]
+
+
+def test_replies_stream_as_deltas_then_are_stored_once(server, new_user):
+    ann, _ = new_user("ann")
+    sid = ann.post("/api/sessions", {"title": "Streamed"}).json()["id"]
+    ann.post(f"/api/sessions/{sid}/messages", {"content": "The launch moves to Friday, said the release manager."})
+    with connect(f"ws://127.0.0.1:{server.port}/api/sessions/{sid}/stream?token={ann.token}&after={ann.head() + 1}") as ws:
+        question = ann.post(f"/api/sessions/{sid}/messages", {"content": "When is the launch?"}).json()
+        seen = []
+        while not seen or seen[-1]["type"] != "reply.completed":
+            seen.append(json.loads(ws.recv(timeout=10)))
+    kinds = [f["type"] for f in seen if f.get("reply_to", f.get("data", {}).get("reply_to")) == question["id"] or f["type"] == "reply.delta"]
+    assert kinds[0] == "reply.started" and kinds[-1] == "reply.completed" and "reply.delta" in kinds
+    deltas = [f for f in seen if f["type"] == "reply.delta"]
+    assert [d["seq"] for d in deltas] == list(range(1, len(deltas) + 1))
+    assert "".join(d["delta"] for d in deltas) == seen[-1]["data"]["content"]
+
+
+def test_a_reply_can_be_cancelled_and_keeps_its_partial_text(tmp_path):
+    server = Server(tmp_path, env={"CHRONICLE_ASSISTANT_PACE": "0.3"}).start()
+    try:
+        ann, _ = server.client().signup("ann@example.org")
+        sid = ann.post("/api/sessions", {"title": "Slow"}).json()["id"]
+        ann.post(f"/api/sessions/{sid}/messages", {"content": "The launch is on Friday at nine, in the big hall, with cake."})
+        time.sleep(2.5)
+        with connect(f"ws://127.0.0.1:{server.port}/api/sessions/{sid}/stream?token={ann.token}&after={ann.head()}") as ws:
+            question = ann.post(f"/api/sessions/{sid}/messages", {"content": "Where and when is the launch with cake?"}).json()
+            started = json.loads(ws.recv(timeout=10))
+            while started["type"] != "reply.started":
+                started = json.loads(ws.recv(timeout=10))
+            json.loads(ws.recv(timeout=10))  # the first delta
+            cancelled = ann.post(f"/api/sessions/{sid}/replies/{started['reply_id']}/cancel")
+            assert cancelled.status_code == 202
+            frame = json.loads(ws.recv(timeout=10))
+            while frame["type"] != "reply.completed":
+                frame = json.loads(ws.recv(timeout=10))
+        assert frame["data"]["status"] == "cancelled" and frame["data"]["reply_to"] == question["id"]
+        assert frame["data"]["content"] and "cake" not in frame["data"]["content"].split("[1]")[-1]
+        again = ann.post(f"/api/sessions/{sid}/replies/{started['reply_id']}/cancel")
+        assert again.status_code == 409
+    finally:
+        server.stop()
+
+
+def test_a_reply_that_runs_past_its_timeout_is_recorded_as_failed(tmp_path):
+    server = Server(tmp_path, env={"CHRONICLE_ASSISTANT_PACE": "0.5", "CHRONICLE_ASSISTANT_TIMEOUT": "0.7"}).start()
+    try:
+        ann, _ = server.client().signup("ann@example.org")
+        sid = ann.post("/api/sessions", {"title": "Timeout"}).json()["id"]
+        with connect(f"ws://127.0.0.1:{server.port}/api/sessions/{sid}/stream?token={ann.token}&after={ann.head()}") as ws:
+            ann.post(f"/api/sessions/{sid}/messages", {"content": "Tell me everything about the quarterly plan and its many parts."})
+            frame = json.loads(ws.recv(timeout=10))
+            while frame["type"] != "reply.failed":
+                frame = json.loads(ws.recv(timeout=10))
+        assert frame["data"]["reason"] == "timeout" and "position" in frame
+    finally:
+        server.stop()
+
+
+def test_after_a_crash_mid_reply_every_message_has_exactly_one_outcome(tmp_path):
+    server = Server(tmp_path, env={"CHRONICLE_ASSISTANT_PACE": "0.2", "CHRONICLE_ASSISTANT_CONCURRENCY": "2"}).start()
+    ann, _ = server.client().signup("ann@example.org")
+    sid = ann.post("/api/sessions", {"title": "Crash"}).json()["id"]
+    ann.post(f"/api/sessions/{sid}/messages", {"content": "Budget: forty thousand for the launch event and the venue."})
+    asked = [ann.post(f"/api/sessions/{sid}/messages", {"content": f"Question {i}: what is the launch budget?"}).json()["id"] for i in range(6)]
+    time.sleep(1.0)
+    server.kill()
+    restarted = Server(tmp_path).start()
+    try:
+        client = restarted.client(ann.token)
+        answered = replies(client, sid, timeout=30)
+        assert set(asked) <= set(answered)
+        outcomes = outcomes_per_message(tmp_path)
+        assert {mid: outcomes[mid] for mid in asked} == {mid: 1 for mid in asked}
+        assert max(outcomes.values()) == 1
+    finally:
+        restarted.stop()
