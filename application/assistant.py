@@ -26,13 +26,13 @@ class Turn:
 
 @dataclass(frozen=True)
 class ReplyRequest:
-    """Asked of a provider: answer `question` from `user_id`, in a session with `history`."""
+    """Asked of a provider: answer `question`, posted by `user_id` at `position` in a session."""
 
     session_id: UUID
     message_id: UUID
     user_id: UUID
     question: str
-    history: tuple[Turn, ...]
+    position: int
 
 
 @dataclass

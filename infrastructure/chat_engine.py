@@ -166,7 +166,7 @@ class ChatEngine:
         session_id = str(posted.session_id)
         try:
             async with self._slots:
-                request = ReplyRequest(posted.session_id, posted.originator_id, posted.author_id, posted.content, ())
+                request = ReplyRequest(posted.session_id, posted.originator_id, posted.author_id, posted.content, position)
                 outcome = await self._produce(request, session_id, reply_id)
                 await self._bus.execute(outcome, ASSISTANT_ACTOR)
         except asyncio.CancelledError:

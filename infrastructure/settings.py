@@ -22,6 +22,11 @@ class Settings:
     assistant_concurrency: int
     assistant_timeout: float
     assistant_pace: float
+    assistant_provider: str
+    llm_base_url: str
+    llm_model: str
+    llm_api_key: str | None
+    llm_context_chars: int
 
     @property
     def event_store_path(self) -> Path:
@@ -43,6 +48,11 @@ class Settings:
             assistant_concurrency=_int("CHRONICLE_ASSISTANT_CONCURRENCY", 4),
             assistant_timeout=float(os.environ.get("CHRONICLE_ASSISTANT_TIMEOUT", "").strip() or 60),
             assistant_pace=float(os.environ.get("CHRONICLE_ASSISTANT_PACE", "").strip() or 0),
+            assistant_provider=os.environ.get("CHRONICLE_ASSISTANT_PROVIDER", "").strip() or "local",
+            llm_base_url=os.environ.get("CHRONICLE_LLM_BASE_URL", "").strip(),
+            llm_model=os.environ.get("CHRONICLE_LLM_MODEL", "").strip(),
+            llm_api_key=os.environ.get("CHRONICLE_LLM_API_KEY") or None,
+            llm_context_chars=_int("CHRONICLE_LLM_CONTEXT_CHARS", 12_000),
         )
 
 

@@ -98,3 +98,13 @@ async def message_versions(db: ReadConnection, message_id: str) -> list[Row]:
         "SELECT version, content, at, position FROM message_versions WHERE message_id=? ORDER BY version",
         (message_id,),
     )
+
+
+async def recent_messages(db: ReadConnection, session_id: str, before: int, limit: int) -> list[Row]:
+    """The session's latest messages before a position, oldest first (deleted ones left out)."""
+    rows = await db.fetch_all(
+        "SELECT role, content FROM messages WHERE session_id=? AND position<? AND deleted=0"
+        " ORDER BY position DESC LIMIT ?",
+        (session_id, before, limit),
+    )
+    return rows[::-1]

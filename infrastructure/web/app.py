@@ -15,11 +15,13 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusController
 
+from application.assistant import ReplyRequest, Turn
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
 from infrastructure.bootstrap import bootstrap
 from infrastructure.chat_engine import ChatEngine
 from infrastructure.local_assistant import LocalAssistant
+from infrastructure.openai_assistant import OpenAIAssistant
 from infrastructure.read_store import AioSQLiteReadConnection, SQLiteReadStore
 from infrastructure.settings import Settings
 from infrastructure.web import accounts, health, messages, sessions, streams
@@ -27,6 +29,7 @@ from infrastructure.web.auth import PrincipalCache, jwt_auth
 from infrastructure.web.http_metrics import HttpMetrics
 from infrastructure.web.problems import exception_handlers
 from infrastructure.web.read_your_writes import ProjectionProgress
+from projections.messages import recent_messages
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -45,8 +48,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.update(
             write=write, progress=progress, db=db, principals=PrincipalCache(db), jwt=auth, channels=channels
         )
+        provider = assistant_provider(settings, db)
         engine = ChatEngine(
-            write.app, write.bus, SQLiteReadStore(settings.read_store_path), LocalAssistant(db, settings.assistant_pace),
+            write.app, write.bus, SQLiteReadStore(settings.read_store_path), provider,
             lambda channel, body: channels.publish(body, channel), concurrency=settings.assistant_concurrency, timeout_seconds=settings.assistant_timeout,
         )
         app.state.engine = engine
@@ -59,6 +63,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
         finally:
             await engine.stop()
+            if isinstance(provider, OpenAIAssistant):
+                await provider.close()
             health.collector.write = health.collector.progress = None
             await db.close()
             write.close()
@@ -88,6 +94,25 @@ def create_app(settings: Settings | None = None) -> Litestar:
         plugins=[channels],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(title="Chronicle", version="0.1.0", path="/schema"),
+    )
+
+
+def assistant_provider(settings: Settings, db: AioSQLiteReadConnection) -> LocalAssistant | OpenAIAssistant:
+    """`CHRONICLE_ASSISTANT_PROVIDER`: `local` (default, no network) or `openai`."""
+    if settings.assistant_provider == "local":
+        return LocalAssistant(db, settings.assistant_pace)
+    if settings.assistant_provider != "openai":
+        raise ValueError(f"CHRONICLE_ASSISTANT_PROVIDER must be local or openai, not {settings.assistant_provider!r}")
+    if not (settings.llm_base_url and settings.llm_model):
+        raise ValueError("the openai provider needs CHRONICLE_LLM_BASE_URL and CHRONICLE_LLM_MODEL")
+
+    async def history(request: ReplyRequest) -> list[Turn]:
+        rows = await recent_messages(db, str(request.session_id), request.position, 50)
+        return [Turn(row["role"], row["content"]) for row in rows]
+
+    return OpenAIAssistant(
+        settings.llm_base_url, settings.llm_model, settings.llm_api_key, history,
+        read_timeout=min(30.0, settings.assistant_timeout), context_chars=settings.llm_context_chars,
     )
 
 

@@ -1,0 +1,110 @@
+"""The `openai` assistant provider: any server speaking the OpenAI chat-completions API with
+`stream: true` (OpenAI, Ollama, vLLM, llama.cpp's server), over httpx.
+
+Server-sent events are read line by line; a stream must end with `data: [DONE]`, so a stream
+that breaks midway is an error, never a hung reply (reads also time out). Failures before the
+first token are retried a bounded number of times (connection errors, 429 and 5xx answers);
+after the first token a failure ends the reply, since its text has already been streamed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+
+from application.assistant import ReplyRequest, ReplyUsage, Turn
+
+SYSTEM_PROMPT = (
+    "You are the assistant in a team chat. Answer the last message briefly and concretely, "
+    "using the conversation so far. Say so when the conversation does not contain the answer."
+)
+HistoryLoader = Callable[[ReplyRequest], Awaitable[list[Turn]]]
+
+
+class ProviderError(Exception):
+    pass
+
+
+class OpenAIAssistant:
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None,
+        history: HistoryLoader,
+        *,
+        read_timeout: float = 30.0,
+        retries: int = 2,
+        context_chars: int = 12_000,
+    ) -> None:
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._model = model
+        self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._history = history
+        self._retries = retries
+        self._context_chars = context_chars
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(read_timeout, connect=5.0))
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _messages(self, request: ReplyRequest) -> list[dict[str, str]]:
+        """The question plus as much recent history as fits the context budget, oldest first."""
+        budget = self._context_chars - len(request.question)
+        kept: list[dict[str, str]] = []
+        for turn in reversed(await self._history(request)):
+            if len(turn.content) > budget:
+                break
+            budget -= len(turn.content)
+            kept.append({"role": turn.role, "content": turn.content})
+        return [{"role": "system", "content": SYSTEM_PROMPT}, *reversed(kept), {"role": "user", "content": request.question}]
+
+    async def reply(self, request: ReplyRequest, usage: ReplyUsage) -> AsyncIterator[str]:
+        body = {
+            "model": self._model, "messages": await self._messages(request), "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        usage.model = self._model
+        for attempt in range(self._retries + 1):
+            yielded = False
+            try:
+                async for piece in self._stream(body, usage):
+                    yielded = True
+                    yield piece
+                return
+            except (ProviderError, httpx.TransportError) as error:
+                retriable = not yielded and (isinstance(error, httpx.TransportError) or "retriable" in str(error))
+                if not retriable or attempt == self._retries:
+                    raise ProviderError(str(error) or type(error).__name__) from error
+                await asyncio.sleep(0.2 * 2**attempt)
+
+    async def _stream(self, body: dict, usage: ReplyUsage) -> AsyncIterator[str]:
+        async with self._client.stream("POST", self._url, json=body, headers=self._headers) as response:
+            if response.status_code != 200:
+                text = (await response.aread()).decode(errors="replace")[:300]
+                kind = "retriable " if response.status_code == 429 or response.status_code >= 500 else ""
+                raise ProviderError(f"{kind}HTTP {response.status_code} from the model server: {text}")
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                try:
+                    chunk = json.loads(data)
+                except ValueError as error:
+                    raise ProviderError(f"the model server sent invalid JSON: {data[:100]}") from error
+                if "error" in chunk:
+                    raise ProviderError(f"the model server reported an error: {chunk['error']}")
+                if chunk.get("usage"):
+                    usage.prompt_tokens = chunk["usage"].get("prompt_tokens", 0)
+                    usage.completion_tokens = chunk["usage"].get("completion_tokens", 0)
+                for choice in chunk.get("choices") or ():
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        yield content
+        raise ProviderError("the stream ended before [DONE]")

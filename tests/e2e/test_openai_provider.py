@@ -1,0 +1,86 @@
+"""The `openai` provider against a local server that speaks the real SSE streaming format."""
+
+import json
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.e2e.model_server import REPLY, ModelServer
+from tests.e2e.server import Server
+
+pytestmark = pytest.mark.e2e
+
+
+def chronicle_with(tmp_path, model_server: ModelServer, model: str) -> Server:
+    return Server(tmp_path, env={
+        "CHRONICLE_ASSISTANT_PROVIDER": "openai", "CHRONICLE_LLM_BASE_URL": model_server.url,
+        "CHRONICLE_LLM_MODEL": model, "CHRONICLE_LLM_API_KEY": "test-key",
+    }).start()
+
+
+def outcome(server: Server, question: str) -> tuple[list[dict], dict]:
+    """Posts a question and returns the reply frames for it, up to the stored outcome."""
+    ann, _ = server.client().signup("ann@example.org")
+    sid = ann.post("/api/sessions", {"title": "Model"}).json()["id"]
+    ann.post(f"/api/sessions/{sid}/messages", {"content": "Earlier: we moved the launch."})
+    with connect(f"ws://127.0.0.1:{server.port}/api/sessions/{sid}/stream?token={ann.token}&after={ann.head()}") as ws:
+        posted = ann.post(f"/api/sessions/{sid}/messages", {"content": question}).json()
+        frames = []
+        while True:
+            frame = json.loads(ws.recv(timeout=20))
+            frames.append(frame)
+            data = frame.get("data", {})
+            if frame["type"] in ("reply.completed", "reply.failed") and data.get("reply_to") == posted["id"]:
+                return frames, frame
+
+
+def test_streamed_deltas_arrive_in_order_and_the_reply_is_stored_with_usage(tmp_path):
+    with ModelServer() as model_server:
+        server = chronicle_with(tmp_path, model_server, "steady")
+        try:
+            frames, final = outcome(server, "When is the launch?")
+        finally:
+            server.stop()
+    deltas = [f for f in frames if f["type"] == "reply.delta" and f["reply_id"] == final["data"]["reply_id"]]
+    assert [d["delta"] for d in deltas] == REPLY and [d["seq"] for d in deltas] == [1, 2, 3, 4, 5]
+    data = final["data"]
+    assert (data["content"], data["status"], data["provider"], data["model"]) == ("".join(REPLY), "completed", "openai", "steady")
+    assert (data["prompt_tokens"], data["completion_tokens"]) == (42, len(REPLY))
+    sent = model_server.requests[-1]
+    assert sent["stream"] is True and sent["messages"][-1] == {"role": "user", "content": "When is the launch?"}
+    assert {"role": "user", "content": "Earlier: we moved the launch."} in sent["messages"]
+    assert model_server.headers[-1]["authorization"] == "Bearer test-key"
+
+
+def test_a_stream_that_breaks_midway_ends_in_a_failed_reply(tmp_path):
+    with ModelServer() as model_server:
+        server = chronicle_with(tmp_path, model_server, "broken")
+        try:
+            frames, final = outcome(server, "When is the launch?")
+        finally:
+            server.stop()
+    assert final["type"] == "reply.failed" and final["data"]["reason"] == "provider_error"
+    assert "[DONE]" in final["data"]["detail"]
+    assert [f["delta"] for f in frames if f["type"] == "reply.delta"] == REPLY[:2]
+
+
+def test_a_model_server_that_keeps_failing_is_retried_then_the_reply_fails(tmp_path):
+    with ModelServer() as model_server:
+        server = chronicle_with(tmp_path, model_server, "down")
+        try:
+            _, final = outcome(server, "Anyone there?")
+        finally:
+            server.stop()
+        attempts = len([r for r in model_server.requests if r["messages"][-1]["content"] == "Anyone there?"])
+    assert final["type"] == "reply.failed" and "HTTP 500" in final["data"]["detail"]
+    assert attempts == 3
+
+
+def test_a_transient_failure_is_retried(tmp_path):
+    with ModelServer() as model_server:
+        server = chronicle_with(tmp_path, model_server, "flaky")
+        try:
+            _, final = outcome(server, "When is the launch?")
+        finally:
+            server.stop()
+    assert final["type"] == "reply.completed" and final["data"]["content"] == "".join(REPLY)
