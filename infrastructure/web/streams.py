@@ -150,15 +150,26 @@ async def _refuse(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> N
     await socket.close(code, reason)
 
 
+async def _admit(socket: WebSocket[Any, Any, Any]) -> tuple[Principal, int] | None:
+    """The caller and the position to resume after; refuses the connection (4401, 4400) otherwise."""
+    principal = await _principal(socket)
+    if principal is None:
+        await _refuse(socket, CLOSE_UNAUTHORIZED, "missing or invalid token")
+        return None
+    after = _after(socket)
+    if after is None:
+        await _refuse(socket, CLOSE_BAD_REQUEST, "after must be a position")
+        return None
+    return principal, after
+
+
 @websocket("/api/sessions/{session_id:uuid}/stream", exclude_from_auth=True)
 async def session_stream(socket: WebSocket[Any, Any, Any], session_id: UUID) -> None:
     """Every frame of the session after `?after=POSITION`, then live. `?token=` or a bearer header."""
-    principal = await _principal(socket)
-    if principal is None:
-        return await _refuse(socket, CLOSE_UNAUTHORIZED, "missing or invalid token")
-    after = _after(socket)
-    if after is None:
-        return await _refuse(socket, CLOSE_BAD_REQUEST, "after must be a position")
+    admitted = await _admit(socket)
+    if admitted is None:
+        return
+    principal, after = admitted
     db = socket.app.state.db
     sid, me = str(session_id), str(principal.id)
     if not await is_member(db, sid, me):
@@ -183,12 +194,10 @@ async def session_stream(socket: WebSocket[Any, Any, Any], session_id: UUID) -> 
 async def user_stream(socket: WebSocket[Any, Any, Any]) -> None:
     """Everything about the user's sessions (new sessions, invitations, renames, members,
     archiving) after `?after=POSITION`, then live."""
-    principal = await _principal(socket)
-    if principal is None:
-        return await _refuse(socket, CLOSE_UNAUTHORIZED, "missing or invalid token")
-    after = _after(socket)
-    if after is None:
-        return await _refuse(socket, CLOSE_BAD_REQUEST, "after must be a position")
+    admitted = await _admit(socket)
+    if admitted is None:
+        return
+    principal, after = admitted
     await socket.accept()
     db, me = socket.app.state.db, str(principal.id)
     await _stream(socket, user_channel(me), after, lambda last: user_frames_after(db, me, last, REPLAY_PAGE))

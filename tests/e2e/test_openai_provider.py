@@ -11,15 +11,22 @@ from tests.e2e.server import Server
 pytestmark = pytest.mark.e2e
 
 
-def chronicle_with(tmp_path, model_server: ModelServer, model: str) -> Server:
-    return Server(tmp_path, env={
-        "CHRONICLE_ASSISTANT_PROVIDER": "openai", "CHRONICLE_LLM_BASE_URL": model_server.url,
-        "CHRONICLE_LLM_MODEL": model, "CHRONICLE_LLM_API_KEY": "test-key",
-    }).start()
+def ask(tmp_path, model: str, question: str) -> tuple[list[dict], dict, ModelServer]:
+    """Runs Chronicle against a model server behaving as `model`, asks `question`, and returns
+    the frames up to the question's stored outcome, that outcome, and the model server."""
+    with ModelServer() as model_server:
+        server = Server(tmp_path, env={
+            "CHRONICLE_ASSISTANT_PROVIDER": "openai", "CHRONICLE_LLM_BASE_URL": model_server.url,
+            "CHRONICLE_LLM_MODEL": model, "CHRONICLE_LLM_API_KEY": "test-key",
+        }).start()
+        try:
+            frames, final = _outcome(server, question)
+        finally:
+            server.stop()
+    return frames, final, model_server
 
 
-def outcome(server: Server, question: str) -> tuple[list[dict], dict]:
-    """Posts a question and returns the reply frames for it, up to the stored outcome."""
+def _outcome(server: Server, question: str) -> tuple[list[dict], dict]:
     ann, _ = server.client().signup("ann@example.org")
     sid = ann.post("/api/sessions", {"title": "Model"}).json()["id"]
     ann.post(f"/api/sessions/{sid}/messages", {"content": "Earlier: we moved the launch."})
@@ -35,12 +42,7 @@ def outcome(server: Server, question: str) -> tuple[list[dict], dict]:
 
 
 def test_streamed_deltas_arrive_in_order_and_the_reply_is_stored_with_usage(tmp_path):
-    with ModelServer() as model_server:
-        server = chronicle_with(tmp_path, model_server, "steady")
-        try:
-            frames, final = outcome(server, "When is the launch?")
-        finally:
-            server.stop()
+    frames, final, model_server = ask(tmp_path, "steady", "When is the launch?")
     deltas = [f for f in frames if f["type"] == "reply.delta" and f["reply_id"] == final["data"]["reply_id"]]
     assert [d["delta"] for d in deltas] == REPLY and [d["seq"] for d in deltas] == [1, 2, 3, 4, 5]
     data = final["data"]
@@ -53,12 +55,7 @@ def test_streamed_deltas_arrive_in_order_and_the_reply_is_stored_with_usage(tmp_
 
 
 def test_a_stream_that_breaks_midway_ends_in_a_failed_reply(tmp_path):
-    with ModelServer() as model_server:
-        server = chronicle_with(tmp_path, model_server, "broken")
-        try:
-            frames, final = outcome(server, "When is the launch?")
-        finally:
-            server.stop()
+    frames, final, model_server = ask(tmp_path, "broken", "When is the launch?")
     assert final["type"] == "reply.failed" and final["data"]["reason"] == "provider_error", final
     assert "[DONE]" in final["data"]["detail"]
     mine = final["data"]["reply_id"]
@@ -66,22 +63,12 @@ def test_a_stream_that_breaks_midway_ends_in_a_failed_reply(tmp_path):
 
 
 def test_a_model_server_that_keeps_failing_is_retried_then_the_reply_fails(tmp_path):
-    with ModelServer() as model_server:
-        server = chronicle_with(tmp_path, model_server, "down")
-        try:
-            _, final = outcome(server, "Anyone there?")
-        finally:
-            server.stop()
-        attempts = len([r for r in model_server.requests if r["messages"][-1]["content"] == "Anyone there?"])
+    _, final, model_server = ask(tmp_path, "down", "Anyone there?")
+    attempts = len([r for r in model_server.requests if r["messages"][-1]["content"] == "Anyone there?"])
     assert final["type"] == "reply.failed" and "HTTP 500" in final["data"]["detail"]
     assert attempts == 3
 
 
 def test_a_transient_failure_is_retried(tmp_path):
-    with ModelServer() as model_server:
-        server = chronicle_with(tmp_path, model_server, "flaky")
-        try:
-            _, final = outcome(server, "When is the launch?")
-        finally:
-            server.stop()
+    _, final, model_server = ask(tmp_path, "flaky", "When is the launch?")
     assert final["type"] == "reply.completed" and final["data"]["content"] == "".join(REPLY)
