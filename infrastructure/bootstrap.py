@@ -23,11 +23,14 @@ class WriteSide:
     bus: CommandBus
     read_store: SQLiteReadStore
     runner: ProjectionRunner
+    reader: Chronicle
+    """The event store for reads outside the command bus (login, the chat engine): uncached."""
 
     def close(self) -> None:
         self.bus.stop()
         self.runner.stop()
         self.read_store.close()
+        self.reader.close()
         self.app.close()
 
 
@@ -36,4 +39,4 @@ def bootstrap(settings: Settings) -> WriteSide:
     read_store = SQLiteReadStore(settings.read_store_path)
     runner = ProjectionRunner(app, read_store, all_projectors())
     bus = CommandBus(app, SQLiteEventLog(app), HANDLERS, on_commit=runner.wake)
-    return WriteSide(settings, app, bus, read_store, runner)
+    return WriteSide(settings, app, bus, read_store, runner, open_event_store(settings, cached=False))

@@ -71,6 +71,7 @@ class ChatEngine:
         self._scanned = 0
         self._in_flight: dict[int, UUID] = {}
         self._jobs: dict[UUID, asyncio.Task[None]] = {}
+        self._sessions: dict[UUID, UUID] = {}
         self._cancelled: set[UUID] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -88,18 +89,15 @@ class ChatEngine:
     def wake(self) -> None:
         self._wakeup.set()
 
-    def cancel(self, reply_id: UUID) -> bool:
-        """Stops a reply in progress; its text so far is recorded as a cancelled reply."""
+    def cancel(self, session_id: UUID, reply_id: UUID) -> bool:
+        """Stops a reply in progress in that session; its text so far is recorded as a
+        cancelled reply."""
         job = self._jobs.get(reply_id)
-        if job is None or job.done():
+        if job is None or job.done() or self._sessions.get(reply_id) != session_id:
             return False
         self._cancelled.add(reply_id)
         job.cancel()
         return True
-
-    def running(self, reply_id: UUID) -> bool:
-        job = self._jobs.get(reply_id)
-        return job is not None and not job.done()
 
     async def _run(self) -> None:
         self._scanned = await anyio.to_thread.run_sync(self._load_position)
@@ -143,7 +141,9 @@ class ChatEngine:
         session, answered = await anyio.to_thread.run_sync(self._state, posted.session_id, reply_id)
         if answered or session is None or not session.assistant or reply_id in self._jobs:
             return
+        await self._slots.acquire()  # scanning pauses while every slot is busy
         self._in_flight[position] = reply_id
+        self._sessions[reply_id] = posted.session_id
         self._jobs[reply_id] = asyncio.get_running_loop().create_task(self._answer(posted, position, reply_id))
 
     def _state(self, session_id: UUID, reply_id: UUID) -> tuple[ChatSession | None, bool]:
@@ -160,21 +160,35 @@ class ChatEngine:
         return (session if isinstance(session, ChatSession) else None), False
 
     def _frame(self, session_id: str, **fields: Any) -> None:
-        self._publish(session_channel(session_id), _encode({"session_id": session_id, **fields}))
+        """Ephemeral frames are best effort: if they cannot be published (the server is
+        shutting down), the reply goes on and its stored outcome still reaches clients."""
+        try:
+            self._publish(session_channel(session_id), _encode({"session_id": session_id, **fields}))
+        except RuntimeError:
+            log.debug("reply frame not published", exc_info=True)
 
     async def _answer(self, posted: Any, position: int, reply_id: UUID) -> None:
+        """Produces and records the reply. The message leaves `_in_flight` (so the low-water
+        mark may pass it) only once its outcome is stored; otherwise a restart answers it."""
         session_id = str(posted.session_id)
+        recorded = False
         try:
-            async with self._slots:
-                request = ReplyRequest(posted.session_id, posted.originator_id, posted.author_id, posted.content, position)
-                outcome = await self._produce(request, session_id, reply_id)
-                await self._bus.execute(outcome, ASSISTANT_ACTOR)
-        except asyncio.CancelledError:
-            if reply_id not in self._cancelled:
-                raise
+            request = ReplyRequest(posted.session_id, posted.originator_id, posted.author_id, posted.content, position)
+            outcome = await self._produce(request, session_id, reply_id)
+            for attempt in range(3):
+                try:
+                    await self._bus.execute(outcome, ASSISTANT_ACTOR)
+                    recorded = True
+                    break
+                except Exception:  # noqa: BLE001 - retried, then left for the next start
+                    log.exception("recording the reply to %s failed (attempt %d)", posted.originator_id, attempt + 1)
+                    await asyncio.sleep(0.5 * 2**attempt)
         finally:
-            self._in_flight.pop(position, None)
+            self._slots.release()
+            if recorded:
+                self._in_flight.pop(position, None)
             self._jobs.pop(reply_id, None)
+            self._sessions.pop(reply_id, None)
             self._cancelled.discard(reply_id)
 
     async def _produce(self, request: ReplyRequest, session_id: str, reply_id: UUID) -> RecordReply | RecordReplyFailure:

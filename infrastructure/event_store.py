@@ -14,9 +14,12 @@ from application.chronicle import Chronicle
 from infrastructure.settings import Settings
 
 
-def open_event_store(settings: Settings) -> Chronicle:
+def open_event_store(settings: Settings, *, cached: bool = True) -> Chronicle:
+    """`cached=False` gives a reader for threads other than the command bus's: it loads
+    aggregates from the store every time and never touches the bus's cached objects."""
     app = Chronicle(
         env={
+            **({} if cached else {"AGGREGATE_CACHE_MAXSIZE": ""}),
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(settings.event_store_path),
             "SQLITE_LOCK_TIMEOUT": "10",

@@ -1,6 +1,7 @@
-"""The `local` assistant provider: no network, deterministic, grounded in the user's own material.
-It searches the messages of every session the user belongs to (FTS5, BM25) and answers with the
-most relevant passages quoted and cited, or says plainly that it found nothing."""
+"""The `local` assistant provider: no network, deterministic, grounded in the conversation.
+It searches the session's earlier messages (FTS5, BM25) and answers with the most relevant
+passages quoted and cited, or says plainly that it found nothing. Every member of the session
+reads the reply, so it quotes nothing from outside the session."""
 
 from __future__ import annotations
 
@@ -25,20 +26,16 @@ class LocalAssistant:
 
     async def answer(self, request: ReplyRequest, usage: ReplyUsage) -> str:
         terms = search_terms(request.question)
-        hits = await search_messages(
-            self._db, str(request.user_id), terms, PASSAGES, exclude=str(request.message_id),
-            prefer_session=str(request.session_id),
-        )
+        hits = await search_messages(self._db, str(request.session_id), terms, PASSAGES, exclude=str(request.message_id))
         usage.model = self.model
         usage.prompt_tokens = len(request.question.split())
         if not hits:
             subject = " ".join(terms) or request.question.strip()
-            return f"I found nothing in your sessions about “{subject}”."
-        lines = ["Here is what I found in your sessions:", ""]
+            return f"I found nothing in this session about “{subject}”."
+        lines = ["Here is what I found in this session:", ""]
         for number, hit in enumerate(hits, start=1):
-            where = "this session" if hit["session_id"] == str(request.session_id) else f"session {hit['session_id']}"
             lines.append(f"> {hit['snippet']}")
-            lines.append(f"[{number}] message {hit['message_id']} in {where}")
+            lines.append(f"[{number}] message {hit['message_id']}")
             lines.append("")
             usage.sources.append({"kind": "message", "session_id": hit["session_id"], "message_id": hit["message_id"]})
         return "\n".join(lines).rstrip()

@@ -86,10 +86,11 @@ class SQLiteReadStore:
         self._connection.execute("BEGIN IMMEDIATE")
         try:
             yield SQLiteReadTransaction(self._connection)
+            self._connection.execute("COMMIT")
         except BaseException:
-            self._connection.execute("ROLLBACK")
+            if self._connection.in_transaction:
+                self._connection.execute("ROLLBACK")
             raise
-        self._connection.execute("COMMIT")
 
     def positions(self) -> dict[str, int]:
         rows = self._connection.execute("SELECT name, position FROM projection_positions").fetchall()

@@ -55,13 +55,18 @@ class SearchIndexProjector(Projector):
         tx.execute("DELETE FROM message_search_rows WHERE message_id=?", (message_id,))
 
 
+MAX_TERMS = 32
+
+
 def search_terms(text: str) -> list[str]:
-    """The words worth searching for, in order, without repeats."""
-    seen: list[str] = []
+    """The words worth searching for, in order, without repeats, at most MAX_TERMS."""
+    seen: dict[str, None] = {}
     for word in _WORD.findall(text.lower()):
-        if word not in _STOPWORDS and word not in seen:
-            seen.append(word)
-    return seen
+        if word not in _STOPWORDS:
+            seen.setdefault(word)
+            if len(seen) == MAX_TERMS:
+                break
+    return list(seen)
 
 
 def match_expression(terms: list[str]) -> str:
@@ -69,19 +74,15 @@ def match_expression(terms: list[str]) -> str:
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
-async def search_messages(
-    db: ReadConnection, user_id: str, terms: list[str], limit: int, *, exclude: str = "", prefer_session: str = ""
-) -> list[Row]:
-    """Messages in the user's sessions matching any term, best first (the preferred session's
-    hits before others of equal standing); snippets mark matches with [ ]."""
+async def search_messages(db: ReadConnection, session_id: str, terms: list[str], limit: int, *, exclude: str = "") -> list[Row]:
+    """Messages of one session matching any term, best first (BM25); snippets mark matches with [ ]."""
     if not terms:
         return []
     return await db.fetch_all(
         "SELECT m.message_id, m.session_id, m.author_id, m.content,"
         " snippet(message_search, 0, '[', ']', '…', 16) AS snippet, bm25(message_search) AS rank"
         " FROM message_search m"
-        " WHERE message_search MATCH ? AND m.message_id != ?"
-        " AND m.session_id IN (SELECT session_id FROM session_members WHERE user_id=?)"
-        " ORDER BY (m.session_id = ?) DESC, rank LIMIT ?",
-        (match_expression(terms), exclude, user_id, prefer_session, limit),
+        " WHERE message_search MATCH ? AND m.session_id = ? AND m.message_id != ?"
+        " ORDER BY rank LIMIT ?",
+        (match_expression(terms), session_id, exclude, limit),
     )

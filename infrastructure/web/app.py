@@ -49,8 +49,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             write=write, progress=progress, db=db, principals=PrincipalCache(db), jwt=auth, channels=channels
         )
         provider = assistant_provider(settings, db)
+        engine_positions = SQLiteReadStore(settings.read_store_path)
         engine = ChatEngine(
-            write.app, write.bus, SQLiteReadStore(settings.read_store_path), provider,
+            write.reader, write.bus, engine_positions, provider,
             lambda channel, body: channels.publish(body, channel), concurrency=settings.assistant_concurrency, timeout_seconds=settings.assistant_timeout,
         )
         app.state.engine = engine
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
         finally:
             await engine.stop()
+            engine_positions.close()
             if isinstance(provider, OpenAIAssistant):
                 await provider.close()
             health.collector.write = health.collector.progress = None
@@ -121,10 +123,15 @@ def _bus(state: State) -> CommandBus:
 
 
 def _event_store(state: State) -> Chronicle:
-    return state.write.app
+    """For reads in request handlers: the uncached reader, never the command bus's cache."""
+    return state.write.reader
 
 
 def _publish(channels: ChannelsPlugin, published: list[tuple[str, bytes]]) -> None:
-    """Runs on the event loop: hands committed frames to the channels plugin."""
-    for channel, body in published:
-        channels.publish(body, channel)
+    """Runs on the event loop: hands committed frames to the channels plugin (which is gone
+    once the server is shutting down; clients replay the frames from the feed on reconnect)."""
+    try:
+        for channel, body in published:
+            channels.publish(body, channel)
+    except RuntimeError:
+        pass

@@ -178,6 +178,6 @@ class RepliesController(Controller):
         (a `reply.completed` frame with `"status": "cancelled"`)."""
         if not await is_member(db, str(session_id), str(request.user.id)):
             raise NotFoundException("no such session")
-        if not request.app.state.engine.cancel(reply_id):
+        if not request.app.state.engine.cancel(session_id, reply_id):
             raise ClientException("the reply is not in progress", status_code=409)
         return ReplyCancellation(str(reply_id), "cancelling")

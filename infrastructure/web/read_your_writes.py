@@ -39,8 +39,12 @@ class ProjectionProgress:
         if position is None or self._reached(names, position):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((names, position, future))
+        waiter = (names, position, future)
+        self._waiters.append(waiter)
         try:
             await asyncio.wait_for(future, self._wait_seconds)
         except TimeoutError:
             raise ReadModelBehind(position) from None
+        finally:
+            if not future.done() or future.cancelled():
+                self._waiters = [w for w in self._waiters if w is not waiter]

@@ -22,12 +22,19 @@ from typing import Any
 from uuid import UUID
 
 import anyio
+import msgspec
 from litestar import WebSocket, websocket
 from litestar.channels import ChannelsPlugin
 from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
 
 from infrastructure.web.auth import Principal, VerifiedToken
-from projections.frames import POSITIONED, frame_position, session_channel, user_channel
+from projections.frames import (
+    POSITIONED,
+    decode_frame,
+    frame_position,
+    session_channel,
+    user_channel,
+)
 from projections.members import is_member
 from projections.session_feed import session_frames_after
 from projections.storage import Row
@@ -62,7 +69,7 @@ async def _principal(socket: WebSocket[Any, Any, Any]) -> Principal | None:
 
 def _after(socket: WebSocket[Any, Any, Any]) -> int | None:
     raw = socket.query_params.get("after", "0")
-    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
 
 
 async def _stream(
@@ -70,79 +77,98 @@ async def _stream(
     channel: str,
     after: int,
     replay: Callable[[int], Awaitable[list[Row]]],
-    ends_stream: Callable[[bytes], bool] = lambda body: False,
+    still_allowed: Callable[[bytes], Awaitable[bool]] | None = None,
 ) -> None:
+    """Subscribes, replays, then forwards live frames. `still_allowed` is asked about every
+    `member.removed` frame: the stream closes with 4403 when the client may no longer see it."""
     channels: ChannelsPlugin = socket.app.state.channels
     subscriber = await channels.subscribe([channel])
-    subscribed = True
+    queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=_queue_limit())
+    outcome: dict[str, tuple[int, str]] = {}
     last = after
-    try:
+    finished_replies: set[str] = set()
+
+    async def deliver(body: bytes) -> bool:
+        """Sends one frame; False when the stream must end (the client was removed)."""
+        nonlocal last
+        if not body.startswith(POSITIONED):  # ephemeral (reply.started, reply.delta)
+            if _reply_id(body) not in finished_replies:
+                await socket.send_data(body, mode="text")
+            return True
+        position = frame_position(body)
+        if position <= last:
+            return True
+        await socket.send_data(body, mode="text")
+        last = position
+        if b'"type":"reply.' in body[:64]:
+            finished_replies.add(_reply_id(decode_frame(body).data))
+        if still_allowed is not None and b'"type":"member.removed"' in body[:64] and not await still_allowed(body):
+            outcome["close"] = (CLOSE_FORBIDDEN, "removed from the session")
+            return False
+        return True
+
+    async def forward() -> None:
+        """Drains the channel into the bounded queue from the start, replay included."""
+        async for body in subscriber.iter_events():
+            try:
+                queue.put_nowait(body)
+            except asyncio.QueueFull:
+                outcome["close"] = (CLOSE_TOO_SLOW, f"too slow; reconnect with after={last}")
+                tg.cancel_scope.cancel()
+                return
+
+    async def send() -> None:
         while True:
             rows = await replay(last)
             for row in rows:
-                await socket.send_data(row["body"], mode="text")
-                last = row["position"]
-                if ends_stream(row["body"]):
-                    await socket.close(CLOSE_FORBIDDEN, "removed from the session")
+                if not await deliver(row["body"]):
+                    tg.cancel_scope.cancel()
                     return
             if len(rows) < REPLAY_PAGE:
                 break
+        while True:
+            if not await deliver(await queue.get()):
+                tg.cancel_scope.cancel()
+                return
 
-        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=_queue_limit())
-        outcome: dict[str, tuple[int, str]] = {}
-
-        async def forward() -> None:
-            async for body in subscriber.iter_events():
-                try:
-                    queue.put_nowait(body)
-                except asyncio.QueueFull:
-                    outcome["close"] = (CLOSE_TOO_SLOW, f"too slow; reconnect with after={last}")
-                    tg.cancel_scope.cancel()
-                    return
-
-        async def send() -> None:
-            nonlocal last
+    async def receive() -> None:
+        """Answers application-level pings; returns when the client goes away."""
+        try:
             while True:
-                body = await queue.get()
-                if not body.startswith(POSITIONED):  # ephemeral (reply.started, reply.delta)
-                    await socket.send_data(body, mode="text")
-                    continue
-                position = frame_position(body)
-                if position <= last:
-                    continue
-                await socket.send_data(body, mode="text")
-                last = position
-                if ends_stream(body):
-                    outcome["close"] = (CLOSE_FORBIDDEN, "removed from the session")
-                    tg.cancel_scope.cancel()
-                    return
+                message = await socket.receive_data(mode="text")
+                if message.strip() in ('{"type":"ping"}', "ping"):
+                    await socket.send_data('{"type":"pong"}', mode="text")
+        except WebSocketDisconnect:
+            outcome["gone"] = (0, "")
+        tg.cancel_scope.cancel()
 
-        async def receive() -> None:
-            """Answers application-level pings; returns when the client goes away."""
-            try:
-                while True:
-                    message = await socket.receive_data(mode="text")
-                    if message.strip() == '{"type":"ping"}' or message.strip() == "ping":
-                        await socket.send_data('{"type":"pong"}', mode="text")
-            except WebSocketDisconnect:
-                outcome["gone"] = (0, "")
-            tg.cancel_scope.cancel()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(forward)
-            tg.start_soon(send)
-            tg.start_soon(receive)
+    try:
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(forward)
+                tg.start_soon(send)
+                tg.start_soon(receive)
+        except* (WebSocketDisconnect, OSError):
+            outcome["gone"] = (0, "")
         await channels.unsubscribe(subscriber, channel)
-        subscribed = False
         if "close" in outcome and "gone" not in outcome:
             code, reason = outcome["close"]
             with anyio.move_on_after(CLOSE_TIMEOUT):
                 await socket.close(code, reason)  # waits until the client has read what was already sent
-    except WebSocketDisconnect:
-        pass
     finally:
-        if subscribed:
-            await channels.unsubscribe(subscriber, channel)
+        await channels.unsubscribe(subscriber, channel)
+
+
+def _reply_id(source: bytes | dict[str, Any]) -> str:
+    if isinstance(source, dict):
+        return str(source.get("reply_id", ""))
+    try:
+        return str(_decode_ephemeral(source).get("reply_id", ""))
+    except msgspec.DecodeError:
+        return ""
+
+
+_decode_ephemeral = msgspec.json.Decoder(dict).decode
 
 
 async def _refuse(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:
@@ -182,11 +208,14 @@ async def session_stream(socket: WebSocket[Any, Any, Any], session_id: UUID) -> 
         if not await is_member(db, sid, me):
             return await _refuse(socket, CLOSE_FORBIDDEN, "not a member of this session")
     await socket.accept()
-    removed = f'"type":"member.removed","session_id":"{sid}","data":{{"user_id":"{me}"}}'.encode()
+    removed = f'"data":{{"user_id":"{me}"}}'.encode()
+
+    async def still_allowed(body: bytes) -> bool:
+        """A removal of someone else, or an old one (the client was added back), lets it stay."""
+        return removed not in body or await is_member(db, sid, me)
+
     await _stream(
-        socket, session_channel(sid), after,
-        lambda last: session_frames_after(db, sid, last, REPLAY_PAGE),
-        ends_stream=lambda body: removed in body,
+        socket, session_channel(sid), after, lambda last: session_frames_after(db, sid, last, REPLAY_PAGE), still_allowed,
     )
 
 

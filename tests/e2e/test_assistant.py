@@ -51,15 +51,20 @@ def test_the_assistant_answers_from_earlier_messages_and_cites_them(new_user):
     assert decision["id"] in answer["content"] and "Lunch" not in answer["content"]
 
 
-def test_the_assistant_says_plainly_when_it_finds_nothing_and_never_sees_others_sessions(new_user):
+def test_the_assistant_says_plainly_when_it_finds_nothing_and_quotes_no_other_session(new_user):
+    """Its reply is seen by every member of this session, so it quotes only this session:
+    neither another user's session nor the asker's other sessions."""
     ann, _ = new_user("ann")
     eve, _ = new_user("eve")
     secret = eve.post("/api/sessions", {"title": "Eve's", "assistant": False}).json()["id"]
     eve.post(f"/api/sessions/{secret}/messages", {"content": "The zeppelin budget is ninety thousand."})
+    private = ann.post("/api/sessions", {"title": "Ann's other", "assistant": False}).json()["id"]
+    ann.post(f"/api/sessions/{private}/messages", {"content": "The zeppelin colour is secret teal."})
     sid = ann.post("/api/sessions", {"title": "Mine"}).json()["id"]
     question = ann.post(f"/api/sessions/{sid}/messages", {"content": "What is the zeppelin budget?"}).json()
     answer = replies(ann, sid)[question["id"]]
-    assert answer["content"].startswith("I found nothing in your sessions about") and "ninety" not in answer["content"]
+    assert answer["content"].startswith("I found nothing in this session about")
+    assert "ninety" not in answer["content"] and "teal" not in answer["content"]
 
 
 def test_no_reply_where_the_assistant_is_off(new_user):
@@ -75,15 +80,18 @@ def test_replies_stream_as_deltas_then_are_stored_once(server, new_user):
     ann, _ = new_user("ann")
     sid = ann.post("/api/sessions", {"title": "Streamed"}).json()["id"]
     ann.post(f"/api/sessions/{sid}/messages", {"content": "The launch moves to Friday, said the release manager."})
-    with connect(f"ws://127.0.0.1:{server.port}/api/sessions/{sid}/stream?token={ann.token}&after={ann.head() + 1}") as ws:
+    replies(ann, sid)  # the first message's own reply is done before we listen
+    with connect(f"ws://127.0.0.1:{server.port}/api/sessions/{sid}/stream?token={ann.token}&after={ann.head()}") as ws:
         question = ann.post(f"/api/sessions/{sid}/messages", {"content": "When is the launch?"}).json()
         seen = []
-        while not seen or seen[-1]["type"] != "reply.completed":
+        while not (seen and seen[-1]["type"] == "reply.completed"):
             seen.append(json.loads(ws.recv(timeout=10)))
-    kinds = [f["type"] for f in seen if f.get("reply_to", f.get("data", {}).get("reply_to")) == question["id"] or f["type"] == "reply.delta"]
-    assert kinds[0] == "reply.started" and kinds[-1] == "reply.completed" and "reply.delta" in kinds
-    deltas = [f for f in seen if f["type"] == "reply.delta"]
-    assert [d["seq"] for d in deltas] == list(range(1, len(deltas) + 1))
+    reply_id = seen[-1]["data"]["reply_id"]
+    assert seen[-1]["data"]["reply_to"] == question["id"]
+    mine = [f for f in seen if f.get("reply_id") == reply_id or f.get("data", {}).get("reply_id") == reply_id]
+    assert mine[0]["type"] == "reply.started" and mine[-1]["type"] == "reply.completed"
+    deltas = [f for f in mine if f["type"] == "reply.delta"]
+    assert deltas and [d["seq"] for d in deltas] == list(range(1, len(deltas) + 1))
     assert "".join(d["delta"] for d in deltas) == seen[-1]["data"]["content"]
 
 
@@ -93,7 +101,7 @@ def test_a_reply_can_be_cancelled_and_keeps_its_partial_text(tmp_path):
         ann, _ = server.client().signup("ann@example.org")
         sid = ann.post("/api/sessions", {"title": "Slow"}).json()["id"]
         ann.post(f"/api/sessions/{sid}/messages", {"content": "The launch is on Friday at nine, in the big hall, with cake."})
-        time.sleep(2.5)
+        replies(ann, sid)
         with connect(f"ws://127.0.0.1:{server.port}/api/sessions/{sid}/stream?token={ann.token}&after={ann.head()}") as ws:
             question = ann.post(f"/api/sessions/{sid}/messages", {"content": "Where and when is the launch with cake?"}).json()
             started = json.loads(ws.recv(timeout=10))
