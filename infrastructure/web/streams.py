@@ -9,8 +9,8 @@ arrives before a query could read its data.
 Each client has a bounded queue; a client that cannot keep up is closed with 4429 and told the
 position to resume from, so it never slows the others or grows the server's memory.
 
-Close codes: 4400 bad request (e.g. `after` is not a position), 4401 missing or invalid token,
-4403 not a member of the session (also sent when the client is removed from it), 4429 too slow.
+Close codes: 4400 bad request (e.g. `after` is not a position), 4401 missing or invalid token
+(also when the token expires while the stream is open), 4403 not a member of the session (also sent when the client is removed from it), 4429 too slow.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
@@ -52,7 +53,8 @@ def _queue_limit() -> int:
     return int(os.environ.get("CHRONICLE_WS_QUEUE", "").strip() or 1000)
 
 
-async def _principal(socket: WebSocket[Any, Any, Any]) -> Principal | None:
+async def _principal(socket: WebSocket[Any, Any, Any]) -> tuple[Principal, datetime] | None:
+    """The caller and when their token expires."""
     token = socket.query_params.get("token")
     if not token:
         header = socket.headers.get("authorization", "")
@@ -64,7 +66,8 @@ async def _principal(socket: WebSocket[Any, Any, Any]) -> Principal | None:
         decoded = VerifiedToken.decode(token, jwt.token_secret, jwt.algorithm)
     except NotAuthorizedException:
         return None
-    return await socket.app.state.principals.principal(decoded)
+    principal = await socket.app.state.principals.principal(decoded)
+    return None if principal is None else (principal, decoded.exp)
 
 
 def _after(socket: WebSocket[Any, Any, Any]) -> int | None:
@@ -77,6 +80,7 @@ async def _stream(
     channel: str,
     after: int,
     replay: Callable[[int], Awaitable[list[Row]]],
+    expires_at: datetime,
     still_allowed: Callable[[bytes], Awaitable[bool]] | None = None,
 ) -> None:
     """Subscribes, replays, then forwards live frames. `still_allowed` is asked about every
@@ -142,12 +146,19 @@ async def _stream(
             outcome["gone"] = (0, "")
         tg.cancel_scope.cancel()
 
+    async def expire() -> None:
+        """The stream lives no longer than the token it was opened with."""
+        await anyio.sleep(max(0.0, (expires_at - datetime.now(timezone.utc)).total_seconds()))
+        outcome["close"] = (CLOSE_UNAUTHORIZED, "the token has expired; reconnect with a new one")
+        tg.cancel_scope.cancel()
+
     try:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(forward)
                 tg.start_soon(send)
                 tg.start_soon(receive)
+                tg.start_soon(expire)
         except* (WebSocketDisconnect, OSError):
             outcome["gone"] = (0, "")
         await channels.unsubscribe(subscriber, channel)
@@ -176,17 +187,18 @@ async def _refuse(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> N
     await socket.close(code, reason)
 
 
-async def _admit(socket: WebSocket[Any, Any, Any]) -> tuple[Principal, int] | None:
-    """The caller and the position to resume after; refuses the connection (4401, 4400) otherwise."""
-    principal = await _principal(socket)
-    if principal is None:
+async def _admit(socket: WebSocket[Any, Any, Any]) -> tuple[Principal, datetime, int] | None:
+    """The caller, their token's expiry and the position to resume after; refuses the
+    connection (4401, 4400) otherwise."""
+    caller = await _principal(socket)
+    if caller is None:
         await _refuse(socket, CLOSE_UNAUTHORIZED, "missing or invalid token")
         return None
     after = _after(socket)
     if after is None:
         await _refuse(socket, CLOSE_BAD_REQUEST, "after must be a position")
         return None
-    return principal, after
+    return caller[0], caller[1], after
 
 
 @websocket("/api/sessions/{session_id:uuid}/stream", exclude_from_auth=True)
@@ -195,7 +207,7 @@ async def session_stream(socket: WebSocket[Any, Any, Any], session_id: UUID) -> 
     admitted = await _admit(socket)
     if admitted is None:
         return
-    principal, after = admitted
+    principal, expires_at, after = admitted
     db = socket.app.state.db
     sid, me = str(session_id), str(principal.id)
     if not await is_member(db, sid, me):
@@ -215,7 +227,8 @@ async def session_stream(socket: WebSocket[Any, Any, Any], session_id: UUID) -> 
         return removed not in body or await is_member(db, sid, me)
 
     await _stream(
-        socket, session_channel(sid), after, lambda last: session_frames_after(db, sid, last, REPLAY_PAGE), still_allowed,
+        socket, session_channel(sid), after, lambda last: session_frames_after(db, sid, last, REPLAY_PAGE), expires_at,
+        still_allowed,
     )
 
 
@@ -226,7 +239,7 @@ async def user_stream(socket: WebSocket[Any, Any, Any]) -> None:
     admitted = await _admit(socket)
     if admitted is None:
         return
-    principal, after = admitted
+    principal, expires_at, after = admitted
     await socket.accept()
     db, me = socket.app.state.db, str(principal.id)
-    await _stream(socket, user_channel(me), after, lambda last: user_frames_after(db, me, last, REPLAY_PAGE))
+    await _stream(socket, user_channel(me), after, lambda last: user_frames_after(db, me, last, REPLAY_PAGE), expires_at)

@@ -196,3 +196,15 @@ def test_a_client_that_never_reads_is_closed_and_others_keep_receiving(tmp_path)
         assert resume == delivered[-1]
     finally:
         server.stop()
+
+
+def test_a_stream_ends_with_4401_when_its_token_expires(tmp_path):
+    server = Server(tmp_path, env={"CHRONICLE_TOKEN_TTL": "3"}).start()
+    try:
+        ann, _ = server.client().signup("ann@example.org")
+        with connect(ws_url(server, "/api/stream", ann.token, 0)) as ws:
+            started = time.monotonic()
+            assert close_code(ws, timeout=15) == 4401
+            assert time.monotonic() - started < 10
+    finally:
+        server.stop()
