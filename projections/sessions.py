@@ -59,17 +59,9 @@ class SessionsProjector(Projector):
     def _membership_changed(self, tx: ReadTransaction, e: Any, position: int) -> None:
         self._touch(tx, e, position, "", ())
 
-    @handles(Message.MessagePosted)
-    def _posted(self, tx: ReadTransaction, e: Any, position: int) -> None:
-        tx.execute(
-            "UPDATE sessions SET message_count=message_count+1, last_message_id=?,"
-            " last_message_preview=?, last_message_at=?, updated_at=?, position=? WHERE id=?",
-            (str(e.originator_id), e.content[:PREVIEW_LENGTH], iso(e.timestamp), iso(e.timestamp),
-             position, str(e.session_id)),
-        )
-
-    @handles(AssistantReply.AssistantReplyCompleted)
-    def _replied(self, tx: ReadTransaction, e: Any, position: int) -> None:
+    @handles(Message.MessagePosted, AssistantReply.AssistantReplyCompleted)
+    def _message_added(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        """A user's post or the assistant's completed reply: one more message, the newest."""
         tx.execute(
             "UPDATE sessions SET message_count=message_count+1, last_message_id=?,"
             " last_message_preview=?, last_message_at=?, updated_at=?, position=? WHERE id=?",
