@@ -123,10 +123,11 @@ class MessagesController(Controller):
         progress: ProjectionProgress, cursor: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50, after_position: int | None = None,
     ) -> Page[MessageView]:
+        after = cursor_position(cursor)
         await progress.wait(READ_MODELS, after_position)
         if not await is_member(db, str(session_id), str(request.user.id)):
             raise NotFoundException("no such session")
-        rows = await messages_page(db, str(session_id), cursor_position(cursor), limit + 1)
+        rows = await messages_page(db, str(session_id), after, limit + 1)
         return page(rows, limit, _from_row)
 
     @patch("/{message_id:uuid}")

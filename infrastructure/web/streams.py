@@ -10,7 +10,7 @@ Each client has a bounded queue; a client that cannot keep up is closed with 442
 position to resume from, so it never slows the others or grows the server's memory.
 
 Close codes: 4400 bad request (e.g. `after` is not a position), 4401 missing or invalid token
-(also when the token expires while the stream is open), 4403 not a member of the session (also sent when the client is removed from it), 4429 too slow.
+(also when the token expires, or the user is disabled, while the stream is open), 4403 not a member of the session (also sent when the client is removed from it), 4429 too slow.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import msgspec
 from litestar import WebSocket, websocket
 from litestar.channels import ChannelsPlugin
 from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
+from litestar.security.jwt import Token
 
 from infrastructure.web.auth import Principal, VerifiedToken
 from projections.frames import (
@@ -47,14 +48,15 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 4429
 REPLAY_PAGE = 500
 CLOSE_TIMEOUT = 10
+ACCESS_CHECK_SECONDS = 2.0
 
 
 def _queue_limit() -> int:
     return int(os.environ.get("CHRONICLE_WS_QUEUE", "").strip() or 1000)
 
 
-async def _principal(socket: WebSocket[Any, Any, Any]) -> tuple[Principal, datetime] | None:
-    """The caller and when their token expires."""
+async def _principal(socket: WebSocket[Any, Any, Any]) -> tuple[Principal, Token] | None:
+    """The caller and their verified token."""
     token = socket.query_params.get("token")
     if not token:
         header = socket.headers.get("authorization", "")
@@ -67,7 +69,7 @@ async def _principal(socket: WebSocket[Any, Any, Any]) -> tuple[Principal, datet
     except NotAuthorizedException:
         return None
     principal = await socket.app.state.principals.principal(decoded)
-    return None if principal is None else (principal, decoded.exp)
+    return None if principal is None else (principal, decoded)
 
 
 def _after(socket: WebSocket[Any, Any, Any]) -> int | None:
@@ -80,7 +82,7 @@ async def _stream(
     channel: str,
     after: int,
     replay: Callable[[int], Awaitable[list[Row]]],
-    expires_at: datetime,
+    token: Token,
     still_allowed: Callable[[bytes], Awaitable[bool]] | None = None,
 ) -> None:
     """Subscribes, replays, then forwards live frames. `still_allowed` is asked about every
@@ -146,10 +148,20 @@ async def _stream(
             outcome["gone"] = (0, "")
         tg.cancel_scope.cancel()
 
-    async def expire() -> None:
-        """The stream lives no longer than the token it was opened with."""
-        await anyio.sleep(max(0.0, (expires_at - datetime.now(timezone.utc)).total_seconds()))
-        outcome["close"] = (CLOSE_UNAUTHORIZED, "the token has expired; reconnect with a new one")
+    async def keep_authorized() -> None:
+        """The stream lives no longer than its token, nor than its user's access (a disabled
+        user is cut off within the principal cache's few seconds, as on HTTP)."""
+        principals = socket.app.state.principals
+        while True:
+            left = (token.exp - datetime.now(timezone.utc)).total_seconds()
+            if left <= 0:
+                reason = "the token has expired; reconnect with a new one"
+                break
+            await anyio.sleep(min(left, ACCESS_CHECK_SECONDS))
+            if await principals.principal(token) is None:
+                reason = "access revoked"
+                break
+        outcome["close"] = (CLOSE_UNAUTHORIZED, reason)
         tg.cancel_scope.cancel()
 
     try:
@@ -158,7 +170,7 @@ async def _stream(
                 tg.start_soon(forward)
                 tg.start_soon(send)
                 tg.start_soon(receive)
-                tg.start_soon(expire)
+                tg.start_soon(keep_authorized)
         except* (WebSocketDisconnect, OSError):
             outcome["gone"] = (0, "")
         await channels.unsubscribe(subscriber, channel)
@@ -187,7 +199,7 @@ async def _refuse(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> N
     await socket.close(code, reason)
 
 
-async def _admit(socket: WebSocket[Any, Any, Any]) -> tuple[Principal, datetime, int] | None:
+async def _admit(socket: WebSocket[Any, Any, Any]) -> tuple[Principal, Token, int] | None:
     """The caller, their token's expiry and the position to resume after; refuses the
     connection (4401, 4400) otherwise."""
     caller = await _principal(socket)
@@ -207,7 +219,7 @@ async def session_stream(socket: WebSocket[Any, Any, Any], session_id: UUID) -> 
     admitted = await _admit(socket)
     if admitted is None:
         return
-    principal, expires_at, after = admitted
+    principal, token, after = admitted
     db = socket.app.state.db
     sid, me = str(session_id), str(principal.id)
     if not await is_member(db, sid, me):
@@ -227,7 +239,7 @@ async def session_stream(socket: WebSocket[Any, Any, Any], session_id: UUID) -> 
         return removed not in body or await is_member(db, sid, me)
 
     await _stream(
-        socket, session_channel(sid), after, lambda last: session_frames_after(db, sid, last, REPLAY_PAGE), expires_at,
+        socket, session_channel(sid), after, lambda last: session_frames_after(db, sid, last, REPLAY_PAGE), token,
         still_allowed,
     )
 
@@ -239,7 +251,7 @@ async def user_stream(socket: WebSocket[Any, Any, Any]) -> None:
     admitted = await _admit(socket)
     if admitted is None:
         return
-    principal, expires_at, after = admitted
+    principal, token, after = admitted
     await socket.accept()
     db, me = socket.app.state.db, str(principal.id)
-    await _stream(socket, user_channel(me), after, lambda last: user_frames_after(db, me, last, REPLAY_PAGE), expires_at)
+    await _stream(socket, user_channel(me), after, lambda last: user_frames_after(db, me, last, REPLAY_PAGE), token)

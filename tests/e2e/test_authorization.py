@@ -120,3 +120,20 @@ def test_an_admin_can_enable_a_disabled_user_again(server, new_user, anon):
     enabled = admin.patch(f"/api/admin/users/{victim['id']}", {"disabled": False})
     assert enabled.status_code == 200 and enabled.json()["disabled"] is False
     assert anon.post("/api/auth/login", {"email": victim["email"], "password": "correct horse"}).status_code == 200
+
+
+def test_a_disabled_users_open_stream_is_closed_with_4401(server, new_user, anon):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    from tests.e2e.server import Api
+
+    victim, victim_row = new_user("victim")
+    cli(server.data_dir, "users", "create", "warden@example.org", "--role", "admin", "--password-stdin", input="admin password\n")
+    admin = Api(server.url, anon.post("/api/auth/login", {"email": "warden@example.org", "password": "admin password"}).json()["access_token"])
+    with connect(f"ws://127.0.0.1:{server.port}/api/stream?token={victim.token}") as ws:
+        assert admin.patch(f"/api/admin/users/{victim_row['id']}", {"disabled": True}).status_code == 200
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(timeout=20)
+    assert closed.value.rcvd.code == 4401
