@@ -63,7 +63,9 @@ class Member(msgspec.Struct):
     added_at: str
 
 
-class SessionDetail(msgspec.Struct):
+class SessionDetail(msgspec.Struct, omit_defaults=True):
+    """`members` is given for one session, left out in lists."""
+
     id: str
     title: str
     owner_id: str
