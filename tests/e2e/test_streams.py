@@ -78,6 +78,8 @@ def test_two_members_see_each_others_messages_live_and_strangers_are_refused(ser
         assert close_code(ws) == 4401
     with connect(ws_url(server, f"/api/sessions/{sid}/stream", ann.token) + "&after=soon") as ws:
         assert close_code(ws) == 4400
+    with connect(ws_url(server, f"/api/sessions/{sid}/stream", ann.token) + "&after=%C2%B2") as ws:  # "²" is a digit, not a number
+        assert close_code(ws) == 4400
 
 
 def test_reconnecting_with_the_last_position_gives_exactly_what_was_missed(server, room):
