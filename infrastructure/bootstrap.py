@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from application import accounts, assistant, chat
+from application import accounts, assistant, chat, documents
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
+from infrastructure.blob_store import BlobStore
 from infrastructure.event_store import SQLiteEventLog, open_event_store
 from infrastructure.projection_runner import ProjectionRunner
 from infrastructure.read_store import SQLiteReadStore
 from infrastructure.settings import Settings
 from projections.catalog import all_projectors
 
-HANDLERS = {**accounts.HANDLERS, **chat.HANDLERS, **assistant.HANDLERS}
+HANDLERS = {**accounts.HANDLERS, **chat.HANDLERS, **assistant.HANDLERS, **documents.HANDLERS}
 
 
 @dataclass
@@ -25,6 +26,7 @@ class WriteSide:
     runner: ProjectionRunner
     reader: Chronicle
     """The event store for reads outside the command bus (login, the chat engine): uncached."""
+    blobs: BlobStore
 
     def close(self) -> None:
         self.bus.stop()
@@ -37,6 +39,7 @@ class WriteSide:
 def bootstrap(settings: Settings) -> WriteSide:
     app = open_event_store(settings)
     read_store = SQLiteReadStore(settings.read_store_path)
-    runner = ProjectionRunner(app, read_store, all_projectors())
+    blobs = BlobStore(settings.blobs_path)
+    runner = ProjectionRunner(app, read_store, all_projectors(blobs.read_text))
     bus = CommandBus(app, SQLiteEventLog(app), HANDLERS, on_commit=runner.wake)
-    return WriteSide(settings, app, bus, read_store, runner, open_event_store(settings, cached=False))
+    return WriteSide(settings, app, bus, read_store, runner, open_event_store(settings, cached=False), blobs)

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+MiB = 1024 * 1024
+
+
 def _int(name: str, default: int) -> int:
     value = os.environ.get(name, "").strip()
     return int(value) if value else default
@@ -27,6 +30,11 @@ class Settings:
     llm_model: str
     llm_api_key: str | None
     llm_context_chars: int
+    upload_max_bytes: int
+    conversion_concurrency: int
+    conversion_timeout: float
+    conversion_memory_bytes: int
+    conversion_max_unpacked_bytes: int
 
     @property
     def event_store_path(self) -> Path:
@@ -35,6 +43,10 @@ class Settings:
     @property
     def read_store_path(self) -> Path:
         return self.data_dir / "read.sqlite3"
+
+    @property
+    def blobs_path(self) -> Path:
+        return self.data_dir / "blobs"
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> Settings:
@@ -53,6 +65,11 @@ class Settings:
             llm_model=os.environ.get("CHRONICLE_LLM_MODEL", "").strip(),
             llm_api_key=os.environ.get("CHRONICLE_LLM_API_KEY") or None,
             llm_context_chars=_int("CHRONICLE_LLM_CONTEXT_CHARS", 12_000),
+            upload_max_bytes=_int("CHRONICLE_UPLOAD_MAX_MB", 50) * MiB,
+            conversion_concurrency=_int("CHRONICLE_CONVERSION_CONCURRENCY", 2),
+            conversion_timeout=float(os.environ.get("CHRONICLE_CONVERSION_TIMEOUT", "").strip() or 120),
+            conversion_memory_bytes=_int("CHRONICLE_CONVERSION_MEMORY_MB", 2048) * MiB,
+            conversion_max_unpacked_bytes=_int("CHRONICLE_CONVERSION_MAX_UNPACKED_MB", 512) * MiB,
         )
 
 

@@ -10,11 +10,12 @@ import msgspec
 
 
 class Frame(msgspec.Struct):
-    """Encoded with `position` first, so a subscriber reads it without decoding the frame."""
+    """Encoded with `position` first, so a subscriber reads it without decoding the frame.
+    `session_id` is null for frames about a user's documents."""
 
     position: int
     type: str
-    session_id: str
+    session_id: str | None
     data: dict[str, Any]
 
 

@@ -69,9 +69,10 @@ def search_terms(text: str) -> list[str]:
     return list(seen)
 
 
-def match_expression(terms: list[str]) -> str:
-    """An FTS5 query matching any of the terms (each quoted, so no term is read as syntax)."""
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+def match_expression(terms: list[str], operator: str = "OR") -> str:
+    """An FTS5 query matching any (OR) or all (AND) of the terms; each is quoted, so no term
+    is read as query syntax."""
+    return f" {operator} ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
 async def search_messages(db: ReadConnection, session_id: str, terms: list[str], limit: int, *, exclude: str = "") -> list[Row]:
@@ -85,4 +86,17 @@ async def search_messages(db: ReadConnection, session_id: str, terms: list[str],
         " WHERE message_search MATCH ? AND m.session_id = ? AND m.message_id != ?"
         " ORDER BY rank LIMIT ?",
         (match_expression(terms), session_id, exclude, limit),
+    )
+
+
+async def search_visible_messages(db: ReadConnection, user_id: str, terms: list[str], limit: int) -> list[Row]:
+    """Messages containing every term in the sessions the user is a member of, best first."""
+    if not terms:
+        return []
+    return await db.fetch_all(
+        "SELECT m.message_id, m.session_id, m.author_id,"
+        " snippet(message_search, 0, '[', ']', '…', 16) AS snippet, bm25(message_search) AS rank"
+        " FROM message_search m JOIN session_members sm ON sm.session_id = m.session_id AND sm.user_id = ?"
+        " WHERE message_search MATCH ? ORDER BY rank LIMIT ?",
+        (user_id, match_expression(terms, "AND"), limit),
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.assistant_reply import AssistantReply, AssistantReplyFailure
+from domain.document import Document
 from domain.message import Message
 from projections.frames import Frame, decode_frame, encode_frame, session_channel
 from projections.messages import ASSISTANT_AUTHOR
@@ -78,6 +79,12 @@ class SessionFeedProjector(Projector):
                 frame.data["content"] = None
                 tx.execute("UPDATE session_frames SET body=? WHERE position=?", (encode_frame(frame), row["position"]))
         self._store(tx, Frame(position, "message.deleted", str(e.session_id), {"id": message_id}), message_id)
+
+
+    @handles(Document.DocumentAttached, Document.DocumentDetached)
+    def _document_changed(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        kind = "document.attached" if type(e) is Document.DocumentAttached else "document.detached"
+        self._store(tx, Frame(position, kind, str(e.session_id), {"document_id": str(e.originator_id), "by": e.actor_id}))
 
 
 async def session_frames_after(db: ReadConnection, session_id: str, after: int, limit: int) -> list[Row]:

@@ -18,13 +18,17 @@ from litestar.plugins.prometheus import PrometheusController
 from application.assistant import ReplyRequest, Turn
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
+from infrastructure.blob_collector import BlobCollector, wait_for_projection
 from infrastructure.bootstrap import bootstrap
 from infrastructure.chat_engine import ChatEngine
+from infrastructure.conversion_jobs import JobLimits
+from infrastructure.conversion_worker import ConversionWorker
 from infrastructure.local_assistant import LocalAssistant
 from infrastructure.openai_assistant import OpenAIAssistant
 from infrastructure.read_store import AioSQLiteReadConnection, SQLiteReadStore
+from infrastructure.media_types import MediaTypeSniffer
 from infrastructure.settings import Settings
-from infrastructure.web import accounts, health, messages, sessions, streams
+from infrastructure.web import accounts, documents, health, messages, search, sessions, streams
 from infrastructure.web.auth import PrincipalCache, jwt_auth
 from infrastructure.web.http_metrics import HttpMetrics
 from infrastructure.web.problems import exception_handlers
@@ -55,16 +59,35 @@ def create_app(settings: Settings | None = None) -> Litestar:
             lambda channel, body: channels.publish(body, channel), concurrency=settings.assistant_concurrency, timeout_seconds=settings.assistant_timeout,
         )
         app.state.engine = engine
-        write.bus.on_commit = lambda position: (write.runner.wake(position), loop.call_soon_threadsafe(engine.wake))
+        worker_positions, collector_store = SQLiteReadStore(settings.read_store_path), SQLiteReadStore(settings.read_store_path)
+        worker = ConversionWorker(
+            write.reader, write.bus, worker_positions, write.blobs,
+            JobLimits(settings.conversion_timeout, settings.conversion_memory_bytes, settings.conversion_max_unpacked_bytes),
+            concurrency=settings.conversion_concurrency,
+        )
+        app.state.blob_collector = BlobCollector(write.blobs, collector_store, write.runner.head, wait_for_projection(collector_store))
+        app.state.sniffer = MediaTypeSniffer()
+        write.blobs.forget_incoming()
+
+        def committed(position: int) -> None:
+            write.runner.wake(position)
+            loop.call_soon_threadsafe(engine.wake)
+            loop.call_soon_threadsafe(worker.wake)
+
+        write.bus.on_commit = committed
         write.runner.start()
         write.bus.start()
         engine.start()
+        worker.start()
         health.collector.write, health.collector.progress = write, progress
         try:
             yield
         finally:
             await engine.stop()
+            await worker.stop()
             engine_positions.close()
+            worker_positions.close()
+            collector_store.close()
             if isinstance(provider, OpenAIAssistant):
                 await provider.close()
             health.collector.write = health.collector.progress = None
@@ -81,6 +104,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             accounts.AuthController, accounts.MeController, accounts.AdminUsersController,
             sessions.SessionsController, messages.MessagesController, messages.RepliesController, health.HealthController,
+            documents.DocumentsController, documents.SessionDocumentsController, search.SearchController,
             streams.session_stream, streams.user_stream, PrometheusController,
         ],
         dependencies={

@@ -130,6 +130,19 @@ class MessagesController(Controller):
         rows = await messages_page(db, str(session_id), after, limit + 1)
         return page(rows, limit, _from_row)
 
+    @get("/{message_id:uuid}")
+    async def one(
+        self, session_id: UUID, message_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
+        progress: ProjectionProgress, after_position: int | None = None,
+    ) -> MessageView:
+        await progress.wait(READ_MODELS, after_position)
+        message = None
+        if await is_member(db, str(session_id), str(request.user.id)):
+            message = await message_in_session(db, str(session_id), str(message_id))
+        if message is None:
+            raise NotFoundException("no such message")
+        return _from_row(message)
+
     @patch("/{message_id:uuid}")
     async def edit(
         self, session_id: UUID, message_id: UUID, data: ChangedContent, bus: CommandBus,

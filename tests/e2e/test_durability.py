@@ -32,7 +32,7 @@ def read_tables(data_dir) -> dict[str, list[tuple]]:
     try:
         tables = [
             r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name != 'projection_positions'")
-            if not (r[0].startswith("message_search_") and r[0].endswith(FTS_SHADOWS))
+            if not (r[0].startswith(("message_search_", "document_passages_")) and r[0].endswith(FTS_SHADOWS))
         ]
         return {t: sorted(db.execute(f"SELECT rowid, * FROM {t}").fetchall(), key=repr) for t in tables}
     finally:

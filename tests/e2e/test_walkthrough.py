@@ -106,7 +106,8 @@ def test_members_see_and_post_and_leave(new_user):
 def test_health_metrics_and_openapi(anon):
     health = anon.get("/health").json()
     assert health["status"] == "ok" and {p["name"] for p in health["projections"]} == {
-        "users", "session_members", "sessions", "messages", "session_feed", "user_feed", "search",
+        "users", "session_members", "sessions", "messages", "session_feed", "user_feed", "search", "documents",
+        "document_search",
     }
     metrics = anon.get("/metrics")
     assert metrics.status_code == 200 and "chronicle_projection_lag_events" in metrics.text

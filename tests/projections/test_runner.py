@@ -26,7 +26,7 @@ def test_two_runners_on_one_read_store_apply_each_event_exactly_once(write_side,
     other_store = SQLiteReadStore(data_dir / "read.sqlite3")
     runners = [
         write_side.runner,
-        ProjectionRunner(write_side.app, other_store, all_projectors(), batch_size=37),
+        ProjectionRunner(write_side.app, other_store, all_projectors(write_side.blobs.read_text), batch_size=37),
     ]
     threads = [threading.Thread(target=r.catch_up) for r in runners]
     for t in threads:
@@ -36,7 +36,7 @@ def test_two_runners_on_one_read_store_apply_each_event_exactly_once(write_side,
     assert set(write_side.runner.positions().values()) == {head}
     dump = write_side.read_store.dump(TABLES)
     assert len(dump["messages"]) == 600 and len(dump["message_versions"]) == 660
-    write_side.read_store.reset(all_projectors())
+    write_side.read_store.reset(all_projectors(write_side.blobs.read_text))
     write_side.runner.catch_up()
     assert write_side.read_store.dump(TABLES) == dump
     other_store.close()
@@ -44,10 +44,10 @@ def test_two_runners_on_one_read_store_apply_each_event_exactly_once(write_side,
 
 def test_a_runner_resumes_from_its_recorded_position_after_a_restart(write_side, data_dir):
     head = fill(write_side, 100)
-    partial = ProjectionRunner(write_side.app, write_side.read_store, all_projectors(), batch_size=50)
+    partial = ProjectionRunner(write_side.app, write_side.read_store, all_projectors(write_side.blobs.read_text), batch_size=50)
     partial.catch_up_once()
     assert set(partial.positions().values()) == {50}
-    restarted = ProjectionRunner(write_side.app, SQLiteReadStore(data_dir / "read.sqlite3"), all_projectors())
+    restarted = ProjectionRunner(write_side.app, SQLiteReadStore(data_dir / "read.sqlite3"), all_projectors(write_side.blobs.read_text))
     assert set(restarted.positions().values()) == {50}
     restarted.catch_up()
     assert set(restarted.positions().values()) == {head}

@@ -1,0 +1,302 @@
+"""Documents: upload (streamed to the blob store), list, read, download, delete, share with a
+session, and convert."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import anyio
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.background_tasks import BackgroundTask
+from litestar.exceptions import ClientException, HTTPException, NotFoundException
+from litestar.params import Parameter
+
+from application.command_bus import CommandBus
+from application.documents import AttachDocument, DeleteDocument, DetachDocument, RequestConversion, UploadDocument
+from domain.conversion import TARGETS, Conversion
+from domain.document import Document
+from infrastructure.bootstrap import WriteSide
+from infrastructure.web.auth import Principal
+from infrastructure.web.commands import execute
+from infrastructure.web.downloads import blob_response, content_disposition
+from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
+from infrastructure.web.read_your_writes import ProjectionProgress
+from infrastructure.web.uploads import receive_upload, refuse_announced_size
+from projections.documents import (
+    conversion_of,
+    conversions_of,
+    documents_of_owner,
+    documents_of_session,
+    readable_document,
+)
+from projections.sessions import session_for_member
+from projections.storage import ReadConnection
+
+READ_MODELS = ("documents", "session_members")
+OUTPUT_TYPES = {
+    "markdown": ("text/markdown; charset=utf-8", ".md"),
+    "text": ("text/plain; charset=utf-8", ".txt"),
+    "html": ("text/html; charset=utf-8", ".html"),
+}
+
+
+class DocumentView(msgspec.Struct):
+    """`position` is where the upload stands in the global log."""
+
+    id: str
+    filename: str
+    media_type: str
+    size: int
+    sha256: str
+    created_at: str
+    position: int
+
+
+class ConversionView(msgspec.Struct, omit_defaults=True):
+    """`position` is that of the latest change of the conversion this view reflects (given
+    when it comes from a command)."""
+
+    id: str
+    document_id: str
+    target: str
+    status: str
+    created_at: str
+    reason: str | None = None
+    detail: str | None = None
+    completed_at: str | None = None
+    size: int | None = None
+    pages: int | None = None
+    characters: int | None = None
+    duration_ms: int | None = None
+    position: int | None = None
+
+
+class NewConversion(msgspec.Struct, forbid_unknown_fields=True):
+    target: Annotated[str, msgspec.Meta(pattern=f"^({'|'.join(TARGETS)})$")]
+
+
+class Attachment(msgspec.Struct, forbid_unknown_fields=True):
+    document_id: UUID
+
+
+class AttachmentChange(msgspec.Struct):
+    session_id: str
+    document_id: str
+    position: int
+
+
+class DeletedDocument(msgspec.Struct):
+    id: str
+    deleted: bool
+    position: int
+
+
+def _view(row: dict[str, Any]) -> DocumentView:
+    return DocumentView(
+        id=row["id"], filename=row["filename"], media_type=row["media_type"], size=row["size"],
+        sha256=row["sha256"], created_at=row["created_at"], position=row["position"],
+    )
+
+
+def _from_document(document: Document, position: int) -> DocumentView:
+    return DocumentView(
+        id=str(document.id), filename=document.filename, media_type=document.media_type, size=document.size,
+        sha256=document.sha256, created_at=document.created_on.isoformat(), position=position,
+    )
+
+
+def _conversion_view(row: dict[str, Any]) -> ConversionView:
+    return ConversionView(
+        id=row["id"], document_id=row["document_id"], target=row["target"], status=row["status"],
+        created_at=row["created_at"], reason=row["reason"], detail=row["detail"], completed_at=row["completed_at"],
+        size=row["output_size"], pages=row["pages"], characters=row["characters"], duration_ms=row["duration_ms"],
+    )
+
+
+def _from_conversion(conversion: Conversion, position: int) -> ConversionView:
+    return ConversionView(
+        id=str(conversion.id), document_id=str(conversion.document_id), target=conversion.target,
+        status=conversion.status, created_at=conversion.created_on.isoformat(), position=position,
+    )
+
+
+async def _readable(db: ReadConnection, progress: ProjectionProgress, document_id: UUID, user_id: UUID,
+                    after_position: int | None) -> dict[str, Any]:
+    await progress.wait(READ_MODELS, after_position)
+    row = await readable_document(db, str(document_id), str(user_id))
+    if row is None:
+        raise NotFoundException("no such document")
+    return row
+
+
+class DocumentsController(Controller):
+    path = "/api/documents"
+    tags = ["documents"]
+
+    @post("/", status_code=201, request_max_body_size=None)
+    async def upload(self, request: Request[Principal, Any, Any], bus: CommandBus, write: WriteSide) -> DocumentView:
+        """multipart/form-data with the file in `file` and optionally `session_id` to attach it."""
+        content_type, options = request.content_type
+        if content_type != "multipart/form-data":
+            raise HTTPException(status_code=415, detail="send the file as multipart/form-data in a field named 'file'")
+        if not options.get("boundary"):
+            raise ClientException("the multipart boundary is missing from Content-Type")
+        limit = write.settings.upload_max_bytes
+        refuse_announced_size(request.content_length, limit)
+        upload = await receive_upload(request.stream(), options["boundary"].encode(), write.blobs, limit)
+        incoming = upload.incoming
+        try:
+            if incoming.size == 0:
+                raise ClientException("the file is empty", extra=[{"key": "file", "message": "the file is empty"}])
+            session_id = _session_id(upload.fields.get("session_id"))
+            await anyio.to_thread.run_sync(incoming.finish)
+            media_type = await anyio.to_thread.run_sync(request.app.state.sniffer.sniff, incoming.path)
+            command = UploadDocument(request.user.id, upload.filename, media_type, incoming.size, incoming.sha256, session_id)
+            lock = write.blobs.lock()
+            await anyio.to_thread.run_sync(lock.acquire)
+            try:
+                created = await anyio.to_thread.run_sync(write.blobs.place, incoming)
+                try:
+                    outcome = await execute(bus, request, command)
+                except BaseException:
+                    if created:
+                        write.blobs.remove(command.sha256)
+                    raise
+            finally:
+                lock.release()
+        finally:
+            await anyio.to_thread.run_sync(incoming.discard)
+        return _from_document(outcome.value, outcome.position)
+
+    @get("/")
+    async def mine(
+        self, request: Request[Principal, Any, Any], db: ReadConnection, progress: ProjectionProgress,
+        cursor: str | None = None, limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50,
+        after_position: int | None = None,
+    ) -> Page[DocumentView]:
+        """The documents you uploaded, oldest first."""
+        await progress.wait(READ_MODELS, after_position)
+        rows = await documents_of_owner(db, str(request.user.id), cursor_position(cursor), limit + 1)
+        return page(rows, limit, _view)
+
+    @get("/{document_id:uuid}")
+    async def one(
+        self, document_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
+        progress: ProjectionProgress, after_position: int | None = None,
+    ) -> DocumentView:
+        return _view(await _readable(db, progress, document_id, request.user.id, after_position))
+
+    @get("/{document_id:uuid}/content")
+    async def content(
+        self, document_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
+        progress: ProjectionProgress, write: WriteSide, after_position: int | None = None,
+    ) -> Any:
+        """The bytes as uploaded, as an attachment (never rendered inline: they are not sanitized)."""
+        row = await _readable(db, progress, document_id, request.user.id, after_position)
+        return blob_response(
+            request, write.blobs.path(row["sha256"]), row["media_type"],
+            content_disposition("attachment", row["filename"]), row["sha256"], sandbox=True,
+        )
+
+    @delete("/{document_id:uuid}", status_code=200)
+    async def remove(
+        self, document_id: UUID, request: Request[Principal, Any, Any], bus: CommandBus, db: ReadConnection,
+        progress: ProjectionProgress,
+    ) -> Response[DeletedDocument]:
+        """Records the deletion; the content and conversion outputs are removed from disk once
+        no other document references the same bytes."""
+        outputs = [r["output_sha256"] for r in await conversions_of(db, str(document_id)) if r["output_sha256"]]
+        outcome = await execute(bus, request, DeleteDocument(document_id, request.user.id))
+        candidates = [outcome.value.sha256, *outputs]
+        collector = request.app.state.blob_collector
+        return Response(
+            DeletedDocument(str(document_id), True, outcome.position),
+            background=BackgroundTask(anyio.to_thread.run_sync, collector.collect, candidates),
+        )
+
+    @post("/{document_id:uuid}/conversions", status_code=202)
+    async def convert(
+        self, document_id: UUID, data: NewConversion, request: Request[Principal, Any, Any], bus: CommandBus
+    ) -> ConversionView:
+        """Asks for a conversion; a repeated request answers the existing one."""
+        outcome = await execute(bus, request, RequestConversion(document_id, request.user.id, data.target))
+        return _from_conversion(outcome.value, outcome.position)
+
+    @get("/{document_id:uuid}/conversions")
+    async def conversions(
+        self, document_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
+        progress: ProjectionProgress, after_position: int | None = None,
+    ) -> list[ConversionView]:
+        await _readable(db, progress, document_id, request.user.id, after_position)
+        return [_conversion_view(r) for r in await conversions_of(db, str(document_id))]
+
+    @get("/{document_id:uuid}/conversions/{conversion_id:uuid}")
+    async def conversion(
+        self, document_id: UUID, conversion_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
+        progress: ProjectionProgress, after_position: int | None = None,
+    ) -> ConversionView:
+        await _readable(db, progress, document_id, request.user.id, after_position)
+        row = await conversion_of(db, str(document_id), str(conversion_id))
+        if row is None:
+            raise NotFoundException("no such conversion")
+        return _conversion_view(row)
+
+    @get("/{document_id:uuid}/conversions/{conversion_id:uuid}/content")
+    async def conversion_content(
+        self, document_id: UUID, conversion_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
+        progress: ProjectionProgress, write: WriteSide, after_position: int | None = None,
+    ) -> Any:
+        document = await _readable(db, progress, document_id, request.user.id, after_position)
+        row = await conversion_of(db, str(document_id), str(conversion_id))
+        if row is None:
+            raise NotFoundException("no such conversion")
+        if row["status"] != "completed":
+            raise HTTPException(status_code=409, detail=f"the conversion is {row['status']}; it has no content yet"
+                                if row["status"] in ("pending", "running") else "the conversion failed; it has no content")
+        media_type, extension = OUTPUT_TYPES[row["target"]]
+        filename = document["filename"].rsplit(".", 1)[0] + extension
+        return blob_response(
+            request, write.blobs.path(row["output_sha256"]), media_type, content_disposition("inline", filename),
+            row["output_sha256"], sandbox=True,
+        )
+
+
+def _session_id(value: str | None) -> UUID | None:
+    if not value:
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        raise ClientException("session_id is not a UUID", extra=[{"key": "session_id", "message": "not a UUID"}]) from None
+
+
+class SessionDocumentsController(Controller):
+    path = "/api/sessions/{session_id:uuid}/documents"
+    tags = ["documents"]
+
+    @post("/", status_code=201)
+    async def attach(
+        self, session_id: UUID, data: Attachment, request: Request[Principal, Any, Any], bus: CommandBus
+    ) -> AttachmentChange:
+        """Shares one of your documents with a session you are a member of."""
+        outcome = await execute(bus, request, AttachDocument(data.document_id, session_id, request.user.id))
+        return AttachmentChange(str(session_id), str(data.document_id), outcome.position)
+
+    @get("/")
+    async def attached(
+        self, session_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
+        progress: ProjectionProgress, after_position: int | None = None,
+    ) -> list[DocumentView]:
+        await progress.wait(READ_MODELS + ("sessions",), after_position)
+        if await session_for_member(db, str(session_id), str(request.user.id)) is None:
+            raise NotFoundException("no such session")
+        return [_view(r) for r in await documents_of_session(db, str(session_id))]
+
+    @delete("/{document_id:uuid}", status_code=200)
+    async def detach(
+        self, session_id: UUID, document_id: UUID, request: Request[Principal, Any, Any], bus: CommandBus
+    ) -> AttachmentChange:
+        outcome = await execute(bus, request, DetachDocument(document_id, session_id, request.user.id))
+        return AttachmentChange(str(session_id), str(document_id), outcome.position)
