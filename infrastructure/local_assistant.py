@@ -1,7 +1,8 @@
 """The `local` assistant provider: no network, deterministic, grounded in the conversation.
-It searches the session's earlier messages (FTS5, BM25) and answers with the most relevant
-passages quoted and cited, or says plainly that it found nothing. Every member of the session
-reads the reply, so it quotes nothing from outside the session."""
+It searches the session's earlier messages and the documents attached to the session (FTS5,
+BM25) and answers with the most relevant passages quoted and cited, or says plainly that it
+found nothing. Every member of the session reads the reply, so it quotes nothing from outside
+the session: not the asker's other sessions, not their unattached documents."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from application.assistant import ReplyRequest, ReplyUsage
+from projections.document_search import search_session_documents
 from projections.search import search_messages, search_terms
 from projections.storage import ReadConnection
 
@@ -26,7 +28,10 @@ class LocalAssistant:
 
     async def answer(self, request: ReplyRequest, usage: ReplyUsage) -> str:
         terms = search_terms(request.question)
-        hits = await search_messages(self._db, str(request.session_id), terms, PASSAGES, exclude=str(request.message_id))
+        session_id = str(request.session_id)
+        hits = await search_messages(self._db, session_id, terms, PASSAGES, exclude=str(request.message_id))
+        hits += await search_session_documents(self._db, session_id, terms, PASSAGES)
+        hits = sorted(hits, key=lambda hit: hit["rank"])[:PASSAGES]
         usage.model = self.model
         usage.prompt_tokens = len(request.question.split())
         if not hits:
@@ -35,9 +40,13 @@ class LocalAssistant:
         lines = ["Here is what I found in this session:", ""]
         for number, hit in enumerate(hits, start=1):
             lines.append(f"> {hit['snippet']}")
-            lines.append(f"[{number}] message {hit['message_id']}")
+            if "document_id" in hit:
+                lines.append(f"[{number}] document {hit['document_id']} ({hit['filename']}), passage {hit['passage']}")
+                usage.sources.append({"kind": "document", "document_id": hit["document_id"], "passage": str(hit["passage"])})
+            else:
+                lines.append(f"[{number}] message {hit['message_id']}")
+                usage.sources.append({"kind": "message", "session_id": hit["session_id"], "message_id": hit["message_id"]})
             lines.append("")
-            usage.sources.append({"kind": "message", "session_id": hit["session_id"], "message_id": hit["message_id"]})
         return "\n".join(lines).rstrip()
 
     async def reply(self, request: ReplyRequest, usage: ReplyUsage) -> AsyncIterator[str]:

@@ -36,9 +36,9 @@ from projections.storage import ReadConnection
 
 READ_MODELS = ("documents", "session_members")
 OUTPUT_TYPES = {
-    "markdown": ("text/markdown; charset=utf-8", ".md"),
-    "text": ("text/plain; charset=utf-8", ".txt"),
-    "html": ("text/html; charset=utf-8", ".html"),
+    "markdown": ("text/markdown", ".md"),
+    "text": ("text/plain", ".txt"),
+    "html": ("text/html", ".html"),
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import anyio
@@ -62,6 +63,13 @@ async def _read(path: Path, start: int, length: int) -> AsyncIterator[bytes]:
             yield chunk
 
 
+class _BlobStream(Stream):
+    """A Stream whose own media type wins over the handler's (Litestar prefers the handler's)."""
+
+    def to_asgi_response(self, *args: Any, media_type: Any = None, **kwargs: Any) -> Any:
+        return super().to_asgi_response(*args, media_type=self.media_type, **kwargs)
+
+
 def blob_response(
     request: Request, path: Path, media_type: str, disposition: str, sha256: str, *, sandbox: bool = False
 ) -> Response | Stream:
@@ -86,5 +94,5 @@ def blob_response(
     headers["Content-Length"] = str(length)
     if isinstance(wanted, tuple):
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-    return Stream(_read(path, first, length), status_code=206 if isinstance(wanted, tuple) else 200,
+    return _BlobStream(_read(path, first, length), status_code=206 if isinstance(wanted, tuple) else 200,
                   headers=headers, media_type=media_type)
