@@ -1,4 +1,4 @@
-"""The `chronicle` command line: serve, users, projections."""
+"""The `chronicle` command line: serve, users, projections, documents."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from uuid import UUID
 
 import click
 from rich.console import Console
@@ -168,6 +169,58 @@ def projections_rebuild(data_dir: Path, name: str | None, all_: bool) -> None:
         console.print(f"rebuilt {', '.join(p.name for p in chosen)}: {head} events in {elapsed:.2f}s")
     finally:
         write.close()
+
+
+@main.group(help="Maintain documents and their stored files.")
+def documents() -> None:
+    pass
+
+
+@documents.command("gc", help="Remove stored files that no document or conversion references.")
+@data_dir_option
+def documents_gc(data_dir: Path) -> None:
+    from infrastructure.blob_collector import BlobCollector
+    from infrastructure.bootstrap import bootstrap
+
+    write = bootstrap(_settings(data_dir))
+    try:
+        sizes = {sha: write.blobs.path(sha).stat().st_size for sha in write.blobs.stored()}
+        collector = BlobCollector(write.blobs, write.read_store, write.runner.head, lambda head: write.runner.catch_up())
+        removed = collector.collect()
+        stale = write.blobs.forget_incoming()
+    finally:
+        write.close()
+    freed = sum(sizes.get(sha, 0) for sha in removed)
+    console.print(
+        f"removed {len(removed)} unreferenced blob(s), {freed:,} bytes; kept {len(sizes) - len(removed)}"
+        + (f"; removed {stale} stale incoming file(s)" if stale else "")
+    )
+
+
+@documents.command("reconvert", help="Request failed conversions again (a running server performs them).")
+@data_dir_option
+@click.option("--failed", is_flag=True, required=True, help="Every conversion whose last attempt failed.")
+def documents_reconvert(data_dir: Path, failed: bool) -> None:
+    from application.documents import RetryConversion
+    from domain.aggregate import DomainError
+    from infrastructure.bootstrap import bootstrap
+    from projections.documents import failed_conversions
+
+    write = bootstrap(_settings(data_dir))
+    retried = 0
+    try:
+        write.runner.catch_up()
+        with write.read_store.transaction() as tx:
+            chosen = failed_conversions(tx)
+        for conversion_id in chosen:
+            try:
+                write.bus.execute_now(RetryConversion(UUID(conversion_id)), "cli")
+                retried += 1
+            except DomainError as error:
+                console.print(f"[yellow]skipped[/yellow] {conversion_id}: {error}")
+    finally:
+        write.close()
+    console.print(f"requested {retried} failed conversion(s) again")
 
 
 if __name__ == "__main__":

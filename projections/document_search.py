@@ -31,6 +31,9 @@ def passages(text: str, size: int = PASSAGE_CHARS) -> list[str]:
     result: list[str] = []
     current = ""
     for paragraph in (p.strip() for p in _PARAGRAPH_BREAK.split(text)):
+        if len(paragraph) > size and current:
+            result.append(current)
+            current = ""
         while len(paragraph) > size:
             cut = paragraph.rfind(" ", 0, size)
             cut = cut if cut > size // 2 else size

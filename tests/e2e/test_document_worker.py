@@ -1,0 +1,102 @@
+"""The conversion worker across restarts and the `chronicle documents` maintenance commands."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from collections import Counter
+
+import pytest
+
+from tests import document_files as files
+from tests.e2e.server import Server, cli
+from tests.e2e.test_documents import blob, finished, uploaded
+
+pytestmark = pytest.mark.e2e
+
+
+def big_csv(rows: int) -> bytes:
+    return "\n".join(f"row {n},{n},{n * 2.5},cloudberry jam" for n in range(rows)).encode()
+
+
+def outcomes(data_dir) -> Counter:
+    """Conversion outcome events in the log, by kind."""
+    db = sqlite3.connect(data_dir / "events.sqlite3")
+    try:
+        rows = db.execute("SELECT topic FROM stored_events WHERE topic LIKE '%Conversion.Conversion%'").fetchall()
+    finally:
+        db.close()
+    return Counter(topic.rsplit(".", 1)[1] for (topic,) in rows)
+
+
+def test_a_conversion_interrupted_by_kill_9_is_done_once_after_the_restart(tmp_path):
+    server = Server(tmp_path).start()
+    try:
+        ann, _ = server.client().signup("ann@example.org")
+        document = uploaded(ann, "ledger.csv", big_csv(80_000))
+        conversion = ann.post(f"/api/documents/{document['id']}/conversions", {"target": "html"}).json()
+        deadline = time.monotonic() + 20
+        while ann.get(f"/api/documents/{document['id']}/conversions/{conversion['id']}",
+                      params={"after_position": ann.head()}).json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        server.kill()
+        assert outcomes(tmp_path) == Counter({"ConversionRequested": 1, "ConversionStarted": 1})
+
+        server.start()
+        done = finished(ann, document["id"], conversion["id"], timeout=60)
+        assert done["status"] == "completed", done
+        server.stop()
+        server.start()
+        time.sleep(1)  # a worker that wrongly redid it would have started by now
+        assert outcomes(tmp_path) == Counter({"ConversionRequested": 1, "ConversionStarted": 1, "ConversionCompleted": 1})
+    finally:
+        server.stop()
+
+
+def test_failed_conversions_are_requested_again_from_the_command_line(tmp_path):
+    server = Server(tmp_path, env={"CHRONICLE_CONVERSION_TIMEOUT": "0.5"}).start()
+    try:
+        ann, _ = server.client().signup("ann@example.org")
+        document = uploaded(ann, "ledger.csv", big_csv(40_000))
+        conversion = ann.post(f"/api/documents/{document['id']}/conversions", {"target": "html"}).json()
+        assert finished(ann, document["id"], conversion["id"])["reason"] == "timeout"
+    finally:
+        server.stop()
+
+    done = cli(tmp_path, "documents", "reconvert", "--failed")
+    assert done.returncode == 0 and "requested 1 failed conversion(s) again" in done.stderr, done.stderr
+    server = Server(tmp_path, env={"CHRONICLE_CONVERSION_TIMEOUT": "120"}).start()
+    try:
+        again = finished(ann_on(server), document["id"], conversion["id"], timeout=60)
+        assert again["status"] == "completed" and "reason" not in again, again
+        assert "cloudberry jam" in ann_on(server).get(
+            f"/api/documents/{document['id']}/conversions/{conversion['id']}/content").text
+    finally:
+        server.stop()
+    assert cli(tmp_path, "documents", "reconvert", "--failed").stderr.strip().endswith("requested 0 failed conversion(s) again")
+
+
+def ann_on(server: Server):
+    login = server.client().post("/api/auth/login", {"email": "ann@example.org", "password": "correct horse"})
+    return server.client(login.json()["access_token"])
+
+
+def test_gc_removes_only_unreferenced_blobs_while_the_server_runs(tmp_path):
+    server = Server(tmp_path).start()
+    try:
+        ann, _ = server.client().signup("ann@example.org")
+        kept = uploaded(ann, "keep.txt", files.TEXT)
+        orphan_bytes = b"left behind by a crash between placing a blob and recording its upload"
+        orphan = blob(server, hashlib.sha256(orphan_bytes).hexdigest())
+        orphan.parent.mkdir(parents=True, exist_ok=True)
+        orphan.write_bytes(orphan_bytes)
+
+        done = cli(tmp_path, "documents", "gc")
+        assert done.returncode == 0, done.stderr
+        assert f"removed 1 unreferenced blob(s), {len(orphan_bytes)} bytes; kept 1" in done.stderr
+        assert not orphan.exists() and blob(server, kept["sha256"]).exists()
+        assert ann.get(f"/api/documents/{kept['id']}/content").content == files.TEXT
+    finally:
+        server.stop()
