@@ -35,3 +35,12 @@ def test_the_websocket_fanout_benchmark_loses_and_repeats_nothing():
     result = run(subscribers=20, sessions=4, rate=40, seconds=2)
     assert result.posted > 0 and result.frames_expected == result.frames_delivered
     assert result.frames_lost == 0 and result.frames_duplicated == 0
+
+
+def test_the_documents_benchmark_uploads_converts_and_posts():
+    from benchmarks.documents import run
+
+    result = run(short=not FULL)
+    assert result["upload_1mb_mb_per_s"] > 0 and result["upload_50mb_mb_per_s"] > 0
+    assert set(result["conversions_per_second"]) == {"pdf", "docx", "pptx", "xlsx", "html", "markdown", "text", "csv", "json"}
+    assert result["posting_during_4_conversions"]["posts_per_second"] > 0

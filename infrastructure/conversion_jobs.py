@@ -1,11 +1,14 @@
 """Runs one conversion in its own process, forked from a forkserver that has the converters
 already imported (a job starts in milliseconds, not the second an import takes). The process
-gets an address-space limit (the memory guard) and is killed when it runs past its timeout, so a
-hostile or huge file costs one process, never the server's memory or event loop."""
+gets an address-space limit (the memory guard), a lower CPU priority than the server (so on a
+busy machine requests are served first and conversions take what is left), and is killed when it
+runs past its timeout, so a hostile or huge file costs one process, never the server's memory,
+event loop or latency."""
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import resource
 import time
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ class JobLimits:
     timeout_seconds: float = 120.0
     memory_bytes: int = 2 * 1024**3
     max_unpacked_bytes: int = 512 * 1024**2
+    niceness: int = 10
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ def _job(source: str, media_type: str, target: str, output: str, limits: JobLimi
     from infrastructure.converters import ConversionFailure, convert
 
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    os.nice(limits.niceness)
     try:
         done = convert(Path(source), media_type, target, Path(output), max_unpacked_bytes=limits.max_unpacked_bytes)
         message: tuple = ("ok", done.sha256, done.size, done.pages, done.characters)
