@@ -223,5 +223,34 @@ def documents_reconvert(data_dir: Path, failed: bool) -> None:
     console.print(f"requested {retried} failed conversion(s) again")
 
 
+@main.group(help="Audit the event log.")
+def audit() -> None:
+    pass
+
+
+@audit.command("verify", help="Walk the whole log and check every link of its hash chain.")
+@data_dir_option
+@click.option("--expect-head", default=None, metavar="HASH",
+              help="A head hash printed by an earlier verify: fail if the log no longer contains it.")
+def audit_verify(data_dir: Path, expect_head: str | None) -> None:
+    from infrastructure.event_chain import verify
+
+    settings = _settings(data_dir)
+    started = time.perf_counter()
+    with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("events", total=None)
+        result = verify(settings.event_store_path, expect_head=expect_head,
+                        progress=lambda done: bar.update(task, completed=done))
+    elapsed = time.perf_counter() - started
+    if not result.ok:
+        where = f" at position {result.broken_at}" if result.broken_at else ""
+        console.print(f"[red]chain broken{where}[/red]: {result.problem} ({result.events:,} events verified before it)")
+        sys.exit(1)
+    rate = result.events / elapsed if elapsed else 0.0
+    click.echo(f"{result.events} events verified, head position {result.head_position}, head hash {result.head_hash}")
+    console.print(f"in {elapsed:.2f}s ({rate:,.0f} events/s)")
+
+
 if __name__ == "__main__":
     main()

@@ -2,7 +2,8 @@
 
 SQLite's default `synchronous=FULL` is kept: the WAL is fsynced at every commit, so an
 event acknowledged to a client survives a crash or a power loss. Group commit in the
-command bus makes that one fsync per group of commands, not per command."""
+command bus makes that one fsync per group of commands, not per command. Every event also gets
+a link in a hash chain, in the same transaction (`event_chain`)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def open_event_store(settings: Settings, *, cached: bool = True) -> Chronicle:
             "SQLITE_DBNAME": str(settings.event_store_path),
             "SQLITE_LOCK_TIMEOUT": "10",
             "TRANSCODER_TOPIC": "infrastructure.event_encoding:MsgspecTranscoder",
+            "APPLICATION_RECORDER_TOPIC": "infrastructure.event_chain:ChainedSQLiteRecorder",
         }
     )
     return app

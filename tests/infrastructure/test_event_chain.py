@@ -1,0 +1,102 @@
+"""The hash chain over the event log: tampering with the SQLite file is found at its position."""
+
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from application.accounts import RegisterUser
+from application.chat import PostMessage, StartSession
+from infrastructure.event_chain import verify
+
+EVENTS = 2 + 1 + 40  # user, email claim, session, messages
+
+
+@pytest.fixture
+def log(write_side, data_dir):
+    owner = write_side.bus.execute_now(RegisterUser("ann@example.org", "Ann", "h"), "t").value
+    session = write_side.bus.execute_now(StartSession(owner.id, "Plans"), str(owner.id)).value
+    for i in range(40):
+        write_side.bus.execute_now(PostMessage(session.id, owner.id, f"message number {i}"), str(owner.id))
+    write_side.close()
+    return data_dir / "events.sqlite3"
+
+
+def tamper(path, *statements):
+    db = sqlite3.connect(path)
+    with db:
+        for sql, params in statements:
+            db.execute(sql, params)
+    db.close()
+
+
+def state_at(path, position: int) -> bytes:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT state FROM stored_events WHERE rowid=?", (position,)).fetchone()[0]
+    finally:
+        db.close()
+
+
+def chronicle(data_dir, *args):
+    return subprocess.run([sys.executable, "-m", "infrastructure.cli", *args, "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_an_untouched_log_verifies_and_reports_its_head(log, data_dir):
+    result = verify(log)
+    assert result.ok and result.events == EVENTS and result.head_position == EVENTS
+    done = chronicle(data_dir, "audit", "verify")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"{EVENTS} events verified, head position {EVENTS}, head hash {result.head_hash}"
+
+
+def test_one_flipped_byte_is_found_at_its_position(log, data_dir):
+    state = bytearray(state_at(log, 17))
+    state[state.index(b"message number")] ^= 0x01
+    tamper(log, ("UPDATE stored_events SET state=? WHERE rowid=?", (bytes(state), 17)))
+    result = verify(log)
+    assert not result.ok and result.broken_at == 17 and result.events == 16
+    done = chronicle(data_dir, "audit", "verify")
+    assert done.returncode == 1 and "chain broken at position 17" in done.stderr
+
+
+def test_a_deleted_event_is_found_even_with_its_link_deleted_too(log):
+    tamper(log, ("DELETE FROM stored_events WHERE rowid=?", (30,)), ("DELETE FROM event_chain WHERE position=?", (30,)))
+    result = verify(log)
+    assert result.broken_at == 30 and "missing" in result.problem
+
+
+def test_two_reordered_events_are_found_at_the_first(log):
+    a, b = state_at(log, 20), state_at(log, 21)
+    tamper(log, ("UPDATE stored_events SET state=? WHERE rowid=?", (b, 20)),
+           ("UPDATE stored_events SET state=? WHERE rowid=?", (a, 21)))
+    assert verify(log).broken_at == 20
+
+
+def test_a_rewritten_chain_does_not_hide_a_change_from_a_kept_head(log, data_dir):
+    kept = verify(log).head_hash
+    tamper(log, ("DELETE FROM stored_events WHERE rowid > ?", (35,)), ("DELETE FROM event_chain WHERE position > ?", (35,)))
+    truncated = verify(log)
+    assert truncated.ok and truncated.events == 35
+    checked = verify(log, expect_head=kept)
+    assert not checked.ok and "truncated or rewritten" in checked.problem
+    done = chronicle(data_dir, "audit", "verify", "--expect-head", kept)
+    assert done.returncode == 1 and "not in the log" in done.stderr
+
+
+def test_the_log_keeps_growing_a_valid_chain_and_an_old_head_stays_found(write_side, data_dir):
+    owner = write_side.bus.execute_now(RegisterUser("bob@example.org", "Bob", "h"), "t").value
+    kept = verify(data_dir / "events.sqlite3").head_hash
+    session = write_side.bus.execute_now(StartSession(owner.id, "Later"), str(owner.id)).value
+    write_side.bus.execute_now(PostMessage(session.id, owner.id, "more"), str(owner.id))
+    assert verify(data_dir / "events.sqlite3", expect_head=kept).ok
+
+
+def test_events_stored_before_the_chain_existed_are_linked_on_the_next_write(write_side, data_dir):
+    owner = write_side.bus.execute_now(RegisterUser("cy@example.org", "Cy", "h"), "t").value
+    tamper(data_dir / "events.sqlite3", ("DELETE FROM event_chain", ()))
+    write_side.bus.execute_now(StartSession(owner.id, "After the upgrade"), str(owner.id))
+    result = verify(data_dir / "events.sqlite3")
+    assert result.ok and result.events == 3
