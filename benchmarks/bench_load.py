@@ -44,3 +44,11 @@ def test_the_documents_benchmark_uploads_converts_and_posts():
     assert result["upload_1mb_mb_per_s"] > 0 and result["upload_50mb_mb_per_s"] > 0
     assert set(result["conversions_per_second"]) == {"pdf", "docx", "pptx", "xlsx", "html", "markdown", "text", "csv", "json"}
     assert result["posting_during_4_conversions"]["posts_per_second"] > 0
+
+
+def test_the_audit_benchmark_replays_verifies_and_exports():
+    from benchmarks.audit import run
+
+    result = run(session_messages=10_000 if FULL else 500, other_events=90_000 if FULL else 500)
+    assert result["exported"] == result["session_messages"] + 1
+    assert result["replay_ms_median"] > 0 and result["verify_events_per_s"] > 0

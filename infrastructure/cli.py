@@ -252,5 +252,151 @@ def audit_verify(data_dir: Path, expect_head: str | None) -> None:
     console.print(f"in {elapsed:.2f}s ({rate:,.0f} events/s)")
 
 
+def _as_of(audit, value: str | None) -> int:  # type: ignore[no-untyped-def]
+    from datetime import datetime, timezone
+
+    if value is None:
+        return audit.head()
+    if value.isdigit():
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.UsageError("--as-of takes a position or an ISO-8601 time") from None
+    return audit.position_at(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+
+
+@audit.command("replay", help="Print a session's history as it was at a moment (default: now).")
+@data_dir_option
+@click.argument("session_id", type=click.UUID)
+@click.option("--as-of", default=None, help="A position or an ISO-8601 time.")
+@click.option("--format", "form", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def audit_replay(data_dir: Path, session_id: UUID, as_of: str | None, form: str) -> None:
+    import msgspec
+
+    from infrastructure.audit_log import AuditLog
+    from infrastructure.event_store import open_event_store
+
+    settings = _settings(data_dir)
+    reader = open_event_store(settings, cached=False)
+    try:
+        log = AuditLog(settings.event_store_path, reader.mapper)
+        position = _as_of(log, as_of)
+        timeline = log.timeline(session_id, position)
+        if timeline.title is None:
+            console.print(f"[red]error:[/red] no session {session_id} at position {position}")
+            sys.exit(1)
+        if form == "json":
+            click.echo(msgspec.json.encode({"as_of": position, "session": timeline.view(),
+                                            "steps": [vars(s) for s in timeline.steps]}).decode())
+            return
+        names = _display_names(reader, {s.actor_id for s in timeline.steps})
+        out = Console(soft_wrap=True, highlight=False)
+        out.print(f"[bold]{timeline.title}[/bold]  session {session_id}, as of position {position}")
+        for step in timeline.steps:
+            who = names.get(step.actor_id, step.actor_id)
+            out.print(f"{step.at:%Y-%m-%d %H:%M:%S}  #{step.position:<7} {who:<16} {_describe_step(step)}")
+        view = timeline.view()
+        out.print(f"\n{len(view['members'])} member(s), {len(view['messages'])} message(s), "
+                  f"{len(view['documents'])} document(s), {len(view['conversions'])} conversion(s)"
+                  + (", archived" if view["archived"] else ""))
+    finally:
+        reader.close()
+
+
+def _display_names(reader, actor_ids: set[str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    from domain.user import User
+
+    names = {}
+    for actor in actor_ids:
+        try:
+            user = reader.repository.get(UUID(actor))
+        except Exception:  # noqa: BLE001 - "assistant", "cli", erased or unknown: shown as is
+            continue
+        if isinstance(user, User):
+            names[actor] = user.display_name
+    return names
+
+
+_STEP_TEXT = {
+    "SessionStarted": lambda d: f"started the session “{d['title']}”",
+    "SessionRenamed": lambda d: f"renamed it to “{d['title']}”",
+    "AssistantSettingChanged": lambda d: f"turned the assistant {'on' if d['assistant'] else 'off'}",
+    "MemberAdded": lambda d: f"added member {d['user_id']}",
+    "MemberRemoved": lambda d: f"removed member {d['user_id']}",
+    "SessionArchived": lambda d: "archived the session",
+    "MessagePosted": lambda d: f"said: {d['content']}",
+    "MessageEdited": lambda d: f"edited a message to: {d['content']}",
+    "MessageDeleted": lambda d: "deleted a message",
+    "AssistantReplyCompleted": lambda d: f"replied ({d['status']}): {d['content']}",
+    "AssistantReplyFailed": lambda d: f"failed to reply ({d['reason']})",
+    "DocumentAttached": lambda d: "attached a document",
+    "DocumentDetached": lambda d: "detached a document",
+    "DocumentDeleted": lambda d: "deleted a document",
+    "ConversionRequested": lambda d: f"asked for a {d['target']} conversion",
+    "ConversionStarted": lambda d: "started a conversion",
+    "ConversionCompleted": lambda d: f"completed a conversion ({d['characters']:,} characters)",
+    "ConversionFailed": lambda d: f"failed a conversion ({d['reason']})",
+    "ConversionRetried": lambda d: "asked for a conversion again",
+}
+
+
+def _describe_step(step) -> str:  # type: ignore[no-untyped-def]
+    text = _STEP_TEXT.get(step.type)
+    line = text(step.data) if text else step.type
+    return line if len(line) <= 200 else line[:199] + "…"
+
+
+@audit.command("export", help="Stream events as JSON Lines, filtered, with constant memory.")
+@data_dir_option
+@click.option("--session", type=click.UUID, default=None)
+@click.option("--actor", default=None)
+@click.option("--since", default=None, help="ISO-8601 time")
+@click.option("--until", default=None, help="ISO-8601 time")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def audit_export(data_dir: Path, session: UUID | None, actor: str | None, since: str | None, until: str | None,
+                 output: Path) -> None:
+    from datetime import datetime, timezone
+
+    import msgspec
+
+    from infrastructure.audit_log import AuditLog
+    from infrastructure.event_store import open_event_store
+
+    def moment(value: str | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise click.UsageError(f"not an ISO-8601 time: {value}") from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+    settings = _settings(data_dir)
+    reader = open_event_store(settings, cached=False)
+    encode = msgspec.json.Encoder().encode
+    written = 0
+    started = time.perf_counter()
+    try:
+        log = AuditLog(settings.event_store_path, reader.mapper)
+        head = log.head()
+        after = 0
+        with output.open("wb") as out, Progress(
+            TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[written]:,} written"),
+            TimeRemainingColumn(), console=console,
+        ) as bar:
+            task = bar.add_task("events", total=max(head, 1), written=0)
+            while after < head:
+                found, after = log.events(after, 1000, session=session, actor=actor, since=moment(since), until=moment(until))
+                for item in found:
+                    out.write(encode(item) + b"\n")
+                written += len(found)
+                bar.update(task, completed=min(after, head), written=written)
+    finally:
+        reader.close()
+    elapsed = time.perf_counter() - started
+    console.print(f"exported {written:,} events to {output} in {elapsed:.2f}s")
+
+
 if __name__ == "__main__":
     main()

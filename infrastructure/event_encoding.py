@@ -46,10 +46,19 @@ def _untag(value: Any) -> Any:
                 return _UNTAG[value["_type_"]](value["_data_"])
             except KeyError:
                 raise TranscodingNotRegisteredError(f"Data serialized with name {value['_type_']!r} is not deserializable.") from None
-        return {key: _untag(item) for key, item in value.items()}
+        return _untag_fields(value)
     if kind is list:
         return [_untag(item) for item in value]
     return value
+
+
+def _untag_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """An event's state: most values are plain, so only dicts and lists are looked into."""
+    for key, item in fields.items():
+        kind = type(item)
+        if kind is dict or kind is list:
+            fields[key] = _untag(item)
+    return fields
 
 
 class MsgspecTranscoder(Transcoder):

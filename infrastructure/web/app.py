@@ -18,6 +18,7 @@ from litestar.plugins.prometheus import PrometheusController
 from application.assistant import ReplyRequest, Turn
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
+from infrastructure.audit_log import AuditLog
 from infrastructure.blob_collector import BlobCollector, wait_for_projection
 from infrastructure.bootstrap import bootstrap
 from infrastructure.chat_engine import ChatEngine
@@ -28,7 +29,7 @@ from infrastructure.openai_assistant import OpenAIAssistant
 from infrastructure.read_store import AioSQLiteReadConnection, SQLiteReadStore
 from infrastructure.media_types import MediaTypeSniffer
 from infrastructure.settings import Settings
-from infrastructure.web import accounts, documents, health, messages, search, sessions, streams
+from infrastructure.web import accounts, audit, documents, health, messages, search, sessions, streams
 from infrastructure.web.auth import PrincipalCache, jwt_auth
 from infrastructure.web.http_metrics import HttpMetrics
 from infrastructure.web.problems import exception_handlers
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         )
         app.state.blob_collector = BlobCollector(write.blobs, collector_store, write.runner.head, wait_for_projection(collector_store))
         app.state.sniffer = MediaTypeSniffer()
+        app.state.audit = AuditLog(settings.event_store_path, write.reader.mapper)
         write.blobs.forget_incoming()
 
         def committed(position: int) -> None:
@@ -105,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             accounts.AuthController, accounts.MeController, accounts.AdminUsersController,
             sessions.SessionsController, messages.MessagesController, messages.RepliesController, health.HealthController,
             documents.DocumentsController, documents.SessionDocumentsController, search.SearchController,
+            audit.AuditController,
             streams.session_stream, streams.user_stream, PrometheusController,
         ],
         dependencies={

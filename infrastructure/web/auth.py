@@ -98,3 +98,4 @@ def _requires(*roles: str):  # type: ignore[no-untyped-def]
 
 
 admin_only = _requires("admin")
+auditors = _requires("admin", "auditor")

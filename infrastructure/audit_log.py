@@ -1,0 +1,137 @@
+"""Reading the event log for auditors: a session's timeline as of a moment, and the raw event
+stream filtered by session, actor, type and time. Reads the event store file directly (read-only,
+its own connection per call), never the read models.
+
+A session's events are found through the `session` column of `event_chain` (written with each
+event); its documents' and conversions' events by their aggregate ids."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Mapper, StoredEvent
+
+from application.session_timeline import SessionTimeline, event_data, event_type
+from domain.conversion import TARGETS, conversion_id_for
+
+_COLUMNS = "rowid, originator_id, originator_version, topic, state"
+_ATTACHED = "domain.document:Document.DocumentAttached"
+
+
+class AuditLog:
+    def __init__(self, path: Path, mapper: Mapper[Any]) -> None:
+        self._path = path
+        self._mapper = mapper
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{self._path}?mode=ro", uri=True)
+
+    def _event(self, row: tuple) -> Any:
+        rowid, originator, version, topic, state = row
+        return self._mapper.to_domain_event(StoredEvent(UUID(originator), version, topic, state))
+
+    def head(self) -> int:
+        with self._connect() as db:
+            return db.execute("SELECT COALESCE(MAX(rowid), 0) FROM stored_events").fetchone()[0]
+
+    def position_at(self, moment: datetime) -> int:
+        """The last position whose event happened at or before `moment`."""
+        with self._connect() as db:
+            low, high = 0, db.execute("SELECT COALESCE(MAX(rowid), 0) FROM stored_events").fetchone()[0]
+            while low < high:  # timestamps grow with positions (one writer, one clock)
+                middle = (low + high + 1) // 2
+                row = db.execute(f"SELECT {_COLUMNS} FROM stored_events WHERE rowid >= ? ORDER BY rowid LIMIT 1",
+                                 (middle,)).fetchone()
+                if row is not None and self._event(row).timestamp <= moment:
+                    low = row[0]
+                else:
+                    high = middle - 1
+            return low
+
+    def session_exists(self, session_id: UUID) -> bool:
+        with self._connect() as db:
+            return db.execute("SELECT 1 FROM event_chain WHERE session=? LIMIT 1", (session_id.hex,)).fetchone() is not None
+
+    def timeline(self, session_id: UUID, as_of: int) -> SessionTimeline:
+        """The session as the events up to position `as_of` made it."""
+        timeline = SessionTimeline(session_id)
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT s.rowid, s.originator_id, s.originator_version, s.topic, s.state FROM event_chain c"
+                " JOIN stored_events s ON s.rowid = c.position WHERE c.session=? AND c.position <= ? ORDER BY c.position",
+                (session_id.hex, as_of),
+            ).fetchall()
+            documents = {self._event(r).originator_id for r in rows if r[3] == _ATTACHED}
+            related = [d.hex for d in documents] + [conversion_id_for(d, t).hex for d in documents for t in TARGETS]
+            for start in range(0, len(related), 500):
+                chunk = related[start:start + 500]
+                rows += db.execute(
+                    f"SELECT {_COLUMNS} FROM stored_events WHERE originator_id IN ({','.join('?' * len(chunk))})"
+                    " AND rowid <= ?", (*chunk, as_of),
+                ).fetchall()
+        for row in sorted(rows, key=lambda r: r[0]):
+            timeline.apply(self._event(row), row[0])
+        return timeline
+
+    def events(
+        self, after: int, limit: int, *, session: UUID | None = None, actor: str | None = None,
+        type_: str | None = None, since: datetime | None = None, until: datetime | None = None,
+        scan: int = 50_000,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Up to `limit` events after position `after` that pass every filter, and the position
+        the scan reached (pass it back as `after` to continue). At most `scan` stored events
+        are looked at per call, so a rare filter answers in bounded time."""
+        found: list[dict[str, Any]] = []
+        reached = after
+        for position, event in self._scan(after, session, actor, type_, scan):
+            reached = position
+            if since is not None and event.timestamp < since:
+                continue
+            if until is not None and event.timestamp > until:
+                reached = self.head()
+                break
+            found.append(describe(event, position))
+            if len(found) == limit:
+                break
+        else:
+            reached = max(reached, min(after + scan, self.head()))
+        return found, reached
+
+    def _scan(self, after: int, session: UUID | None, actor: str | None, type_: str | None, scan: int) -> Iterator[tuple[int, Any]]:
+        conditions, params = ["s.rowid > ?", "s.rowid <= ?"], [after, after + scan]
+        source = "stored_events s"
+        if session is not None:
+            source += " JOIN event_chain c ON c.position = s.rowid"
+            conditions.append("c.session = ?")
+            params.append(session.hex)
+        if type_ is not None:
+            conditions.append("s.topic LIKE ?")
+            params.append(f"%.{type_}")
+        if actor is not None:
+            conditions.append("instr(s.state, ?) > 0")
+            params.append(f'"actor_id":"{actor}"')
+        with self._connect() as db:
+            cursor = db.execute(
+                f"SELECT s.rowid, s.originator_id, s.originator_version, s.topic, s.state FROM {source}"
+                f" WHERE {' AND '.join(conditions)} ORDER BY s.rowid", params,
+            )
+            while rows := cursor.fetchmany(1000):
+                for row in rows:
+                    event = self._event(row)
+                    if actor is None or event.actor_id == actor:
+                        yield row[0], event
+
+
+def describe(event: Any, position: int) -> dict[str, Any]:
+    """An event as auditors read it: where, what, who, when, and its own fields."""
+    return {
+        "position": position, "type": event_type(event), "aggregate_id": str(event.originator_id),
+        "version": event.originator_version, "at": event.timestamp, "actor_id": event.actor_id,
+        "correlation_id": event.correlation_id, "data": event_data(event),
+    }
+
