@@ -106,10 +106,11 @@ def attach_document(uow: UnitOfWork, cmd: AttachDocument) -> Document:
 
 
 def detach_document(uow: UnitOfWork, cmd: DetachDocument) -> Document:
-    session = _session(uow, cmd.session_id)
-    session.require_member(cmd.by)
+    """The document's owner may always take it back, even from a session that removed them;
+    otherwise only a member who can see it there (the session's owner) may."""
     document = uow.get(Document, cmd.document_id, DocumentNotFound())
-    if document.deleted:
+    session = _session(uow, cmd.session_id)
+    if document.deleted or (cmd.by != document.owner_id and not document.can_read(cmd.by, [session])):
         raise DocumentNotFound()
     document.detach(cmd.by, session)
     return document
@@ -150,8 +151,14 @@ def start_conversion(uow: UnitOfWork, cmd: StartConversion) -> Conversion:
 
 
 def complete_conversion(uow: UnitOfWork, cmd: CompleteConversion) -> Conversion:
+    """A conversion that finishes after its document was deleted is recorded as failed: its
+    output must not become a reference to content the owner deleted."""
     conversion = _conversion(uow, cmd.conversion_id)
-    conversion.complete(cmd.output_sha256, cmd.output_size, cmd.pages, cmd.characters, cmd.duration_ms)
+    document = uow.find(Document, conversion.document_id)
+    if document is None or document.deleted:
+        conversion.fail("document_deleted", "the document was deleted during the conversion", cmd.duration_ms)
+    else:
+        conversion.complete(cmd.output_sha256, cmd.output_size, cmd.pages, cmd.characters, cmd.duration_ms)
     return conversion
 
 

@@ -1,6 +1,7 @@
 """Conversions of a document into another format. There is one per document and target (its
 id derives from both), so asking twice answers the same conversion; the worker that performs
-it records when it started and how it ended; a failed one may be requested again."""
+it records when it started and how it ended; a failed one may be retried (`chronicle documents
+reconvert --failed`), which starts a new attempt of the same conversion."""
 
 from __future__ import annotations
 

@@ -34,7 +34,9 @@ def clean_filename(name: str) -> str:
     name = unicodedata.normalize("NFC", name or "")
     name = re.split(r"[/\\]", name)[-1]
     name = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in name)
-    name = _SPACES.sub(" ", name).strip().lstrip(".").strip()
+    name = _SPACES.sub(" ", name)
+    while name != (name := name.strip(" ").lstrip(".")):
+        pass
     while len(name.encode()) > FILENAME_MAX_BYTES:
         stem, dot, ext = name.rpartition(".")
         name = (stem[:-1] + dot + ext) if dot and len(ext) < 16 and stem else name[:-1]
@@ -85,10 +87,12 @@ class Document(ChronicleAggregate):
         self.sessions.add(session_id)
 
     def detach(self, by: UUID, session: ChatSession) -> None:
-        """The document's owner or the session's owner takes it out of the session."""
-        session.require_member(by)
-        if by not in (self.owner_id, session.owner_id):
-            raise Forbidden("only the document's owner or the session's owner may detach it")
+        """The document's owner (member of the session or not) or the session's owner takes
+        it out of the session."""
+        if by != self.owner_id:
+            session.require_member(by)
+            if by != session.owner_id:
+                raise Forbidden("only the document's owner or the session's owner may detach it")
         if session.id not in self.sessions:
             raise NotFound("the document is not attached to this session")
         self._detached(session_id=session.id)

@@ -11,6 +11,8 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+import anyio
+
 from infrastructure.blob_store import BlobStore
 from infrastructure.read_store import SQLiteReadStore
 from projections.documents import DocumentsProjector, referenced
@@ -37,16 +39,25 @@ class BlobCollector:
         """Removes the unreferenced blobs among `candidates` (all stored blobs when None);
         returns their digests. Removes nothing while the read model is behind."""
         with self._blobs.lock():
-            head = self._head()
-            self._catch_up(head)
-            with self._read_store.transaction() as tx:
-                reached = tx.positions().get(DocumentsProjector.name, 0)
-                if reached < head:
-                    log.warning("blob collection skipped: documents read model at %d, log at %d", reached, head)
-                    return []
-                shas = list(self._blobs.stored()) if candidates is None else list(dict.fromkeys(candidates))
-                doomed = [sha for sha in shas if not referenced(tx, sha)]
-            return [sha for sha in doomed if self._blobs.remove(sha)]
+            return self.collect_holding_lock(candidates)
+
+    def collect_holding_lock(self, candidates: Iterable[str] | None = None) -> list[str]:
+        """`collect` for a caller that already holds the blob lock (the server, through
+        `BlobStore.locked`)."""
+        head = self._head()
+        self._catch_up(head)
+        with self._read_store.transaction() as tx:
+            reached = tx.positions().get(DocumentsProjector.name, 0)
+            if reached < head:
+                log.warning("blob collection skipped: documents read model at %d, log at %d", reached, head)
+                return []
+            shas = list(self._blobs.stored()) if candidates is None else list(dict.fromkeys(candidates))
+            doomed = [sha for sha in shas if not referenced(tx, sha)]
+        return [sha for sha in doomed if self._blobs.remove(sha)]
+
+    async def collect_from_loop(self, candidates: Iterable[str]) -> list[str]:
+        async with self._blobs.locked():
+            return await anyio.to_thread.run_sync(self.collect_holding_lock, list(candidates))
 
 
 def wait_for_projection(read_store: SQLiteReadStore, seconds: float = 5.0) -> Callable[[int], None]:

@@ -8,14 +8,18 @@ sees every reference, so it never removes a blob that an event is about to refer
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import hashlib
 import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+
+import anyio
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -56,6 +60,7 @@ class BlobStore:
         self.root = root
         self._incoming = root / "incoming"
         self._incoming.mkdir(parents=True, exist_ok=True)
+        self._local: asyncio.Lock | None = None
 
     def path(self, sha256: str) -> Path:
         if not _SHA256.fullmatch(sha256):
@@ -117,13 +122,37 @@ class BlobStore:
         cutoff = time.time() - older_than_seconds
         removed = 0
         for path in self._incoming.iterdir():
-            if path.stat().st_mtime < cutoff:
-                path.unlink(missing_ok=True)
-                removed += 1
+            try:
+                if path.stat().st_mtime <= cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # finished meanwhile
         return removed
+
+    def size(self, sha256: str) -> int:
+        try:
+            return self.path(sha256).stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def lock(self) -> BlobLock:
         return BlobLock(self.root / ".lock")
+
+    @asynccontextmanager
+    async def locked(self) -> AsyncIterator[None]:
+        """The blob lock from the event loop: coroutines of this process queue on an asyncio
+        lock first, so at most one worker thread ever waits on the file lock (many threads
+        blocked in flock would starve the thread pool the holder needs to finish)."""
+        if self._local is None:
+            self._local = asyncio.Lock()
+        async with self._local:
+            lock = self.lock()
+            await anyio.to_thread.run_sync(lock.acquire)
+            try:
+                yield
+            finally:
+                lock.release()
 
 
 class BlobLock:

@@ -176,6 +176,24 @@ def documents() -> None:
     pass
 
 
+def _caught_up(write):  # type: ignore[no-untyped-def]
+    """Waits (up to 5 s) for a running server's projectors to reach the head, so its live
+    subscribers get every frame; with no server running, projects the rest itself."""
+    def lowest() -> int:
+        return min(write.runner.positions().values(), default=0)
+
+    def catch_up(head: int) -> None:
+        deadline, seen, moved_at = time.monotonic() + 5, lowest(), time.monotonic()
+        while seen < head and time.monotonic() < deadline and time.monotonic() - moved_at < 0.5:
+            time.sleep(0.02)
+            if (now := lowest()) != seen:
+                seen, moved_at = now, time.monotonic()
+        if seen < head:  # no server is following the log (or it is far behind)
+            write.runner.catch_up()
+
+    return catch_up
+
+
 @documents.command("gc", help="Remove stored files that no document or conversion references.")
 @data_dir_option
 def documents_gc(data_dir: Path) -> None:
@@ -184,8 +202,8 @@ def documents_gc(data_dir: Path) -> None:
 
     write = bootstrap(_settings(data_dir))
     try:
-        sizes = {sha: write.blobs.path(sha).stat().st_size for sha in write.blobs.stored()}
-        collector = BlobCollector(write.blobs, write.read_store, write.runner.head, lambda head: write.runner.catch_up())
+        sizes = {sha: write.blobs.size(sha) for sha in write.blobs.stored()}
+        collector = BlobCollector(write.blobs, write.read_store, write.runner.head, _caught_up(write))
         removed = collector.collect()
         stale = write.blobs.forget_incoming()
     finally:
@@ -209,7 +227,7 @@ def documents_reconvert(data_dir: Path, failed: bool) -> None:
     write = bootstrap(_settings(data_dir))
     retried = 0
     try:
-        write.runner.catch_up()
+        _caught_up(write)(write.runner.head())
         with write.read_store.transaction() as tx:
             chosen = failed_conversions(tx)
         for conversion_id in chosen:

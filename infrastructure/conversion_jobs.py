@@ -7,9 +7,12 @@ event loop or latency."""
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import resource
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -17,6 +20,33 @@ from pathlib import Path
 
 _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(["infrastructure.converters"])
+_running: set[multiprocessing.process.BaseProcess] = set()
+_guard = threading.Lock()
+_starting = 0
+_closing = False
+_PR_SET_PDEATHSIG = 1
+
+
+class JobsStopped(Exception):
+    """The server is shutting down: no new job starts."""
+
+
+def stop_all(wait_seconds: float = 5.0) -> int:
+    """Kills every job process of this server (on shutdown), including one whose process was
+    still being started: nothing converts unsupervised after the server has gone."""
+    global _closing
+    with _guard:
+        _closing = True
+    deadline = time.monotonic() + wait_seconds
+    while _starting and time.monotonic() < deadline:
+        time.sleep(0.01)
+    killed = 0
+    with _guard:
+        for process in list(_running):
+            if process.is_alive():
+                process.kill()
+                killed += 1
+    return killed
 
 
 @dataclass(frozen=True)
@@ -49,7 +79,19 @@ def run_job(source: Path, media_type: str, target: str, output: Path, limits: Jo
         target=_job, args=(str(source), media_type, target, str(output), limits, sending), daemon=True,
         name="chronicle-conversion",
     )
-    process.start()
+    global _starting
+    with _guard:
+        if _closing:
+            raise JobsStopped()
+        _starting += 1
+    try:
+        process.start()
+    finally:
+        with _guard:
+            _starting -= 1
+            _running.add(process)
+            if _closing:
+                process.kill()
     sending.close()
     try:
         if receiving.poll(limits.timeout_seconds):
@@ -64,10 +106,14 @@ def run_job(source: Path, media_type: str, target: str, output: Path, limits: Jo
         if process.is_alive():
             process.kill()
         process.join()
+        _running.discard(process)
     elapsed = int((time.perf_counter() - started) * 1000)
     if message is None:
-        return JobOutcome(elapsed, reason="too_large",
-                          detail=f"the converter process died (exit code {process.exitcode}), most likely out of memory")
+        if process.exitcode == -signal.SIGXCPU:
+            return JobOutcome(elapsed, reason="timeout", detail="the conversion used up its CPU time")
+        if process.exitcode == -signal.SIGKILL:
+            return JobOutcome(elapsed, reason="too_large", detail="the converter process was killed, most likely for its memory use")
+        return JobOutcome(elapsed, reason="corrupt_file", detail=f"the converter process crashed (exit code {process.exitcode})")
     if message[0] == "ok":
         _, sha256, size, pages, characters = message
         return JobOutcome(elapsed, sha256=sha256, size=size, pages=pages, characters=characters)
@@ -77,7 +123,10 @@ def run_job(source: Path, media_type: str, target: str, output: Path, limits: Jo
 def _job(source: str, media_type: str, target: str, output: str, limits: JobLimits, result: Connection) -> None:
     from infrastructure.converters import ConversionFailure, convert
 
+    _die_with_parent()
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    cpu_seconds = int(limits.timeout_seconds) + 5  # a backstop should the server vanish without killing it
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
     os.nice(limits.niceness)
     try:
         done = convert(Path(source), media_type, target, Path(output), max_unpacked_bytes=limits.max_unpacked_bytes)
@@ -86,7 +135,22 @@ def _job(source: str, media_type: str, target: str, output: str, limits: JobLimi
         message = ("failed", failure.reason, failure.detail)
     except MemoryError:
         message = ("failed", "too_large", f"the conversion needed more than {limits.memory_bytes // 1024**2} MiB of memory")
+    except FileNotFoundError:
+        message = ("failed", "document_deleted", "the document's content is gone")
+    except OSError as error:  # its message would name server paths
+        message = ("failed", "corrupt_file", f"{type(error).__name__}: {error.strerror}")
     except Exception as error:  # noqa: BLE001 - reported as the file's fault, with what went wrong
         message = ("failed", "corrupt_file", f"{type(error).__name__}: {error}"[:300])
-    result.send(message)
-    result.close()
+    try:
+        result.send(message)
+        result.close()
+    except (BrokenPipeError, OSError):
+        pass  # the server stopped waiting (shut down or timed out): nobody to tell
+
+
+def _die_with_parent() -> None:
+    """The job's parent is the forkserver, which exits with the server: the job goes with it."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the CPU limit is the backstop

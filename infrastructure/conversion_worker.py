@@ -27,7 +27,7 @@ from application.documents import CompleteConversion, FailConversion, StartConve
 from domain.conversion import Conversion
 from domain.document import Document
 from infrastructure.blob_store import BlobStore
-from infrastructure.conversion_jobs import JobLimits, JobOutcome, run_job
+from infrastructure.conversion_jobs import JobLimits, JobOutcome, JobsStopped, run_job, stop_all
 from infrastructure.read_store import SQLiteReadStore
 
 log = logging.getLogger(__name__)
@@ -59,16 +59,19 @@ class ConversionWorker:
         self._in_flight: dict[int, UUID] = {}
         self._jobs: dict[UUID, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="conversion-worker")
 
     async def stop(self) -> None:
-        """Stops following; conversions in progress are abandoned (their processes are
-        killed at their timeout at the latest) and performed again after the next start."""
+        """Stops following and kills the job processes; the conversions they were doing are
+        not recorded and are performed again after the next start."""
+        self._stopping = True
         tasks = [t for t in (self._task, *self._jobs.values()) if t is not None]
         for task in tasks:
             task.cancel()
+        await anyio.to_thread.run_sync(stop_all)
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def wake(self) -> None:
@@ -136,6 +139,8 @@ class ConversionWorker:
         try:
             outcome = await self._convert(conversion, output)
             recorded = await self._record(conversion.id, outcome, output)
+        except JobsStopped:
+            pass  # the server is stopping: done again after the next start
         except Exception:  # noqa: BLE001 - left for the next start
             log.exception("conversion %s could not be performed", conversion.id)
         finally:
@@ -158,6 +163,8 @@ class ConversionWorker:
     async def _record(self, conversion_id: UUID, outcome: JobOutcome | FailConversion, output: Path) -> bool:
         """Records the outcome (retried a few times if the store is busy); False leaves the
         conversion to be done again after the next start."""
+        if self._stopping:
+            return False  # a job killed by the shutdown is no outcome
         if isinstance(outcome, JobOutcome) and outcome.sha256 is None:
             outcome = FailConversion(conversion_id, outcome.reason or "corrupt_file", outcome.detail, outcome.duration_ms)
         for attempt in range(3):
@@ -176,15 +183,13 @@ class ConversionWorker:
         """The output is placed and its event recorded under the blob lock, so a collector
         never sees the blob unreferenced in between."""
         assert outcome.sha256 is not None
-        lock = self._blobs.lock()
-        await anyio.to_thread.run_sync(lock.acquire)
-        try:
+        async with self._blobs.locked():
             if output.exists():
                 await anyio.to_thread.run_sync(self._blobs.place_file, output, outcome.sha256)
+            elif not self._blobs.exists(outcome.sha256):
+                raise RuntimeError("the conversion's output is gone; it will be done again")
             await self._bus.execute(
                 CompleteConversion(conversion_id, outcome.sha256, outcome.size, outcome.pages, outcome.characters,
                                    outcome.duration_ms),
                 WORKER_ACTOR,
             )
-        finally:
-            lock.release()

@@ -106,7 +106,7 @@ def to_markdown(kind: str, source: Path) -> str:
     with open(source, "rb") as stream:
         try:
             result = converter.convert(stream, StreamInfo(extension=_EXTENSIONS[kind], charset="utf-8" if kind in ("html", "csv") else None))
-        except MemoryError:
+        except (MemoryError, FileNotFoundError):
             raise
         except Exception as error:  # noqa: BLE001 - a converter's failure is the file's fault
             raise ConversionFailure("corrupt_file", f"the {kind} file could not be read: {_describe(error)}") from None
@@ -128,7 +128,7 @@ def _check_package(source: Path, max_unpacked_bytes: int) -> None:
     try:
         with zipfile.ZipFile(source) as package:
             entries = package.infolist()
-    except (zipfile.BadZipFile, OSError) as error:
+    except zipfile.BadZipFile as error:
         raise ConversionFailure("corrupt_file", f"not a readable Office package: {error}") from None
     if any(entry.flag_bits & 0x1 for entry in entries):
         raise ConversionFailure("encrypted", "the package's parts are encrypted")
@@ -148,7 +148,7 @@ def _pdf_pages(source: Path) -> int:
             return sum(1 for _ in PDFPage.get_pages(f))
     except (PDFPasswordIncorrect, PDFEncryptionError):
         raise ConversionFailure("encrypted", "the PDF is protected by a password") from None
-    except MemoryError:
+    except (MemoryError, FileNotFoundError):
         raise
     except Exception as error:  # noqa: BLE001 - pdfminer's syntax errors have no common base
         raise ConversionFailure("corrupt_file", f"the PDF could not be read: {_describe(error)}") from None

@@ -20,6 +20,9 @@ from projections.storage import ReadConnection, ReadTransaction, Row
 
 INDEXED_TARGETS = ("text", "markdown")
 PASSAGE_CHARS = 1000
+INDEXED_CHARS = 2_000_000
+"""Only the first 2 million characters of a document are indexed: indexing is one read-model
+transaction, and a huge output would hold up every other projection meanwhile."""
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 ReadText = Callable[[str], "str | None"]
@@ -84,7 +87,7 @@ class DocumentSearchProjector(Projector):
         if text is None:
             return
         tx.execute("DELETE FROM document_passages WHERE document_id=?", (row["document_id"],))
-        for number, passage in enumerate(passages(text), start=1):
+        for number, passage in enumerate(passages(text[:INDEXED_CHARS]), start=1):
             tx.execute(
                 "INSERT INTO document_passages (content, document_id, conversion_id, passage) VALUES (?,?,?,?)",
                 (passage, row["document_id"], conversion_id, number),

@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.blob_collector = BlobCollector(write.blobs, collector_store, write.runner.head, wait_for_projection(collector_store))
         app.state.sniffer = MediaTypeSniffer()
         app.state.audit = AuditLog(settings.event_store_path, write.reader.mapper)
-        write.blobs.forget_incoming()
+        write.blobs.forget_incoming(older_than_seconds=0)  # nothing is in flight before the server starts
 
         def committed(position: int) -> None:
             write.runner.wake(position)

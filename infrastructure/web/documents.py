@@ -154,18 +154,14 @@ class DocumentsController(Controller):
             await anyio.to_thread.run_sync(incoming.finish)
             media_type = await anyio.to_thread.run_sync(request.app.state.sniffer.sniff, incoming.path)
             command = UploadDocument(request.user.id, upload.filename, media_type, incoming.size, incoming.sha256, session_id)
-            lock = write.blobs.lock()
-            await anyio.to_thread.run_sync(lock.acquire)
-            try:
+            async with write.blobs.locked():
                 created = await anyio.to_thread.run_sync(write.blobs.place, incoming)
                 try:
                     outcome = await execute(bus, request, command)
-                except BaseException:
-                    if created:
+                except Exception:
+                    if created:  # refused: nothing references it (a cancelled request may still commit, so not then)
                         write.blobs.remove(command.sha256)
                     raise
-            finally:
-                lock.release()
         finally:
             await anyio.to_thread.run_sync(incoming.discard)
         return _from_document(outcome.value, outcome.position)
@@ -213,7 +209,7 @@ class DocumentsController(Controller):
         collector = request.app.state.blob_collector
         return Response(
             DeletedDocument(str(document_id), True, outcome.position),
-            background=BackgroundTask(anyio.to_thread.run_sync, collector.collect, candidates),
+            background=BackgroundTask(collector.collect_from_loop, candidates),
         )
 
     @post("/{document_id:uuid}/conversions", status_code=202)

@@ -32,6 +32,10 @@ def session() -> ChatSession:
         ("  \t\n ", "document"),
         ("../", "document"),
         ("é" * 200 + ".txt", "é" * 125 + ".txt"),
+        ("..\x00..", "document"),
+        (". .", "document"),
+        (".\t.htaccess", "htaccess"),
+        ("x/ . .bashrc", "bashrc"),
     ],
 )
 def test_filenames_are_cleaned_of_paths_controls_and_excess(given, kept):
@@ -63,6 +67,16 @@ def test_attaching_shares_a_document_with_the_sessions_members_only():
     assert not d.can_read(MEMBER, [s])
     with pytest.raises(NotFound):
         d.detach(OWNER, s)
+
+
+def test_the_owner_takes_a_document_back_from_a_session_that_removed_them():
+    s = ChatSession.start(MEMBER, "Theirs")
+    s.add_member(MEMBER, OWNER)
+    d = document()
+    d.attach(OWNER, s)
+    s.remove_member(MEMBER, OWNER)
+    d.detach(OWNER, s)
+    assert s.id not in d.sessions
 
 
 def test_a_deleted_document_is_readable_by_no_one_and_stays_deleted():

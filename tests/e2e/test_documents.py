@@ -114,6 +114,7 @@ def test_documents_are_private_until_attached_to_a_session(server, new_user):
 
     detached = bob.delete(f"/api/sessions/{sid}/documents/{document['id']}")
     assert_problem(detached, 403)
+    assert_problem(eve.delete(f"/api/sessions/{sid}/documents/{document['id']}"), 404)
     detached = ann.delete(f"/api/sessions/{sid}/documents/{document['id']}")
     assert detached.status_code == 200
     assert_problem(bob.get(f"/api/documents/{document['id']}", params={"after_position": detached.json()["position"]}), 404)
@@ -376,3 +377,16 @@ def test_a_zip_bomb_and_a_slow_conversion_fail_without_harming_the_server(strict
     assert time.monotonic() - started < 10
     assert ann.get("/health").json()["status"] == "ok"
     assert uploaded(ann, "after.txt", b"still taking uploads")["size"] == 20
+
+
+def test_the_owner_takes_a_document_back_from_a_session_they_were_removed_from(server, new_user):
+    ann, ann_user = new_user("ann")
+    bob, _ = new_user("bob")
+    sid = bob.post("/api/sessions", {"title": "Bob's", "assistant": False}).json()["id"]
+    bob.post(f"/api/sessions/{sid}/members", {"user_id": ann_user["id"]})
+    document = uploaded(ann, "mine.txt", files.TEXT, session_id=sid)
+    removed = bob.delete(f"/api/sessions/{sid}/members/{ann_user['id']}")
+    assert bob.get(f"/api/documents/{document['id']}", params={"after_position": removed.json()["position"]}).status_code == 200
+    taken = ann.delete(f"/api/sessions/{sid}/documents/{document['id']}")
+    assert taken.status_code == 200, taken.text
+    assert_problem(bob.get(f"/api/documents/{document['id']}", params={"after_position": taken.json()["position"]}), 404)
