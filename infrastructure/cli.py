@@ -117,29 +117,36 @@ def projections() -> None:
     pass
 
 
-@projections.command("status", help="Each projection's position, the log's head, and the lag.")
+@projections.command("status", help="Each projection's position, the head, the lag, and its state.")
 @data_dir_option
 def projections_status(data_dir: Path) -> None:
     from infrastructure.bootstrap import bootstrap
+    from infrastructure.projection_status import projection_statuses
 
     write = bootstrap(_settings(data_dir))
     try:
-        head = write.runner.head()
-        table = Table("projection", "position", "head", "lag")
-        for name, position in write.runner.positions().items():
-            table.add_row(name, str(position), str(head), str(head - position))
-        Console().print(table)
+        statuses = projection_statuses(write.app, write.read_store, [p.name for p in write.runner.projectors],
+                                       write.settings.read_store_path)
     finally:
         write.close()
+    table = Table("projection", "position", "head", "lag", "lag s", "state")
+    for status in statuses:
+        state = status.state if status.error is None else f"failed at {status.failed_at}: {status.error}"
+        table.add_row(status.name, str(status.position), str(status.head), str(status.lag_events),
+                      f"{status.lag_seconds:.1f}", state)
+    Console().print(table)
+    if any(s.error for s in statuses):
+        sys.exit(1)
 
 
-@projections.command("rebuild", help="Drop read tables and replay them from the event log.")
+@projections.command("rebuild", help="Replay projections from the log into shadow tables, then swap them in "
+                     "atomically; queries keep answering from the old tables meanwhile (safe while serving).")
 @data_dir_option
 @click.argument("name", required=False)
 @click.option("--all", "all_", is_flag=True, help="Rebuild every projection.")
 def projections_rebuild(data_dir: Path, name: str | None, all_: bool) -> None:
     from infrastructure.bootstrap import bootstrap
-    from infrastructure.projection_runner import ProjectionRunner
+    from infrastructure.shadow_rebuild import RebuildFailed, rebuild
 
     write = bootstrap(_settings(data_dir))
     try:
@@ -149,9 +156,7 @@ def projections_rebuild(data_dir: Path, name: str | None, all_: bool) -> None:
         if name and name not in known:
             raise click.UsageError(f"no projection {name!r}; known: {', '.join(known)}")
         chosen = list(known.values()) if all_ else [known[name]]  # type: ignore[index]
-        write.read_store.reset(chosen)
-        runner = ProjectionRunner(write.app, write.read_store, chosen)
-        head = runner.head()
+        head = write.runner.head()
         started = time.perf_counter()
         with Progress(
             TextColumn("rebuilding {task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -163,10 +168,15 @@ def projections_rebuild(data_dir: Path, name: str | None, all_: bool) -> None:
                 elapsed = time.perf_counter() - started
                 bar.update(task, completed=done, total=max(now_head, 1), rate=done / elapsed if elapsed else 0.0)
 
-            runner.catch_up(advance)
-            bar.update(task, completed=max(runner.head(), 1))
+            try:
+                reached = rebuild(write.app, write.settings.read_store_path, chosen, advance)
+            except RebuildFailed as error:
+                console.print(f"[red]rebuild failed[/red]: {error}; the live tables are unchanged")
+                sys.exit(1)
+            bar.update(task, completed=max(reached, 1), total=max(reached, 1))
         elapsed = time.perf_counter() - started
-        console.print(f"rebuilt {', '.join(p.name for p in chosen)}: {head} events in {elapsed:.2f}s")
+        console.print(f"rebuilt {', '.join(p.name for p in chosen)}: {reached} events in {elapsed:.2f}s "
+                      f"({reached / elapsed if elapsed else 0:,.0f} events/s), swapped in at position {reached}")
     finally:
         write.close()
 

@@ -10,12 +10,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from application.chronicle import Chronicle
 from projections.projector import Projector
-from projections.storage import ReadStore
+from projections.storage import ReadStore, ReadTransaction
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProjectionFailure:
+    """A projector stopped at `position`: applying that event raised `error`."""
+
+    position: int
+    error: str
 
 
 class ProjectionRunner:
@@ -47,6 +57,7 @@ class ProjectionRunner:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: str | None = None
+        self.failures: dict[str, ProjectionFailure] = {}
         self._known: dict[str, int] | None = None
         self._reported: dict[str, int] | None = None
         store.ensure_schema(self.projectors)
@@ -69,7 +80,10 @@ class ProjectionRunner:
             if known != self._reported:
                 self.on_progress(known)  # another process (a rebuild) moved positions
             self._known = self._reported = known
-        start = min(self._known.values(), default=0)
+            for name in [n for n, failure in self.failures.items() if known.get(n, 0) != failure.position - 1]:
+                del self.failures[name]  # rebuilt (or reset) since it failed: try again
+        healthy = {p.name for p in self._healthy()}
+        start = min((at for name, at in self._known.items() if name in healthy), default=self.head())
         notifications = self._app.recorder.select_notifications(start=start + 1, limit=self._batch_size)
         if not notifications:
             self._known = None
@@ -79,21 +93,47 @@ class ProjectionRunner:
         advanced: dict[str, int] = {}
         with self._store.transaction() as tx:
             current = tx.positions()
-            for projector in self.projectors:
+            for projector in self._healthy():
                 position = current.get(projector.name, 0)
                 if position < first - 1 or position >= last:
                     continue  # reset or advanced by another process meanwhile
-                for event_position, event in events:
-                    if event_position > position:
-                        projector.apply(tx, event, event_position)
-                advanced[projector.name] = last
-            tx.set_positions(advanced)
+                advanced[projector.name] = self._apply(tx, projector, events, position)
+            tx.set_positions({name: at for name, at in advanced.items() if at > current.get(name, 0)})
         if tx.published:
             self.on_publish(tx.published)
-        self._known = self._reported = {p.name: advanced.get(p.name, current.get(p.name, 0)) for p in self.projectors}
+        self._known = self._reported = {p.name: max(advanced.get(p.name, 0), current.get(p.name, 0)) for p in self.projectors}
         if advanced:
             self.on_progress(advanced)
         return len(events)
+
+    def _healthy(self) -> list[Projector]:
+        return [p for p in self.projectors if p.name not in self.failures]
+
+    def _apply(self, tx: ReadTransaction, projector: Projector, events: list[tuple[int, Any]], position: int) -> int:
+        """Applies the events after `position` in a savepoint; returns the position reached. A
+        failing event rolls the projector back to just before it, where it stays (reported in
+        `failures`) while the other projectors go on."""
+        published = len(tx.published)
+        tx.execute("SAVEPOINT projector")
+        reached = position
+        try:
+            for event_position, event in events:
+                if event_position > position:
+                    projector.apply(tx, event, event_position)
+                    reached = event_position
+        except Exception as error:  # noqa: BLE001 - one projector's bug must not stop the others
+            tx.execute("ROLLBACK TO projector")
+            del tx.published[published:]
+            failed_at = next(at for at, _ in events if at > reached)
+            self.failures[projector.name] = ProjectionFailure(failed_at, f"{type(error).__name__}: {error}")
+            tx.record_failure(projector.name, failed_at, self.failures[projector.name].error)
+            log.error("projection %s failed at position %d: %s", projector.name, failed_at, error, exc_info=error)
+            for event_position, event in events:
+                if position < event_position < failed_at:
+                    projector.apply(tx, event, event_position)
+            reached = failed_at - 1
+        tx.execute("RELEASE projector")
+        return reached
 
     def catch_up(self, progress: Callable[[int, int], None] = lambda done, head: None) -> None:
         """Applies events until every projector has reached the head (including events

@@ -19,6 +19,10 @@ _TRACKING = (
     "CREATE TABLE IF NOT EXISTS projection_positions ("
     " name TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at REAL NOT NULL)"
 )
+_FAILURES = (
+    "CREATE TABLE IF NOT EXISTS projection_failures ("
+    " name TEXT PRIMARY KEY, position INTEGER NOT NULL, error TEXT NOT NULL, at REAL NOT NULL)"
+)
 
 
 def _dict_row(cursor: Any, row: tuple) -> Row:
@@ -49,12 +53,24 @@ class SQLiteReadTransaction:
         rows = self._connection.execute("SELECT name, position FROM projection_positions").fetchall()
         return {name: int(position) for name, position in rows}
 
+    def record_failure(self, name: str, position: int, error: str) -> None:
+        self._connection.execute(
+            "INSERT OR REPLACE INTO projection_failures VALUES (?,?,?,?)", (name, position, error[:1000], time.time())
+        )
+
+    def failures(self) -> dict[str, tuple[int, str]]:
+        rows = self._connection.execute("SELECT name, position, error FROM projection_failures").fetchall()
+        return {name: (int(position), error) for name, position, error in rows}
+
     def set_positions(self, positions: dict[str, int]) -> None:
         now = time.time()
         self._connection.executemany(
             "INSERT INTO projection_positions (name, position, updated_at) VALUES (?, ?, ?)"
             " ON CONFLICT(name) DO UPDATE SET position=excluded.position, updated_at=excluded.updated_at",
             [(name, position, now) for name, position in positions.items()],
+        )
+        self._connection.executemany(
+            "DELETE FROM projection_failures WHERE name=? AND position<=?", [(n, p) for n, p in positions.items()]
         )
 
 
@@ -75,6 +91,7 @@ class SQLiteReadStore:
     def ensure_schema(self, projectors: Sequence[Projector]) -> None:
         with self.transaction() as tx:
             tx.execute(_TRACKING)
+            tx.execute(_FAILURES)
             for projector in projectors:
                 for statement in projector.schema:
                     tx.execute(statement)
@@ -96,10 +113,15 @@ class SQLiteReadStore:
         rows = self._connection.execute("SELECT name, position FROM projection_positions").fetchall()
         return {name: int(position) for name, position in rows}
 
+    def failures(self) -> dict[str, tuple[int, str]]:
+        """Projectors stopped by an event they could not apply: name → (position, error)."""
+        return SQLiteReadTransaction(self._connection).failures()
+
     def reset(self, projectors: Sequence[Projector]) -> None:
         """Drops the projectors' tables and positions and creates them empty, in one transaction."""
         with self.transaction() as tx:
             tx.execute(_TRACKING)
+            tx.execute(_FAILURES)
             for projector in projectors:
                 for table in projector.tables:
                     tx.execute(f"DROP TABLE IF EXISTS {table}")

@@ -29,7 +29,7 @@ from infrastructure.openai_assistant import OpenAIAssistant
 from infrastructure.read_store import AioSQLiteReadConnection, SQLiteReadStore
 from infrastructure.media_types import MediaTypeSniffer
 from infrastructure.settings import Settings
-from infrastructure.web import accounts, audit, documents, health, messages, search, sessions, streams
+from infrastructure.web import accounts, admin_projections, audit, documents, health, messages, search, sessions, streams
 from infrastructure.web.auth import PrincipalCache, jwt_auth
 from infrastructure.web.http_metrics import HttpMetrics
 from infrastructure.web.problems import exception_handlers
@@ -107,7 +107,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             accounts.AuthController, accounts.MeController, accounts.AdminUsersController,
             sessions.SessionsController, messages.MessagesController, messages.RepliesController, health.HealthController,
             documents.DocumentsController, documents.SessionDocumentsController, search.SearchController,
-            audit.AuditController,
+            audit.AuditController, admin_projections.AdminProjectionsController,
             streams.session_stream, streams.user_stream, PrometheusController,
         ],
         dependencies={

@@ -39,8 +39,10 @@ def health_of(write: WriteSide, progress: ProjectionProgress) -> Health:
         ProjectionHealth(p.name, progress.positions.get(p.name, 0), max(head - progress.positions.get(p.name, 0), 0))
         for p in write.runner.projectors
     ]
-    ready = write.runner.error is None and all(p.lag <= READY_LAG for p in projections)
-    return Health("ok", ready, head, projections, write.runner.error)
+    failures = "; ".join(f"{name} failed at position {f.position}: {f.error}" for name, f in write.runner.failures.items())
+    error = "; ".join(e for e in (write.runner.error, failures) if e) or None
+    ready = error is None and all(p.lag <= READY_LAG for p in projections)
+    return Health("ok", ready, head, projections, error)
 
 
 class HealthController(Controller):
@@ -75,8 +77,13 @@ class ChronicleCollector(Collector):
         for p in health.projections:
             lag.add_metric([p.name], p.lag)
             position.add_metric([p.name], p.position)
+        failed = GaugeMetricFamily("chronicle_projection_failed", "1 when the projector stopped at an event it could not apply",
+                                   labels=["projection"])
+        for p in health.projections:
+            failed.add_metric([p.name], 1 if p.name in self.write.runner.failures else 0)
         yield lag
         yield position
+        yield failed
         yield CounterMetricFamily("chronicle_commands", "Commands handled", value=self.write.bus.commands)
         yield CounterMetricFamily("chronicle_command_batches", "Group commits", value=self.write.bus.batches)
 

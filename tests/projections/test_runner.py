@@ -6,7 +6,9 @@ from application.accounts import RegisterUser
 from application.chat import EditMessage, PostMessage, StartSession
 from infrastructure.projection_runner import ProjectionRunner
 from infrastructure.read_store import SQLiteReadStore
+from domain.message import Message
 from projections.catalog import all_projectors
+from projections.messages import SessionMessagesProjector
 
 TABLES = ("users", "sessions", "session_members", "messages", "message_versions")
 
@@ -52,3 +54,37 @@ def test_a_runner_resumes_from_its_recorded_position_after_a_restart(write_side,
     restarted.catch_up()
     assert set(restarted.positions().values()) == {head}
     assert len(write_side.read_store.dump(("messages",))["messages"]) == 100
+
+
+class Fragile(SessionMessagesProjector):
+    """The messages projector with a bug: it cannot take a message saying "boom"."""
+
+    name = "fragile"
+    tables = ("fragile_messages",)
+    schema = ("CREATE TABLE IF NOT EXISTS fragile_messages (id TEXT PRIMARY KEY, content TEXT)",)
+
+    def apply(self, tx, event, position):
+        if type(event) is Message.MessagePosted:
+            if event.content == "boom":
+                raise ValueError("cannot take a boom")
+            tx.execute("INSERT INTO fragile_messages VALUES (?,?)", (str(event.originator_id), event.content))
+
+
+def test_a_failing_projector_stops_before_the_event_while_the_others_go_on(write_side, data_dir):
+    owner = write_side.bus.execute_now(RegisterUser("ann@example.org", "Ann", "h"), "t").value
+    session = write_side.bus.execute_now(StartSession(owner.id, "Busy"), str(owner.id)).value
+    for content in ("one", "two", "boom", "three"):
+        outcome = write_side.bus.execute_now(PostMessage(session.id, owner.id, content), str(owner.id))
+        if content == "boom":
+            boom_at = outcome.position
+    store = SQLiteReadStore(data_dir / "read.sqlite3")
+    runner = ProjectionRunner(write_side.app, store, [Fragile(), SessionMessagesProjector()], batch_size=3)
+    runner.catch_up()
+    head = runner.head()
+    assert runner.positions() == {"fragile": boom_at - 1, "messages": head}
+    assert runner.failures["fragile"].position == boom_at and "cannot take a boom" in runner.failures["fragile"].error
+    assert sorted(r[1] for r in store.dump(["fragile_messages"])["fragile_messages"]) == ["one", "two"]
+    assert len(store.dump(["messages"])["messages"]) == 4
+    write_side.bus.execute_now(PostMessage(session.id, owner.id, "four"), str(owner.id))
+    runner.catch_up()
+    assert runner.positions()["fragile"] == boom_at - 1 and runner.positions()["messages"] == runner.head()

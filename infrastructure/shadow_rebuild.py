@@ -1,0 +1,105 @@
+"""Rebuilding read models while the server runs: the projectors replay the whole log into a
+shadow database beside the read store, catch up with the head, and then, in one transaction
+on the read store, their tables are replaced by the shadow's and their positions set to where
+the shadow got. Queries keep answering from the old tables until that commit (WAL readers see
+the last committed state), so they never see a half-built table; the server's own projection
+runner then applies whatever was appended after the shadow's position.
+
+A shadow in progress is a file `read.rebuild.<names>.sqlite3`, which is how `projections status`
+(in any process) shows a rebuild and its progress."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from application.chronicle import Chronicle
+from infrastructure.projection_runner import ProjectionRunner
+from infrastructure.read_store import SQLiteReadStore
+from projections.projector import Projector
+
+SHADOW_PREFIX = "read.rebuild."
+
+
+class RebuildFailed(Exception):
+    """A projector failed on an event while rebuilding; the live tables were left as they were."""
+
+
+def shadow_path(read_store_path: Path, projectors: Sequence[Projector]) -> Path:
+    return read_store_path.with_name(f"{SHADOW_PREFIX}{'+'.join(sorted(p.name for p in projectors))}.sqlite3")
+
+
+def rebuilding(read_store_path: Path) -> dict[str, int]:
+    """Projections being rebuilt (by any process) and the position their shadow has reached."""
+    found: dict[str, int] = {}
+    for path in read_store_path.parent.glob(f"{SHADOW_PREFIX}*.sqlite3"):
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+            try:
+                found.update(db.execute("SELECT name, position FROM projection_positions").fetchall())
+            finally:
+                db.close()
+        except sqlite3.Error:
+            continue  # just created or just removed
+    return found
+
+
+def _remove(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def rebuild(
+    app: Chronicle, read_store_path: Path, projectors: Sequence[Projector],
+    progress: Callable[[int, int], None] = lambda done, head: None,
+) -> int:
+    """Rebuilds `projectors` without taking their tables away; returns the position swapped in."""
+    path = shadow_path(read_store_path, projectors)
+    _remove(path)
+    try:
+        shadow = SQLiteReadStore(path)
+        try:
+            shadow.reset(projectors)
+            shadow.ensure_schema(projectors)
+            runner = ProjectionRunner(app, shadow, projectors, batch_size=5000)
+            runner.catch_up(progress)
+            if runner.failures:
+                name, failure = next(iter(runner.failures.items()))
+                raise RebuildFailed(f"{name} failed at position {failure.position}: {failure.error}")
+            reached = shadow.positions()
+        finally:
+            shadow.close()
+        _swap(read_store_path, path, projectors, reached)
+        return min(reached[p.name] for p in projectors)
+    finally:
+        _remove(path)
+
+
+def _swap(read_store_path: Path, path: Path, projectors: Sequence[Projector], reached: dict[str, int]) -> None:
+    db = sqlite3.connect(read_store_path, isolation_level=None, timeout=60)
+    try:
+        db.execute("ATTACH DATABASE ? AS shadow", (str(path),))
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for projector in projectors:
+                for table in projector.tables:
+                    db.execute(f"DROP TABLE IF EXISTS main.{table}")
+                for statement in projector.schema:
+                    db.execute(statement)
+                for table in projector.tables:
+                    columns = ", ".join(row[1] for row in db.execute(f"PRAGMA shadow.table_info({table})"))
+                    db.execute(f"INSERT INTO main.{table} (rowid, {columns}) SELECT rowid, {columns} FROM shadow.{table}")
+            db.executemany(
+                "INSERT INTO main.projection_positions (name, position, updated_at) VALUES (?, ?, CAST(strftime('%s','now') AS REAL))"
+                " ON CONFLICT(name) DO UPDATE SET position=excluded.position, updated_at=excluded.updated_at",
+                [(p.name, reached[p.name]) for p in projectors],
+            )
+            db.executemany("DELETE FROM main.projection_failures WHERE name=?", [(p.name,) for p in projectors])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("DETACH DATABASE shadow")
+    finally:
+        db.close()

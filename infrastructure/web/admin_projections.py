@@ -1,0 +1,76 @@
+"""The admin's view of the read models: each projection's position, lag and state, and a
+rebuild started from the API (shadow tables swapped in atomically, as the CLI does)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import anyio
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.exceptions import HTTPException, NotFoundException
+
+from infrastructure.bootstrap import WriteSide
+from infrastructure.projection_status import projection_statuses
+from infrastructure.read_store import SQLiteReadStore
+from infrastructure.shadow_rebuild import rebuild, rebuilding
+from infrastructure.web.auth import admin_only
+
+log = logging.getLogger(__name__)
+
+
+class ProjectionView(msgspec.Struct, omit_defaults=True):
+    name: str
+    position: int
+    head: int
+    lag_events: int
+    lag_seconds: float
+    state: str
+    error: str | None = None
+    failed_at: int | None = None
+
+
+class RebuildStarted(msgspec.Struct):
+    name: str
+    state: str
+
+
+class AdminProjectionsController(Controller):
+    path = "/api/admin/projections"
+    tags = ["admin"]
+    guards = [admin_only]
+
+    @get("/")
+    async def statuses(self, write: WriteSide) -> list[ProjectionView]:
+        def read() -> list[ProjectionView]:
+            store = SQLiteReadStore(write.settings.read_store_path)
+            try:
+                found = projection_statuses(write.reader, store, [p.name for p in write.runner.projectors],
+                                            write.settings.read_store_path)
+            finally:
+                store.close()
+            return [ProjectionView(**vars(s)) for s in found]
+
+        return await anyio.to_thread.run_sync(read)
+
+    @post("/{name:str}/rebuild", status_code=202)
+    async def rebuild(self, name: str, write: WriteSide, request: Request[Any, Any, Any]) -> RebuildStarted:
+        """Starts a rebuild in the background; `GET` shows its progress, then `live`."""
+        projector = next((p for p in write.runner.projectors if p.name == name), None)
+        if projector is None:
+            raise NotFoundException(f"no projection {name!r}")
+        running: dict[str, asyncio.Task[Any]] = request.app.state.setdefault("rebuilds", {})
+        if (name in running and not running[name].done()) or name in rebuilding(write.settings.read_store_path):
+            raise HTTPException(status_code=409, detail=f"{name} is already being rebuilt")
+
+        async def run() -> None:
+            try:
+                await anyio.to_thread.run_sync(rebuild, write.reader, write.settings.read_store_path, [projector])
+                write.runner.wake()
+            except Exception:  # noqa: BLE001 - reported in the log; the live tables are unchanged
+                log.exception("rebuilding %s failed", name)
+
+        running[name] = asyncio.get_running_loop().create_task(run(), name=f"rebuild-{name}")
+        return RebuildStarted(name, "rebuilding")
