@@ -45,6 +45,14 @@ class ChangePassword:
 
 
 @dataclass(frozen=True)
+class SetQuotas:
+    user_id: UUID
+    messages_per_day: int | None
+    replies_per_day: int | None
+    storage_bytes: int | None
+
+
+@dataclass(frozen=True)
 class DisableUser:
     user_id: UUID
 
@@ -76,6 +84,12 @@ def change_password(uow: UnitOfWork, cmd: ChangePassword) -> User:
     return user
 
 
+def set_quotas(uow: UnitOfWork, cmd: SetQuotas) -> User:
+    user = uow.get(User, cmd.user_id, UserNotFound())
+    user.set_quotas(cmd.messages_per_day, cmd.replies_per_day, cmd.storage_bytes)
+    return user
+
+
 def disable_user(uow: UnitOfWork, cmd: DisableUser) -> User:
     user = uow.get(User, cmd.user_id, UserNotFound())
     user.disable()
@@ -99,6 +113,7 @@ def user_by_email(app: Chronicle, email: str) -> User | None:
 
 
 HANDLERS = {
+    SetQuotas: set_quotas,
     RegisterUser: register_user,
     ChangeUserRole: change_user_role,
     ChangePassword: change_password,

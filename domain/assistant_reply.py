@@ -11,7 +11,7 @@ from eventsourcing.domain import event
 from domain.aggregate import ChronicleAggregate
 
 REPLY_STATUSES = ("completed", "cancelled")
-FAILURE_REASONS = ("provider_error", "timeout", "interrupted", "invalid_response")
+FAILURE_REASONS = ("provider_error", "timeout", "interrupted", "invalid_response", "quota_exceeded")
 
 
 def reply_id_for(message_id: UUID) -> UUID:

@@ -71,6 +71,21 @@ class User(ChronicleAggregate):
     def _password_changed(self, password_hash: str) -> None:
         self.password_hash = password_hash
 
+    def set_quotas(self, messages_per_day: int | None, replies_per_day: int | None, storage_bytes: int | None) -> None:
+        """Limits set by an admin; None is no limit."""
+        quotas = (require_quota("messages_per_day", messages_per_day), require_quota("replies_per_day", replies_per_day),
+                  require_quota("storage_bytes", storage_bytes))
+        if quotas != self.quotas:
+            self._quotas_set(messages_per_day=quotas[0], replies_per_day=quotas[1], storage_bytes=quotas[2])
+
+    @property
+    def quotas(self) -> tuple[int | None, int | None, int | None]:
+        return getattr(self, "_quotas", (None, None, None))
+
+    @event("UserQuotasSet")
+    def _quotas_set(self, messages_per_day: int | None, replies_per_day: int | None, storage_bytes: int | None) -> None:
+        self._quotas = (messages_per_day, replies_per_day, storage_bytes)
+
     def disable(self) -> None:
         if not self.disabled:
             self._disabled()
@@ -86,6 +101,15 @@ class User(ChronicleAggregate):
     @event("UserEnabled")
     def _enabled(self) -> None:
         self.disabled = False
+
+
+QUOTAS = ("messages_per_day", "replies_per_day", "storage_bytes")
+
+
+def require_quota(field: str, value: int | None) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise InvalidValue(field, f"{field} must be a whole number of at least 0, or null for no limit")
+    return value
 
 
 class EmailClaim(ChronicleAggregate):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -59,7 +59,10 @@ class ChatEngine:
         *,
         concurrency: int = 4,
         timeout_seconds: float = 60.0,
+        may_reply: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
+        """`may_reply(user_id)` says whether the asker's replies-per-day quota has room; when it
+        has not, the reply is recorded as failed (`quota_exceeded`) without asking the provider."""
         self._app = app
         self._bus = bus
         self._tracking = tracking
@@ -74,6 +77,7 @@ class ChatEngine:
         self._sessions: dict[UUID, UUID] = {}
         self._cancelled: set[UUID] = set()
         self._task: asyncio.Task[None] | None = None
+        self._may_reply = may_reply
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="chat-engine")
@@ -174,7 +178,12 @@ class ChatEngine:
         recorded = False
         try:
             request = ReplyRequest(posted.session_id, posted.originator_id, posted.author_id, posted.content, position)
-            outcome = await self._produce(request, session_id, reply_id)
+            if self._may_reply is not None and not await self._may_reply(str(posted.author_id)):
+                outcome: RecordReply | RecordReplyFailure = RecordReplyFailure(
+                    posted.originator_id, posted.session_id, "quota_exceeded",
+                    "your assistant replies per day are used up; they reset at midnight UTC", "")
+            else:
+                outcome = await self._produce(request, session_id, reply_id)
             for attempt in range(3):
                 try:
                     await self._bus.execute(outcome, ASSISTANT_ACTOR)

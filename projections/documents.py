@@ -149,3 +149,8 @@ def referenced(tx: Any, sha256: str) -> bool:
 
 def failed_conversions(tx: Any) -> list[str]:
     return [row["id"] for row in tx.fetch_all("SELECT id FROM conversions WHERE status='failed' ORDER BY position")]
+
+
+async def storage_used(db: ReadConnection, owner_id: str) -> int:
+    row = await db.fetch_one("SELECT COALESCE(SUM(size), 0) AS n FROM documents WHERE owner_id=?", (owner_id,))
+    return int(row["n"]) if row else 0

@@ -24,6 +24,8 @@ class SessionMessagesProjector(Projector):
             deleted INTEGER NOT NULL DEFAULT 0, version INTEGER NOT NULL, reply_to TEXT,
             reply_status TEXT)""",
         "CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session_id, position)",
+        "CREATE INDEX IF NOT EXISTS messages_by_author ON messages(author_id, created_at)",
+        "CREATE INDEX IF NOT EXISTS messages_by_reply_to ON messages(reply_to) WHERE reply_to IS NOT NULL",
         """CREATE TABLE IF NOT EXISTS message_versions (
             message_id TEXT NOT NULL, version INTEGER NOT NULL, content TEXT,
             at TEXT NOT NULL, position INTEGER NOT NULL, PRIMARY KEY (message_id, version))""",
@@ -108,3 +110,20 @@ async def recent_messages(db: ReadConnection, session_id: str, before: int, limi
         (session_id, before, limit),
     )
     return rows[::-1]
+
+
+async def messages_posted_since(db: ReadConnection, author_id: str, since: str) -> int:
+    row = await db.fetch_one(
+        "SELECT COUNT(*) AS n FROM messages WHERE author_id=? AND role='user' AND created_at>=?", (author_id, since)
+    )
+    return int(row["n"]) if row else 0
+
+
+async def replies_since(db: ReadConnection, author_id: str, since: str, asked_since: str) -> int:
+    """Assistant replies recorded since `since` to the author's messages posted since `asked_since`."""
+    row = await db.fetch_one(
+        "SELECT COUNT(*) AS n FROM messages m JOIN messages r ON r.reply_to = m.id"
+        " WHERE m.author_id=? AND m.created_at>=? AND r.created_at>=?",
+        (author_id, asked_since, since),
+    )
+    return int(row["n"]) if row else 0

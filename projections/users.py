@@ -12,14 +12,24 @@ from projections.storage import ReadConnection, ReadTransaction, Row
 @collect_handlers
 class UsersProjector(Projector):
     name = "users"
-    tables = ("users",)
+    tables = ("users", "user_quotas")
     schema = (
         """CREATE TABLE IF NOT EXISTS users (
             id TEXT PRIMARY KEY, email TEXT NOT NULL, display_name TEXT NOT NULL,
             role TEXT NOT NULL, disabled INTEGER NOT NULL DEFAULT 0,
             created_at TEXT NOT NULL, position INTEGER NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS users_by_position ON users(position)",
+        """CREATE TABLE IF NOT EXISTS user_quotas (
+            user_id TEXT PRIMARY KEY, messages_per_day INTEGER, replies_per_day INTEGER, storage_bytes INTEGER,
+            position INTEGER NOT NULL)""",
     )
+
+    @handles(User.UserQuotasSet)
+    def _quotas_set(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        tx.execute(
+            "INSERT OR REPLACE INTO user_quotas VALUES (?,?,?,?,?)",
+            (str(e.originator_id), e.messages_per_day, e.replies_per_day, e.storage_bytes, position),
+        )
 
     @handles(User.UserRegistered)
     def _registered(self, tx: ReadTransaction, e: Any, position: int) -> None:
@@ -52,3 +62,11 @@ async def list_users(db: ReadConnection, after: int, limit: int) -> list[Row]:
     return await db.fetch_all(
         f"SELECT {_COLUMNS} FROM users WHERE position>? ORDER BY position LIMIT ?", (after, limit)
     )
+
+
+async def quotas_of(db: ReadConnection, user_id: str) -> Row:
+    """The user's limits (None: no limit)."""
+    row = await db.fetch_one(
+        "SELECT messages_per_day, replies_per_day, storage_bytes FROM user_quotas WHERE user_id=?", (user_id,)
+    )
+    return row or {"messages_per_day": None, "replies_per_day": None, "storage_bytes": None}

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import anyio
 import msgspec
-from litestar import Controller, Request, get, patch, post
+from litestar import Controller, Request, get, patch, post, put
 from litestar.exceptions import (
     NotAuthorizedException,
     NotFoundException,
@@ -18,6 +18,7 @@ from litestar.params import Parameter
 from litestar.security.jwt import JWTAuth
 
 from application.accounts import (
+    SetQuotas,
     ChangePassword,
     ChangeUserRole,
     DisableUser,
@@ -36,6 +37,7 @@ from application.passwords import (
 from domain.user import User
 from infrastructure.web.auth import Principal, admin_only
 from infrastructure.web.commands import execute
+from infrastructure.web.quotas import Quotas, Usage, usage_of
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
 from infrastructure.web.rate_limits import login_rate_limit
 from infrastructure.web.read_your_writes import ProjectionProgress
@@ -43,6 +45,14 @@ from projections.storage import ReadConnection
 from projections.users import list_users, user_by_id
 
 Password = Annotated[str, msgspec.Meta(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)]
+
+
+class QuotasView(msgspec.Struct):
+    user_id: str
+    messages_per_day: int | None
+    replies_per_day: int | None
+    storage_bytes: int | None
+    position: int
 
 
 class RegisterRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -152,6 +162,15 @@ class MeController(Controller):
         outcome = await execute(bus, request, ChangePassword(request.user.id, new_hash))
         return _from_aggregate(outcome.value, outcome.position)
 
+    @get("/usage")
+    async def usage(
+        self, request: Request[Principal, Any, Any], db: ReadConnection, progress: ProjectionProgress,
+        after_position: int | None = None,
+    ) -> Usage:
+        """Today's messages and assistant replies (UTC day), stored bytes, and your quotas."""
+        await progress.wait(("users", "messages", "documents"), after_position)
+        return await usage_of(db, str(request.user.id))
+
     @get("/")
     async def me(
         self, request: Request[Principal, Any, Any], db: ReadConnection, progress: ProjectionProgress,
@@ -177,6 +196,17 @@ class AdminUsersController(Controller):
         await progress.wait(("users",), after_position)
         rows = await list_users(db, cursor_position(cursor), limit + 1)
         return page(rows, limit, _from_row)
+
+    @put("/{user_id:uuid}/quotas")
+    async def set_quotas(
+        self, user_id: UUID, data: Quotas, bus: CommandBus, request: Request[Principal, Any, Any]
+    ) -> QuotasView:
+        """`null` is no limit. Recorded as an event with the admin as its actor."""
+        outcome = await execute(
+            bus, request, SetQuotas(user_id, data.messages_per_day, data.replies_per_day, data.storage_bytes)
+        )
+        messages, replies, storage = outcome.value.quotas
+        return QuotasView(str(user_id), messages, replies, storage, outcome.position)
 
     @patch("/{user_id:uuid}")
     async def change_user(

@@ -29,10 +29,11 @@ from infrastructure.openai_assistant import OpenAIAssistant
 from infrastructure.read_store import AioSQLiteReadConnection, SQLiteReadStore
 from infrastructure.media_types import MediaTypeSniffer
 from infrastructure.settings import Settings
-from infrastructure.web import accounts, admin_projections, audit, documents, health, messages, search, sessions, streams
+from infrastructure.web import accounts, admin_projections, admin_stats, audit, documents, health, messages, search, sessions, streams
 from infrastructure.web.auth import PrincipalCache, jwt_auth
 from infrastructure.web.http_metrics import HttpMetrics
 from infrastructure.web.problems import exception_handlers
+from infrastructure.web.quotas import reply_quota_left
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.messages import recent_messages
 
@@ -57,7 +58,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         engine_positions = SQLiteReadStore(settings.read_store_path)
         engine = ChatEngine(
             write.reader, write.bus, engine_positions, provider,
-            lambda channel, body: channels.publish(body, channel), concurrency=settings.assistant_concurrency, timeout_seconds=settings.assistant_timeout,
+            lambda channel, body: channels.publish(body, channel), concurrency=settings.assistant_concurrency,
+            timeout_seconds=settings.assistant_timeout, may_reply=lambda user_id: reply_quota_left(db, user_id),
         )
         app.state.engine = engine
         worker_positions, collector_store = SQLiteReadStore(settings.read_store_path), SQLiteReadStore(settings.read_store_path)
@@ -107,7 +109,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             accounts.AuthController, accounts.MeController, accounts.AdminUsersController,
             sessions.SessionsController, messages.MessagesController, messages.RepliesController, health.HealthController,
             documents.DocumentsController, documents.SessionDocumentsController, search.SearchController,
-            audit.AuditController, admin_projections.AdminProjectionsController,
+            audit.AuditController, admin_projections.AdminProjectionsController, admin_stats.AdminStatsController,
             streams.session_stream, streams.user_stream, PrometheusController,
         ],
         dependencies={

@@ -22,6 +22,7 @@ from infrastructure.web.auth import Principal
 from infrastructure.web.commands import execute
 from infrastructure.web.downloads import blob_response, content_disposition
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
+from infrastructure.web.quotas import require_storage_quota
 from infrastructure.web.read_your_writes import ProjectionProgress
 from infrastructure.web.uploads import receive_upload, refuse_announced_size
 from projections.documents import (
@@ -145,11 +146,14 @@ class DocumentsController(Controller):
             raise ClientException("the multipart boundary is missing from Content-Type")
         limit = write.settings.upload_max_bytes
         refuse_announced_size(request.content_length, limit)
+        user_id = str(request.user.id)
+        await require_storage_quota(request.app.state.db, user_id, 1)  # full already: refuse before reading
         upload = await receive_upload(request.stream(), options["boundary"].encode(), write.blobs, limit)
         incoming = upload.incoming
         try:
             if incoming.size == 0:
                 raise ClientException("the file is empty", extra=[{"key": "file", "message": "the file is empty"}])
+            await require_storage_quota(request.app.state.db, user_id, incoming.size)
             session_id = _session_id(upload.fields.get("session_id"))
             await anyio.to_thread.run_sync(incoming.finish)
             media_type = await anyio.to_thread.run_sync(request.app.state.sniffer.sniff, incoming.path)

@@ -21,6 +21,7 @@ from domain.message import CLIENT_MESSAGE_ID_MAX, Message
 from infrastructure.web.auth import Principal
 from infrastructure.web.commands import execute
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
+from infrastructure.web.quotas import require_message_quota
 from infrastructure.web.rate_limits import posting_rate_limit
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.members import is_member
@@ -108,9 +109,12 @@ class MessagesController(Controller):
 
     @post("/", middleware=posting_rate_limit())
     async def post_message(
-        self, session_id: UUID, data: NewMessage, bus: CommandBus, request: Request[Principal, Any, Any]
+        self, session_id: UUID, data: NewMessage, bus: CommandBus, request: Request[Principal, Any, Any],
+        db: ReadConnection,
     ) -> Response[MessageView]:
-        """201 with the new message; 200 with the first message when `client_message_id` repeats."""
+        """201 with the new message; 200 with the first message when `client_message_id` repeats;
+        429 when the user's messages-per-day quota is used up."""
+        await require_message_quota(db, str(request.user.id))
         outcome = await execute(bus, request, PostMessage(session_id, request.user.id, data.content, data.client_message_id))
         posted: PostedMessage = outcome.value
         if posted.first_position is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime, timezone
 from typing import Any
 
 from litestar import Request, Response
@@ -15,6 +16,7 @@ from litestar.exceptions import (
 )
 
 from domain.aggregate import Conflict, DomainError, Forbidden, InvalidValue, NotFound
+from infrastructure.web.quotas import QuotaExceeded
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,14 @@ def _http_error(request: Request, error: HTTPException) -> Response[Any]:
     return problem(error.status_code, str(error.detail), headers=error.headers)
 
 
+def _quota_exceeded(request: Request, error: QuotaExceeded) -> Response[Any]:
+    headers = None
+    if error.resets_at is not None:
+        headers = {"Retry-After": str(max(int((error.resets_at - datetime.now(timezone.utc)).total_seconds()), 1))}
+    return problem(429, str(error), headers, quota=error.quota, limit=error.limit, used=error.used,
+                   resets_at=error.resets_at.isoformat() if error.resets_at else None)
+
+
 def _unexpected_error(request: Request, error: Exception) -> Response[Any]:
     log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
     return problem(500, "an unexpected error occurred; it has been logged")
@@ -86,6 +96,7 @@ def _unexpected_error(request: Request, error: Exception) -> Response[Any]:
 
 exception_handlers: dict[Any, Any] = {
     DomainError: _domain_error,
+    QuotaExceeded: _quota_exceeded,
     ValidationException: _validation_error,
     HTTPException: _http_error,
     Exception: _unexpected_error,

@@ -91,6 +91,9 @@ class Api:
     def post(self, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
         return self.http.post(path, json=json, **kwargs)
 
+    def put(self, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
+        return self.http.put(path, json=json, **kwargs)
+
     def patch(self, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
         return self.http.patch(path, json=json, **kwargs)
 

@@ -1,0 +1,127 @@
+"""Quotas set by admins, usage, and the admin's statistics, through a real server."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+
+from tests import document_files as files
+from tests.e2e.conftest import assert_problem
+from tests.e2e.server import Server, cli
+from tests.e2e.test_documents import upload, uploaded
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("quotas")
+    assert cli(data_dir, "users", "create", "root@example.org", "--role", "admin", "--password-stdin",
+               input="admin password\n").returncode == 0
+    server = Server(data_dir).start()
+    token = server.client().post("/api/auth/login", {"email": "root@example.org", "password": "admin password"}).json()
+    yield server, server.client(token["access_token"])
+    server.stop()
+
+
+def usage(client, after: int | None = None) -> dict:
+    response = client.get("/api/me/usage", params={"after_position": after} if after else None)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_messages_per_day_quota_answers_429_naming_it_and_when_it_resets(site):
+    server, admin = site
+    ann, ann_user = server.client().signup("ann@example.org")
+    set_quota = admin.put(f"/api/admin/users/{ann_user['id']}/quotas", {"messages_per_day": 3})
+    assert set_quota.status_code == 200 and set_quota.json()["messages_per_day"] == 3
+    sid = ann.post("/api/sessions", {"title": "Chatty", "assistant": False}).json()["id"]
+    positions = []
+    for n in range(3):
+        posted = ann.post(f"/api/sessions/{sid}/messages", {"content": f"message {n}"}, params={"after_position": set_quota.json()["position"]})
+        assert posted.status_code == 201
+        positions.append(posted.json()["position"])
+    usage(ann, positions[-1])
+    refused = ann.post(f"/api/sessions/{sid}/messages", {"content": "one too many"})
+    body = assert_problem(refused, 429)
+    assert body["quota"] == "messages_per_day" and body["limit"] == 3 and body["used"] == 3
+    assert body["resets_at"].endswith("T00:00:00+00:00") and int(refused.headers["retry-after"]) > 0
+    seen = usage(ann)
+    assert seen["messages_today"] == 3 and seen["quotas"]["messages_per_day"] == 3
+
+    lifted = admin.put(f"/api/admin/users/{ann_user['id']}/quotas", {"messages_per_day": None})
+    assert ann.post(f"/api/sessions/{sid}/messages", {"content": "free again"}).status_code == 201
+    events = sqlite3.connect(server.data_dir / "events.sqlite3").execute(
+        "SELECT state FROM stored_events WHERE topic LIKE '%UserQuotasSet'").fetchall()
+    admin_id = admin.get("/api/me").json()["id"]
+    assert len(events) == 2 and all(f'"actor_id":"{admin_id}"'.encode() in state for (state,) in events)
+    assert lifted.json()["messages_per_day"] is None
+
+
+def test_quotas_are_for_admins_and_must_be_sensible(site):
+    server, admin = site
+    bob, bob_user = server.client().signup("bob@example.org")
+    assert_problem(bob.put(f"/api/admin/users/{bob_user['id']}/quotas", {"messages_per_day": 1000}), 403)
+    assert_problem(admin.put(f"/api/admin/users/{bob_user['id']}/quotas", {"messages_per_day": -1}), 400)
+    assert_problem(admin.put(f"/api/admin/users/{bob_user['id']}/quotas", {"bananas": 1}), 400)
+    assert_problem(admin.put("/api/admin/users/00000000-0000-4000-8000-000000000000/quotas", {"storage_bytes": 1}), 404)
+    assert_problem(bob.get("/api/admin/stats"), 403)
+
+
+def test_a_storage_quota_refuses_the_upload_that_would_pass_it(site):
+    server, admin = site
+    cy, cy_user = server.client().signup("cy@example.org")
+    admin.put(f"/api/admin/users/{cy_user['id']}/quotas", {"storage_bytes": 1000})
+    first = uploaded(cy, "small.txt", b"x" * 600)
+    usage(cy, first["position"])
+    body = assert_problem(upload(cy, "more.txt", b"y" * 600), 429)
+    assert body["quota"] == "storage_bytes" and body["used"] == 600 and body["resets_at"] is None
+    assert list((server.data_dir / "blobs" / "incoming").iterdir()) == []
+    deleted = cy.delete(f"/api/documents/{first['id']}")
+    assert usage(cy, deleted.json()["position"])["storage_bytes"] == 0
+    assert uploaded(cy, "more.txt", b"y" * 600)["size"] == 600
+
+
+def test_an_exhausted_reply_quota_records_the_reply_as_failed(site):
+    server, admin = site
+    dee, dee_user = server.client().signup("dee@example.org")
+    admin.put(f"/api/admin/users/{dee_user['id']}/quotas", {"replies_per_day": 1})
+    sid = dee.post("/api/sessions", {"title": "Questions"}).json()["id"]
+    dee.post(f"/api/sessions/{sid}/messages", {"content": "the launch is on friday"})
+    deadline = time.monotonic() + 20
+    while True:
+        items = dee.get(f"/api/sessions/{sid}/messages", params={"after_position": dee.head()}).json()["items"]
+        if [m for m in items if m["role"] == "assistant"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    second = dee.post(f"/api/sessions/{sid}/messages", {"content": "when is the launch?"}).json()
+    deadline = time.monotonic() + 20
+    while True:
+        failed = sqlite3.connect(server.data_dir / "events.sqlite3").execute(
+            "SELECT state FROM stored_events WHERE topic LIKE '%AssistantReplyFailed'").fetchall()
+        if failed or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(failed) == 1 and b'"reason":"quota_exceeded"' in failed[0][0]
+    assert second["id"].replace("-", "") in failed[0][0].decode()
+    assert usage(dee, dee.head())["replies_today"] == 1
+
+
+def test_admin_stats_count_what_is_stored(site):
+    server, admin = site
+    eve, _ = server.client().signup("eve@example.org")
+    sid = eve.post("/api/sessions", {"title": "Stats", "assistant": False}).json()["id"]
+    eve.post(f"/api/sessions/{sid}/messages", {"content": "one"})
+    twice = files.TEXT
+    uploaded(eve, "a.txt", twice)
+    last = uploaded(eve, "b.txt", twice)
+    stats = admin.get("/api/admin/stats", params={"after_position": last["position"]}).json()
+    assert stats["events"] == admin.head() and stats["users"] >= 2 and stats["sessions"] >= 1
+    assert stats["documents"] >= 2 and stats["messages"] >= 1
+    db = sqlite3.connect(server.data_dir / "read.sqlite3")
+    expected = db.execute("SELECT SUM(size) FROM (SELECT MAX(size) AS size FROM documents GROUP BY sha256)").fetchone()[0]
+    converted = db.execute("SELECT COALESCE(SUM(s), 0) FROM (SELECT MAX(output_size) AS s FROM conversions"
+                           " WHERE output_sha256 IS NOT NULL GROUP BY output_sha256)").fetchone()[0]
+    assert stats["storage_bytes"] == expected + converted
