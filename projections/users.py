@@ -9,6 +9,11 @@ from projections.projector import Projector, collect_handlers, handles, iso
 from projections.storage import ReadConnection, ReadTransaction, Row
 
 
+PRINCIPALS_CHANNEL = "principals"
+"""Where a change of a user's role or disabled state is announced once committed, so servers
+drop their cached principal for that user at once."""
+
+
 @collect_handlers
 class UsersProjector(Projector):
     name = "users"
@@ -41,14 +46,17 @@ class UsersProjector(Projector):
     @handles(User.UserRoleChanged)
     def _role_changed(self, tx: ReadTransaction, e: Any, position: int) -> None:
         tx.execute("UPDATE users SET role=? WHERE id=?", (e.role, str(e.originator_id)))
+        tx.publish(PRINCIPALS_CHANNEL, str(e.originator_id).encode())
 
     @handles(User.UserDisabled)
     def _disabled(self, tx: ReadTransaction, e: Any, position: int) -> None:
         tx.execute("UPDATE users SET disabled=1 WHERE id=?", (str(e.originator_id),))
+        tx.publish(PRINCIPALS_CHANNEL, str(e.originator_id).encode())
 
     @handles(User.UserEnabled)
     def _enabled(self, tx: ReadTransaction, e: Any, position: int) -> None:
         tx.execute("UPDATE users SET disabled=0 WHERE id=?", (str(e.originator_id),))
+        tx.publish(PRINCIPALS_CHANNEL, str(e.originator_id).encode())
 
 
 _COLUMNS = "id, email, display_name, role, disabled, created_at, position"

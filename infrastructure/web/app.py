@@ -36,6 +36,7 @@ from infrastructure.web.problems import exception_handlers
 from infrastructure.web.quotas import reply_quota_left
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.messages import recent_messages
+from projections.users import PRINCIPALS_CHANNEL
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -49,11 +50,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         write = bootstrap(settings)
         progress = ProjectionProgress(write.runner.positions(), settings.read_wait_seconds)
         write.runner.on_progress = lambda advanced: loop.call_soon_threadsafe(progress.update, advanced)
-        write.runner.on_publish = lambda published: loop.call_soon_threadsafe(_publish, channels, published)
         db = await AioSQLiteReadConnection.open(settings.read_store_path)
-        app.state.update(
-            write=write, progress=progress, db=db, principals=PrincipalCache(db), jwt=auth, channels=channels
-        )
+        principals = PrincipalCache(db)
+        write.runner.on_publish = lambda published: loop.call_soon_threadsafe(_publish, channels, principals, published)
+        app.state.update(write=write, progress=progress, db=db, principals=principals, jwt=auth, channels=channels)
         provider = assistant_provider(settings, db)
         engine_positions = SQLiteReadStore(settings.read_store_path)
         engine = ChatEngine(
@@ -156,11 +156,15 @@ def _event_store(state: State) -> Chronicle:
     return state.write.reader
 
 
-def _publish(channels: ChannelsPlugin, published: list[tuple[str, bytes]]) -> None:
+def _publish(channels: ChannelsPlugin, principals: PrincipalCache, published: list[tuple[str, bytes]]) -> None:
     """Runs on the event loop: hands committed frames to the channels plugin (which is gone
-    once the server is shutting down; clients replay the frames from the feed on reconnect)."""
+    once the server is shutting down; clients replay the frames from the feed on reconnect),
+    and drops cached principals whose role or disabled state changed."""
     try:
         for channel, body in published:
-            channels.publish(body, channel)
+            if channel == PRINCIPALS_CHANNEL:
+                principals.forget(body.decode())
+            else:
+                channels.publish(body, channel)
     except RuntimeError:
         pass

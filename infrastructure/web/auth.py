@@ -24,14 +24,19 @@ class Principal(msgspec.Struct, frozen=True):
 
 
 class PrincipalCache:
-    """Role and disabled state as the users read model has them, cached for a few seconds,
-    so a disabled user is locked out promptly without a query on every request."""
+    """Role and disabled state as the users read model has them, cached for a few seconds
+    without a query on every request; a committed change evicts the user at once (see
+    `PRINCIPALS_CHANNEL`), the TTL covers changes projected by another process."""
 
     TTL = 5.0
 
     def __init__(self, db: ReadConnection) -> None:
         self._db = db
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+
+    def forget(self, user_id: str) -> None:
+        """The user's role or disabled state changed (committed): the next request reads it."""
+        self._cache.pop(user_id, None)
 
     async def principal(self, token: Token) -> Principal | None:
         now = time.monotonic()

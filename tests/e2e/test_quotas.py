@@ -37,10 +37,11 @@ def test_a_messages_per_day_quota_answers_429_naming_it_and_when_it_resets(site)
     ann, ann_user = server.client().signup("ann@example.org")
     set_quota = admin.put(f"/api/admin/users/{ann_user['id']}/quotas", {"messages_per_day": 3})
     assert set_quota.status_code == 200 and set_quota.json()["messages_per_day"] == 3
+    assert usage(ann, set_quota.json()["position"])["quotas"]["messages_per_day"] == 3  # quotas apply once projected
     sid = ann.post("/api/sessions", {"title": "Chatty", "assistant": False}).json()["id"]
     positions = []
     for n in range(3):
-        posted = ann.post(f"/api/sessions/{sid}/messages", {"content": f"message {n}"}, params={"after_position": set_quota.json()["position"]})
+        posted = ann.post(f"/api/sessions/{sid}/messages", {"content": f"message {n}"})
         assert posted.status_code == 201
         positions.append(posted.json()["position"])
     usage(ann, positions[-1])
@@ -52,6 +53,7 @@ def test_a_messages_per_day_quota_answers_429_naming_it_and_when_it_resets(site)
     assert seen["messages_today"] == 3 and seen["quotas"]["messages_per_day"] == 3
 
     lifted = admin.put(f"/api/admin/users/{ann_user['id']}/quotas", {"messages_per_day": None})
+    assert usage(ann, lifted.json()["position"])["quotas"]["messages_per_day"] is None
     assert ann.post(f"/api/sessions/{sid}/messages", {"content": "free again"}).status_code == 201
     events = sqlite3.connect(server.data_dir / "events.sqlite3").execute(
         "SELECT state FROM stored_events WHERE topic LIKE '%UserQuotasSet'").fetchall()
