@@ -53,6 +53,11 @@ class SetQuotas:
 
 
 @dataclass(frozen=True)
+class EraseUser:
+    user_id: UUID
+
+
+@dataclass(frozen=True)
 class DisableUser:
     user_id: UUID
 
@@ -90,6 +95,13 @@ def set_quotas(uow: UnitOfWork, cmd: SetQuotas) -> User:
     return user
 
 
+def erase_user(uow: UnitOfWork, cmd: EraseUser) -> User:
+    """The data key is destroyed by the caller first (infrastructure); this records the fact."""
+    user = uow.get(User, cmd.user_id, UserNotFound())
+    user.erase()
+    return user
+
+
 def disable_user(uow: UnitOfWork, cmd: DisableUser) -> User:
     user = uow.get(User, cmd.user_id, UserNotFound())
     user.disable()
@@ -114,6 +126,7 @@ def user_by_email(app: Chronicle, email: str) -> User | None:
 
 HANDLERS = {
     SetQuotas: set_quotas,
+    EraseUser: erase_user,
     RegisterUser: register_user,
     ChangeUserRole: change_user_role,
     ChangePassword: change_password,

@@ -10,6 +10,8 @@ from eventsourcing.domain import event
 from domain.aggregate import ChronicleAggregate, Conflict, InvalidValue, require_text
 
 ROLES = ("user", "admin", "auditor")
+ERASED = "[erased]"
+"""What a personal field reads as once its owner was erased (their data key destroyed)."""
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -86,6 +88,18 @@ class User(ChronicleAggregate):
     def _quotas_set(self, messages_per_day: int | None, replies_per_day: int | None, storage_bytes: int | None) -> None:
         self._quotas = (messages_per_day, replies_per_day, storage_bytes)
 
+    def erase(self) -> None:
+        """Records that the person's data key was destroyed: their personal fields now read
+        as erased everywhere. An erased user is disabled for good."""
+        if getattr(self, "erased", False):
+            raise Conflict("the user is already erased")
+        self._erased()
+
+    @event("UserErased")
+    def _erased(self) -> None:
+        self.erased = True
+        self.disabled = True
+
     def disable(self) -> None:
         if not self.disabled:
             self._disabled()
@@ -95,6 +109,8 @@ class User(ChronicleAggregate):
         self.disabled = True
 
     def enable(self) -> None:
+        if getattr(self, "erased", False):
+            raise Conflict("an erased user cannot be enabled again")
         if self.disabled:
             self._enabled()
 

@@ -112,6 +112,34 @@ def create_user(data_dir: Path, email: str, role: str, display_name: str | None,
     console.print(f"created {role} {email} at position {outcome.position}")
 
 
+@users.command("erase", help="Erase a user: destroy their data key, record it, rebuild every read model.")
+@data_dir_option
+@click.argument("user_id", type=click.UUID)
+def erase_user(data_dir: Path, user_id: UUID) -> None:
+    from application.accounts import EraseUser
+    from domain.aggregate import DomainError
+    from infrastructure.blob_collector import BlobCollector
+    from infrastructure.bootstrap import bootstrap
+    from infrastructure.erasure import destroy_key, rebuild_after_erasure, require_erasable
+
+    write = bootstrap(_settings(data_dir))
+    try:
+        try:
+            require_erasable(write.reader, user_id)
+        except DomainError as error:
+            console.print(f"[red]error:[/red] {error}")
+            sys.exit(1)
+        destroy_key(write.reader, user_id)
+        outcome = write.bus.execute_now(EraseUser(user_id), "cli")
+        console.print(f"erased {user_id} at position {outcome.position}; rebuilding the read models")
+        collector = BlobCollector(write.blobs, write.read_store, write.runner.head, _caught_up(write))
+        removed: list[str] = []
+        reached = rebuild_after_erasure(write, lambda: removed.extend(collector.collect()))
+        console.print(f"read models rebuilt to position {reached}; removed {len(removed)} file(s)")
+    finally:
+        write.close()
+
+
 @main.group(help="Inspect and rebuild the read models.")
 def projections() -> None:
     pass

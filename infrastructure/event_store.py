@@ -12,6 +12,7 @@ from uuid import UUID
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from application.chronicle import Chronicle
+from infrastructure.sealing import KeyStore, SealingMapper
 from infrastructure.settings import Settings
 
 
@@ -26,8 +27,11 @@ def open_event_store(settings: Settings, *, cached: bool = True) -> Chronicle:
             "SQLITE_LOCK_TIMEOUT": "10",
             "TRANSCODER_TOPIC": "infrastructure.event_encoding:MsgspecTranscoder",
             "APPLICATION_RECORDER_TOPIC": "infrastructure.event_chain:ChainedSQLiteRecorder",
+            "MAPPER_TOPIC": "infrastructure.sealing:SealingMapper",
         }
     )
+    assert isinstance(app.mapper, SealingMapper)
+    app.mapper.keys = KeyStore.at(settings.keys_path)
     return app
 
 

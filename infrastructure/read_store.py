@@ -84,6 +84,7 @@ class SQLiteReadStore:
         self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=NORMAL")
+        self._connection.execute("PRAGMA secure_delete=ON")  # erased content leaves no trace in free pages
 
     def close(self) -> None:
         self._connection.close()

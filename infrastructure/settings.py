@@ -45,6 +45,11 @@ class Settings:
         return self.data_dir / "read.sqlite3"
 
     @property
+    def keys_path(self) -> Path:
+        """Personal data keys (crypto-shredding): outside the event log, never in a backup of it."""
+        return self.data_dir / "keys.sqlite3"
+
+    @property
     def blobs_path(self) -> Path:
         return self.data_dir / "blobs"
 

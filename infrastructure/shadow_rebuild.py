@@ -79,6 +79,7 @@ def rebuild(
 def _swap(read_store_path: Path, path: Path, projectors: Sequence[Projector], reached: dict[str, int]) -> None:
     db = sqlite3.connect(read_store_path, isolation_level=None, timeout=60)
     try:
+        db.execute("PRAGMA secure_delete=ON")
         db.execute("ATTACH DATABASE ? AS shadow", (str(path),))
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -101,5 +102,6 @@ def _swap(read_store_path: Path, path: Path, projectors: Sequence[Projector], re
             db.execute("ROLLBACK")
             raise
         db.execute("DETACH DATABASE shadow")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the replaced pages leave the WAL too
     finally:
         db.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 from domain.conversion import Conversion
 from domain.document import Document
+from domain.user import User
 from projections.documents import _VISIBLE
 from projections.projector import Projector, collect_handlers, handles
 from projections.search import match_expression
@@ -63,7 +64,7 @@ class DocumentSearchProjector(Projector):
             content, document_id UNINDEXED, conversion_id UNINDEXED, passage UNINDEXED,
             tokenize='porter unicode61')""",
         """CREATE TABLE IF NOT EXISTS document_search_conversions (
-            conversion_id TEXT PRIMARY KEY, document_id TEXT NOT NULL, target TEXT NOT NULL)""",
+            conversion_id TEXT PRIMARY KEY, document_id TEXT NOT NULL, target TEXT NOT NULL, owner_id TEXT NOT NULL)""",
     )
 
     def __init__(self, read_text: ReadText) -> None:
@@ -73,8 +74,8 @@ class DocumentSearchProjector(Projector):
     def _requested(self, tx: ReadTransaction, e: Any, position: int) -> None:
         if e.target in INDEXED_TARGETS:
             tx.execute(
-                "INSERT OR IGNORE INTO document_search_conversions VALUES (?,?,?)",
-                (str(e.originator_id), str(e.document_id), e.target),
+                "INSERT OR IGNORE INTO document_search_conversions VALUES (?,?,?,?)",
+                (str(e.originator_id), str(e.document_id), e.target, str(e.owner_id)),
             )
 
     @handles(Conversion.ConversionCompleted)
@@ -98,6 +99,16 @@ class DocumentSearchProjector(Projector):
         document_id = str(e.originator_id)
         tx.execute("DELETE FROM document_passages WHERE document_id=?", (document_id,))
         tx.execute("DELETE FROM document_search_conversions WHERE document_id=?", (document_id,))
+
+
+    @handles(User.UserErased)
+    def _owner_erased(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        owner = str(e.originator_id)
+        tx.execute(
+            "DELETE FROM document_passages WHERE document_id IN"
+            " (SELECT document_id FROM document_search_conversions WHERE owner_id=?)", (owner,),
+        )
+        tx.execute("DELETE FROM document_search_conversions WHERE owner_id=?", (owner,))
 
 
 _HIT = (

@@ -7,6 +7,7 @@ from typing import Any
 
 from domain.conversion import Conversion
 from domain.document import Document
+from domain.user import User
 from projections.projector import Projector, collect_handlers, handles, iso
 from projections.storage import ReadConnection, ReadTransaction, Row
 
@@ -65,13 +66,13 @@ class DocumentsProjector(Projector):
 
     @handles(Document.DocumentDeleted)
     def _deleted(self, tx: ReadTransaction, e: Any, position: int) -> None:
-        document_id = str(e.originator_id)
-        tx.execute(
-            "DELETE FROM blob_references WHERE holder_id=? OR holder_id IN (SELECT id FROM conversions WHERE document_id=?)",
-            (document_id, document_id),
-        )
-        for table, column in (("conversions", "document_id"), ("document_sessions", "document_id"), ("documents", "id")):
-            tx.execute(f"DELETE FROM {table} WHERE {column}=?", (document_id,))  # noqa: S608 - fixed names
+        _forget_document(tx, str(e.originator_id))
+
+    @handles(User.UserErased)
+    def _owner_erased(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        """An erased user's documents go, and with them every reference to their bytes."""
+        for row in tx.fetch_all("SELECT id FROM documents WHERE owner_id=?", (str(e.originator_id),)):
+            _forget_document(tx, row["id"])
 
     @handles(Conversion.ConversionRequested)
     def _requested(self, tx: ReadTransaction, e: Any, position: int) -> None:
@@ -111,6 +112,15 @@ class DocumentsProjector(Projector):
             "UPDATE conversions SET status='failed', completed_at=?, reason=?, detail=?, duration_ms=? WHERE id=?",
             (iso(e.timestamp), e.reason, e.detail, e.duration_ms, str(e.originator_id)),
         )
+
+
+def _forget_document(tx: ReadTransaction, document_id: str) -> None:
+    tx.execute(
+        "DELETE FROM blob_references WHERE holder_id=? OR holder_id IN (SELECT id FROM conversions WHERE document_id=?)",
+        (document_id, document_id),
+    )
+    for table, column in (("conversions", "document_id"), ("document_sessions", "document_id"), ("documents", "id")):
+        tx.execute(f"DELETE FROM {table} WHERE {column}=?", (document_id,))  # noqa: S608 - fixed names
 
 
 async def documents_of_owner(db: ReadConnection, owner_id: str, after: int, limit: int) -> list[Row]:

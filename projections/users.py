@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.user import User
+from domain.user import ERASED, User
 from projections.projector import Projector, collect_handlers, handles, iso
 from projections.storage import ReadConnection, ReadTransaction, Row
 
@@ -51,6 +51,11 @@ class UsersProjector(Projector):
     @handles(User.UserDisabled)
     def _disabled(self, tx: ReadTransaction, e: Any, position: int) -> None:
         tx.execute("UPDATE users SET disabled=1 WHERE id=?", (str(e.originator_id),))
+        tx.publish(PRINCIPALS_CHANNEL, str(e.originator_id).encode())
+
+    @handles(User.UserErased)
+    def _erased(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        tx.execute("UPDATE users SET email=?, display_name=?, disabled=1 WHERE id=?", (ERASED, ERASED, str(e.originator_id)))
         tx.publish(PRINCIPALS_CHANNEL, str(e.originator_id).encode())
 
     @handles(User.UserEnabled)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
+import asyncio
+import logging
+
 import anyio
 import msgspec
 from litestar import Controller, Request, get, patch, post, put
@@ -18,6 +21,7 @@ from litestar.params import Parameter
 from litestar.security.jwt import JWTAuth
 
 from application.accounts import (
+    EraseUser,
     SetQuotas,
     ChangePassword,
     ChangeUserRole,
@@ -35,6 +39,8 @@ from application.passwords import (
     verify_password,
 )
 from domain.user import User
+from infrastructure.bootstrap import WriteSide
+from infrastructure.erasure import destroy_key, rebuild_after_erasure, require_erasable
 from infrastructure.web.auth import Principal, admin_only
 from infrastructure.web.commands import execute
 from infrastructure.web.quotas import Quotas, Usage, usage_of
@@ -45,6 +51,15 @@ from projections.storage import ReadConnection
 from projections.users import list_users, user_by_id
 
 Password = Annotated[str, msgspec.Meta(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)]
+
+
+class ErasureStarted(msgspec.Struct):
+    user_id: str
+    erased: bool
+    position: int
+
+
+log = logging.getLogger(__name__)
 
 
 class QuotasView(msgspec.Struct):
@@ -196,6 +211,30 @@ class AdminUsersController(Controller):
         await progress.wait(("users",), after_position)
         rows = await list_users(db, cursor_position(cursor), limit + 1)
         return page(rows, limit, _from_row)
+
+    @post("/{user_id:uuid}/erase", status_code=202)
+    async def erase(
+        self, user_id: UUID, bus: CommandBus, write: WriteSide, request: Request[Principal, Any, Any]
+    ) -> ErasureStarted:
+        """Destroys the user's data key and records `UserErased`; every read model is then
+        rebuilt in the background (see `GET /api/admin/projections`) and their files removed."""
+        await anyio.to_thread.run_sync(require_erasable, write.reader, user_id)
+        await anyio.to_thread.run_sync(destroy_key, write.reader, user_id)
+        outcome = await execute(bus, request, EraseUser(user_id))
+        collector = request.app.state.blob_collector
+
+        async def rebuild_and_collect() -> None:
+            try:
+                await anyio.to_thread.run_sync(rebuild_after_erasure, write, lambda: None)
+                await collector.collect_from_loop(list(write.blobs.stored()))
+            except Exception:  # noqa: BLE001 - logged; `chronicle projections rebuild --all` repeats it
+                log.exception("rebuilding after erasing %s failed", user_id)
+
+        tasks = request.app.state.setdefault("erasures", set())
+        task = asyncio.get_running_loop().create_task(rebuild_and_collect())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return ErasureStarted(str(user_id), True, outcome.position)
 
     @put("/{user_id:uuid}/quotas")
     async def set_quotas(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from uuid import UUID
 
 from litestar import Litestar
 from litestar.channels import ChannelsPlugin
@@ -52,7 +53,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         write.runner.on_progress = lambda advanced: loop.call_soon_threadsafe(progress.update, advanced)
         db = await AioSQLiteReadConnection.open(settings.read_store_path)
         principals = PrincipalCache(db)
-        write.runner.on_publish = lambda published: loop.call_soon_threadsafe(_publish, channels, principals, published)
+        keys = write.reader.mapper.keys  # type: ignore[attr-defined]
+
+        def forget(user_id: str) -> None:
+            principals.forget(user_id)
+            keys.forget(UUID(user_id).hex)  # erased (maybe by another process): drop the cached key
+
+        write.runner.on_publish = lambda published: loop.call_soon_threadsafe(_publish, channels, forget, published)
         app.state.update(write=write, progress=progress, db=db, principals=principals, jwt=auth, channels=channels)
         provider = assistant_provider(settings, db)
         engine_positions = SQLiteReadStore(settings.read_store_path)
@@ -156,14 +163,14 @@ def _event_store(state: State) -> Chronicle:
     return state.write.reader
 
 
-def _publish(channels: ChannelsPlugin, principals: PrincipalCache, published: list[tuple[str, bytes]]) -> None:
+def _publish(channels: ChannelsPlugin, forget: Callable[[str], None], published: list[tuple[str, bytes]]) -> None:
     """Runs on the event loop: hands committed frames to the channels plugin (which is gone
     once the server is shutting down; clients replay the frames from the feed on reconnect),
     and drops cached principals whose role or disabled state changed."""
     try:
         for channel, body in published:
             if channel == PRINCIPALS_CHANNEL:
-                principals.forget(body.decode())
+                forget(body.decode())
             else:
                 channels.publish(body, channel)
     except RuntimeError:

@@ -54,7 +54,7 @@ def test_an_untouched_log_verifies_and_reports_its_head(log, data_dir):
 
 def test_one_flipped_byte_is_found_at_its_position(log, data_dir):
     state = bytearray(state_at(log, 17))
-    state[state.index(b"message number")] ^= 0x01
+    state[state.index(b"session_id")] ^= 0x01
     tamper(log, ("UPDATE stored_events SET state=? WHERE rowid=?", (bytes(state), 17)))
     result = verify(log)
     assert not result.ok and result.broken_at == 17 and result.events == 16
