@@ -28,6 +28,19 @@ class UpdateSession:
 
 
 @dataclass(frozen=True)
+class SetRetention:
+    session_id: UUID
+    by: UUID
+    retention_days: int | None
+
+
+@dataclass(frozen=True)
+class ExpireContent:
+    session_id: UUID
+    before: str
+
+
+@dataclass(frozen=True)
 class ArchiveSession:
     session_id: UUID
     by: UUID
@@ -100,6 +113,18 @@ def update_session(uow: UnitOfWork, cmd: UpdateSession) -> ChatSession:
     return session
 
 
+def set_retention(uow: UnitOfWork, cmd: SetRetention) -> ChatSession:
+    session = _session(uow, cmd.session_id)
+    session.set_retention(cmd.by, cmd.retention_days)
+    return session
+
+
+def expire_content(uow: UnitOfWork, cmd: ExpireContent) -> ChatSession:
+    session = _session(uow, cmd.session_id)
+    session.expire_content(cmd.before)
+    return session
+
+
 def archive_session(uow: UnitOfWork, cmd: ArchiveSession) -> ChatSession:
     session = _session(uow, cmd.session_id)
     session.archive(cmd.by)
@@ -161,6 +186,8 @@ HANDLERS = {
     StartSession: start_session,
     UpdateSession: update_session,
     ArchiveSession: archive_session,
+    SetRetention: set_retention,
+    ExpireContent: expire_content,
     AddMember: add_member,
     RemoveMember: remove_member,
     PostMessage: post_message,

@@ -10,6 +10,7 @@ from domain.aggregate import (
     ChronicleAggregate,
     Conflict,
     Forbidden,
+    InvalidValue,
     NotFound,
     require_text,
 )
@@ -114,6 +115,27 @@ class ChatSession(ChronicleAggregate):
     @event("MemberRemoved")
     def _member_removed(self, user_id: UUID) -> None:
         self.members.discard(user_id)
+
+    def set_retention(self, by: UUID, days: int | None) -> None:
+        """How many days messages keep their content (None: the global default)."""
+        self._require_owner(by, "change how long messages are kept")
+        if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
+            raise InvalidValue("retention_days", "retention_days must be a whole number of days, at least 1, or null")
+        if days != getattr(self, "retention_days", None):
+            self._retention_changed(retention_days=days)
+
+    @event("RetentionChanged")
+    def _retention_changed(self, retention_days: int | None) -> None:
+        self.retention_days = retention_days
+
+    def expire_content(self, before: str) -> None:
+        """Records that content of messages from days before `before` (YYYY-MM-DD) was erased
+        by the retention policy; the messages themselves, their authors and times stay."""
+        self._content_expired(before=before)
+
+    @event("ContentExpired")
+    def _content_expired(self, before: str) -> None:
+        self.expired_before = before
 
     def archive(self, by: UUID) -> None:
         self._require_owner(by, "archive it")

@@ -209,6 +209,41 @@ def projections_rebuild(data_dir: Path, name: str | None, all_: bool) -> None:
         write.close()
 
 
+@main.group(help="Retention of message content.")
+def retention() -> None:
+    pass
+
+
+@retention.command("run", help="Erase message content older than its retention period, then rebuild the read models.")
+@data_dir_option
+@click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="The day to count from (default: today, UTC).")
+def retention_run(data_dir: Path, today) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime, timezone
+
+    from infrastructure.blob_collector import BlobCollector
+    from infrastructure.bootstrap import bootstrap
+    from infrastructure.erasure import rebuild_after_erasure
+    from infrastructure.retention import apply_retention
+
+    write = bootstrap(_settings(data_dir))
+    try:
+        _caught_up(write)(write.runner.head())
+        day = (today or datetime.now(timezone.utc)).date()
+        keys = write.reader.mapper.keys  # type: ignore[attr-defined]
+        expired = apply_retention(write, keys, write.settings.retention_days, day,
+                                  lambda command: write.bus.execute_now(command, "retention"))
+        for session_id, (before, count) in expired.items():
+            console.print(f"session {session_id}: content before {before} erased ({count} day key(s))")
+        if expired:
+            collector = BlobCollector(write.blobs, write.read_store, write.runner.head, _caught_up(write))
+            reached = rebuild_after_erasure(write, collector.collect)
+            console.print(f"read models rebuilt to position {reached}")
+        console.print(f"{len(expired)} session(s) had expired content")
+    finally:
+        write.close()
+
+
 @main.group(help="Maintain documents and their stored files.")
 def documents() -> None:
     pass

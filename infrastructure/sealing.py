@@ -12,6 +12,7 @@ import base64
 import os
 import sqlite3
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -24,20 +25,47 @@ from domain.message import Message
 from domain.user import ERASED, EmailClaim, User
 
 PREFIX = "sealed:"
-PERSONAL: dict[type, tuple[str, tuple[str, ...]]] = {
-    User.UserRegistered: ("originator_id", ("email", "display_name")),
-    EmailClaim.EmailClaimed: ("user_id", ("email",)),
-    Message.MessagePosted: ("author_id", ("content",)),
-    Message.MessageEdited: ("actor_id", ("content",)),
-    Document.DocumentUploaded: ("owner_id", ("filename",)),
+
+
+def _hex(value: Any) -> str | None:
+    try:
+        return (value if isinstance(value, UUID) else UUID(str(value))).hex
+    except ValueError:
+        return None  # "cli", "assistant": no person
+
+
+def _person(field: str) -> Callable[[Any], str | None]:
+    return lambda event: _hex(getattr(event, field))
+
+
+def _message(author_field: str) -> Callable[[Any], str | None]:
+    """Message content is keyed by author, session and day, so a retention policy can destroy
+    a session's old days and an erasure all of a person's keys, without touching the log."""
+
+    def subject(event: Any) -> str | None:
+        author = _hex(getattr(event, author_field))
+        if author is None:
+            return None
+        return f"{author}.{event.session_id.hex}.{event.timestamp.date().isoformat()}"
+
+    return subject
+
+
+PERSONAL: dict[type, tuple[Callable[[Any], str | None], tuple[str, ...]]] = {
+    User.UserRegistered: (_person("originator_id"), ("email", "display_name")),
+    EmailClaim.EmailClaimed: (_person("user_id"), ("email",)),
+    Message.MessagePosted: (_message("author_id"), ("content",)),
+    Message.MessageEdited: (_message("actor_id"), ("content",)),
+    Document.DocumentUploaded: (_person("owner_id"), ("filename",)),
 }
-"""Which fields of which events are personal, and which field names the person they belong to."""
+"""Which fields of which events are personal, and the key (subject) they are sealed with."""
 
 
 class KeyStore:
     """Data keys by subject. Deleted keys are overwritten on disk (secure_delete, rollback
     journal): nothing of a destroyed key stays in the file. Keys are cached per process;
-    `forget` drops one (on `UserErased`, which every process sees through the log)."""
+    `forget` drops the cache (on `UserErased` and `ContentExpired`, which every process sees
+    through the log)."""
 
     _open: dict[Path, KeyStore] = {}
     _opening = threading.Lock()
@@ -46,7 +74,12 @@ class KeyStore:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=DELETE")
         self._db.execute("PRAGMA secure_delete=ON")
-        self._db.execute("CREATE TABLE IF NOT EXISTS data_keys (subject TEXT PRIMARY KEY, key BLOB NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS data_keys (subject TEXT PRIMARY KEY, key BLOB NOT NULL,"
+            " person TEXT NOT NULL, session TEXT, day TEXT)"
+        )
+        self._db.execute("CREATE INDEX IF NOT EXISTS data_keys_by_person ON data_keys(person)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS data_keys_by_day ON data_keys(day, session)")
         self._db.execute("CREATE TABLE IF NOT EXISTS erased_subjects (subject TEXT PRIMARY KEY, at REAL NOT NULL)")
         self._lock = threading.Lock()
         self._cache: dict[str, AESGCM | None] = {}
@@ -61,15 +94,19 @@ class KeyStore:
             return store
 
     def cipher(self, subject: str, *, create: bool) -> AESGCM | None:
+        """The key of a subject: `person` or `person.session.day`."""
         cached = self._cache.get(subject)
         if cached is not None or (subject in self._cache and not create):
             return cached
+        person, _, rest = subject.partition(".")
         with self._lock:
             row = self._db.execute("SELECT key FROM data_keys WHERE subject=?", (subject,)).fetchone()
             if row is None and create:
-                if self._db.execute("SELECT 1 FROM erased_subjects WHERE subject=?", (subject,)).fetchone():
+                if self._db.execute("SELECT 1 FROM erased_subjects WHERE subject=?", (person,)).fetchone():
                     return None
-                self._db.execute("INSERT OR IGNORE INTO data_keys VALUES (?, ?)", (subject, AESGCM.generate_key(256)))
+                session, _, day = rest.partition(".")
+                self._db.execute("INSERT OR IGNORE INTO data_keys VALUES (?,?,?,?,?)",
+                                 (subject, AESGCM.generate_key(256), person, session or None, day or None))
                 row = self._db.execute("SELECT key FROM data_keys WHERE subject=?", (subject,)).fetchone()
             cipher = AESGCM(row[0]) if row else None
             if len(self._cache) > 100_000:
@@ -77,23 +114,44 @@ class KeyStore:
             self._cache[subject] = cipher
             return cipher
 
-    def destroy(self, subject: str) -> None:
+    def destroy(self, person: str) -> None:
+        """Every key of the person; no new key is ever made for them."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("DELETE FROM data_keys WHERE subject=?", (subject,))
-            self._db.execute("INSERT OR IGNORE INTO erased_subjects VALUES (?, unixepoch())", (subject,))
+            self._db.execute("DELETE FROM data_keys WHERE person=?", (person,))
+            self._db.execute("INSERT OR IGNORE INTO erased_subjects VALUES (?, unixepoch())", (person,))
             self._db.execute("COMMIT")
-            self._cache[subject] = None
+            self._cache.clear()
 
-    def forget(self, subject: str) -> None:
-        self._cache.pop(subject, None)
+    def expire(self, before_day: str, sessions: Iterable[str] | None = None, *, keep: Iterable[str] = ()) -> dict[str, int]:
+        """Destroys message keys of days before `before_day`, in `sessions` (all sessions when
+        None, except those in `keep`); returns how many per session."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if sessions is None:
+                    keep = set(keep)
+                    rows = [r for r in self._db.execute(
+                        "SELECT session, COUNT(*) FROM data_keys WHERE day < ? AND session IS NOT NULL GROUP BY session",
+                        (before_day,)).fetchall() if r[0] not in keep]
+                else:
+                    wanted = list(sessions)
+                    rows = [r for r in (self._db.execute(
+                        "SELECT session, COUNT(*) FROM data_keys WHERE day < ? AND session = ?", (before_day, s)
+                    ).fetchone() for s in wanted) if r and r[1]]
+                for session, _ in rows:
+                    self._db.execute("DELETE FROM data_keys WHERE day < ? AND session = ?", (before_day, session))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            if rows:
+                self._cache.clear()
+            return {session: count for session, count in rows}
 
-
-def _subject(value: Any) -> str | None:
-    try:
-        return (value if isinstance(value, UUID) else UUID(str(value))).hex
-    except ValueError:
-        return None  # "cli", "assistant": no person
+    def forget(self) -> None:
+        """Drops every cached key (another process destroyed some)."""
+        self._cache.clear()
 
 
 class SealingMapper(Mapper[UUID]):
@@ -106,8 +164,8 @@ class SealingMapper(Mapper[UUID]):
         personal = PERSONAL.get(type(domain_event))
         if personal is None or self.keys is None:
             return super().to_stored_event(domain_event)
-        subject_field, fields = personal
-        subject = _subject(getattr(domain_event, subject_field))
+        subject_of, fields = personal
+        subject = subject_of(domain_event)
         if subject is None:
             return super().to_stored_event(domain_event)
         cipher = self.keys.cipher(subject, create=True)
@@ -134,7 +192,7 @@ class SealingMapper(Mapper[UUID]):
     def _open(self, value: str) -> str:
         if self.keys is None:
             raise RuntimeError("a sealed field cannot be read without the key store")
-        _, subject, data = value.split(":", 2)
+        _, subject, data = value.split(":", 2)  # subjects hold no ":"
         cipher = self.keys.cipher(subject, create=False)
         if cipher is None:
             return ERASED

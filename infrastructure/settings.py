@@ -35,6 +35,8 @@ class Settings:
     conversion_timeout: float
     conversion_memory_bytes: int
     conversion_max_unpacked_bytes: int
+    retention_days: int | None
+    retention_interval: float
 
     @property
     def event_store_path(self) -> Path:
@@ -75,6 +77,8 @@ class Settings:
             conversion_timeout=float(os.environ.get("CHRONICLE_CONVERSION_TIMEOUT", "").strip() or 120),
             conversion_memory_bytes=_int("CHRONICLE_CONVERSION_MEMORY_MB", 2048) * MiB,
             conversion_max_unpacked_bytes=_int("CHRONICLE_CONVERSION_MAX_UNPACKED_MB", 512) * MiB,
+            retention_days=_int("CHRONICLE_RETENTION_DAYS", 0) or None,
+            retention_interval=float(os.environ.get("CHRONICLE_RETENTION_INTERVAL", "").strip() or 3600),
         )
 
 

@@ -9,6 +9,7 @@ from domain.chat_session import ChatSession
 from domain.message import Message
 from projections.projector import Projector, collect_handlers, handles, iso
 from projections.storage import ReadConnection, ReadTransaction, Row
+from projections.users import PRINCIPALS_CHANNEL
 
 PREVIEW_LENGTH = 140
 
@@ -16,7 +17,7 @@ PREVIEW_LENGTH = 140
 @collect_handlers
 class SessionsProjector(Projector):
     name = "sessions"
-    tables = ("sessions",)
+    tables = ("sessions", "session_retention")
     schema = (
         """CREATE TABLE IF NOT EXISTS sessions (
             id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, title TEXT NOT NULL,
@@ -26,7 +27,26 @@ class SessionsProjector(Projector):
             last_message_preview TEXT, last_message_at TEXT,
             created_position INTEGER NOT NULL, position INTEGER NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS sessions_by_created_position ON sessions(created_position)",
+        """CREATE TABLE IF NOT EXISTS session_retention (
+            session_id TEXT PRIMARY KEY, retention_days INTEGER, expired_before TEXT)""",
     )
+
+    @handles(ChatSession.RetentionChanged)
+    def _retention_changed(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        tx.execute(
+            "INSERT INTO session_retention (session_id, retention_days) VALUES (?,?)"
+            " ON CONFLICT(session_id) DO UPDATE SET retention_days=excluded.retention_days",
+            (str(e.originator_id), e.retention_days),
+        )
+
+    @handles(ChatSession.ContentExpired)
+    def _content_expired(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        tx.execute(
+            "INSERT INTO session_retention (session_id, expired_before) VALUES (?,?)"
+            " ON CONFLICT(session_id) DO UPDATE SET expired_before=excluded.expired_before",
+            (str(e.originator_id), e.before),
+        )
+        tx.publish(PRINCIPALS_CHANNEL, str(e.originator_id).encode())  # servers drop their cached keys
 
     @handles(ChatSession.SessionStarted)
     def _started(self, tx: ReadTransaction, e: Any, position: int) -> None:
@@ -106,3 +126,9 @@ async def sessions_of_member(db: ReadConnection, user_id: str, after: int, limit
         " WHERE m.user_id=? AND s.created_position>? ORDER BY s.created_position LIMIT ?",
         (user_id, after, limit),
     )
+
+
+def retention_overrides(tx: Any) -> dict[str, int]:
+    """Sessions whose owner set how many days their messages keep their content."""
+    rows = tx.fetch_all("SELECT session_id, retention_days FROM session_retention WHERE retention_days IS NOT NULL")
+    return {r["session_id"]: int(r["retention_days"]) for r in rows}

@@ -10,8 +10,8 @@ from projections.storage import ReadConnection, ReadTransaction, Row
 
 
 PRINCIPALS_CHANNEL = "principals"
-"""Where a change of a user's role or disabled state is announced once committed, so servers
-drop their cached principal for that user at once."""
+"""Where a change of a user's role or disabled state (or an erasure, or expired content) is
+announced once committed, so servers drop what they cached for it — principal, data keys — at once."""
 
 
 @collect_handlers

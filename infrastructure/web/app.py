@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 from typing import Any
-from uuid import UUID
 
+import anyio
 from litestar import Litestar
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
@@ -21,7 +23,9 @@ from application.chronicle import Chronicle
 from application.command_bus import CommandBus
 from infrastructure.audit_log import AuditLog
 from infrastructure.blob_collector import BlobCollector, wait_for_projection
-from infrastructure.bootstrap import bootstrap
+from infrastructure.bootstrap import WriteSide, bootstrap
+from infrastructure.erasure import rebuild_after_erasure
+from infrastructure.retention import apply_retention
 from infrastructure.chat_engine import ChatEngine
 from infrastructure.conversion_jobs import JobLimits
 from infrastructure.conversion_worker import ConversionWorker
@@ -38,6 +42,9 @@ from infrastructure.web.quotas import reply_quota_left
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.messages import recent_messages
 from projections.users import PRINCIPALS_CHANNEL
+
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -57,7 +64,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
         def forget(user_id: str) -> None:
             principals.forget(user_id)
-            keys.forget(UUID(user_id).hex)  # erased (maybe by another process): drop the cached key
+            keys.forget()  # erased or expired, maybe by another process: drop the cached keys
 
         write.runner.on_publish = lambda published: loop.call_soon_threadsafe(_publish, channels, forget, published)
         app.state.update(write=write, progress=progress, db=db, principals=principals, jwt=auth, channels=channels)
@@ -90,10 +97,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         write.bus.start()
         engine.start()
         worker.start()
+        retention = loop.create_task(_retention_job(app, write, settings), name="retention")
         health.collector.write, health.collector.progress = write, progress
         try:
             yield
         finally:
+            retention.cancel()
             await engine.stop()
             await worker.stop()
             engine_positions.close()
@@ -152,6 +161,24 @@ def assistant_provider(settings: Settings, db: AioSQLiteReadConnection) -> Local
         settings.llm_base_url, settings.llm_model, settings.llm_api_key, history,
         read_timeout=min(30.0, settings.assistant_timeout), context_chars=settings.llm_context_chars,
     )
+
+
+async def _retention_job(app: Litestar, write: WriteSide, settings: Settings) -> None:
+    """Every `CHRONICLE_RETENTION_INTERVAL` seconds: erase expired message content, then rebuild."""
+    while True:
+        await asyncio.sleep(settings.retention_interval)
+        try:
+            def run() -> dict[str, Any]:
+                return apply_retention(
+                    write, write.reader.mapper.keys, settings.retention_days, datetime.now(timezone.utc).date(),  # type: ignore[attr-defined]
+                    lambda command: anyio.from_thread.run(write.bus.execute, command, "retention"),
+                )
+
+            if await anyio.to_thread.run_sync(run):
+                await anyio.to_thread.run_sync(rebuild_after_erasure, write, lambda: None)
+                await app.state.blob_collector.collect_from_loop(list(write.blobs.stored()))
+        except Exception:  # noqa: BLE001 - logged; the next round tries again
+            log.exception("the retention job failed")
 
 
 def _bus(state: State) -> CommandBus:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import Parameter
 
@@ -14,6 +14,7 @@ from application.chat import (
     AddMember,
     ArchiveSession,
     RemoveMember,
+    SetRetention,
     StartSession,
     UpdateSession,
 )
@@ -78,6 +79,18 @@ class SessionDetail(msgspec.Struct, omit_defaults=True):
     last_message_at: str | None
     position: int
     members: list[Member] | None = None
+
+
+class Retention(msgspec.Struct, forbid_unknown_fields=True):
+    """Days a message keeps its content; null: the server's default."""
+
+    retention_days: Annotated[int, msgspec.Meta(ge=1, le=36_500)] | None
+
+
+class RetentionChange(msgspec.Struct):
+    session_id: str
+    retention_days: int | None
+    position: int
 
 
 class MemberChange(msgspec.Struct):
@@ -147,6 +160,15 @@ class SessionsController(Controller):
     async def archive(self, session_id: UUID, bus: CommandBus, request: Request[Principal, Any, Any]) -> SessionView:
         outcome = await execute(bus, request, ArchiveSession(session_id, request.user.id))
         return _from_aggregate(outcome.value, outcome.position)
+
+    @put("/{session_id:uuid}/retention")
+    async def retention(
+        self, session_id: UUID, data: Retention, bus: CommandBus, request: Request[Principal, Any, Any]
+    ) -> RetentionChange:
+        """The owner sets how long messages keep their content; older content is erased by the
+        retention job (who posted what when stays)."""
+        outcome = await execute(bus, request, SetRetention(session_id, request.user.id, data.retention_days))
+        return RetentionChange(str(session_id), data.retention_days, outcome.position)
 
     @post("/{session_id:uuid}/members", status_code=201)
     async def add_member(

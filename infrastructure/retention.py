@@ -1,0 +1,39 @@
+"""Retention: messages keep their content for a number of days — the global default
+(`CHRONICLE_RETENTION_DAYS`, none by default) or the session's own `retention_days` — and then
+lose it by crypto-shredding. Message content is sealed with a key per author, session and day,
+so expiring a day destroys keys and rewrites nothing: the events stay (who posted, where, when),
+their content reads as "[erased]", the hash chain still verifies. Each expiry is recorded as
+`ContentExpired(before)` on the session, and the read models are then rebuilt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from uuid import UUID
+
+from application.chat import ExpireContent
+from infrastructure.bootstrap import WriteSide
+from infrastructure.sealing import KeyStore
+from projections.sessions import retention_overrides
+
+
+def apply_retention(
+    write: WriteSide, keys: KeyStore, default_days: int | None, today: date, execute: Callable[[ExpireContent], object],
+) -> dict[str, tuple[str, int]]:
+    """Destroys the keys of expired days; returns, per session id, the first day kept and how
+    many keys went. `execute` records each session's `ContentExpired`."""
+    with write.read_store.transaction() as tx:
+        overrides = retention_overrides(tx)
+    expired: dict[str, tuple[str, int]] = {}
+    for session_id, days in overrides.items():
+        before = (today - timedelta(days=days)).isoformat()
+        for session_hex, count in keys.expire(before, [UUID(session_id).hex]).items():
+            expired[session_hex] = (before, count)
+    if default_days:
+        before = (today - timedelta(days=default_days)).isoformat()
+        keep = {UUID(session_id).hex for session_id in overrides}
+        for session_hex, count in keys.expire(before, None, keep=keep).items():
+            expired[session_hex] = (before, count)
+    for session_hex, (before, _) in expired.items():
+        execute(ExpireContent(UUID(session_hex), before))
+    return {str(UUID(h)): value for h, value in expired.items()}
