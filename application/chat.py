@@ -17,6 +17,7 @@ class StartSession:
     owner_id: UUID
     title: str
     assistant: bool = True
+    retention_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def _session(uow: UnitOfWork, session_id: UUID) -> ChatSession:
 
 
 def start_session(uow: UnitOfWork, cmd: StartSession) -> ChatSession:
-    session = ChatSession.start(cmd.owner_id, cmd.title, cmd.assistant)
+    session = ChatSession.start(cmd.owner_id, cmd.title, cmd.assistant, cmd.retention_days)
     uow.add(session)
     return session
 

@@ -41,17 +41,33 @@ class OwnerOnly(Forbidden):
 
 
 class ChatSession(ChronicleAggregate):
-    @event("SessionStarted")
-    def __init__(self, owner_id: UUID, title: str, assistant: bool) -> None:
+    class SessionStarted(ChronicleAggregate.Created):
+        """Version 2 added `retention_days` (a session may be started with its retention
+        policy); version 1 events read as sessions without one."""
+
+        class_version = 2
+        owner_id: UUID
+        title: str
+        assistant: bool
+        retention_days: int | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict) -> None:
+            state["retention_days"] = None
+
+    @event(SessionStarted)
+    def __init__(self, owner_id: UUID, title: str, assistant: bool, retention_days: int | None) -> None:
         self.owner_id = owner_id
         self.title = title
         self.assistant = assistant
+        self.retention_days = retention_days
         self.members: set[UUID] = {owner_id}
         self.archived = False
 
     @classmethod
-    def start(cls, owner_id: UUID, title: str, assistant: bool = True) -> ChatSession:
-        return cls(owner_id=owner_id, title=_title(title), assistant=bool(assistant))
+    def start(cls, owner_id: UUID, title: str, assistant: bool = True, retention_days: int | None = None) -> ChatSession:
+        return cls(owner_id=owner_id, title=_title(title), assistant=bool(assistant),
+                   retention_days=_retention(retention_days))
 
     def is_member(self, user_id: UUID) -> bool:
         return user_id in self.members
@@ -119,9 +135,8 @@ class ChatSession(ChronicleAggregate):
     def set_retention(self, by: UUID, days: int | None) -> None:
         """How many days messages keep their content (None: the global default)."""
         self._require_owner(by, "change how long messages are kept")
-        if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
-            raise InvalidValue("retention_days", "retention_days must be a whole number of days, at least 1, or null")
-        if days != getattr(self, "retention_days", None):
+        days = _retention(days)
+        if days != self.retention_days:
             self._retention_changed(retention_days=days)
 
     @event("RetentionChanged")
@@ -174,6 +189,12 @@ class ChatSession(ChronicleAggregate):
         self.require_member(by)
         if message.session_id != self.id:
             raise MessageNotFound()
+
+
+def _retention(days: int | None) -> int | None:
+    if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
+        raise InvalidValue("retention_days", "retention_days must be a whole number of days, at least 1, or null")
+    return days
 
 
 def _title(title: str) -> str:

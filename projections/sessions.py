@@ -56,6 +56,9 @@ class SessionsProjector(Projector):
             " created_position, position) VALUES (?,?,?,?,?,?,?,?)",
             (str(e.originator_id), str(e.owner_id), e.title, int(e.assistant), at, at, position, position),
         )
+        if e.retention_days is not None:
+            tx.execute("INSERT INTO session_retention (session_id, retention_days) VALUES (?,?)",
+                       (str(e.originator_id), e.retention_days))
 
     def _touch(self, tx: ReadTransaction, e: Any, position: int, assignments: str, params: tuple) -> None:
         tx.execute(

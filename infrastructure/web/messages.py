@@ -190,10 +190,13 @@ class RepliesController(Controller):
 
     @post("/{reply_id:uuid}/cancel", status_code=202)
     async def cancel(
-        self, session_id: UUID, reply_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection
+        self, session_id: UUID, reply_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
+        progress: ProjectionProgress, after_position: int | None = None,
     ) -> ReplyCancellation:
         """Stops a reply in progress; the text produced so far is stored as a cancelled reply
-        (a `reply.completed` frame with `"status": "cancelled"`)."""
+        (a `reply.completed` frame with `"status": "cancelled"`). Membership is read from the
+        read model: pass `after_position` for a session you have just joined or started."""
+        await progress.wait(("session_members",), after_position)
         if not await is_member(db, str(session_id), str(request.user.id)):
             raise NotFoundException("no such session")
         if not request.app.state.engine.cancel(session_id, reply_id):

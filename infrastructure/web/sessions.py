@@ -32,9 +32,13 @@ Title = Annotated[str, msgspec.Meta(min_length=1, max_length=TITLE_MAX)]
 READ_MODELS = ("sessions", "session_members")
 
 
+RetentionDays = Annotated[int, msgspec.Meta(ge=1, le=36_500)]
+
+
 class CreateSession(msgspec.Struct, forbid_unknown_fields=True):
     title: Title
     assistant: bool = True
+    retention_days: RetentionDays | None = None
 
 
 class ChangeSession(msgspec.Struct, forbid_unknown_fields=True):
@@ -84,7 +88,7 @@ class SessionDetail(msgspec.Struct, omit_defaults=True):
 class Retention(msgspec.Struct, forbid_unknown_fields=True):
     """Days a message keeps its content; null: the server's default."""
 
-    retention_days: Annotated[int, msgspec.Meta(ge=1, le=36_500)] | None
+    retention_days: RetentionDays | None
 
 
 class RetentionChange(msgspec.Struct):
@@ -121,7 +125,7 @@ class SessionsController(Controller):
 
     @post("/", status_code=201)
     async def start(self, data: CreateSession, bus: CommandBus, request: Request[Principal, Any, Any]) -> SessionView:
-        outcome = await execute(bus, request, StartSession(request.user.id, data.title, data.assistant))
+        outcome = await execute(bus, request, StartSession(request.user.id, data.title, data.assistant, data.retention_days))
         return _from_aggregate(outcome.value, outcome.position)
 
     @get("/")

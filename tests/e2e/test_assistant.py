@@ -108,8 +108,9 @@ def test_a_reply_can_be_cancelled_and_keeps_its_partial_text(tmp_path):
             while started["type"] != "reply.started":
                 started = json.loads(ws.recv(timeout=10))
             json.loads(ws.recv(timeout=10))  # the first delta
-            other = ann.post("/api/sessions", {"title": "Other", "assistant": False}).json()["id"]
-            assert ann.post(f"/api/sessions/{other}/replies/{started['reply_id']}/cancel").status_code == 409
+            other = ann.post("/api/sessions", {"title": "Other", "assistant": False}).json()
+            assert ann.post(f"/api/sessions/{other['id']}/replies/{started['reply_id']}/cancel",
+                            params={"after_position": other["position"]}).status_code == 409
             cancelled = ann.post(f"/api/sessions/{sid}/replies/{started['reply_id']}/cancel")
             assert cancelled.status_code == 202
             frame = json.loads(ws.recv(timeout=10))
