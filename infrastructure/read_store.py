@@ -79,9 +79,15 @@ class SQLiteReadStore:
     synchronous=NORMAL: a power loss may undo the last read-model commits, and their
     positions with them, so the projectors simply apply those events again."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, scratch: bool = False) -> None:
+        """`scratch`: a file that is thrown away if anything goes wrong (a rebuild's shadow):
+        its journal stays in memory and nothing is fsynced."""
         self.path = path
         self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        if scratch:
+            self._connection.execute("PRAGMA journal_mode=MEMORY")
+            self._connection.execute("PRAGMA synchronous=OFF")
+            return
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=NORMAL")
         self._connection.execute("PRAGMA secure_delete=ON")  # erased content leaves no trace in free pages

@@ -58,7 +58,7 @@ def rebuild(
     path = shadow_path(read_store_path, projectors)
     _remove(path)
     try:
-        shadow = SQLiteReadStore(path)
+        shadow = SQLiteReadStore(path, scratch=True)
         try:
             shadow.reset(projectors)
             shadow.ensure_schema(projectors)
