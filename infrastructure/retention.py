@@ -13,6 +13,7 @@ from uuid import UUID
 
 from application.chat import ExpireContent
 from infrastructure.bootstrap import WriteSide
+from infrastructure.read_store import SQLiteReadStore
 from infrastructure.sealing import KeyStore
 from projections.sessions import retention_overrides
 
@@ -22,8 +23,12 @@ def apply_retention(
 ) -> dict[str, tuple[str, int]]:
     """Destroys the keys of expired days; returns, per session id, the first day kept and how
     many keys went. `execute` records each session's `ContentExpired`."""
-    with write.read_store.transaction() as tx:
-        overrides = retention_overrides(tx)
+    store = SQLiteReadStore(write.settings.read_store_path)  # its own connection: the runner's is busy
+    try:
+        with store.transaction() as tx:
+            overrides = retention_overrides(tx)
+    finally:
+        store.close()
     expired: dict[str, tuple[str, int]] = {}
     for session_id, days in overrides.items():
         before = (today - timedelta(days=days)).isoformat()

@@ -12,6 +12,7 @@ import base64
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,10 @@ class KeyStore:
         self._db.execute("CREATE INDEX IF NOT EXISTS data_keys_by_person ON data_keys(person)")
         self._db.execute("CREATE INDEX IF NOT EXISTS data_keys_by_day ON data_keys(day, session)")
         self._db.execute("CREATE TABLE IF NOT EXISTS erased_subjects (subject TEXT PRIMARY KEY, at REAL NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS key_generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)")
+        self._db.execute("INSERT OR IGNORE INTO key_generation VALUES (1, 0)")
         self._lock = threading.Lock()
-        self._cache: dict[str, AESGCM | None] = {}
+        self._cache: dict[str, tuple[AESGCM | None, float]] = {}
 
     @classmethod
     def at(cls, path: Path) -> KeyStore:
@@ -93,11 +96,14 @@ class KeyStore:
                 store = cls._open[path] = cls(path)
             return store
 
+    TTL = 5.0
+    """Another process may destroy keys: a cached key is trusted this many seconds at most."""
+
     def cipher(self, subject: str, *, create: bool) -> AESGCM | None:
         """The key of a subject: `person` or `person.session.day`."""
-        cached = self._cache.get(subject)
-        if cached is not None or (subject in self._cache and not create):
-            return cached
+        entry = self._cache.get(subject)
+        if entry is not None and entry[1] > time.monotonic() and (entry[0] is not None or not create):
+            return entry[0]
         person, _, rest = subject.partition(".")
         with self._lock:
             row = self._db.execute("SELECT key FROM data_keys WHERE subject=?", (subject,)).fetchone()
@@ -111,7 +117,7 @@ class KeyStore:
             cipher = AESGCM(row[0]) if row else None
             if len(self._cache) > 100_000:
                 self._cache.clear()
-            self._cache[subject] = cipher
+            self._cache[subject] = (cipher, time.monotonic() + self.TTL)
             return cipher
 
     def destroy(self, person: str) -> None:
@@ -120,6 +126,7 @@ class KeyStore:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM data_keys WHERE person=?", (person,))
             self._db.execute("INSERT OR IGNORE INTO erased_subjects VALUES (?, unixepoch())", (person,))
+            self._db.execute("UPDATE key_generation SET value = value + 1")
             self._db.execute("COMMIT")
             self._cache.clear()
 
@@ -141,6 +148,8 @@ class KeyStore:
                     ).fetchone() for s in wanted) if r and r[1]]
                 for session, _ in rows:
                     self._db.execute("DELETE FROM data_keys WHERE day < ? AND session = ?", (before_day, session))
+                if rows:
+                    self._db.execute("UPDATE key_generation SET value = value + 1")
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -148,6 +157,12 @@ class KeyStore:
             if rows:
                 self._cache.clear()
             return {session: count for session, count in rows}
+
+    def generation(self) -> int:
+        """Goes up whenever keys are destroyed (by any process): what was read before may have
+        been readable then and must not be written out again after."""
+        with self._lock:
+            return int(self._db.execute("SELECT value FROM key_generation").fetchone()[0])
 
     def forget(self) -> None:
         """Drops every cached key (another process destroyed some)."""

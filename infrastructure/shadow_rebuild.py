@@ -54,26 +54,39 @@ def rebuild(
     app: Chronicle, read_store_path: Path, projectors: Sequence[Projector],
     progress: Callable[[int, int], None] = lambda done, head: None,
 ) -> int:
-    """Rebuilds `projectors` without taking their tables away; returns the position swapped in."""
+    """Rebuilds `projectors` without taking their tables away; returns the position swapped in.
+    If keys were destroyed (an erasure, a retention run) while the shadow was built, it may hold
+    content that is no longer readable: it is thrown away and built again."""
+    keys = getattr(app.mapper, "keys", None)
     path = shadow_path(read_store_path, projectors)
-    _remove(path)
-    try:
-        shadow = SQLiteReadStore(path, scratch=True)
-        try:
-            shadow.reset(projectors)
-            shadow.ensure_schema(projectors)
-            runner = ProjectionRunner(app, shadow, projectors, batch_size=5000)
-            runner.catch_up(progress)
-            if runner.failures:
-                name, failure = next(iter(runner.failures.items()))
-                raise RebuildFailed(f"{name} failed at position {failure.position}: {failure.error}")
-            reached = shadow.positions()
-        finally:
-            shadow.close()
-        _swap(read_store_path, path, projectors, reached)
-        return min(reached[p.name] for p in projectors)
-    finally:
+    for _ in range(5):
+        generation = keys.generation() if keys is not None else 0
         _remove(path)
+        try:
+            reached = _build(app, path, projectors, progress)
+            if keys is not None and keys.generation() != generation:
+                keys.forget()
+                continue
+            _swap(read_store_path, path, projectors, reached)
+            return min(reached[p.name] for p in projectors)
+        finally:
+            _remove(path)
+    raise RebuildFailed("keys kept being destroyed while rebuilding; try again")
+
+
+def _build(app: Chronicle, path: Path, projectors: Sequence[Projector], progress: Callable[[int, int], None]) -> dict[str, int]:
+    shadow = SQLiteReadStore(path, scratch=True)
+    try:
+        shadow.reset(projectors)
+        shadow.ensure_schema(projectors)
+        runner = ProjectionRunner(app, shadow, projectors, batch_size=5000)
+        runner.catch_up(progress)
+        if runner.failures:
+            name, failure = next(iter(runner.failures.items()))
+            raise RebuildFailed(f"{name} failed at position {failure.position}: {failure.error}")
+        return shadow.positions()
+    finally:
+        shadow.close()
 
 
 def _swap(read_store_path: Path, path: Path, projectors: Sequence[Projector], reached: dict[str, int]) -> None:
