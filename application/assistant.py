@@ -64,6 +64,7 @@ class RecordReply:
     completion_tokens: int
     latency_ms: int
     sources: tuple[dict[str, str], ...] = ()
+    asker_id: UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class RecordReplyFailure:
     reason: str
     detail: str
     partial_content: str = ""
+    asker_id: UUID | None = None
 
 
 def _existing(uow: UnitOfWork, message_id: UUID) -> AssistantReply | AssistantReplyFailure | None:
@@ -91,6 +93,7 @@ def record_reply(uow: UnitOfWork, cmd: RecordReply) -> AssistantReply | Assistan
         message_id=cmd.message_id, session_id=cmd.session_id, content=cmd.content, status=cmd.status,
         provider=cmd.provider, model=cmd.model, prompt_tokens=cmd.prompt_tokens,
         completion_tokens=cmd.completion_tokens, latency_ms=cmd.latency_ms, sources=list(cmd.sources),
+        asker_id=cmd.asker_id,
     )
     uow.add(reply)
     return reply
@@ -104,7 +107,7 @@ def record_reply_failure(uow: UnitOfWork, cmd: RecordReplyFailure) -> AssistantR
         return existing
     failure = AssistantReplyFailure(
         message_id=cmd.message_id, session_id=cmd.session_id, reason=cmd.reason, detail=cmd.detail[:500],
-        partial_content=cmd.partial_content,
+        partial_content=cmd.partial_content, asker_id=cmd.asker_id,
     )
     uow.add(failure)
     return failure

@@ -23,7 +23,28 @@ class AssistantReply(ChronicleAggregate):
     def create_id(message_id: UUID) -> UUID:
         return reply_id_for(message_id)
 
-    @event("AssistantReplyCompleted")
+    class AssistantReplyCompleted(ChronicleAggregate.Created):
+        """Version 2 added `asker_id` (whose question it answers: the reply's content is sealed
+        with their key, so it is erased with them); version 1 replies have none."""
+
+        class_version = 2
+        message_id: UUID
+        session_id: UUID
+        content: str
+        status: str
+        provider: str
+        model: str
+        prompt_tokens: int
+        completion_tokens: int
+        latency_ms: int
+        sources: list
+        asker_id: UUID | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict) -> None:
+            state["asker_id"] = None
+
+    @event(AssistantReplyCompleted)
     def __init__(
         self,
         message_id: UUID,
@@ -36,6 +57,7 @@ class AssistantReply(ChronicleAggregate):
         completion_tokens: int,
         latency_ms: int,
         sources: list,
+        asker_id: UUID | None,
     ) -> None:
         self.message_id = message_id
         self.session_id = session_id
@@ -51,8 +73,25 @@ class AssistantReplyFailure(ChronicleAggregate):
     def create_id(message_id: UUID) -> UUID:
         return reply_id_for(message_id)
 
-    @event("AssistantReplyFailed")
-    def __init__(self, message_id: UUID, session_id: UUID, reason: str, detail: str, partial_content: str) -> None:
+    class AssistantReplyFailed(ChronicleAggregate.Created):
+        """Version 2 added `asker_id` (see `AssistantReplyCompleted`)."""
+
+        class_version = 2
+        message_id: UUID
+        session_id: UUID
+        reason: str
+        detail: str
+        partial_content: str
+        asker_id: UUID | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict) -> None:
+            state["asker_id"] = None
+
+    @event(AssistantReplyFailed)
+    def __init__(
+        self, message_id: UUID, session_id: UUID, reason: str, detail: str, partial_content: str, asker_id: UUID | None
+    ) -> None:
         self.message_id = message_id
         self.session_id = session_id
         self.reason = reason

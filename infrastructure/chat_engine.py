@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
@@ -184,6 +185,7 @@ class ChatEngine:
                     "your assistant replies per day are used up; they reset at midnight UTC", "")
             else:
                 outcome = await self._produce(request, session_id, reply_id)
+            outcome = replace(outcome, asker_id=posted.author_id)  # the reply is sealed with the asker's key
             for attempt in range(3):
                 try:
                     await self._bus.execute(outcome, ASSISTANT_ACTOR)

@@ -224,15 +224,19 @@ def retention_run(data_dir: Path, today) -> None:  # type: ignore[no-untyped-def
     from infrastructure.blob_collector import BlobCollector
     from infrastructure.bootstrap import bootstrap
     from infrastructure.erasure import rebuild_after_erasure
-    from infrastructure.retention import apply_retention
+    from infrastructure.retention import RetentionPostponed, apply_retention
 
     write = bootstrap(_settings(data_dir))
     try:
         _caught_up(write)(write.runner.head())
         day = (today or datetime.now(timezone.utc)).date()
         keys = write.reader.mapper.keys  # type: ignore[attr-defined]
-        expired = apply_retention(write, keys, write.settings.retention_days, day,
-                                  lambda command: write.bus.execute_now(command, "retention"))
+        try:
+            expired = apply_retention(write, keys, write.settings.retention_days, day,
+                                      lambda command: write.bus.execute_now(command, "retention"))
+        except RetentionPostponed as postponed:
+            console.print(f"[red]postponed:[/red] {postponed}")
+            sys.exit(1)
         for session_id, (before, count) in expired.items():
             console.print(f"session {session_id}: content before {before} erased ({count} day key(s))")
         if expired:

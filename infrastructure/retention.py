@@ -18,6 +18,11 @@ from infrastructure.sealing import KeyStore
 from projections.sessions import retention_overrides
 
 
+class RetentionPostponed(Exception):
+    """Per-session overrides come from the read model: a stale one could expire what a session
+    asked to keep, so nothing is destroyed until it has caught up."""
+
+
 def apply_retention(
     write: WriteSide, keys: KeyStore, default_days: int | None, today: date, execute: Callable[[ExpireContent], object],
 ) -> dict[str, tuple[str, int]]:
@@ -26,6 +31,8 @@ def apply_retention(
     store = SQLiteReadStore(write.settings.read_store_path)  # its own connection: the runner's is busy
     try:
         with store.transaction() as tx:
+            if tx.positions().get("sessions", 0) < write.runner.head() or "sessions" in store.failures():
+                raise RetentionPostponed("the sessions read model is behind the log; no key is destroyed now")
             overrides = retention_overrides(tx)
     finally:
         store.close()

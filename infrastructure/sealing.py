@@ -21,6 +21,7 @@ from uuid import UUID
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import Mapper, StoredEvent
 
+from domain.assistant_reply import AssistantReply, AssistantReplyFailure
 from domain.document import Document
 from domain.message import Message
 from domain.user import ERASED, EmailClaim, User
@@ -44,7 +45,7 @@ def _message(author_field: str) -> Callable[[Any], str | None]:
     a session's old days and an erasure all of a person's keys, without touching the log."""
 
     def subject(event: Any) -> str | None:
-        author = _hex(getattr(event, author_field))
+        author = _hex(getattr(event, author_field))  # None for replies stored before they named the asker
         if author is None:
             return None
         return f"{author}.{event.session_id.hex}.{event.timestamp.date().isoformat()}"
@@ -58,6 +59,8 @@ PERSONAL: dict[type, tuple[Callable[[Any], str | None], tuple[str, ...]]] = {
     Message.MessagePosted: (_message("author_id"), ("content",)),
     Message.MessageEdited: (_message("actor_id"), ("content",)),
     Document.DocumentUploaded: (_person("owner_id"), ("filename",)),
+    AssistantReply.AssistantReplyCompleted: (_message("asker_id"), ("content",)),
+    AssistantReplyFailure.AssistantReplyFailed: (_message("asker_id"), ("partial_content",)),
 }
 """Which fields of which events are personal, and the key (subject) they are sealed with."""
 

@@ -5,16 +5,20 @@ the shadow got. Queries keep answering from the old tables until that commit (WA
 the last committed state), so they never see a half-built table; the server's own projection
 runner then applies whatever was appended after the shadow's position.
 
-A shadow in progress is a file `read.rebuild.<names>.sqlite3`, which is how `projections status`
-(in any process) shows a rebuild and its progress."""
+A shadow in progress is a file `read.rebuild.<names>.<pid>.<random>.sqlite3`, which is how
+`projections status` (in any process) shows a rebuild and its progress. Rebuilds take turns
+(a file lock), so two never swap at once."""
 
 from __future__ import annotations
 
+import os
+import secrets
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from application.chronicle import Chronicle
+from infrastructure.blob_store import BlobLock
 from infrastructure.projection_runner import ProjectionRunner
 from infrastructure.read_store import SQLiteReadStore
 from projections.projector import Projector
@@ -27,7 +31,8 @@ class RebuildFailed(Exception):
 
 
 def shadow_path(read_store_path: Path, projectors: Sequence[Projector]) -> Path:
-    return read_store_path.with_name(f"{SHADOW_PREFIX}{'+'.join(sorted(p.name for p in projectors))}.sqlite3")
+    names = "+".join(sorted(p.name for p in projectors))
+    return read_store_path.with_name(f"{SHADOW_PREFIX}{names}.{os.getpid()}.{secrets.token_hex(4)}.sqlite3")
 
 
 def rebuilding(read_store_path: Path) -> dict[str, int]:
@@ -57,6 +62,13 @@ def rebuild(
     """Rebuilds `projectors` without taking their tables away; returns the position swapped in.
     If keys were destroyed (an erasure, a retention run) while the shadow was built, it may hold
     content that is no longer readable: it is thrown away and built again."""
+    with BlobLock(read_store_path.with_name("read.rebuild.lock")):  # one rebuild at a time, across processes
+        return _rebuild(app, read_store_path, projectors, progress)
+
+
+def _rebuild(
+    app: Chronicle, read_store_path: Path, projectors: Sequence[Projector], progress: Callable[[int, int], None],
+) -> int:
     keys = getattr(app.mapper, "keys", None)
     path = shadow_path(read_store_path, projectors)
     for _ in range(5):

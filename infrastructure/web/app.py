@@ -25,7 +25,7 @@ from infrastructure.audit_log import AuditLog
 from infrastructure.blob_collector import BlobCollector, wait_for_projection
 from infrastructure.bootstrap import WriteSide, bootstrap
 from infrastructure.erasure import rebuild_after_erasure
-from infrastructure.retention import apply_retention
+from infrastructure.retention import RetentionPostponed, apply_retention
 from infrastructure.chat_engine import ChatEngine
 from infrastructure.conversion_jobs import JobLimits
 from infrastructure.conversion_worker import ConversionWorker
@@ -177,6 +177,8 @@ async def _retention_job(app: Litestar, write: WriteSide, settings: Settings) ->
             if await anyio.to_thread.run_sync(run):
                 await anyio.to_thread.run_sync(rebuild_after_erasure, write, lambda: None)
                 await app.state.blob_collector.collect_from_loop(list(write.blobs.stored()))
+        except RetentionPostponed as postponed:
+            log.warning("retention postponed: %s", postponed)
         except Exception:  # noqa: BLE001 - logged; the next round tries again
             log.exception("the retention job failed")
 

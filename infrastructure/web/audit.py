@@ -20,6 +20,7 @@ from infrastructure.web.auth import Principal, auditors
 
 STAFF = ("admin", "auditor")
 _EVENT_TYPE = re.compile(r"[A-Za-z]{1,60}")
+_POSITION = re.compile(r"[0-9]{1,18}")
 
 
 class TimelineStep(msgspec.Struct):
@@ -84,7 +85,7 @@ class AuditController(Controller):
         moment = None
         if as_of is None:
             position = await anyio.to_thread.run_sync(audit.head)
-        elif as_of.isdigit() and len(as_of) < 19:
+        elif _POSITION.fullmatch(as_of):
             position = int(as_of)
         else:
             moment = _moment(as_of)
@@ -101,7 +102,7 @@ class AuditController(Controller):
 
     @get("/events", guards=[auditors])
     async def events(
-        self, request: Request[Principal, Any, Any], after: Annotated[int, Parameter(ge=0)] = 0,
+        self, request: Request[Principal, Any, Any], after: Annotated[int, Parameter(ge=0, le=2**62)] = 0,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100, session: UUID | None = None,
         actor: Annotated[str, Parameter(max_length=100)] | None = None,
         type: str | None = None,  # noqa: A002 - the query's name

@@ -47,11 +47,16 @@ def test_an_erased_user_leaves_no_plaintext_and_everyone_else_keeps_theirs(tmp_p
             "/api/auth/login", {"email": "root@example.org", "password": "admin password"}).json()["access_token"])
         ann, ann_user = server.client().signup("ann.erasable@example.org", name="Annabel Erasable")
         bob, bob_user = server.client().signup("bob@example.org", name="Bob")
-        sid = ann.post("/api/sessions", {"title": "Shared", "assistant": False}).json()["id"]
+        sid = ann.post("/api/sessions", {"title": "Shared"}).json()["id"]  # the assistant answers, quoting
         ann.post(f"/api/sessions/{sid}/members", {"user_id": bob_user["id"]})
         mine = ann.post(f"/api/sessions/{sid}/messages", {"content": SECRET}).json()
         ann.patch(f"/api/sessions/{sid}/messages/{mine['id']}", {"content": SECRET + ", edited"})
         bobs = bob.post(f"/api/sessions/{sid}/messages", {"content": "Bob's own words stay"}).json()
+        deadline = time.monotonic() + 20
+        while len([m for m in bob.get(f"/api/sessions/{sid}/messages", params={"after_position": bob.head()}).json()["items"]
+                   if m["role"] == "assistant"]) < 2:
+            assert time.monotonic() < deadline, "the assistant did not answer"
+            time.sleep(0.1)
         document = uploaded(ann, "zebra-plans.txt", f"Plans: {SECRET}\n".encode(), session_id=sid)
         convert(ann, document["id"], "markdown")
         found = ann.get("/api/search", params={"q": "zebra", "after_position": ann.head()}).json()["hits"]
@@ -76,6 +81,8 @@ def test_an_erased_user_leaves_no_plaintext_and_everyone_else_keeps_theirs(tmp_p
         items = bob.get(f"/api/sessions/{sid}/messages", params={"after_position": erased.json()["position"]}).json()["items"]
         contents = {m["id"]: m["content"] for m in items}
         assert contents[mine["id"]] == "[erased]" and contents[bobs["id"]] == "Bob's own words stay"
+        replies = {m["reply_to"]: m["content"] for m in items if m["role"] == "assistant"}
+        assert replies[mine["id"]] == "[erased]" and "bob" in replies[bobs["id"]].lower()
         assert bob.get("/api/search", params={"q": "zebra"}).json()["hits"] == []
         assert bob.get(f"/api/sessions/{sid}/documents").json() == []
         timeline = admin.get(f"/api/audit/sessions/{sid}/timeline").json()

@@ -120,6 +120,7 @@ def test_a_deleted_message_loses_its_content_in_the_replay_too(server, room):
     ann, bob, _, sid = room
     message = ann.post(f"/api/sessions/{sid}/messages", {"content": "regrettable"}).json()
     deleted = ann.delete(f"/api/sessions/{sid}/messages/{message['id']}").json()
+    ann.get(f"/api/sessions/{sid}/messages", params={"after_position": deleted["position"]})  # projected
     with connect(ws_url(server, f"/api/sessions/{sid}/stream", bob.token, message["position"] - 1)) as ws:
         posted, gone = frames(ws, 2)
     assert posted["data"]["content"] is None
