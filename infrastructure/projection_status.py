@@ -6,16 +6,18 @@ failed at a position with the error."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from application.chronicle import Chronicle
 from infrastructure.read_store import SQLiteReadStore
 from infrastructure.shadow_rebuild import rebuilding
 
 
-@dataclass(frozen=True)
-class ProjectionStatus:
+class ProjectionStatus(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Also the wire type of `GET /api/admin/projections`."""
+
     name: str
     position: int
     head: int

@@ -13,23 +13,12 @@ from litestar import Controller, Request, get, post
 from litestar.exceptions import HTTPException, NotFoundException
 
 from infrastructure.bootstrap import WriteSide
-from infrastructure.projection_status import projection_statuses
+from infrastructure.projection_status import ProjectionStatus, projection_statuses
 from infrastructure.read_store import SQLiteReadStore
 from infrastructure.shadow_rebuild import rebuild, rebuilding
 from infrastructure.web.auth import admin_only
 
 log = logging.getLogger(__name__)
-
-
-class ProjectionView(msgspec.Struct, omit_defaults=True):
-    name: str
-    position: int
-    head: int
-    lag_events: int
-    lag_seconds: float
-    state: str
-    error: str | None = None
-    failed_at: int | None = None
 
 
 class RebuildStarted(msgspec.Struct):
@@ -43,15 +32,14 @@ class AdminProjectionsController(Controller):
     guards = [admin_only]
 
     @get("/")
-    async def statuses(self, write: WriteSide) -> list[ProjectionView]:
-        def read() -> list[ProjectionView]:
+    async def statuses(self, write: WriteSide) -> list[ProjectionStatus]:
+        def read() -> list[ProjectionStatus]:
             store = SQLiteReadStore(write.settings.read_store_path)
             try:
-                found = projection_statuses(write.reader, store, [p.name for p in write.runner.projectors],
-                                            write.settings.read_store_path)
+                return projection_statuses(write.reader, store, [p.name for p in write.runner.projectors],
+                                           write.settings.read_store_path)
             finally:
                 store.close()
-            return [ProjectionView(**vars(s)) for s in found]
 
         return await anyio.to_thread.run_sync(read)
 

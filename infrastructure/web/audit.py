@@ -15,22 +15,13 @@ from litestar import Controller, Request, get
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import Parameter
 
+from application.session_timeline import Step
 from infrastructure.audit_log import AuditLog
 from infrastructure.web.auth import Principal, auditors
 
 STAFF = ("admin", "auditor")
 _EVENT_TYPE = re.compile(r"[A-Za-z]{1,60}")
 _POSITION = re.compile(r"[0-9]{1,18}")
-
-
-class TimelineStep(msgspec.Struct):
-    position: int
-    at: datetime
-    actor_id: str
-    correlation_id: str
-    type: str
-    subject_id: str
-    data: dict[str, Any]
 
 
 class AsOf(msgspec.Struct):
@@ -41,7 +32,7 @@ class AsOf(msgspec.Struct):
 class Timeline(msgspec.Struct):
     as_of: AsOf
     session: dict[str, Any]
-    steps: list[TimelineStep]
+    steps: list[Step]
 
 
 class AuditEvent(msgspec.Struct):
@@ -97,7 +88,7 @@ class AuditController(Controller):
         return Timeline(
             as_of=AsOf(position, moment.isoformat() if moment else None),
             session=timeline.view(),
-            steps=[TimelineStep(**vars(step)) for step in timeline.steps],
+            steps=timeline.steps,
         )
 
     @get("/events", guards=[auditors])
