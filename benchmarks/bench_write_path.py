@@ -7,6 +7,7 @@ In the ordinary test run they execute once each (benchmarks disabled), so they c
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
@@ -15,7 +16,10 @@ from application.accounts import RegisterUser
 from application.chat import PostMessage, StartSession
 from application.command_bus import _Pending
 from infrastructure.bootstrap import bootstrap
+from infrastructure.read_store import AioSQLiteReadConnection
 from infrastructure.settings import Settings
+from projections.messages import messages_page
+from projections.search import search_terms, search_visible_messages
 
 GROUP = 100
 
@@ -59,3 +63,46 @@ def test_project_1000_posts(benchmark, side):
             pass
 
     benchmark(rebuild)
+
+
+def test_encode_and_decode_one_message_event(benchmark, side):
+    """Event → stored bytes (content sealed with its key) → event, through the application's mapper."""
+    posted = side.bus.execute_now(PostMessage(side.session.id, side.owner.id, "a message of ordinary length"), "bench")
+    stored = side.app.recorder.select_notifications(start=posted.position, limit=1)[0]
+    event = side.app.mapper.to_domain_event(stored)
+
+    def roundtrip() -> object:
+        return side.app.mapper.to_domain_event(side.app.mapper.to_stored_event(event))
+
+    assert benchmark(roundtrip).content == "a message of ordinary length"
+
+
+@pytest.fixture
+def projected(side):
+    """2,000 messages in the session, projected; and a loop with a read connection on it."""
+    for n in range(20):
+        side.bus._process([
+            _Pending(PostMessage(side.session.id, side.owner.id, f"launch plan item {n}-{k} about the harbour"), "bench", "c",
+                     lambda r: None) for k in range(GROUP)
+        ])
+    side.runner.catch_up()
+    loop = asyncio.new_event_loop()
+    db = loop.run_until_complete(AioSQLiteReadConnection.open(side.settings.read_store_path))
+    yield side, loop, db
+    loop.run_until_complete(db.close())
+    loop.close()
+
+
+def test_a_message_page_query(benchmark, projected):
+    """One page of 50 messages from the middle of the session, as the API asks for it."""
+    side, loop, db = projected
+    rows = benchmark(lambda: loop.run_until_complete(messages_page(db, str(side.session.id), 1000, 51)))
+    assert len(rows) == 51
+
+
+def test_a_search_query(benchmark, projected):
+    """Full-text search over the user's visible messages (BM25, snippets)."""
+    side, loop, db = projected
+    hits = benchmark(lambda: loop.run_until_complete(
+        search_visible_messages(db, str(side.owner.id), search_terms("harbour plan item"), 20)))
+    assert len(hits) == 20
