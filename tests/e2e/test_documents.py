@@ -23,9 +23,12 @@ def upload(client: Api, filename: str, data: bytes, session_id: str | None = Non
 
 
 def uploaded(client: Api, filename: str, data: bytes, **kwargs) -> dict:
+    """Uploads and waits until the read model shows it (read-your-writes), as a client would."""
     response = upload(client, filename, data, **kwargs)
     assert response.status_code == 201, response.text
-    return response.json()
+    document = response.json()
+    assert client.get(f"/api/documents/{document['id']}", params={"after_position": document["position"]}).status_code == 200
+    return document
 
 
 def convert(client: Api, document_id: str, target: str, timeout: float = 60) -> dict:
@@ -226,7 +229,7 @@ def test_a_hostile_filename_is_sanitized(server, new_user):
     assert response.status_code == 201, response.text
     document = response.json()
     assert document["filename"] == "pass wd .txt"
-    download = ann.get(f"/api/documents/{document['id']}/content")
+    download = ann.get(f"/api/documents/{document['id']}/content", params={"after_position": document["position"]})
     assert "/" not in download.headers["content-disposition"].split("filename*=")[0]
     assert not (server.data_dir.parent / "etc").exists()
 
