@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import Mapper, StoredEvent
 
@@ -27,6 +29,8 @@ from domain.message import Message
 from domain.user import ERASED, EmailClaim, User
 
 PREFIX = "sealed:"
+UNREADABLE = "[unreadable]"
+_SUBJECT = re.compile(r"[0-9a-f]{32}(\.[0-9a-f]{32}\.\d{4}-\d{2}-\d{2})?")
 
 
 def _hex(value: Any) -> str | None:
@@ -210,12 +214,18 @@ class SealingMapper(Mapper[UUID]):
     def _open(self, value: str) -> str:
         if self.keys is None:
             raise RuntimeError("a sealed field cannot be read without the key store")
-        _, subject, data = value.split(":", 2)  # subjects hold no ":"
+        parts = value.split(":", 2)  # subjects hold no ":"
+        if len(parts) != 3 or not _SUBJECT.fullmatch(parts[1]):
+            return value  # plaintext stored before sealing existed, which merely starts with "sealed:"
+        subject, data = parts[1], parts[2]
         cipher = self.keys.cipher(subject, create=False)
         if cipher is None:
             return ERASED
-        raw = base64.b64decode(data)
-        return cipher.decrypt(raw[:12], raw[12:], subject.encode()).decode()
+        try:
+            raw = base64.b64decode(data, validate=True)
+            return cipher.decrypt(raw[:12], raw[12:], subject.encode()).decode()
+        except (ValueError, InvalidTag):
+            return UNREADABLE  # altered after it was stored: `chronicle audit verify` says where
 
 
 def _seal(cipher: AESGCM | None, subject: str, value: str) -> str:

@@ -100,3 +100,19 @@ def test_events_stored_before_the_chain_existed_are_linked_on_the_next_write(wri
     write_side.bus.execute_now(StartSession(owner.id, "After the upgrade"), str(owner.id))
     result = verify(data_dir / "events.sqlite3")
     assert result.ok and result.events == 3
+
+
+def test_an_altered_sealed_field_reads_as_unreadable_and_verify_names_it(write_side, data_dir):
+    owner = write_side.bus.execute_now(RegisterUser("dee@example.org", "Dee", "h"), "t").value
+    session = write_side.bus.execute_now(StartSession(owner.id, "Plans"), str(owner.id)).value
+    posted = write_side.bus.execute_now(PostMessage(session.id, owner.id, "sealed:not really a sealed value"), str(owner.id))
+    target = write_side.bus.execute_now(PostMessage(session.id, owner.id, "the real secret"), str(owner.id))
+    path = data_dir / "events.sqlite3"
+    state = bytearray(state_at(path, target.position))
+    at = state.index(b'"content":"sealed:') + 100
+    state[at] = ord("A") if state[at] != ord("A") else ord("B")
+    tamper(path, ("UPDATE stored_events SET state=? WHERE rowid=?", (bytes(state), target.position)))
+    reader = write_side.reader
+    first, second = (reader.mapper.to_domain_event(n) for n in reader.recorder.select_notifications(start=posted.position, limit=2))
+    assert first.content == "sealed:not really a sealed value" and second.content == "[unreadable]"
+    assert verify(path).broken_at == target.position
