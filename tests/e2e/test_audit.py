@@ -77,6 +77,8 @@ def test_the_timeline_as_of_a_position_or_a_time_shows_the_past(story):
         assert session["documents"] == [] and all(s["position"] <= view["as_of"]["position"] for s in view["steps"])
     assert_problem(story["auditor"].get(f"/api/audit/sessions/{story['sid']}/timeline", params={"as_of": "1"}), 404)
     assert_problem(story["auditor"].get(f"/api/audit/sessions/{story['sid']}/timeline", params={"as_of": "yesterday"}), 400)
+    assert_problem(story["auditor"].get(f"/api/audit/sessions/{story['sid']}/timeline", params={"as_of": "²"}), 400)
+    assert_problem(story["auditor"].get("/api/audit/events", params={"after": str(10**30)}), 400)
 
 
 def test_only_staff_and_the_owner_may_replay_a_session(story):
