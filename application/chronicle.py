@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from eventsourcing.application import Application
+from eventsourcing.application import Application, ProcessingEvent, Recording
+from eventsourcing.domain import Aggregate
 
 
 class Chronicle(Application):
@@ -18,3 +19,15 @@ class Chronicle(Application):
         "AGGREGATE_CACHE_FASTFORWARD": "n",
         "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
     }
+
+    def save(self, *aggregates: Aggregate) -> list[Recording]:  # type: ignore[override]
+        """`Application.save` for aggregates only: the library's version tells aggregates from
+        events with `isinstance` checks against runtime protocols, which cost a sixth of the
+        command bus's time on Python 3.11. No snapshots or process policies are configured."""
+        processing = ProcessingEvent()
+        for aggregate in aggregates:
+            processing.events.extend(aggregate.collect_events())
+            processing.aggregates[aggregate.id] = aggregate
+        recordings = self._record(processing)
+        self._notify(recordings)
+        return recordings

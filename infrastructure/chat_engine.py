@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 ENGINE = "chat_engine"
 ASSISTANT_ACTOR = "assistant"
 _POSTED = "domain.message:Message.MessagePosted"
+_TOPICS = (
+    _POSTED, "domain.chat_session:ChatSession.SessionStarted", "domain.chat_session:ChatSession.AssistantSettingChanged",
+)
+_SCAN_LIMIT = 500
 _encode = msgspec.json.Encoder().encode
 
 
@@ -76,6 +80,7 @@ class ChatEngine:
         self._in_flight: dict[int, UUID] = {}
         self._jobs: dict[UUID, asyncio.Task[None]] = {}
         self._sessions: dict[UUID, UUID] = {}
+        self._assistant_on: dict[UUID, bool] = {}
         self._cancelled: set[UUID] = set()
         self._task: asyncio.Task[None] | None = None
         self._may_reply = may_reply
@@ -128,41 +133,57 @@ class ChatEngine:
             tx.set_positions({ENGINE: min(low, self._scanned)})
 
     async def _scan(self) -> int:
-        notifications = await anyio.to_thread.run_sync(
-            lambda: self._app.recorder.select_notifications(start=self._scanned + 1, limit=500)
-        )
-        for notification in notifications:
-            if notification.topic == _POSTED:
-                await self._consider(self._app.mapper.to_domain_event(notification), notification.id)
-            self._scanned = notification.id
-        if notifications:
+        found, reached = await anyio.to_thread.run_sync(self._unanswered_after, self._scanned)
+        for posted, position in found:
+            await self._consider(posted, position)
+            self._scanned = position
+        advanced = reached > self._scanned
+        self._scanned = max(self._scanned, reached)
+        if found or advanced:
             await anyio.to_thread.run_sync(self._save_position)
-        return len(notifications)
+        return len(found) + int(advanced)
+
+    def _unanswered_after(self, after: int) -> tuple[list[tuple[Any, int]], int]:
+        """Reads (in a worker thread) the user messages after `after` that sessions with the
+        assistant on still wait on, and the position the scan reached. Only the topics that
+        matter are read; each session's assistant setting is learnt from its events as they
+        pass, and loaded once from the store for a session started before the scan began."""
+        recorder, mapper = self._app.recorder, self._app.mapper
+        head = recorder.max_notification_id() or 0
+        notifications = recorder.select_notifications(start=after + 1, limit=_SCAN_LIMIT, stop=head, topics=_TOPICS)
+        found: list[tuple[Any, int]] = []
+        for notification in notifications:
+            event = mapper.to_domain_event(notification)
+            if notification.topic != _POSTED:
+                self._assistant_on[event.originator_id] = event.assistant
+            elif event.role == "user" and self._assistant_in(event.session_id) and not self._answered(event.originator_id):
+                found.append((event, notification.id))
+        return found, head if len(notifications) < _SCAN_LIMIT else notifications[-1].id
+
+    def _assistant_in(self, session_id: UUID) -> bool:
+        if session_id not in self._assistant_on:
+            try:
+                session = self._app.repository.get(session_id)
+            except AggregateNotFoundError:
+                return False
+            self._assistant_on[session_id] = isinstance(session, ChatSession) and session.assistant
+        return self._assistant_on[session_id]
+
+    def _answered(self, message_id: UUID) -> bool:
+        try:
+            self._app.repository.get(reply_id_for(message_id))
+        except AggregateNotFoundError:
+            return False
+        return True
 
     async def _consider(self, posted: Any, position: int) -> None:
-        if posted.role != "user":
-            return
         reply_id = reply_id_for(posted.originator_id)
-        session, answered = await anyio.to_thread.run_sync(self._state, posted.session_id, reply_id)
-        if answered or session is None or not session.assistant or reply_id in self._jobs:
+        if reply_id in self._jobs:
             return
         await self._slots.acquire()  # scanning pauses while every slot is busy
         self._in_flight[position] = reply_id
         self._sessions[reply_id] = posted.session_id
         self._jobs[reply_id] = asyncio.get_running_loop().create_task(self._answer(posted, position, reply_id))
-
-    def _state(self, session_id: UUID, reply_id: UUID) -> tuple[ChatSession | None, bool]:
-        repository = self._app.repository
-        try:
-            repository.get(reply_id)
-            return None, True
-        except AggregateNotFoundError:
-            pass
-        try:
-            session = repository.get(session_id)
-        except AggregateNotFoundError:
-            return None, False
-        return (session if isinstance(session, ChatSession) else None), False
 
     def _frame(self, session_id: str, **fields: Any) -> None:
         """Ephemeral frames are best effort: if they cannot be published (the server is

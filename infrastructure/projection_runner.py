@@ -110,29 +110,45 @@ class ProjectionRunner:
         return [p for p in self.projectors if p.name not in self.failures]
 
     def _apply(self, tx: ReadTransaction, projector: Projector, events: list[tuple[int, Any]], position: int) -> int:
-        """Applies the events after `position` in a savepoint; returns the position reached. A
-        failing event rolls the projector back to just before it, where it stays (reported in
-        `failures`) while the other projectors go on."""
+        """Applies the events after `position` in a savepoint, their writes batched; returns the
+        position reached. If the batch fails, it is applied again one event at a time to find
+        the failing event: the projector stops just before it (reported in `failures`) while
+        the other projectors go on."""
         published = len(tx.published)
-        tx.execute("SAVEPOINT projector")
-        reached = position
+        tx.savepoint("projector")
         try:
             for event_position, event in events:
                 if event_position > position:
                     projector.apply(tx, event, event_position)
-                    reached = event_position
-        except Exception as error:  # noqa: BLE001 - one projector's bug must not stop the others
-            tx.execute("ROLLBACK TO projector")
+            tx.flush()
+            reached = events[-1][0]
+        except Exception:  # noqa: BLE001 - one projector's bug must not stop the others
+            tx.rollback_to("projector")
             del tx.published[published:]
-            failed_at = next(at for at, _ in events if at > reached)
-            self.failures[projector.name] = ProjectionFailure(failed_at, f"{type(error).__name__}: {error}")
-            tx.record_failure(projector.name, failed_at, self.failures[projector.name].error)
-            log.error("projection %s failed at position %d: %s", projector.name, failed_at, error, exc_info=error)
-            for event_position, event in events:
-                if position < event_position < failed_at:
-                    projector.apply(tx, event, event_position)
-            reached = failed_at - 1
-        tx.execute("RELEASE projector")
+            reached = self._apply_one_by_one(tx, projector, events, position)
+        tx.release("projector")
+        return reached
+
+    def _apply_one_by_one(self, tx: ReadTransaction, projector: Projector, events: list[tuple[int, Any]], position: int) -> int:
+        reached = position
+        for event_position, event in events:
+            if event_position <= position:
+                continue
+            published = len(tx.published)
+            tx.savepoint("event")
+            try:
+                projector.apply(tx, event, event_position)
+                tx.flush()
+            except Exception as error:  # noqa: BLE001
+                tx.rollback_to("event")
+                tx.release("event")
+                del tx.published[published:]
+                self.failures[projector.name] = ProjectionFailure(event_position, f"{type(error).__name__}: {error}")
+                tx.record_failure(projector.name, event_position, self.failures[projector.name].error)
+                log.error("projection %s failed at position %d: %s", projector.name, event_position, error, exc_info=error)
+                return reached
+            tx.release("event")
+            reached = event_position
         return reached
 
     def catch_up(self, progress: Callable[[int, int], None] = lambda done, head: None) -> None:

@@ -30,39 +30,88 @@ def _dict_row(cursor: Any, row: tuple) -> Row:
 
 
 class SQLiteReadTransaction:
+    """Writes are queued and sent to SQLite with `executemany`, one call per run of the same
+    statement instead of one per event (a statement costs ≈ 6 µs of which most is the call).
+    Consecutive `execute`s of the same SQL join one run; an `insert` joins its SQL's run even
+    across other inserts. Any other statement, any read and `flush` send the queue in order,
+    so a projector reads what it has written."""
+
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection = connection
         self.published: list[tuple[str, bytes]] = []
+        self._queue: list[tuple[str, list[Sequence[Any]]]] = []
+        self._inserts: dict[str, list[Sequence[Any]]] = {}
 
     def publish(self, channel: str, body: bytes) -> None:
         self.published.append((channel, body))
 
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        if self._queue and self._queue[-1][0] == sql and sql not in self._inserts:
+            self._queue[-1][1].append(params)
+            return
+        self.flush()
+        self._queue.append((sql, [params]))
+
+    def insert(self, sql: str, params: Sequence[Any]) -> None:
+        rows = self._inserts.get(sql)
+        if rows is None:
+            rows = self._inserts[sql] = []
+            self._queue.append((sql, rows))
+        rows.append(params)
+
+    def flush(self) -> None:
+        queue, self._queue, self._inserts = self._queue, [], {}
+        for sql, rows in queue:
+            if len(rows) == 1:
+                self._connection.execute(sql, rows[0])
+            else:
+                self._connection.executemany(sql, rows)
+
+    def discard(self) -> None:
+        self._queue, self._inserts = [], {}
+
+    def savepoint(self, name: str) -> None:
+        self.flush()
+        self._connection.execute(f"SAVEPOINT {name}")
+
+    def rollback_to(self, name: str) -> None:
+        """Forgets the queue and undoes everything since the savepoint (which stays open)."""
+        self.discard()
+        self._connection.execute(f"ROLLBACK TO {name}")
+
+    def release(self, name: str) -> None:
+        self.flush()
+        self._connection.execute(f"RELEASE {name}")
+
     def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self.flush()
         cursor = self._connection.execute(sql, params)
         return [_dict_row(cursor, row) for row in cursor.fetchall()]
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._connection.execute(sql, params)
-
     def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        self.flush()
         cursor = self._connection.execute(sql, params)
         row = cursor.fetchone()
         return None if row is None else _dict_row(cursor, row)
 
     def positions(self) -> dict[str, int]:
+        self.flush()
         rows = self._connection.execute("SELECT name, position FROM projection_positions").fetchall()
         return {name: int(position) for name, position in rows}
 
     def record_failure(self, name: str, position: int, error: str) -> None:
+        self.flush()
         self._connection.execute(
             "INSERT OR REPLACE INTO projection_failures VALUES (?,?,?,?)", (name, position, error[:1000], time.time())
         )
 
     def failures(self) -> dict[str, tuple[int, str]]:
+        self.flush()
         rows = self._connection.execute("SELECT name, position, error FROM projection_failures").fetchall()
         return {name: (int(position), error) for name, position, error in rows}
 
     def set_positions(self, positions: dict[str, int]) -> None:
+        self.flush()
         now = time.time()
         self._connection.executemany(
             "INSERT INTO projection_positions (name, position, updated_at) VALUES (?, ?, ?)"
@@ -109,7 +158,9 @@ class SQLiteReadStore:
         turns, and each re-reads positions inside its transaction, so no event is applied twice."""
         self._connection.execute("BEGIN IMMEDIATE")
         try:
-            yield SQLiteReadTransaction(self._connection)
+            tx = SQLiteReadTransaction(self._connection)
+            yield tx
+            tx.flush()
             self._connection.execute("COMMIT")
         except BaseException:
             if self._connection.in_transaction:

@@ -35,26 +35,26 @@ class SessionMessagesProjector(Projector):
     def _posted(self, tx: ReadTransaction, e: Any, position: int) -> None:
         at = iso(e.timestamp)
         message_id = str(e.originator_id)
-        tx.execute(
+        tx.insert(
             "INSERT INTO messages (position, id, session_id, author_id, role, content,"
             " client_message_id, created_at, version) VALUES (?,?,?,?,?,?,?,?,1)",
             (position, message_id, str(e.session_id), str(e.author_id), e.role, e.content,
              e.client_message_id, at),
         )
-        tx.execute("INSERT INTO message_versions VALUES (?,1,?,?,?)", (message_id, e.content, at, position))
+        tx.insert("INSERT INTO message_versions VALUES (?,1,?,?,?)", (message_id, e.content, at, position))
 
     @handles(AssistantReply.AssistantReplyCompleted)
     def _replied(self, tx: ReadTransaction, e: Any, position: int) -> None:
         """A completed (or cancelled) reply is a message of role `assistant` in the session."""
         at = iso(e.timestamp)
         reply_id = str(e.originator_id)
-        tx.execute(
+        tx.insert(
             "INSERT INTO messages (position, id, session_id, author_id, role, content, created_at, version,"
             " reply_to, reply_status) VALUES (?,?,?,?,?,?,?,1,?,?)",
             (position, reply_id, str(e.session_id), ASSISTANT_AUTHOR, "assistant", e.content, at,
              str(e.message_id), e.status),
         )
-        tx.execute("INSERT INTO message_versions VALUES (?,1,?,?,?)", (reply_id, e.content, at, position))
+        tx.insert("INSERT INTO message_versions VALUES (?,1,?,?,?)", (reply_id, e.content, at, position))
 
     @handles(Message.MessageEdited)
     def _edited(self, tx: ReadTransaction, e: Any, position: int) -> None:

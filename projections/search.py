@@ -35,11 +35,11 @@ class SearchIndexProjector(Projector):
         if e.role == "assistant":
             return
         message_id = str(e.originator_id)
-        tx.execute(
+        tx.insert(
             "INSERT INTO message_search (rowid, content, session_id, message_id, author_id) VALUES (?,?,?,?,?)",
             (position, e.content, str(e.session_id), message_id, str(e.author_id)),
         )
-        tx.execute("INSERT INTO message_search_rows VALUES (?,?)", (message_id, position))
+        tx.insert("INSERT INTO message_search_rows VALUES (?,?)", (message_id, position))
 
     @handles(Message.MessageEdited)
     def _edited(self, tx: ReadTransaction, e: Any, position: int) -> None:

@@ -29,7 +29,7 @@ class SessionFeedProjector(Projector):
 
     def _store(self, tx: ReadTransaction, frame: Frame, message_id: str | None = None) -> None:
         body = encode_frame(frame)
-        tx.execute("INSERT INTO session_frames VALUES (?,?,?,?)", (frame.position, frame.session_id, message_id, body))
+        tx.insert("INSERT INTO session_frames VALUES (?,?,?,?)", (frame.position, frame.session_id, message_id, body))
         tx.publish(session_channel(frame.session_id), body)
 
     @handles(*SESSION_EVENTS)

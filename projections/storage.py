@@ -14,7 +14,12 @@ Row = dict[str, Any]
 class ReadTransaction(Protocol):
     """One read-model write transaction: the projector's rows and its position commit together."""
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Runs in order with every other statement; it may be deferred until the next read."""
+
+    def insert(self, sql: str, params: Sequence[Any]) -> None:
+        """A plain INSERT that may be batched with the other rows of the same SQL, ahead of the
+        inserts of other SQL queued since the last `execute` (never of an `execute`)."""
 
     def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
 
@@ -22,6 +27,16 @@ class ReadTransaction(Protocol):
 
     def publish(self, channel: str, body: bytes) -> None:
         """Sends `body` to the channel's live subscribers once this transaction has committed."""
+
+    def flush(self) -> None:
+        """Sends every deferred statement now (errors surface here)."""
+
+    def savepoint(self, name: str) -> None: ...
+
+    def rollback_to(self, name: str) -> None:
+        """Drops deferred statements and undoes everything since the savepoint."""
+
+    def release(self, name: str) -> None: ...
 
 
 @runtime_checkable

@@ -10,7 +10,7 @@ from projections.storage import ReadConnection, ReadTransaction, Row
 
 
 PRINCIPALS_CHANNEL = "principals"
-"""Where a change of a user's role or disabled state (or an erasure, or expired content) is
+"""Where a change of a user's role, disabled state or quotas (or an erasure, or expired content) is
 announced once committed, so servers drop what they cached for it — principal, data keys — at once."""
 
 
@@ -35,6 +35,7 @@ class UsersProjector(Projector):
             "INSERT OR REPLACE INTO user_quotas VALUES (?,?,?,?,?)",
             (str(e.originator_id), e.messages_per_day, e.replies_per_day, e.storage_bytes, position),
         )
+        tx.publish(PRINCIPALS_CHANNEL, str(e.originator_id).encode())
 
     @handles(User.UserRegistered)
     def _registered(self, tx: ReadTransaction, e: Any, position: int) -> None:
@@ -69,6 +70,14 @@ _COLUMNS = "id, email, display_name, role, disabled, created_at, position"
 
 async def user_by_id(db: ReadConnection, user_id: str) -> Row | None:
     return await db.fetch_one(f"SELECT {_COLUMNS} FROM users WHERE id=?", (user_id,))
+
+
+async def principal_of(db: ReadConnection, user_id: str) -> Row | None:
+    """What a request needs to know of its user: role, disabled state and message quota."""
+    return await db.fetch_one(
+        "SELECT id, role, disabled, messages_per_day FROM users LEFT JOIN user_quotas ON user_id=id WHERE id=?",
+        (user_id,),
+    )
 
 
 async def list_users(db: ReadConnection, after: int, limit: int) -> list[Row]:

@@ -15,16 +15,18 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.security.jwt import JWTAuth, Token
 
 from projections.storage import ReadConnection
-from projections.users import user_by_id
+from projections.users import principal_of
 
 
 class Principal(msgspec.Struct, frozen=True):
     id: UUID
     role: str
+    messages_per_day: int | None = None
+    """The user's message quota, so that posting checks usage only for users who have one."""
 
 
 class PrincipalCache:
-    """Role and disabled state as the users read model has them, cached for a few seconds
+    """Role, disabled state and message quota as the users read model has them, cached for a few seconds
     without a query on every request; a committed change evicts the user at once (see
     `PRINCIPALS_CHANNEL`), the TTL covers changes projected by another process."""
 
@@ -43,13 +45,13 @@ class PrincipalCache:
         cached = self._cache.get(token.sub)
         if cached is not None and cached[0] > now:
             return cached[1]
-        row = await user_by_id(self._db, token.sub)
+        row = await principal_of(self._db, token.sub)
         if row is None:
             # Registered but not yet projected: the token's own claim stands meanwhile.
             principal = Principal(UUID(token.sub), str(token.extras.get("role", "user")))
             self._cache[token.sub] = (now + 0.5, principal)
             return principal
-        principal = None if row["disabled"] else Principal(UUID(row["id"]), row["role"])
+        principal = None if row["disabled"] else Principal(UUID(row["id"]), row["role"], row["messages_per_day"])
         if len(self._cache) > 100_000:
             self._cache.clear()
         self._cache[token.sub] = (now + self.TTL, principal)
