@@ -50,6 +50,9 @@ _TOPICS = (
     _POSTED, "domain.chat_session:ChatSession.SessionStarted", "domain.chat_session:ChatSession.AssistantSettingChanged",
 )
 _SCAN_LIMIT = 500
+POSITION_SAVE_SECONDS = 1.0
+"""A scan that found nothing to answer saves its position at most this often: after a restart
+the engine re-reads at most that much of the log, and skips what is answered."""
 _encode = msgspec.json.Encoder().encode
 
 
@@ -81,6 +84,7 @@ class ChatEngine:
         self._jobs: dict[UUID, asyncio.Task[None]] = {}
         self._sessions: dict[UUID, UUID] = {}
         self._assistant_on: dict[UUID, bool] = {}
+        self._saved_at = 0.0
         self._cancelled: set[UUID] = set()
         self._task: asyncio.Task[None] | None = None
         self._may_reply = may_reply
@@ -139,7 +143,8 @@ class ChatEngine:
             self._scanned = position
         advanced = reached > self._scanned
         self._scanned = max(self._scanned, reached)
-        if found or advanced:
+        if found or (advanced and time.monotonic() - self._saved_at >= POSITION_SAVE_SECONDS):
+            self._saved_at = time.monotonic()
             await anyio.to_thread.run_sync(self._save_position)
         return len(found) + int(advanced)
 

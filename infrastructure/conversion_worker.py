@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -36,6 +37,9 @@ WORKER = "conversion_worker"
 WORKER_ACTOR = "conversion-worker"
 _TOPICS = ("domain.conversion:Conversion.ConversionRequested", "domain.conversion:Conversion.ConversionRetried")
 
+POSITION_SAVE_SECONDS = 1.0
+"""A scan with no request in it saves the position at most this often (a restart re-reads that much)."""
+
 
 class ConversionWorker:
     def __init__(
@@ -56,6 +60,7 @@ class ConversionWorker:
         self._slots = asyncio.Semaphore(concurrency)
         self._wakeup = asyncio.Event()
         self._scanned = 0
+        self._saved_at = 0.0
         self._in_flight: dict[int, UUID] = {}
         self._jobs: dict[UUID, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -101,7 +106,9 @@ class ConversionWorker:
         if head == self._scanned:
             return False
         self._scanned = head
-        await anyio.to_thread.run_sync(self._save_position)
+        if requests or time.monotonic() - self._saved_at >= POSITION_SAVE_SECONDS:
+            self._saved_at = time.monotonic()
+            await anyio.to_thread.run_sync(self._save_position)
         return True
 
     def _requests_after(self, scanned: int) -> tuple[int, list[tuple[int, UUID]]]:

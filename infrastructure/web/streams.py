@@ -89,7 +89,7 @@ async def _stream(
     `member.removed` frame: the stream closes with 4403 when the client may no longer see it."""
     channels: ChannelsPlugin = socket.app.state.channels
     subscriber = await channels.subscribe([channel])
-    queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=_queue_limit())
+    limit = _queue_limit()
     outcome: dict[str, tuple[int, str]] = {}
     last = after
     finished_replies: set[str] = set()
@@ -113,17 +113,10 @@ async def _stream(
             return False
         return True
 
-    async def forward() -> None:
-        """Drains the channel into the bounded queue from the start, replay included."""
-        async for body in subscriber.iter_events():
-            try:
-                queue.put_nowait(body)
-            except asyncio.QueueFull:
-                outcome["close"] = (CLOSE_TOO_SLOW, f"too slow; reconnect with after={last}")
-                tg.cancel_scope.cancel()
-                return
-
     async def send() -> None:
+        """Replays, then forwards live frames straight from the channel's queue (which fills
+        from the moment of subscribing, replay included); a backlog above the limit means
+        the client cannot keep up."""
         while True:
             rows = await replay(last)
             for row in rows:
@@ -132,8 +125,12 @@ async def _stream(
                     return
             if len(rows) < REPLAY_PAGE:
                 break
-        while True:
-            if not await deliver(await queue.get()):
+        async for body in subscriber.iter_events():
+            if subscriber.qsize >= limit:
+                outcome["close"] = (CLOSE_TOO_SLOW, f"too slow; reconnect with after={last}")
+                tg.cancel_scope.cancel()
+                return
+            if not await deliver(body):
                 tg.cancel_scope.cancel()
                 return
 
@@ -167,7 +164,6 @@ async def _stream(
     try:
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(forward)
                 tg.start_soon(send)
                 tg.start_soon(receive)
                 tg.start_soon(keep_authorized)
