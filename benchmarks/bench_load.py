@@ -52,3 +52,18 @@ def test_the_audit_benchmark_replays_verifies_and_exports():
     result = run(session_messages=10_000 if FULL else 500, other_events=90_000 if FULL else 500)
     assert result["exported"] == result["session_messages"] + 1
     assert result["replay_ms_median"] > 0 and result["verify_events_per_s"] > 0
+
+
+def test_the_rebuild_benchmark_rebuilds_every_read_model_to_the_head():
+    from benchmarks.rebuild import run
+
+    result = run(events=1_000_000 if FULL else 2_000)
+    assert result["events"] >= (1_000_000 if FULL else 2_000) and result["projectors"] >= 9
+    assert result["replay_events_per_s"] > 0
+
+
+def test_the_storage_ceiling_appends_durably():
+    from benchmarks.load import sqlite_appends
+
+    run = sqlite_appends(0.5)
+    assert run.requests > 0 and run.target == "raw SQLite append (FULL)"

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -252,8 +253,32 @@ def ceiling(engine: str, clients: int, sessions: int, seconds: float, max_reques
     )
 
 
+def sqlite_appends(seconds: float, synchronous: str = "FULL") -> Run:
+    """The storage ceiling: single-event transactions into an event-shaped table (300-byte
+    payload, unique (originator, version)), WAL, with the event store's durability setting."""
+    with tempfile.TemporaryDirectory(prefix="chronicle-sqlite-") as tmp:
+        db = sqlite3.connect(Path(tmp) / "raw.sqlite3", isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, originator_id BLOB, version INTEGER,"
+                   " topic TEXT, state BLOB, UNIQUE (originator_id, version))")
+        payload, latencies = os.urandom(300), []
+        started = time.perf_counter()
+        while (now := time.perf_counter()) - started < seconds:
+            db.execute("BEGIN")
+            db.execute("INSERT INTO events (originator_id, version, topic, state) VALUES (?,?,?,?)",
+                       (os.urandom(16), 1, "domain.message:Message.MessagePosted", payload))
+            db.execute("COMMIT")
+            latencies.append(time.perf_counter() - now)
+        elapsed = time.perf_counter() - started
+        db.close()
+    ms = [x * 1000 for x in latencies]
+    return Run(f"raw SQLite append ({synchronous})", "1 thread", 1, round(elapsed, 2), len(ms), 0, round(len(ms) / elapsed, 1),
+               round(percentile(ms, 0.5), 2), round(percentile(ms, 0.95), 2), round(percentile(ms, 0.99), 2), round(max(ms), 2))
+
+
 def markdown(runs: list[Run]) -> str:
-    ceilings = {r.clients: r.per_second for r in runs if r.target != "chronicle"}
+    ceilings = {r.clients: r.per_second for r in runs if r.target.startswith("trivial")}
     rows = [
         "| target | load | clients | requests | errors | req/s | vs ceiling | p50 ms | p95 ms | p99 ms | read model catch-up ms | read-after-write p50 / p99 ms | server RSS MB | server CPU s |",
         "|" + "---|" * 14,
@@ -282,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.pin and args.engine == "wrk":
         PIN.update(server={0}, load={1})
-    runs: list[Run] = []
+    runs: list[Run] = [] if args.no_ceiling else [sqlite_appends(min(args.seconds, 5.0))]
     for clients in args.clients:
         if not args.no_ceiling:
             runs.append(ceiling(args.engine, clients, args.sessions, args.seconds, args.max_requests))

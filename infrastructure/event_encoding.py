@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 import msgspec
 from eventsourcing.persistence import Transcoder, TranscodingNotRegisteredError
@@ -35,7 +35,18 @@ def _tag(value: Any) -> Any:
     raise TranscodingNotRegisteredError(f"Object of type {kind} is not serializable.")
 
 
-_UNTAG = {"uuid_hex": UUID, "datetime_iso": datetime.fromisoformat, "decimal_str": Decimal}
+def _uuid_from_hex(text: str) -> UUID:
+    """`UUID(hex)` without its parsing of URN prefixes, braces and dashes (≈ 5 µs → ≈ 1 µs; a
+    message event holds two UUIDs): the encoder always writes 32 hex digits."""
+    if len(text) != 32:
+        return UUID(text)
+    uuid = object.__new__(UUID)
+    object.__setattr__(uuid, "int", int(text, 16))
+    object.__setattr__(uuid, "is_safe", SafeUUID.unknown)
+    return uuid
+
+
+_UNTAG = {"uuid_hex": _uuid_from_hex, "datetime_iso": datetime.fromisoformat, "decimal_str": Decimal}
 
 
 def _untag(value: Any) -> Any:

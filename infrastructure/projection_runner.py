@@ -90,6 +90,7 @@ class ProjectionRunner:
             return 0
         events = [(n.id, self._app.mapper.to_domain_event(n)) for n in notifications]
         first, last = events[0][0], events[-1][0]
+        kinds = {type(event) for _, event in events}
         advanced: dict[str, int] = {}
         with self._store.transaction() as tx:
             current = tx.positions()
@@ -97,7 +98,10 @@ class ProjectionRunner:
                 position = current.get(projector.name, 0)
                 if position < first - 1 or position >= last:
                     continue  # reset or advanced by another process meanwhile
-                advanced[projector.name] = self._apply(tx, projector, events, position)
+                if kinds.isdisjoint(projector.handlers):
+                    advanced[projector.name] = last  # nothing in this batch for it
+                else:
+                    advanced[projector.name] = self._apply(tx, projector, events, position)
             tx.set_positions({name: at for name, at in advanced.items() if at > current.get(name, 0)})
         if tx.published:
             self.on_publish(tx.published)
