@@ -49,6 +49,16 @@ def test_group_commit_of_100_posts(benchmark, side):
     benchmark(group)
 
 
+def test_one_post_alone(benchmark, side):
+    """One post with nothing to group it with: load the session (cached), decide, save and fsync."""
+    counter = itertools.count()
+
+    def post() -> None:
+        side.bus.execute_now(PostMessage(side.session.id, side.owner.id, f"message {next(counter)}"), "bench")
+
+    benchmark(post)
+
+
 def test_project_1000_posts(benchmark, side):
     """Applying a batch of 1,000 message events to every read model in one transaction."""
     for _ in range(10):

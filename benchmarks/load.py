@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import aiohttp
+import httpx
 
 from tests.e2e.server import Server, free_port
 
@@ -50,6 +51,8 @@ class Run:
     read_model_catch_up_ms: float | None = None
     read_after_write_p50_ms: float | None = None
     read_after_write_p99_ms: float | None = None
+    projection_lag_p50_ms: float | None = None
+    projection_lag_p99_ms: float | None = None
     server_rss_mb: float | None = None
     server_cpu_seconds: float | None = None
 
@@ -67,6 +70,31 @@ def _proc_stat(pid: int) -> tuple[float, float]:
     )
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def lag_buckets(url: str) -> dict[float, float]:
+    """The server's `chronicle_projection_lag_seconds` histogram: cumulative count per bound."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith("chronicle_projection_lag_seconds_bucket{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def lag_percentiles(before: dict[float, float], after: dict[float, float]) -> tuple[float | None, float | None]:
+    """p50 and p99 of the projection lag between two snapshots, in ms, as the upper bound of
+    the histogram bucket they fall in (1, 2, 5, 10, 20, 50 ms, …)."""
+    counts = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
+    total = counts[-1][1] if counts else 0
+    if not total:
+        return None, None
+
+    def at(q: float) -> float:
+        return next(bound for bound, count in counts if count >= q * total) * 1000
+
+    return at(0.5), at(0.99)
 
 
 # --- load engines ---------------------------------------------------------------------------
@@ -206,8 +234,10 @@ def chronicle(engine: str, clients: int, sessions: int, seconds: float, max_requ
             targets = asyncio.run(_users_and_sessions(server.url, sessions))
             _pin(server.process.pid, "server")
             _, cpu_before = _proc_stat(server.process.pid)
+            lag_before = lag_buckets(server.url)
             raw = _load(engine, server.url, targets, clients, seconds, max_requests)
             rss, cpu_after = _proc_stat(server.process.pid)
+            lag_p50, lag_p99 = lag_percentiles(lag_before, lag_buckets(server.url))
             catch_up, ryw = asyncio.run(_read_side(server.url, targets))
         finally:
             server.stop()
@@ -216,7 +246,7 @@ def chronicle(engine: str, clients: int, sessions: int, seconds: float, max_requ
         "chronicle", engine, clients, round(raw["elapsed"], 2), raw["requests"], raw["errors"],
         round(raw["requests"] / raw["elapsed"], 1), round(raw["p50"], 2), round(raw["p95"], 2), round(raw["p99"], 2),
         round(raw["max"], 2), round(catch_up * 1000, 2), round(statistics.median(ryw_ms), 2),
-        round(percentile(ryw_ms, 0.99), 2), round(rss, 1), round(cpu_after - cpu_before, 2),
+        round(percentile(ryw_ms, 0.99), 2), lag_p50, lag_p99, round(rss, 1), round(cpu_after - cpu_before, 2),
     )
 
 
@@ -280,15 +310,16 @@ def sqlite_appends(seconds: float, synchronous: str = "FULL") -> Run:
 def markdown(runs: list[Run]) -> str:
     ceilings = {r.clients: r.per_second for r in runs if r.target.startswith("trivial")}
     rows = [
-        "| target | load | clients | requests | errors | req/s | vs ceiling | p50 ms | p95 ms | p99 ms | read model catch-up ms | read-after-write p50 / p99 ms | server RSS MB | server CPU s |",
-        "|" + "---|" * 14,
+        "| target | load | clients | requests | errors | req/s | vs ceiling | p50 ms | p95 ms | p99 ms | projection lag p50 / p99 ms (≤ bucket) | read model catch-up ms | read-after-write p50 / p99 ms | server RSS MB | server CPU s |",
+        "|" + "---|" * 15,
     ]
     for r in runs:
         ratio = f"{r.per_second / ceilings[r.clients]:.0%}" if r.target == "chronicle" and ceilings.get(r.clients) else "—"
         ryw = "—" if r.read_after_write_p50_ms is None else f"{r.read_after_write_p50_ms} / {r.read_after_write_p99_ms}"
+        lag = "—" if r.projection_lag_p50_ms is None else f"{r.projection_lag_p50_ms:g} / {r.projection_lag_p99_ms:g}"
         rows.append(
             f"| {r.target} | {r.engine} | {r.clients} | {r.requests:,} | {r.errors} | {r.per_second:,.0f} | {ratio} | {r.p50_ms} | "
-            f"{r.p95_ms} | {r.p99_ms} | {r.read_model_catch_up_ms if r.read_model_catch_up_ms is not None else '—'} | {ryw} | "
+            f"{r.p95_ms} | {r.p99_ms} | {lag} | {r.read_model_catch_up_ms if r.read_model_catch_up_ms is not None else '—'} | {ryw} | "
             f"{r.server_rss_mb} | {r.server_cpu_seconds} |"
         )
     return "\n".join(rows)

@@ -23,7 +23,7 @@ from pathlib import Path
 import aiohttp
 import msgspec
 
-from benchmarks.load import _proc_stat, _users_and_sessions, percentile
+from benchmarks.load import _proc_stat, _users_and_sessions, lag_buckets, lag_percentiles, percentile
 from tests.e2e.server import Server
 
 
@@ -50,6 +50,8 @@ class FanoutResult:
     delivery_p50_ms: float
     delivery_p99_ms: float
     delivery_max_ms: float
+    projection_lag_p50_ms: float | None
+    projection_lag_p99_ms: float | None
     server_rss_mb: float
     server_cpu_seconds: float
 
@@ -139,8 +141,10 @@ def run(subscribers: int, sessions: int, rate: float, seconds: float) -> FanoutR
         server = Server(Path(tmp), env={"CHRONICLE_RATE_LIMIT_POSTS": "0", "CHRONICLE_RATE_LIMIT_LOGIN": "0"}).start()
         try:
             pid = server.process.pid
+            lag_before = lag_buckets(server.url)
             raw = asyncio.run(_run(server.url, subscribers, sessions, rate, seconds, lambda: _proc_stat(pid)[1]))
             rss, _ = _proc_stat(pid)
+            lag = lag_percentiles(lag_before, lag_buckets(server.url))
         finally:
             server.stop()
     delays = raw["delays"]
@@ -148,7 +152,7 @@ def run(subscribers: int, sessions: int, rate: float, seconds: float) -> FanoutR
         subscribers, sessions, rate, raw["posted"], raw["errors"], round(raw["posted"] / raw["posting"], 1),
         raw["expected"], raw["delivered"], raw["lost"], raw["duplicates"], round(raw["delivered"] / raw["posting"], 1),
         round(statistics.median(delays), 2) if delays else float("nan"), round(percentile(delays, 0.99), 2),
-        round(max(delays, default=float("nan")), 2), round(rss, 1), round(raw["cpu"], 2),
+        round(max(delays, default=float("nan")), 2), *lag, round(rss, 1), round(raw["cpu"], 2),
     )
 
 
@@ -161,11 +165,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     result = run(args.subscribers, args.sessions, args.rate, args.seconds)
-    print("| subscribers | sessions | posts/s (target) | frames delivered/s | lost | duplicated | delivery p50 ms | p99 ms | max ms | server RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| subscribers | sessions | posts/s (target) | frames delivered/s | lost | duplicated | delivery p50 ms | p99 ms | max ms | projection lag p50 / p99 ms (≤ bucket) | server RSS MB | server CPU s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {result.subscribers} | {result.sessions} | {result.posts_per_second:,.0f} ({result.target_rate:,.0f}) | "
           f"{result.frames_per_second:,.0f} | {result.frames_lost} | {result.frames_duplicated} | {result.delivery_p50_ms} | "
-          f"{result.delivery_p99_ms} | {result.delivery_max_ms} | {result.server_rss_mb} |")
+          f"{result.delivery_p99_ms} | {result.delivery_max_ms} | {result.projection_lag_p50_ms} / {result.projection_lag_p99_ms} | "
+          f"{result.server_rss_mb} | {result.server_cpu_seconds} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(asdict(result), indent=2))

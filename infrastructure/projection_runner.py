@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,13 +47,18 @@ class ProjectionRunner:
         batch_size: int = 2000,
         on_progress: Callable[[dict[str, int]], None] = lambda positions: None,
         on_publish: Callable[[list[tuple[str, bytes]]], None] = lambda published: None,
+        on_lag: Callable[[float], None] = lambda seconds: None,
     ) -> None:
+        """`on_lag(seconds)` hears, for every commit the bus announced through `wake(position)`,
+        how long after it every healthy projector had that position in the read store."""
         self._app = app
         self._store = store
         self.projectors = list(projectors)
         self._batch_size = batch_size
         self.on_progress = on_progress
         self.on_publish = on_publish
+        self.on_lag = on_lag
+        self._commits: deque[tuple[int, float]] = deque(maxlen=100_000)
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,7 +114,15 @@ class ProjectionRunner:
         self._known = self._reported = {p.name: max(advanced.get(p.name, 0), current.get(p.name, 0)) for p in self.projectors}
         if advanced:
             self.on_progress(advanced)
+            self._report_lag()
         return len(events)
+
+    def _report_lag(self) -> None:
+        assert self._known is not None
+        reached = min((at for name, at in self._known.items() if name not in self.failures), default=0)
+        now = time.monotonic()
+        while self._commits and self._commits[0][0] <= reached:
+            self.on_lag(now - self._commits.popleft()[1])
 
     def _healthy(self) -> list[Projector]:
         return [p for p in self.projectors if p.name not in self.failures]
@@ -162,6 +176,9 @@ class ProjectionRunner:
             progress(min(self.positions().values(), default=0), self.head())
 
     def wake(self, position: int = 0) -> None:
+        """Called by the command bus after each commit, with the commit's last position."""
+        if position:
+            self._commits.append((position, time.monotonic()))
         self._wakeup.set()
 
     def start(self) -> None:

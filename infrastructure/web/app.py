@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             loop.call_soon_threadsafe(worker.wake)
 
         write.bus.on_commit = committed
+        write.runner.on_lag = health.PROJECTION_LAG.observe
         write.runner.start()
         write.bus.start()
         engine.start()

@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import msgspec
 from litestar import Controller, Response, get
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -16,6 +16,10 @@ from infrastructure.bootstrap import WriteSide
 from infrastructure.web.read_your_writes import ProjectionProgress
 
 READY_LAG = 1000
+PROJECTION_LAG = Histogram(
+    "chronicle_projection_lag_seconds", "Time from a commit until every healthy read model has it",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+)
 
 
 class ProjectionHealth(msgspec.Struct):

@@ -113,3 +113,17 @@ def test_health_metrics_and_openapi(anon):
     assert metrics.status_code == 200 and "chronicle_projection_lag_events" in metrics.text
     schema = anon.get("/schema/openapi.json")
     assert schema.status_code == 200 and "/api/sessions/{session_id}/messages" in schema.json()["paths"]
+
+
+def _lag_observations(anon) -> float:
+    line = next(l for l in anon.get("/metrics").text.splitlines() if l.startswith("chronicle_projection_lag_seconds_count"))
+    return float(line.rsplit(" ", 1)[1])
+
+
+def test_metrics_time_each_commit_until_the_read_models_have_it(new_user, anon):
+    ann, _ = new_user("ann")
+    before = _lag_observations(anon)
+    sid = ann.post("/api/sessions", {"title": "Lag"}).json()["id"]
+    posted = ann.post(f"/api/sessions/{sid}/messages", {"content": "measured"}).json()
+    assert ann.get(f"/api/sessions/{sid}/messages", params={"after_position": posted["position"]}).status_code == 200
+    assert _lag_observations(anon) >= before + 2  # the session's start and the post
