@@ -77,8 +77,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--session-messages", type=int, default=10_000)
     parser.add_argument("--other-events", type=int, default=90_000)
+    parser.add_argument("--json", type=Path, help="also write the result here as JSON")
     args = parser.parse_args()
-    print(json.dumps(run(args.session_messages, args.other_events), indent=2))
+    result = run(args.session_messages, args.other_events)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ start with one at the end.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -50,8 +51,12 @@ def measure(messages: int, repeats: int = 20) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--json", type=Path, help="also write the result here as JSON")
     args = parser.parse_args()
     result = measure(args.messages)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
     print("| messages in the session | µs per post near message 10 | µs per post at the end | ratio |")
     print("|---|---|---|---|")
     print(f"| {result['messages']:,} | {result['early_us_per_post']} | {result['late_us_per_post']} | {result['ratio']} |")

@@ -54,8 +54,13 @@ def run(events: int, sessions: int = 50) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--json", type=Path, help="also write the result here as JSON")
     args = parser.parse_args()
-    print(json.dumps(run(args.events), indent=2))
+    result = run(args.events)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
