@@ -63,13 +63,29 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def _proc_stat(pid: int) -> tuple[float, float]:
-    """RSS in MB and CPU seconds (user + system) of a process and its threads."""
-    rss = next(
-        (int(line.split()[1]) / 1024 for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS:")),
-        float("nan"),
-    )
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """RSS in MB and CPU seconds (user + system) of a process and its descendants (the server's
+    projection process, conversion forkserver and jobs), all threads included."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    rss = cpu = 0.0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        rss += next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0.0)
+        cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return rss, cpu
 
 
 def lag_buckets(url: str) -> dict[float, float]:
@@ -100,7 +116,8 @@ def lag_percentiles(before: dict[float, float], after: dict[float, float]) -> tu
 # --- load engines ---------------------------------------------------------------------------
 
 PIN = {"server": None, "load": None}
-"""CPU sets for the server and the load generator (`--pin`), so they do not compete for a core."""
+"""CPU sets for the server and the load generator (`--pin`), so they do not compete for a core.
+The server's projection process is left unpinned: it shares the load generator's core."""
 
 
 def _pin(pid: int, role: str) -> None:

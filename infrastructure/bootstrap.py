@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from application import accounts, assistant, chat, documents
 from application.chronicle import Chronicle
@@ -23,7 +24,10 @@ class WriteSide:
     app: Chronicle
     bus: CommandBus
     read_store: SQLiteReadStore
-    runner: ProjectionRunner
+    runner: Any
+    """A `ProjectionRunner` (a thread of this process: the CLI) or, in the server, a
+    `ProjectionProcess` with the same interface. (`Any`: Litestar converts this dataclass
+    with msgspec, which takes no union of two classes.)"""
     reader: Chronicle
     """The event store for reads outside the command bus (login, the chat engine): uncached."""
     blobs: BlobStore

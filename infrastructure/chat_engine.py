@@ -152,26 +152,33 @@ class ChatEngine:
         """Reads (in a worker thread) the user messages after `after` that sessions with the
         assistant on still wait on, and the position the scan reached. Only the topics that
         matter are read; each session's assistant setting is learnt from its events as they
-        pass, and loaded once from the store for a session started before the scan began."""
+        pass (so a message is answered by the setting in force when it was posted), and loaded
+        once from the store for a session started before the scan began. What a scan learnt
+        is kept only if the scan completes, so a scan that fails is repeated from scratch."""
         recorder, mapper = self._app.recorder, self._app.mapper
         head = recorder.max_notification_id() or 0
         notifications = recorder.select_notifications(start=after + 1, limit=_SCAN_LIMIT, stop=head, topics=_TOPICS)
+        learnt: dict[UUID, bool] = {}
         found: list[tuple[Any, int]] = []
         for notification in notifications:
             event = mapper.to_domain_event(notification)
             if notification.topic != _POSTED:
-                self._assistant_on[event.originator_id] = event.assistant
-            elif event.role == "user" and self._assistant_in(event.session_id) and not self._answered(event.originator_id):
+                learnt[event.originator_id] = event.assistant
+            elif event.role == "user" and self._assistant_in(event.session_id, learnt) and not self._answered(event.originator_id):
                 found.append((event, notification.id))
+        self._assistant_on.update(learnt)
         return found, head if len(notifications) < _SCAN_LIMIT else notifications[-1].id
 
-    def _assistant_in(self, session_id: UUID) -> bool:
+    def _assistant_in(self, session_id: UUID, learnt: dict[UUID, bool]) -> bool:
+        if session_id in learnt:
+            return learnt[session_id]
         if session_id not in self._assistant_on:
             try:
                 session = self._app.repository.get(session_id)
             except AggregateNotFoundError:
                 return False
-            self._assistant_on[session_id] = isinstance(session, ChatSession) and session.assistant
+            learnt[session_id] = isinstance(session, ChatSession) and session.assistant
+            return learnt[session_id]
         return self._assistant_on[session_id]
 
     def _answered(self, message_id: UUID) -> bool:

@@ -59,6 +59,7 @@ class ProjectionRunner:
         self.on_publish = on_publish
         self.on_lag = on_lag
         self._commits: deque[tuple[int, float]] = deque(maxlen=100_000)
+        self._reached = 0
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -113,13 +114,13 @@ class ProjectionRunner:
             self.on_publish(tx.published)
         self._known = self._reported = {p.name: max(advanced.get(p.name, 0), current.get(p.name, 0)) for p in self.projectors}
         if advanced:
-            self.on_progress(advanced)
             self._report_lag()
+            self.on_progress(advanced)
         return len(events)
 
     def _report_lag(self) -> None:
         assert self._known is not None
-        reached = min((at for name, at in self._known.items() if name not in self.failures), default=0)
+        reached = self._reached = min((at for name, at in self._known.items() if name not in self.failures), default=0)
         now = time.monotonic()
         while self._commits and self._commits[0][0] <= reached:
             self.on_lag(now - self._commits.popleft()[1])
@@ -175,24 +176,37 @@ class ProjectionRunner:
         while self.catch_up_once():
             progress(min(self.positions().values(), default=0), self.head())
 
-    def wake(self, position: int = 0) -> None:
-        """Called by the command bus after each commit, with the commit's last position."""
+    def wake(self, position: int = 0, committed_at: float | None = None) -> None:
+        """Called by the command bus after each commit, with the commit's last position (and,
+        from another process, the `time.monotonic()` of the commit)."""
         if position:
-            self._commits.append((position, time.monotonic()))
+            committed_at = time.monotonic() if committed_at is None else committed_at
+            if position <= self._reached:
+                self.on_lag(max(0.0, time.monotonic() - committed_at))  # applied before the wake-up came
+            else:
+                self._commits.append((position, committed_at))
         self._wakeup.set()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="projection-runner", daemon=True)
+        self._thread = threading.Thread(target=self.run, name="projection-runner", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stop_soon(self) -> None:
         self._stopping.set()
         self._wakeup.set()
+
+    def stop(self) -> None:
+        self.stop_soon()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """Follows the log until `stop`: in a thread of its own (`start`) or a process's main thread."""
         backoff = 0.1
         while not self._stopping.is_set():
             self._wakeup.clear()

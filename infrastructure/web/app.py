@@ -31,6 +31,7 @@ from infrastructure.conversion_jobs import JobLimits
 from infrastructure.conversion_worker import ConversionWorker
 from infrastructure.local_assistant import LocalAssistant
 from infrastructure.openai_assistant import OpenAIAssistant
+from infrastructure.projection_process import ProjectionProcess
 from infrastructure.read_store import AioSQLiteReadConnection, SQLiteReadStore
 from infrastructure.media_types import MediaTypeSniffer
 from infrastructure.settings import Settings
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         write = bootstrap(settings)
+        write.runner = ProjectionProcess(settings, write.reader, write.read_store, write.runner.projectors)
         progress = ProjectionProgress(write.runner.positions(), settings.read_wait_seconds)
         write.runner.on_progress = lambda advanced: loop.call_soon_threadsafe(progress.update, advanced)
         db = await AioSQLiteReadConnection.open(settings.read_store_path)
