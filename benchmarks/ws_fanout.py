@@ -57,8 +57,8 @@ class FanoutResult:
 
 
 async def _run(url: str, subscribers: int, sessions: int, rate: float, seconds: float, cpu: Callable[[], float] = lambda: 0.0) -> dict:
-    """`cpu()` reads the server's CPU seconds: sampled around the posting phase only (setting up
-    users hashes passwords, which is not what is measured)."""
+    """`cpu()` reads the server's CPU seconds; it and the projection lag are sampled around the
+    posting phase only (setting up users hashes passwords, which is not what is measured)."""
     targets = await _users_and_sessions(url, sessions)
     acked: dict[int, float] = {}          # position -> time its 201 arrived
     session_of: dict[int, int] = {}       # position -> session index
@@ -112,10 +112,11 @@ async def _run(url: str, subscribers: int, sessions: int, rate: float, seconds: 
         tasks = [asyncio.create_task(subscriber(k)) for k in range(subscribers)]
         await asyncio.wait_for(ready.wait(), 60)
         posters = max(sessions, 1)
-        began, cpu_began = time.perf_counter(), cpu()
+        began, cpu_began, lag_began = time.perf_counter(), cpu(), lag_buckets(url)
         await asyncio.gather(*(poster(n, posters) for n in range(posters)))
         posting, cpu_used = time.perf_counter() - began, cpu() - cpu_began
         await asyncio.sleep(2.0)  # let the last frames arrive
+        lag = lag_percentiles(lag_began, lag_buckets(url))
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -133,7 +134,7 @@ async def _run(url: str, subscribers: int, sessions: int, rate: float, seconds: 
             else:
                 lost += 1
     return {"posted": len(acked), "errors": len(errors), "posting": posting, "expected": expected,
-            "delivered": delivered, "lost": lost, "duplicates": duplicates, "delays": delays, "cpu": cpu_used}
+            "delivered": delivered, "lost": lost, "duplicates": duplicates, "delays": delays, "cpu": cpu_used, "lag": lag}
 
 
 def run(subscribers: int, sessions: int, rate: float, seconds: float) -> FanoutResult:
@@ -141,10 +142,8 @@ def run(subscribers: int, sessions: int, rate: float, seconds: float) -> FanoutR
         server = Server(Path(tmp), env={"CHRONICLE_RATE_LIMIT_POSTS": "0", "CHRONICLE_RATE_LIMIT_LOGIN": "0"}).start()
         try:
             pid = server.process.pid
-            lag_before = lag_buckets(server.url)
             raw = asyncio.run(_run(server.url, subscribers, sessions, rate, seconds, lambda: _proc_stat(pid)[1]))
             rss, _ = _proc_stat(pid)
-            lag = lag_percentiles(lag_before, lag_buckets(server.url))
         finally:
             server.stop()
     delays = raw["delays"]
@@ -152,7 +151,7 @@ def run(subscribers: int, sessions: int, rate: float, seconds: float) -> FanoutR
         subscribers, sessions, rate, raw["posted"], raw["errors"], round(raw["posted"] / raw["posting"], 1),
         raw["expected"], raw["delivered"], raw["lost"], raw["duplicates"], round(raw["delivered"] / raw["posting"], 1),
         round(statistics.median(delays), 2) if delays else float("nan"), round(percentile(delays, 0.99), 2),
-        round(max(delays, default=float("nan")), 2), *lag, round(rss, 1), round(raw["cpu"], 2),
+        round(max(delays, default=float("nan")), 2), *raw["lag"], round(rss, 1), round(raw["cpu"], 2),
     )
 
 

@@ -23,6 +23,7 @@ import multiprocessing
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -50,7 +51,9 @@ class ProjectionProcess:
         self.on_progress: Callable[[dict[str, int]], None] = lambda positions: None
         self.on_publish: Callable[[list[tuple[str, bytes]]], None] = lambda published: None
         self.on_lag: Callable[[float], None] = lambda seconds: None
-        self._send_lock = threading.Lock()
+        self.on_restart: Callable[[], None] = lambda: None
+        self._wakes: deque[Any] = deque(maxlen=10_000)
+        self._wake_signal = threading.Event()
         self._connection: Connection | None = None
         self._process: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -60,7 +63,11 @@ class ProjectionProcess:
     def failures(self) -> dict[str, ProjectionFailure]:
         """Read from the read store's `projection_failures`, where the child records them (and a
         rebuild clears them) in the same transactions as positions."""
-        return {name: ProjectionFailure(position, error) for name, (position, error) in self._store.failures().items()}
+        names = {p.name for p in self.projectors}
+        return {
+            name: ProjectionFailure(position, error)
+            for name, (position, error) in self._store.failures().items() if name in names
+        }
 
     def head(self) -> int:
         return self._app.recorder.max_notification_id() or 0
@@ -70,15 +77,22 @@ class ProjectionProcess:
         return {p.name: known.get(p.name, 0) for p in self.projectors}
 
     def wake(self, position: int = 0) -> None:
-        """Called by the command bus after each commit (from its thread), and after rebuilds."""
-        connection = self._connection
-        if connection is None:
-            return
-        try:
-            with self._send_lock:
-                connection.send((position, time.monotonic()))
-        except (OSError, ValueError):
-            pass  # the child is gone; it is being started again and reads the log from its positions
+        """Called by the command bus after each commit (from its thread), and after rebuilds.
+        Never blocks: a sender thread passes the wake-ups on, so a child that is starting,
+        restarting or slow cannot hold up commits (beyond 10,000 queued, the oldest lag samples
+        are dropped; the child reads the log from its positions anyway)."""
+        self._wakes.append((position, time.monotonic()))
+        self._wake_signal.set()
+
+    def _send_wakes(self, connection: Connection) -> None:
+        while not self._stopping and self._connection is connection:
+            self._wake_signal.wait()
+            self._wake_signal.clear()
+            try:
+                while self._wakes:
+                    connection.send(self._wakes.popleft())
+            except Exception:  # noqa: BLE001 - the child is gone; the listener restarts it
+                return
 
     def start(self) -> None:
         """Starts the child; what it sends is handled on the running event loop."""
@@ -93,6 +107,8 @@ class ProjectionProcess:
         child.close()
         self._connection = parent
         threading.Thread(target=self._listen, args=(parent,), name="projection-reports", daemon=True).start()
+        threading.Thread(target=self._send_wakes, args=(parent,), name="projection-wakes", daemon=True).start()
+        self._wake_signal.set()
 
     def _listen(self, connection: Connection) -> None:
         """Reads the child's reports in a thread (a report may be megabytes of frames) and
@@ -113,11 +129,8 @@ class ProjectionProcess:
 
     def _handle(self, report: tuple[Any, ...]) -> None:
         kind, *body = report
-        if kind == "batch":
-            advanced, published, lags, self.error = body
-        else:
-            advanced, published, lags = {}, [], []
-            (self.error,) = body
+        *details, self.error = body
+        advanced, published, lags = details if kind == "batch" else ({}, [], [])
         if published:
             self.on_publish(published)
         if advanced:
@@ -126,29 +139,35 @@ class ProjectionProcess:
             self.on_lag(seconds)
 
     def _lost(self, connection: Connection) -> None:
+        """The child is gone. Frames of a batch it committed but had not yet reported never
+        reach live subscribers this way: `on_restart` has the streams replay from their
+        position (the frames are in the feed tables)."""
         assert self._loop is not None
-        connection.close()
         if self._connection is connection:
             self._connection = None
+        self._wake_signal.set()  # the sender sees the connection is gone and ends
         if self._stopping:
             return
+        self._process.join(0)
         self.error = "the projection process exited; starting it again"
         log.error("the projection process exited with %s; starting it again", self._process.exitcode)
+        self.on_restart()
         self._loop.call_later(RESTART_SECONDS, self._restart)
 
     def _restart(self) -> None:
         if not self._stopping:
             self._process.join(0)
             self._spawn()
+            self.on_restart()  # and once more for what the new child reports as it catches up
 
     def stop(self) -> None:
         self._stopping = True
-        connection = self._connection
+        connection, self._connection = self._connection, None
+        self._wake_signal.set()
         if connection is not None:
             try:
-                with self._send_lock:
-                    connection.send(_STOP)
-            except (OSError, ValueError):
+                connection.send(_STOP)
+            except Exception:  # noqa: BLE001 - gone already, or the sender is stuck: the join decides
                 pass
         if self._process is not None:
             self._process.join(10)
@@ -157,7 +176,6 @@ class ProjectionProcess:
                 self._process.join()
         if connection is not None:
             connection.close()
-        self._connection = None
 
 
 def _child_main(settings: Settings, connection: Connection) -> None:
@@ -166,30 +184,36 @@ def _child_main(settings: Settings, connection: Connection) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with the server
     except (OSError, AttributeError):
         pass
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, signal.SIG_IGN)  # the server stops it through the pipe, or takes it along
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     from infrastructure.bootstrap import bootstrap
 
     write = bootstrap(settings)
     runner = write.runner
+    signal.signal(signal.SIGTERM, lambda number, frame: runner.stop_soon())
     send_lock = threading.Lock()
-    pending: dict[str, Any] = {"published": [], "lags": []}
+    published: list[tuple[str, bytes]] = []
+    lags: list[float] = []
+    reported: dict[str, str | None] = {"error": None}
 
-    def send(message: Any) -> None:
+    def send(kind: str, *body: Any, error: str | None) -> None:
         with send_lock:
-            connection.send(message)
+            reported["error"] = error
+            connection.send((kind, *body, error))
 
-    def health() -> str | None:
-        return runner.error
+    def lagged(seconds: float) -> None:
+        with send_lock:
+            lags.append(seconds)
 
-    runner.on_publish = pending["published"].extend
-    runner.on_lag = pending["lags"].append
+    runner.on_publish = published.extend
+    runner.on_lag = lagged
 
     def progressed(advanced: dict[str, int]) -> None:
-        published, lags = pending["published"][:], pending["lags"][:]
-        pending["published"].clear()
-        pending["lags"].clear()
-        send(("batch", advanced, published, lags, health()))
+        """A batch committed: whatever failed before is over (the runner clears `error` next)."""
+        with send_lock:
+            frames, samples = published[:], lags[:]
+            published.clear()
+            lags.clear()
+        send("batch", advanced, frames, samples, error=None)
 
     runner.on_progress = progressed
 
@@ -205,18 +229,15 @@ def _child_main(settings: Settings, connection: Connection) -> None:
         runner.stop_soon()
 
     def watch_health() -> None:
-        """An error that no batch carries (a batch that failed as a whole, or its recovery)
+        """A batch that failed as a whole sets an error that no batch report carries: it
         reaches the parent within half a second."""
-        reported = health()
         while not runner.stopping:
             time.sleep(0.5)
-            now = health()
-            if now != reported:
+            if runner.error is not None and runner.error != reported["error"]:
                 try:
-                    send(("health", now))
+                    send("health", error=runner.error)
                 except OSError:
                     return
-                reported = now
 
     threading.Thread(target=listen, name="projection-wakes", daemon=True).start()
     threading.Thread(target=watch_health, name="projection-health", daemon=True).start()

@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
         write.bus.on_commit = committed
         write.runner.on_lag = health.PROJECTION_LAG.observe
+        write.runner.on_restart = streams.replay_missed_frames
         write.runner.start()
         write.bus.start()
         engine.start()

@@ -35,26 +35,32 @@ class PrincipalCache:
     def __init__(self, db: ReadConnection) -> None:
         self._db = db
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._forgotten = 0
 
     def forget(self, user_id: str) -> None:
-        """The user's role or disabled state changed (committed): the next request reads it."""
+        """The user's role, disabled state or quota changed (committed): the next request reads
+        it. A read already in flight may predate the change, so it is not cached (below)."""
         self._cache.pop(user_id, None)
+        self._forgotten += 1
 
     async def principal(self, token: Token) -> Principal | None:
         now = time.monotonic()
         cached = self._cache.get(token.sub)
         if cached is not None and cached[0] > now:
             return cached[1]
+        forgotten = self._forgotten
         row = await principal_of(self._db, token.sub)
         if row is None:
             # Registered but not yet projected: the token's own claim stands meanwhile.
-            principal = Principal(UUID(token.sub), str(token.extras.get("role", "user")))
-            self._cache[token.sub] = (now + 0.5, principal)
-            return principal
-        principal = None if row["disabled"] else Principal(UUID(row["id"]), row["role"], row["messages_per_day"])
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[token.sub] = (now + self.TTL, principal)
+            principal: Principal | None = Principal(UUID(token.sub), str(token.extras.get("role", "user")))
+            ttl = 0.5
+        else:
+            principal = None if row["disabled"] else Principal(UUID(row["id"]), row["role"], row["messages_per_day"])
+            ttl = self.TTL
+        if forgotten == self._forgotten:  # no change was announced while the row was read
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[token.sub] = (now + ttl, principal)
         return principal
 
 

@@ -53,6 +53,18 @@ ACCESS_CHECK_SECONDS = 2.0
 BACKLOG_CHECK_SECONDS = 1.0
 
 
+REPLAY = b"replay"
+"""Put in a stream's queue: replay the stored frames after the last one sent."""
+_LIVE: set[Any] = set()
+
+
+def replay_missed_frames() -> None:
+    """Every open stream replays from its position: the projection process restarted, and the
+    frames of a batch it had committed but not reported were never published."""
+    for subscriber in list(_LIVE):
+        subscriber.put_nowait(REPLAY)
+
+
 def _queue_limit() -> int:
     return int(os.environ.get("CHRONICLE_WS_QUEUE", "").strip() or 1000)
 
@@ -91,6 +103,7 @@ async def _stream(
     `member.removed` frame: the stream closes with 4403 when the client may no longer see it."""
     channels: ChannelsPlugin = socket.app.state.channels
     subscriber = await channels.subscribe([channel])
+    _LIVE.add(subscriber)
     limit = _queue_limit()
     outcome: dict[str, tuple[int, str]] = {}
     last = after
@@ -115,21 +128,25 @@ async def _stream(
             return False
         return True
 
-    async def send() -> None:
-        """Replays, then forwards live frames straight from the channel's queue (which fills
-        from the moment of subscribing, replay included)."""
+    async def catch_up() -> bool:
+        """Sends the stored frames after the last one sent; False when the stream must end."""
         while True:
             rows = await replay(last)
             for row in rows:
                 if not await deliver(row["body"]):
-                    tg.cancel_scope.cancel()
-                    return
+                    return False
             if len(rows) < REPLAY_PAGE:
-                break
-        async for body in subscriber.iter_events():
-            if not await deliver(body):
-                tg.cancel_scope.cancel()
-                return
+                return True
+
+    async def send() -> None:
+        """Replays, then forwards live frames straight from the channel's queue (which fills
+        from the moment of subscribing, replay included); replays again when told that live
+        frames may have been lost."""
+        if await catch_up():
+            async for body in subscriber.iter_events():
+                if not await (catch_up() if body is REPLAY else deliver(body)):
+                    break
+        tg.cancel_scope.cancel()
 
     async def receive() -> None:
         """Answers application-level pings; returns when the client goes away."""
@@ -184,6 +201,7 @@ async def _stream(
             with anyio.move_on_after(CLOSE_TIMEOUT):
                 await socket.close(code, reason)  # waits until the client has read what was already sent
     finally:
+        _LIVE.discard(subscriber)
         await channels.unsubscribe(subscriber, channel)
 
 
