@@ -20,10 +20,11 @@ import asyncio
 import ctypes
 import logging
 import multiprocessing
+import os
 import signal
+import struct
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -37,7 +38,10 @@ from projections.projector import Projector
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
-_STOP = "stop"
+_WAKE = struct.Struct("qd")
+"""A wake-up, parent to child: the commit's last position and its `time.monotonic()`. Records
+are 16 bytes, so each `write` to the pipe is atomic (at most PIPE_BUF)."""
+_STOP = -1
 RESTART_SECONDS = 1.0
 
 
@@ -52,8 +56,7 @@ class ProjectionProcess:
         self.on_publish: Callable[[list[tuple[str, bytes]]], None] = lambda published: None
         self.on_lag: Callable[[float], None] = lambda seconds: None
         self.on_restart: Callable[[], None] = lambda: None
-        self._wakes: deque[Any] = deque(maxlen=10_000)
-        self._wake_signal = threading.Event()
+        self._wakes: Connection | None = None
         self._connection: Connection | None = None
         self._process: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -78,21 +81,17 @@ class ProjectionProcess:
 
     def wake(self, position: int = 0) -> None:
         """Called by the command bus after each commit (from its thread), and after rebuilds.
-        Never blocks: a sender thread passes the wake-ups on, so a child that is starting,
-        restarting or slow cannot hold up commits (beyond 10,000 queued, the oldest lag samples
-        are dropped; the child reads the log from its positions anyway)."""
-        self._wakes.append((position, time.monotonic()))
-        self._wake_signal.set()
-
-    def _send_wakes(self, connection: Connection) -> None:
-        while not self._stopping and self._connection is connection:
-            self._wake_signal.wait()
-            self._wake_signal.clear()
-            try:
-                while self._wakes:
-                    connection.send(self._wakes.popleft())
-            except Exception:  # noqa: BLE001 - the child is gone; the listener restarts it
-                return
+        Never blocks: the write end of the wake-up pipe is non-blocking, so a child that is
+        starting, restarting or behind cannot hold up commits. A wake-up that finds the pipe
+        full is dropped; the child reads the log from its positions anyway (only that lag
+        sample is lost)."""
+        wakes = self._wakes
+        if wakes is None:
+            return
+        try:
+            os.write(wakes.fileno(), _WAKE.pack(position, time.monotonic()))
+        except OSError:
+            pass  # full (BlockingIOError), or the child is gone and is being started again
 
     def start(self) -> None:
         """Starts the child; what it sends is handled on the running event loop."""
@@ -101,14 +100,17 @@ class ProjectionProcess:
 
     def _spawn(self) -> None:
         context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        self._process = context.Process(target=_child_main, args=(self._settings, child), name="chronicle-projections", daemon=True)
+        reports, child_reports = context.Pipe(duplex=False)
+        child_wakes, wakes = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_child_main, args=(self._settings, child_reports, child_wakes), name="chronicle-projections", daemon=True,
+        )
         self._process.start()
-        child.close()
-        self._connection = parent
-        threading.Thread(target=self._listen, args=(parent,), name="projection-reports", daemon=True).start()
-        threading.Thread(target=self._send_wakes, args=(parent,), name="projection-wakes", daemon=True).start()
-        self._wake_signal.set()
+        child_reports.close()
+        child_wakes.close()
+        os.set_blocking(wakes.fileno(), False)
+        self._connection, self._wakes = reports, wakes
+        threading.Thread(target=self._listen, args=(reports,), name="projection-reports", daemon=True).start()
 
     def _listen(self, connection: Connection) -> None:
         """Reads the child's reports in a thread (a report may be megabytes of frames) and
@@ -145,7 +147,7 @@ class ProjectionProcess:
         assert self._loop is not None
         if self._connection is connection:
             self._connection = None
-        self._wake_signal.set()  # the sender sees the connection is gone and ends
+            self._close_wakes()
         if self._stopping:
             return
         self._process.join(0)
@@ -160,26 +162,32 @@ class ProjectionProcess:
             self._spawn()
             self.on_restart()  # and once more for what the new child reports as it catches up
 
+    def _close_wakes(self) -> None:
+        wakes, self._wakes = self._wakes, None
+        if wakes is not None:
+            wakes.close()
+
     def stop(self) -> None:
+        """Asks the child to finish its batch and exit; kills it after 10 s."""
         self._stopping = True
         connection, self._connection = self._connection, None
-        self._wake_signal.set()
-        if connection is not None:
+        if self._wakes is not None:
             try:
-                connection.send(_STOP)
-            except Exception:  # noqa: BLE001 - gone already, or the sender is stuck: the join decides
-                pass
+                os.write(self._wakes.fileno(), _WAKE.pack(_STOP, 0.0))
+            except OSError:
+                pass  # the pipe is full or gone: the join below decides
         if self._process is not None:
             self._process.join(10)
             if self._process.is_alive():
                 self._process.kill()
                 self._process.join()
+        self._close_wakes()
         if connection is not None:
             connection.close()
 
 
-def _child_main(settings: Settings, connection: Connection) -> None:
-    """The child: an ordinary runner, reporting to the parent over `connection`."""
+def _child_main(settings: Settings, connection: Connection, wakes: Connection) -> None:
+    """The child: an ordinary runner, woken through `wakes`, reporting over `connection`."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with the server
     except (OSError, AttributeError):
@@ -218,15 +226,21 @@ def _child_main(settings: Settings, connection: Connection) -> None:
     runner.on_progress = progressed
 
     def listen() -> None:
+        """Until the parent says stop or goes away (end of file)."""
+        pending = b""
         try:
-            while True:
-                message = connection.recv()
-                if message == _STOP:
-                    break
-                runner.wake(*message)
-        except (EOFError, OSError):
+            while chunk := os.read(wakes.fileno(), _WAKE.size * 1024):
+                pending += chunk
+                whole = len(pending) - len(pending) % _WAKE.size
+                for position, committed_at in _WAKE.iter_unpack(pending[:whole]):
+                    if position == _STOP:
+                        return
+                    runner.wake(position, committed_at)
+                pending = pending[whole:]
+        except OSError:
             pass
-        runner.stop_soon()
+        finally:
+            runner.stop_soon()
 
     def watch_health() -> None:
         """A batch that failed as a whole sets an error that no batch report carries: it
