@@ -57,6 +57,9 @@ class ProjectionProcess:
         self.on_lag: Callable[[float], None] = lambda seconds: None
         self.on_restart: Callable[[], None] = lambda: None
         self._wakes: Connection | None = None
+        self._wakes_lock = threading.Lock()
+        """Held while writing to or closing the wake-up pipe: a write never lands on a closed
+        (and perhaps reused) descriptor."""
         self._connection: Connection | None = None
         self._process: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -85,13 +88,13 @@ class ProjectionProcess:
         starting, restarting or behind cannot hold up commits. A wake-up that finds the pipe
         full is dropped; the child reads the log from its positions anyway (only that lag
         sample is lost)."""
-        wakes = self._wakes
-        if wakes is None:
-            return
-        try:
-            os.write(wakes.fileno(), _WAKE.pack(position, time.monotonic()))
-        except OSError:
-            pass  # full (BlockingIOError), or the child is gone and is being started again
+        with self._wakes_lock:
+            if self._wakes is None:
+                return
+            try:
+                os.write(self._wakes.fileno(), _WAKE.pack(position, time.monotonic()))
+            except OSError:
+                pass  # full (BlockingIOError), or the child is gone and is being started again
 
     def start(self) -> None:
         """Starts the child; what it sends is handled on the running event loop."""
@@ -109,7 +112,8 @@ class ProjectionProcess:
         child_reports.close()
         child_wakes.close()
         os.set_blocking(wakes.fileno(), False)
-        self._connection, self._wakes = reports, wakes
+        with self._wakes_lock:
+            self._connection, self._wakes = reports, wakes
         threading.Thread(target=self._listen, args=(reports,), name="projection-reports", daemon=True).start()
 
     def _listen(self, connection: Connection) -> None:
@@ -163,19 +167,21 @@ class ProjectionProcess:
             self.on_restart()  # and once more for what the new child reports as it catches up
 
     def _close_wakes(self) -> None:
-        wakes, self._wakes = self._wakes, None
-        if wakes is not None:
-            wakes.close()
+        with self._wakes_lock:
+            if self._wakes is not None:
+                self._wakes.close()
+                self._wakes = None
 
     def stop(self) -> None:
         """Asks the child to finish its batch and exit; kills it after 10 s."""
         self._stopping = True
         connection, self._connection = self._connection, None
-        if self._wakes is not None:
-            try:
-                os.write(self._wakes.fileno(), _WAKE.pack(_STOP, 0.0))
-            except OSError:
-                pass  # the pipe is full or gone: the join below decides
+        with self._wakes_lock:
+            if self._wakes is not None:
+                try:
+                    os.write(self._wakes.fileno(), _WAKE.pack(_STOP, 0.0))
+                except OSError:
+                    pass  # the pipe is full or gone: the join below decides
         if self._process is not None:
             self._process.join(10)
             if self._process.is_alive():
