@@ -17,6 +17,7 @@ from pathlib import Path
 
 from application.accounts import RegisterUser
 from application.chat import PostMessage, StartSession
+from benchmarks.report import save_json
 from infrastructure.audit_log import AuditLog
 from infrastructure.bootstrap import bootstrap
 from infrastructure.event_chain import verify
@@ -81,9 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args.session_messages, args.other_events)
     print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    save_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks.load import percentile
+from benchmarks.report import save_json
 from tests import document_files as files
 from tests.e2e.server import Server
 
@@ -177,9 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     result = run(args.short)
     print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    save_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 
+from benchmarks.report import save_json
 from tests.e2e.server import Server, free_port
 
 BODY = {"content": "a message of ordinary length about the launch plan"}
@@ -361,9 +362,7 @@ def main(argv: list[str] | None = None) -> None:
             runs.append(ceiling(args.engine, clients, args.sessions, args.seconds, args.max_requests))
         runs.append(chronicle(args.engine, clients, args.sessions, args.seconds, args.max_requests))
     print(markdown(runs))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([asdict(r) for r in runs], indent=2))
+    save_json(args.json, [asdict(r) for r in runs])
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ start with one at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from application.accounts import RegisterUser
 from application.chat import PostMessage, StartSession
 from application.command_bus import _Pending
+from benchmarks.report import save_json
 from infrastructure.bootstrap import bootstrap
 from infrastructure.settings import Settings
 
@@ -54,9 +54,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the result here as JSON")
     args = parser.parse_args()
     result = measure(args.messages)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    save_json(args.json, result)
     print("| messages in the session | µs per post near message 10 | µs per post at the end | ratio |")
     print("|---|---|---|---|")
     print(f"| {result['messages']:,} | {result['early_us_per_post']} | {result['late_us_per_post']} | {result['ratio']} |")

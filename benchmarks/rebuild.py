@@ -17,6 +17,7 @@ from pathlib import Path
 from application.accounts import RegisterUser
 from application.chat import PostMessage, StartSession
 from application.command_bus import _Pending
+from benchmarks.report import save_json
 from infrastructure.bootstrap import bootstrap
 from infrastructure.settings import Settings
 from infrastructure.shadow_rebuild import rebuild
@@ -58,9 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args.events)
     print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    save_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import aiohttp
 import msgspec
 
 from benchmarks.load import _proc_stat, _users_and_sessions, lag_buckets, lag_percentiles, percentile
+from benchmarks.report import save_json
 from tests.e2e.server import Server
 
 
@@ -170,9 +171,7 @@ def main() -> None:
           f"{result.frames_per_second:,.0f} | {result.frames_lost} | {result.frames_duplicated} | {result.delivery_p50_ms} | "
           f"{result.delivery_p99_ms} | {result.delivery_max_ms} | {result.projection_lag_p50_ms} / {result.projection_lag_p99_ms} | "
           f"{result.server_rss_mb} | {result.server_cpu_seconds} |")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(asdict(result), indent=2))
+    save_json(args.json, asdict(result))
 
 
 if __name__ == "__main__":
