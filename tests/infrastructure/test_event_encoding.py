@@ -43,3 +43,15 @@ def test_unknown_types_are_refused_both_ways():
         MsgspecTranscoder().encode({"x": object()})
     with pytest.raises(TranscodingNotRegisteredError):
         MsgspecTranscoder().decode(b'{"x": {"_type_": "mystery", "_data_": 1}}')
+
+
+def test_a_uuid_written_in_another_form_still_decodes_and_a_malformed_one_is_refused():
+    """The fast path takes the encoder's 32 hex digits; anything else goes to `uuid.UUID`'s own
+    parser, so what eventsourcing's transcoder accepts or refuses, this one does too."""
+    transcoder, value = MsgspecTranscoder(), uuid4()
+    for written in (value.hex, str(value), "{" + str(value).upper() + "}"):
+        state = transcoder.decode(b'{"id":{"_type_":"uuid_hex","_data_":"%s"}}' % written.encode())
+        assert state["id"] == value and str(state["id"]) == str(value)
+    for malformed in ("-" + value.hex[1:], "_" + value.hex[1:], "zz" + value.hex[2:], value.hex[:-1]):
+        with pytest.raises(ValueError):
+            transcoder.decode(b'{"id":{"_type_":"uuid_hex","_data_":"%s"}}' % malformed.encode())
