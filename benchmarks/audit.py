@@ -18,9 +18,9 @@ from pathlib import Path
 from application.accounts import RegisterUser
 from application.chat import PostMessage, StartSession
 from benchmarks.report import save_json
-from infrastructure.audit_log import AuditLog
+from infrastructure.storage.audit_log import AuditLog
 from infrastructure.bootstrap import bootstrap
-from infrastructure.event_chain import verify
+from infrastructure.storage.event_chain import verify
 from infrastructure.settings import Settings
 
 

@@ -16,7 +16,7 @@ from application.accounts import RegisterUser
 from application.chat import PostMessage, StartSession
 from application.command_bus import _Pending
 from infrastructure.bootstrap import bootstrap
-from infrastructure.read_store import AioSQLiteReadConnection
+from infrastructure.storage.read_store import AioSQLiteReadConnection
 from infrastructure.settings import Settings
 from projections.messages import messages_page
 from projections.search import search_terms, search_visible_messages

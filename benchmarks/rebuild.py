@@ -20,7 +20,7 @@ from application.command_bus import _Pending
 from benchmarks.report import save_json
 from infrastructure.bootstrap import bootstrap
 from infrastructure.settings import Settings
-from infrastructure.shadow_rebuild import rebuild
+from infrastructure.storage.shadow_rebuild import rebuild
 
 
 def run(events: int, sessions: int = 50) -> dict[str, float]:

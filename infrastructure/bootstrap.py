@@ -8,10 +8,10 @@ from typing import Any
 from application import accounts, assistant, chat, documents
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
-from infrastructure.blob_store import BlobStore
-from infrastructure.event_store import SQLiteEventLog, open_event_store
-from infrastructure.projection_runner import ProjectionRunner
-from infrastructure.read_store import SQLiteReadStore
+from infrastructure.storage.blob_store import BlobStore
+from infrastructure.storage.event_store import SQLiteEventLog, open_event_store
+from infrastructure.workers.projection_runner import ProjectionRunner
+from infrastructure.storage.read_store import SQLiteReadStore
 from infrastructure.settings import Settings
 from projections.catalog import all_projectors
 

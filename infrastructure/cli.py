@@ -118,9 +118,9 @@ def create_user(data_dir: Path, email: str, role: str, display_name: str | None,
 def erase_user(data_dir: Path, user_id: UUID) -> None:
     from application.accounts import EraseUser
     from domain.aggregate import DomainError
-    from infrastructure.blob_collector import BlobCollector
+    from infrastructure.workers.blob_collector import BlobCollector
     from infrastructure.bootstrap import bootstrap
-    from infrastructure.erasure import destroy_key, rebuild_after_erasure, require_erasable
+    from infrastructure.workers.erasure import destroy_key, rebuild_after_erasure, require_erasable
 
     write = bootstrap(_settings(data_dir))
     try:
@@ -149,7 +149,7 @@ def projections() -> None:
 @data_dir_option
 def projections_status(data_dir: Path) -> None:
     from infrastructure.bootstrap import bootstrap
-    from infrastructure.projection_status import projection_statuses
+    from infrastructure.workers.projection_status import projection_statuses
 
     write = bootstrap(_settings(data_dir))
     try:
@@ -174,7 +174,7 @@ def projections_status(data_dir: Path) -> None:
 @click.option("--all", "all_", is_flag=True, help="Rebuild every projection.")
 def projections_rebuild(data_dir: Path, name: str | None, all_: bool) -> None:
     from infrastructure.bootstrap import bootstrap
-    from infrastructure.shadow_rebuild import RebuildFailed, rebuild
+    from infrastructure.storage.shadow_rebuild import RebuildFailed, rebuild
 
     write = bootstrap(_settings(data_dir))
     try:
@@ -221,10 +221,10 @@ def retention() -> None:
 def retention_run(data_dir: Path, today) -> None:  # type: ignore[no-untyped-def]
     from datetime import datetime, timezone
 
-    from infrastructure.blob_collector import BlobCollector
+    from infrastructure.workers.blob_collector import BlobCollector
     from infrastructure.bootstrap import bootstrap
-    from infrastructure.erasure import rebuild_after_erasure
-    from infrastructure.retention import RetentionPostponed, apply_retention
+    from infrastructure.workers.erasure import rebuild_after_erasure
+    from infrastructure.workers.retention import RetentionPostponed, apply_retention
 
     write = bootstrap(_settings(data_dir))
     try:
@@ -274,7 +274,7 @@ def _caught_up(write):  # type: ignore[no-untyped-def]
 @documents.command("gc", help="Remove stored files that no document or conversion references.")
 @data_dir_option
 def documents_gc(data_dir: Path) -> None:
-    from infrastructure.blob_collector import BlobCollector
+    from infrastructure.workers.blob_collector import BlobCollector
     from infrastructure.bootstrap import bootstrap
 
     write = bootstrap(_settings(data_dir))
@@ -328,7 +328,7 @@ def audit() -> None:
 @click.option("--expect-head", default=None, metavar="HASH",
               help="A head hash printed by an earlier verify: fail if the log no longer contains it.")
 def audit_verify(data_dir: Path, expect_head: str | None) -> None:
-    from infrastructure.event_chain import verify
+    from infrastructure.storage.event_chain import verify
 
     settings = _settings(data_dir)
     started = time.perf_counter()
@@ -369,8 +369,8 @@ def _as_of(audit, value: str | None) -> int:  # type: ignore[no-untyped-def]
 def audit_replay(data_dir: Path, session_id: UUID, as_of: str | None, form: str) -> None:
     import msgspec
 
-    from infrastructure.audit_log import AuditLog
-    from infrastructure.event_store import open_event_store
+    from infrastructure.storage.audit_log import AuditLog
+    from infrastructure.storage.event_store import open_event_store
 
     settings = _settings(data_dir)
     reader = open_event_store(settings, cached=False)
@@ -455,8 +455,8 @@ def audit_export(data_dir: Path, session: UUID | None, actor: str | None, since:
 
     import msgspec
 
-    from infrastructure.audit_log import AuditLog
-    from infrastructure.event_store import open_event_store
+    from infrastructure.storage.audit_log import AuditLog
+    from infrastructure.storage.event_store import open_event_store
 
     def moment(value: str | None) -> datetime | None:
         if value is None:

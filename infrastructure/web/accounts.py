@@ -40,7 +40,7 @@ from application.passwords import (
 )
 from domain.user import User
 from infrastructure.bootstrap import WriteSide
-from infrastructure.erasure import destroy_key, rebuild_after_erasure, require_erasable
+from infrastructure.workers.erasure import destroy_key, rebuild_after_erasure, require_erasable
 from infrastructure.web.auth import Principal, admin_only
 from infrastructure.web.commands import execute
 from infrastructure.web.quotas import Quotas, Usage, usage_of

@@ -13,9 +13,9 @@ from litestar import Controller, Request, get, post
 from litestar.exceptions import HTTPException, NotFoundException
 
 from infrastructure.bootstrap import WriteSide
-from infrastructure.projection_status import ProjectionStatus, projection_statuses
-from infrastructure.read_store import SQLiteReadStore
-from infrastructure.shadow_rebuild import rebuild, rebuilding
+from infrastructure.workers.projection_status import ProjectionStatus, projection_statuses
+from infrastructure.storage.read_store import SQLiteReadStore
+from infrastructure.storage.shadow_rebuild import rebuild, rebuilding
 from infrastructure.web.auth import admin_only
 
 log = logging.getLogger(__name__)

@@ -21,19 +21,19 @@ from litestar.plugins.prometheus import PrometheusController
 from application.assistant import ReplyRequest, Turn
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
-from infrastructure.audit_log import AuditLog
-from infrastructure.blob_collector import BlobCollector, wait_for_projection
+from infrastructure.storage.audit_log import AuditLog
+from infrastructure.workers.blob_collector import BlobCollector, wait_for_projection
 from infrastructure.bootstrap import WriteSide, bootstrap
-from infrastructure.erasure import rebuild_after_erasure
-from infrastructure.retention import RetentionPostponed, apply_retention
-from infrastructure.chat_engine import ChatEngine
-from infrastructure.conversion_jobs import JobLimits
-from infrastructure.conversion_worker import ConversionWorker
-from infrastructure.local_assistant import LocalAssistant
-from infrastructure.openai_assistant import OpenAIAssistant
-from infrastructure.projection_process import ProjectionProcess
-from infrastructure.read_store import AioSQLiteReadConnection, SQLiteReadStore
-from infrastructure.media_types import MediaTypeSniffer
+from infrastructure.workers.erasure import rebuild_after_erasure
+from infrastructure.workers.retention import RetentionPostponed, apply_retention
+from infrastructure.workers.chat_engine import ChatEngine
+from infrastructure.documents.conversion_jobs import JobLimits
+from infrastructure.workers.conversion_worker import ConversionWorker
+from infrastructure.assistants.local_assistant import LocalAssistant
+from infrastructure.assistants.openai_assistant import OpenAIAssistant
+from infrastructure.workers.projection_process import ProjectionProcess
+from infrastructure.storage.read_store import AioSQLiteReadConnection, SQLiteReadStore
+from infrastructure.documents.media_types import MediaTypeSniffer
 from infrastructure.settings import Settings
 from infrastructure.web import accounts, admin_projections, admin_stats, audit, documents, health, messages, search, sessions, streams
 from infrastructure.web.auth import PrincipalCache, jwt_auth

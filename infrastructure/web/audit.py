@@ -16,7 +16,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import Parameter
 
 from application.session_timeline import Step
-from infrastructure.audit_log import AuditLog
+from infrastructure.storage.audit_log import AuditLog
 from infrastructure.web.auth import Principal, auditors
 
 STAFF = ("admin", "auditor")

@@ -12,7 +12,7 @@ import anyio
 from litestar.exceptions import ClientException, HTTPException
 from multipart import MultipartSegment, ParserError, ParserLimitReached, PushMultipartParser
 
-from infrastructure.blob_store import BlobStore, Incoming
+from infrastructure.storage.blob_store import BlobStore, Incoming
 
 FLUSH_BYTES = 1024 * 1024
 FIELD_MAX_BYTES = 1000

@@ -222,7 +222,7 @@ def test_a_command_that_fails_after_changing_an_aggregate_fails_alone_and_leaves
 
     from application.command_bus import CommandBus, _Pending
     from infrastructure.bootstrap import HANDLERS
-    from infrastructure.event_store import SQLiteEventLog
+    from infrastructure.storage.event_store import SQLiteEventLog
 
     @dataclass(frozen=True)
     class RenameThenCrash:

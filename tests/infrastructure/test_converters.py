@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from infrastructure.conversion_jobs import JobLimits, run_job
-from infrastructure.converters import markdown_to_text
+from infrastructure.documents.conversion_jobs import JobLimits, run_job
+from infrastructure.documents.converters import markdown_to_text
 from projections.document_search import passages
 from tests import document_files as files
 

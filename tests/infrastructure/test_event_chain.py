@@ -8,7 +8,7 @@ import pytest
 
 from application.accounts import RegisterUser
 from application.chat import PostMessage, StartSession
-from infrastructure.event_chain import verify
+from infrastructure.storage.event_chain import verify
 
 EVENTS = 2 + 1 + 40  # user, email claim, session, messages
 

@@ -13,7 +13,7 @@ from eventsourcing.persistence import (
     UUIDAsHex,
 )
 
-from infrastructure.event_encoding import MsgspecTranscoder
+from infrastructure.storage.event_encoding import MsgspecTranscoder
 
 
 @pytest.fixture

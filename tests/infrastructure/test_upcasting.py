@@ -9,7 +9,7 @@ from uuid import UUID
 from application.chat import StartSession
 from domain.chat_session import ChatSession
 from infrastructure.bootstrap import bootstrap
-from infrastructure.event_chain import verify
+from infrastructure.storage.event_chain import verify
 from infrastructure.settings import Settings
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "v1"

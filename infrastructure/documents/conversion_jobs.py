@@ -19,7 +19,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 _context = multiprocessing.get_context("forkserver")
-_context.set_forkserver_preload(["infrastructure.converters"])
+_context.set_forkserver_preload(["infrastructure.documents.converters"])
 _running: set[multiprocessing.process.BaseProcess] = set()
 _guard = threading.Lock()
 _starting = 0
@@ -121,7 +121,7 @@ def run_job(source: Path, media_type: str, target: str, output: Path, limits: Jo
 
 
 def _job(source: str, media_type: str, target: str, output: str, limits: JobLimits, result: Connection) -> None:
-    from infrastructure.converters import ConversionFailure, convert
+    from infrastructure.documents.converters import ConversionFailure, convert
 
     _die_with_parent()
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))

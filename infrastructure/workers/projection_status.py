@@ -11,8 +11,8 @@ from pathlib import Path
 import msgspec
 
 from application.chronicle import Chronicle
-from infrastructure.read_store import SQLiteReadStore
-from infrastructure.shadow_rebuild import rebuilding
+from infrastructure.storage.read_store import SQLiteReadStore
+from infrastructure.storage.shadow_rebuild import rebuilding
 
 
 class ProjectionStatus(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -12,7 +12,7 @@ from uuid import UUID
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from application.chronicle import Chronicle
-from infrastructure.sealing import KeyStore, SealingMapper
+from infrastructure.storage.sealing import KeyStore, SealingMapper
 from infrastructure.settings import Settings
 
 
@@ -25,9 +25,9 @@ def open_event_store(settings: Settings, *, cached: bool = True) -> Chronicle:
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(settings.event_store_path),
             "SQLITE_LOCK_TIMEOUT": "10",
-            "TRANSCODER_TOPIC": "infrastructure.event_encoding:MsgspecTranscoder",
-            "APPLICATION_RECORDER_TOPIC": "infrastructure.event_chain:ChainedSQLiteRecorder",
-            "MAPPER_TOPIC": "infrastructure.sealing:SealingMapper",
+            "TRANSCODER_TOPIC": "infrastructure.storage.event_encoding:MsgspecTranscoder",
+            "APPLICATION_RECORDER_TOPIC": "infrastructure.storage.event_chain:ChainedSQLiteRecorder",
+            "MAPPER_TOPIC": "infrastructure.storage.sealing:SealingMapper",
         }
     )
     assert isinstance(app.mapper, SealingMapper)

@@ -13,8 +13,8 @@ from uuid import UUID
 
 from application.chat import ExpireContent
 from infrastructure.bootstrap import WriteSide
-from infrastructure.read_store import SQLiteReadStore
-from infrastructure.sealing import KeyStore
+from infrastructure.storage.read_store import SQLiteReadStore
+from infrastructure.storage.sealing import KeyStore
 from projections.sessions import retention_overrides
 
 

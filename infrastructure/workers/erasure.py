@@ -14,8 +14,8 @@ from application.chronicle import Chronicle
 from domain.aggregate import Conflict
 from domain.user import User
 from infrastructure.bootstrap import WriteSide
-from infrastructure.sealing import SealingMapper
-from infrastructure.shadow_rebuild import rebuild
+from infrastructure.storage.sealing import SealingMapper
+from infrastructure.storage.shadow_rebuild import rebuild
 
 log = logging.getLogger(__name__)
 

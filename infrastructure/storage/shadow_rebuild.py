@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from application.chronicle import Chronicle
-from infrastructure.blob_store import BlobLock
-from infrastructure.projection_runner import ProjectionRunner
-from infrastructure.read_store import SQLiteReadStore
+from infrastructure.storage.blob_store import BlobLock
+from infrastructure.workers.projection_runner import ProjectionRunner
+from infrastructure.storage.read_store import SQLiteReadStore
 from projections.projector import Projector
 
 SHADOW_PREFIX = "read.rebuild."

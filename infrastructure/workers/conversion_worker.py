@@ -27,9 +27,9 @@ from application.command_bus import CommandBus
 from application.documents import CompleteConversion, FailConversion, StartConversion
 from domain.conversion import Conversion
 from domain.document import Document
-from infrastructure.blob_store import BlobStore
-from infrastructure.conversion_jobs import JobLimits, JobOutcome, JobsStopped, run_job, stop_all
-from infrastructure.read_store import SQLiteReadStore
+from infrastructure.storage.blob_store import BlobStore
+from infrastructure.documents.conversion_jobs import JobLimits, JobOutcome, JobsStopped, run_job, stop_all
+from infrastructure.storage.read_store import SQLiteReadStore
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 
 import anyio
 
-from infrastructure.blob_store import BlobStore
-from infrastructure.read_store import SQLiteReadStore
+from infrastructure.storage.blob_store import BlobStore
+from infrastructure.storage.read_store import SQLiteReadStore
 from projections.documents import DocumentsProjector, referenced
 
 log = logging.getLogger(__name__)

@@ -30,8 +30,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from application.chronicle import Chronicle
-from infrastructure.projection_runner import ProjectionFailure
-from infrastructure.read_store import SQLiteReadStore
+from infrastructure.workers.projection_runner import ProjectionFailure
+from infrastructure.storage.read_store import SQLiteReadStore
 from infrastructure.settings import Settings
 from projections.projector import Projector
 

@@ -38,7 +38,7 @@ from application.chronicle import Chronicle
 from application.command_bus import CommandBus
 from domain.assistant_reply import reply_id_for
 from domain.chat_session import ChatSession
-from infrastructure.read_store import SQLiteReadStore
+from infrastructure.storage.read_store import SQLiteReadStore
 from projections.frames import session_channel
 
 log = logging.getLogger(__name__)
