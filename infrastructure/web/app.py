@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             write.reader, write.bus, engine_positions, provider,
             lambda channel, body: channels.publish(body, channel), concurrency=settings.assistant_concurrency,
             timeout_seconds=settings.assistant_timeout, may_reply=lambda user_id: reply_quota_left(db, user_id),
+            grounded_at=lambda position: progress.wait(("messages", "search", "document_search"), position),
         )
         app.state.engine = engine
         worker_positions, collector_store = SQLiteReadStore(settings.read_store_path), SQLiteReadStore(settings.read_store_path)

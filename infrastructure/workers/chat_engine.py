@@ -68,9 +68,13 @@ class ChatEngine:
         concurrency: int = 4,
         timeout_seconds: float = 60.0,
         may_reply: Callable[[str], Awaitable[bool]] | None = None,
+        grounded_at: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         """`may_reply(user_id)` says whether the asker's replies-per-day quota has room; when it
-        has not, the reply is recorded as failed (`quota_exceeded`) without asking the provider."""
+        has not, the reply is recorded as failed (`quota_exceeded`) without asking the provider.
+        `grounded_at(position)` returns once the read models the provider reads (messages,
+        search) hold everything up to the question's position, so that a reply never misses
+        a message posted just before the question."""
         self._app = app
         self._bus = bus
         self._tracking = tracking
@@ -88,6 +92,7 @@ class ChatEngine:
         self._cancelled: set[UUID] = set()
         self._task: asyncio.Task[None] | None = None
         self._may_reply = may_reply
+        self._grounded_at = grounded_at
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="chat-engine")
@@ -217,6 +222,11 @@ class ChatEngine:
                     posted.originator_id, posted.session_id, "quota_exceeded",
                     "your assistant replies per day are used up; they reset at midnight UTC", "")
             else:
+                if self._grounded_at is not None:
+                    try:
+                        await self._grounded_at(position)
+                    except Exception:  # noqa: BLE001 - a lagging read model: answer from what it holds
+                        log.warning("read models behind position %d; answering from what they hold", position)
                 outcome = await self._produce(request, session_id, reply_id)
             outcome = replace(outcome, asker_id=posted.author_id)  # the reply is sealed with the asker's key
             for attempt in range(3):
