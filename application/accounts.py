@@ -67,6 +67,17 @@ class EnableUser:
     user_id: UUID
 
 
+@dataclass(frozen=True)
+class SignOut:
+    user_id: UUID
+
+
+def sign_out(uow: UnitOfWork, cmd: SignOut) -> User:
+    user = uow.get(User, cmd.user_id, UserNotFound())
+    user.sign_out()
+    return user
+
+
 def register_user(uow: UnitOfWork, cmd: RegisterUser) -> User:
     email = normalize_email(cmd.email)
     if uow.find(EmailClaim, email_claim_id(email)) is not None:
@@ -125,6 +136,7 @@ def user_by_email(app: Chronicle, email: str) -> User | None:
 
 
 HANDLERS = {
+    SignOut: sign_out,
     SetQuotas: set_quotas,
     EraseUser: erase_user,
     RegisterUser: register_user,

@@ -63,6 +63,25 @@ class User(ChronicleAggregate):
     @event("UserRoleChanged")
     def _role_changed(self, role: str) -> None:
         self.role = role
+        self._revoke()
+
+    @property
+    def token_generation(self) -> int:
+        """Counts what ends every token issued before it: a role or password change, disabling,
+        erasure, signing out. A token carries the generation it was issued at and is refused
+        once the user's generation has moved past it."""
+        return getattr(self, "_token_generation", 0)
+
+    def _revoke(self) -> None:
+        self._token_generation = self.token_generation + 1
+
+    def sign_out(self) -> None:
+        """Ends every session of this user (every token issued so far)."""
+        self._signed_out()
+
+    @event("UserSignedOut")
+    def _signed_out(self) -> None:
+        self._revoke()
 
     def change_password(self, password_hash: str) -> None:
         if self.disabled:
@@ -72,6 +91,7 @@ class User(ChronicleAggregate):
     @event("UserPasswordChanged")
     def _password_changed(self, password_hash: str) -> None:
         self.password_hash = password_hash
+        self._revoke()
 
     def set_quotas(self, messages_per_day: int | None, replies_per_day: int | None, storage_bytes: int | None) -> None:
         """Limits set by an admin; None is no limit."""
@@ -99,6 +119,7 @@ class User(ChronicleAggregate):
     def _erased(self) -> None:
         self.erased = True
         self.disabled = True
+        self._revoke()
 
     def disable(self) -> None:
         if not self.disabled:
@@ -107,6 +128,7 @@ class User(ChronicleAggregate):
     @event("UserDisabled")
     def _disabled(self) -> None:
         self.disabled = True
+        self._revoke()
 
     def enable(self) -> None:
         if getattr(self, "erased", False):

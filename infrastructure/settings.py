@@ -37,6 +37,10 @@ class Settings:
     conversion_max_unpacked_bytes: int
     retention_days: int | None
     retention_interval: float
+    allowed_origins: frozenset[str] = frozenset()
+    """Origins besides the server's own from which a signed-in browser may open streams."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins allowed to call the API from a separately hosted client (CORS is off when empty)."""
 
     @property
     def event_store_path(self) -> Path:
@@ -79,7 +83,14 @@ class Settings:
             conversion_max_unpacked_bytes=_int("CHRONICLE_CONVERSION_MAX_UNPACKED_MB", 512) * MiB,
             retention_days=_int("CHRONICLE_RETENTION_DAYS", 0) or None,
             retention_interval=float(os.environ.get("CHRONICLE_RETENTION_INTERVAL", "").strip() or 3600),
+            allowed_origins=frozenset(_list("CHRONICLE_ALLOWED_ORIGINS") + _list("CHRONICLE_CORS_ORIGINS")),
+            cors_origins=tuple(_list("CHRONICLE_CORS_ORIGINS")),
         )
+
+
+def _list(name: str) -> list[str]:
+    """A comma-separated setting."""
+    return [item.strip().rstrip("/") for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
 def _kept_secret(data_dir: Path) -> str:

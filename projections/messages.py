@@ -89,6 +89,15 @@ async def messages_page(db: ReadConnection, session_id: str, after: int, limit: 
     )
 
 
+async def messages_before(db: ReadConnection, session_id: str, before: int | None, limit: int) -> list[Row]:
+    """Newest first: the `limit` messages before `before` (None: from the newest), so a
+    conversation opens at its end with one indexed query however long it is."""
+    return await db.fetch_all(
+        f"SELECT {_COLUMNS} FROM messages WHERE session_id=? AND position<? ORDER BY position DESC LIMIT ?",
+        (session_id, before if before is not None else 2**62, limit),
+    )
+
+
 async def message_in_session(db: ReadConnection, session_id: str, message_id: str) -> Row | None:
     return await db.fetch_one(
         f"SELECT {_COLUMNS} FROM messages WHERE session_id=? AND id=?", (session_id, message_id)

@@ -22,7 +22,9 @@ class UsersProjector(Projector):
         """CREATE TABLE IF NOT EXISTS users (
             id TEXT PRIMARY KEY, email TEXT NOT NULL, display_name TEXT NOT NULL,
             role TEXT NOT NULL, disabled INTEGER NOT NULL DEFAULT 0,
-            created_at TEXT NOT NULL, position INTEGER NOT NULL)""",
+            created_at TEXT NOT NULL, position INTEGER NOT NULL,
+            token_generation INTEGER NOT NULL DEFAULT 0)""",
+        "CREATE INDEX IF NOT EXISTS users_by_email ON users(email)",
         "CREATE INDEX IF NOT EXISTS users_by_position ON users(position)",
         """CREATE TABLE IF NOT EXISTS user_quotas (
             user_id TEXT PRIMARY KEY, messages_per_day INTEGER, replies_per_day INTEGER, storage_bytes INTEGER,
@@ -46,17 +48,22 @@ class UsersProjector(Projector):
 
     @handles(User.UserRoleChanged)
     def _role_changed(self, tx: ReadTransaction, e: Any, position: int) -> None:
-        tx.execute("UPDATE users SET role=? WHERE id=?", (e.role, str(e.originator_id)))
+        tx.execute("UPDATE users SET role=?, token_generation=token_generation+1 WHERE id=?", (e.role, str(e.originator_id)))
         tx.publish(PRINCIPALS_CHANNEL, str(e.originator_id).encode())
 
     @handles(User.UserDisabled)
     def _disabled(self, tx: ReadTransaction, e: Any, position: int) -> None:
-        tx.execute("UPDATE users SET disabled=1 WHERE id=?", (str(e.originator_id),))
+        tx.execute("UPDATE users SET disabled=1, token_generation=token_generation+1 WHERE id=?", (str(e.originator_id),))
+        tx.publish(PRINCIPALS_CHANNEL, str(e.originator_id).encode())
+
+    @handles(User.UserPasswordChanged, User.UserSignedOut)
+    def _tokens_revoked(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        tx.execute("UPDATE users SET token_generation=token_generation+1 WHERE id=?", (str(e.originator_id),))
         tx.publish(PRINCIPALS_CHANNEL, str(e.originator_id).encode())
 
     @handles(User.UserErased)
     def _erased(self, tx: ReadTransaction, e: Any, position: int) -> None:
-        tx.execute("UPDATE users SET email=?, display_name=?, disabled=1 WHERE id=?", (ERASED, ERASED, str(e.originator_id)))
+        tx.execute("UPDATE users SET email=?, display_name=?, disabled=1, token_generation=token_generation+1 WHERE id=?", (ERASED, ERASED, str(e.originator_id)))
         tx.publish(PRINCIPALS_CHANNEL, str(e.originator_id).encode())
 
     @handles(User.UserEnabled)
@@ -75,7 +82,7 @@ async def user_by_id(db: ReadConnection, user_id: str) -> Row | None:
 async def principal_of(db: ReadConnection, user_id: str) -> Row | None:
     """What a request needs to know of its user: role, disabled state and message quota."""
     return await db.fetch_one(
-        "SELECT id, role, disabled, messages_per_day FROM users LEFT JOIN user_quotas ON user_id=id WHERE id=?",
+        "SELECT id, role, disabled, token_generation, messages_per_day FROM users LEFT JOIN user_quotas ON user_id=id WHERE id=?",
         (user_id,),
     )
 

@@ -3,6 +3,8 @@ projectors (stdlib sqlite3, in their own thread) and read by queries (aiosqlite)
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -15,6 +17,8 @@ import aiosqlite
 from projections.projector import Projector
 from projections.storage import Row
 
+log = logging.getLogger(__name__)
+
 _TRACKING = (
     "CREATE TABLE IF NOT EXISTS projection_positions ("
     " name TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at REAL NOT NULL)"
@@ -23,6 +27,11 @@ _FAILURES = (
     "CREATE TABLE IF NOT EXISTS projection_failures ("
     " name TEXT PRIMARY KEY, position INTEGER NOT NULL, error TEXT NOT NULL, at REAL NOT NULL)"
 )
+_SCHEMAS = "CREATE TABLE IF NOT EXISTS projection_schemas (name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL)"
+
+
+def schema_fingerprint(projector: Projector) -> str:
+    return hashlib.sha256("\n".join(projector.schema).encode()).hexdigest()[:16]
 
 
 def _dict_row(cursor: Any, row: tuple) -> Row:
@@ -145,10 +154,26 @@ class SQLiteReadStore:
         self._connection.close()
 
     def ensure_schema(self, projectors: Sequence[Projector]) -> None:
+        """Creates what is missing. A projector whose schema changed since its tables were
+        built (or that was built before schemas were fingerprinted) starts again from an
+        empty table at position 0: a read model is rebuilt from the log, never migrated."""
         with self.transaction() as tx:
             tx.execute(_TRACKING)
             tx.execute(_FAILURES)
+            tx.execute(_SCHEMAS)
+            tx.flush()
+            known = dict(self._connection.execute("SELECT name, fingerprint FROM projection_schemas").fetchall())
+            positions = self.positions()
             for projector in projectors:
+                fingerprint = schema_fingerprint(projector)
+                if known.get(projector.name) != fingerprint:
+                    if positions.get(projector.name, 0) > 0 or projector.name in known:
+                        log.warning("the %s read model's schema changed: rebuilding it from the log", projector.name)
+                        for table in projector.tables:
+                            tx.execute(f"DROP TABLE IF EXISTS {table}")
+                        tx.set_positions({projector.name: 0})
+                        tx.execute("DELETE FROM projection_failures WHERE name=?", (projector.name,))
+                    tx.execute("INSERT OR REPLACE INTO projection_schemas VALUES (?,?)", (projector.name, fingerprint))
                 for statement in projector.schema:
                     tx.execute(statement)
 
@@ -180,7 +205,9 @@ class SQLiteReadStore:
         with self.transaction() as tx:
             tx.execute(_TRACKING)
             tx.execute(_FAILURES)
+            tx.execute(_SCHEMAS)
             for projector in projectors:
+                tx.execute("INSERT OR REPLACE INTO projection_schemas VALUES (?,?)", (projector.name, schema_fingerprint(projector)))
                 for table in projector.tables:
                     tx.execute(f"DROP TABLE IF EXISTS {table}")
                 for statement in projector.schema:

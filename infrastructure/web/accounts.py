@@ -10,7 +10,8 @@ import logging
 
 import anyio
 import msgspec
-from litestar import Controller, Request, get, patch, post, put
+from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.datastructures import Cookie
 from litestar.exceptions import (
     NotAuthorizedException,
     NotFoundException,
@@ -28,6 +29,7 @@ from application.accounts import (
     DisableUser,
     EnableUser,
     RegisterUser,
+    SignOut,
     user_by_email,
 )
 from application.chronicle import Chronicle
@@ -41,14 +43,14 @@ from application.passwords import (
 from domain.user import User
 from infrastructure.bootstrap import WriteSide
 from infrastructure.workers.erasure import destroy_key, rebuild_after_erasure, require_erasable
-from infrastructure.web.auth import Principal, admin_only
+from infrastructure.web.auth import AUTH_COOKIE, Principal, admin_only
 from infrastructure.web.commands import execute
 from infrastructure.web.quotas import Quotas, Usage, usage_of
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
 from infrastructure.web.rate_limits import login_rate_limit
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.storage import ReadConnection
-from projections.users import list_users, user_by_id
+from projections.users import list_users, principal_of, user_by_id
 
 Password = Annotated[str, msgspec.Meta(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)]
 
@@ -102,7 +104,7 @@ class UserChange(msgspec.Struct, forbid_unknown_fields=True):
     disabled: bool | None = None
 
 
-def _from_aggregate(user: User, position: int) -> UserView:
+def _from_aggregate(user: User, position: int | None) -> UserView:
     return UserView(
         id=str(user.id), email=user.email, display_name=user.display_name, role=user.role,
         disabled=user.disabled, created_at=user.created_on.isoformat(), position=position,
@@ -120,31 +122,76 @@ class AuthController(Controller):
     path = "/api/auth"
     tags = ["auth"]
 
-    @post("/register", status_code=201)
+    @post("/register", status_code=201, exclude_from_auth=True)
     async def register(self, data: RegisterRequest, bus: CommandBus, request: Request) -> UserView:
         password_hash = await anyio.to_thread.run_sync(hash_password, data.password)
         outcome = await execute(bus, request, RegisterUser(data.email, data.display_name, password_hash))
         return _from_aggregate(outcome.value, outcome.position)
 
-    @post("/login", status_code=200, middleware=login_rate_limit())
+    @post("/login", status_code=200, middleware=login_rate_limit(), exclude_from_auth=True)
     async def login(self, data: LoginRequest, event_store: Chronicle, request: Request) -> TokenResponse:
+        """A bearer token for API clients. 401 wrong email or password; 403 disabled."""
+        token, _ = await _sign_in(request, event_store, data)
         jwt: JWTAuth = request.app.state.jwt
+        return TokenResponse(access_token=token, token_type="bearer", expires_in=int(jwt.default_token_expiration.total_seconds()))
 
-        def check() -> User | None:
-            user = user_by_email(event_store, data.email)
-            if user is None:
-                verify_password(_DUMMY_HASH, data.password)  # same cost either way: no user enumeration
-                return None
-            return user if verify_password(user.password_hash, data.password) else None
+    @post("/session", status_code=200, middleware=login_rate_limit(), exclude_from_auth=True)
+    async def open_session(self, data: LoginRequest, event_store: Chronicle, request: Request) -> Response[UserView]:
+        """Signs a browser in: the token goes into an httpOnly, SameSite=Strict cookie that
+        scripts cannot read; state-changing requests then need the CSRF header."""
+        token, user = await _sign_in(request, event_store, data)
+        return Response(_from_aggregate(user, None), cookies=[auth_cookie(request, token)])
 
-        user = await anyio.to_thread.run_sync(check)
+    @delete("/session", status_code=204)
+    async def close_session(self, bus: CommandBus, request: Request[Principal, Any, Any]) -> Response[None]:
+        """Signs out: every token issued to this user so far stops working, on every device."""
+        outcome = await execute(bus, request, SignOut(request.user.id))
+        await tokens_revoked(request, request.user.id, outcome.position)
+        return Response(None, status_code=204, cookies=[Cookie(key=AUTH_COOKIE, value="", max_age=0, path="/", httponly=True, samesite="strict")])
+
+
+async def tokens_revoked(request: Request[Any, Any, Any], user_id: UUID, position: int) -> None:
+    """Returns once the users read model has the change that ended the user's earlier tokens
+    and this process has dropped what it cached: the old token is refused from now on."""
+    await request.app.state.progress.wait(("users",), position)
+    request.app.state.principals.forget(str(user_id))
+
+
+def auth_cookie(request: Request[Any, Any, Any], token: str) -> Cookie:
+    jwt: JWTAuth = request.app.state.jwt
+    return Cookie(
+        key=AUTH_COOKIE, value=token, path="/", httponly=True, samesite="strict",
+        secure=request.url.scheme == "https", max_age=int(jwt.default_token_expiration.total_seconds()),
+    )
+
+
+async def _sign_in(request: Request[Any, Any, Any], event_store: Chronicle, data: LoginRequest) -> tuple[str, User]:
+    """Checks the password against the write model (a login right after registering works)
+    and issues a token at the user's current generation, once the users read model knows the
+    user (so the token is accepted by the very next request)."""
+
+    def check() -> User | None:
+        user = user_by_email(event_store, data.email)
         if user is None:
-            raise NotAuthorizedException("invalid email or password")
-        if user.disabled:
-            raise PermissionDeniedException("this account is disabled")
-        ttl = int(jwt.default_token_expiration.total_seconds())
-        token = jwt.create_token(identifier=str(user.id), token_extras={"role": user.role})
-        return TokenResponse(access_token=token, token_type="bearer", expires_in=ttl)
+            verify_password(_DUMMY_HASH, data.password)  # same cost either way: no user enumeration
+            return None
+        return user if verify_password(user.password_hash, data.password) else None
+
+    user = await anyio.to_thread.run_sync(check)
+    if user is None:
+        raise NotAuthorizedException("invalid email or password")
+    if user.disabled:
+        raise PermissionDeniedException("this account is disabled")
+    state = request.app.state
+    if await principal_of(state.db, str(user.id)) is None:
+        head = await anyio.to_thread.run_sync(state.write.runner.head)
+        await state.progress.wait(("users",), head)
+    return _token_for(request, user), user
+
+
+def _token_for(request: Request[Any, Any, Any], user: User) -> str:
+    jwt: JWTAuth = request.app.state.jwt
+    return jwt.create_token(identifier=str(user.id), token_extras={"role": user.role, "gen": user.token_generation})
 
 
 _DUMMY_HASH = hash_password("not a real password")
@@ -162,8 +209,9 @@ class MeController(Controller):
     @post("/password", status_code=200)
     async def change_password(
         self, data: PasswordChange, bus: CommandBus, event_store: Chronicle, request: Request[Principal, Any, Any]
-    ) -> UserView:
-        """Needs the current password; tokens already issued stay valid until they expire."""
+    ) -> Response[UserView]:
+        """Needs the current password. Every token issued before stops working; a browser
+        signed in with the cookie gets a new one."""
 
         def check_and_hash() -> str | None:
             user = event_store.repository.get(request.user.id)
@@ -175,7 +223,9 @@ class MeController(Controller):
         if new_hash is None:
             raise PermissionDeniedException("the current password is wrong")
         outcome = await execute(bus, request, ChangePassword(request.user.id, new_hash))
-        return _from_aggregate(outcome.value, outcome.position)
+        await tokens_revoked(request, request.user.id, outcome.position)
+        cookies = [auth_cookie(request, _token_for(request, outcome.value))] if AUTH_COOKIE in request.cookies else []
+        return Response(_from_aggregate(outcome.value, outcome.position), cookies=cookies)
 
     @get("/usage")
     async def usage(
@@ -221,6 +271,7 @@ class AdminUsersController(Controller):
         await anyio.to_thread.run_sync(require_erasable, write.reader, user_id)
         await anyio.to_thread.run_sync(destroy_key, write.reader, user_id)
         outcome = await execute(bus, request, EraseUser(user_id))
+        await tokens_revoked(request, user_id, outcome.position)
         collector = request.app.state.blob_collector
 
         async def rebuild_and_collect() -> None:
@@ -260,4 +311,5 @@ class AdminUsersController(Controller):
             raise ValidationException(
                 "nothing to change", extra=[{"key": "role", "message": "give a role or disabled"}]
             )
+        await tokens_revoked(request, user_id, outcome.position)
         return _from_aggregate(outcome.value, outcome.position)

@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 from litestar import Litestar
 from litestar.channels import ChannelsPlugin
+from litestar.config.cors import CORSConfig
 from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -35,7 +36,9 @@ from infrastructure.workers.projection_process import ProjectionProcess
 from infrastructure.storage.read_store import AioSQLiteReadConnection, SQLiteReadStore
 from infrastructure.documents.media_types import MediaTypeSniffer
 from infrastructure.settings import Settings
-from infrastructure.web import accounts, admin_projections, admin_stats, audit, documents, health, messages, search, sessions, streams
+from infrastructure.web import accounts, admin_projections, admin_stats, audit, documents, health, messages, search, sessions, streams, users
+from infrastructure.web.client_files import ClientBundle, client_file
+from infrastructure.web.csrf import csrf_middleware
 from infrastructure.web.auth import PrincipalCache, jwt_auth
 from infrastructure.web.http_metrics import HttpMetrics
 from infrastructure.web.problems import exception_handlers
@@ -69,7 +72,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             keys.forget()  # erased or expired, maybe by another process: drop the cached keys
 
         write.runner.on_publish = lambda published: loop.call_soon_threadsafe(_publish, channels, forget, published)
-        app.state.update(write=write, progress=progress, db=db, principals=principals, jwt=auth, channels=channels)
+        app.state.update(write=write, progress=progress, db=db, principals=principals, jwt=auth, channels=channels, settings=settings)
         provider = assistant_provider(settings, db)
         engine_positions = SQLiteReadStore(settings.read_store_path)
         engine = ChatEngine(
@@ -131,7 +134,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             sessions.SessionsController, messages.MessagesController, messages.RepliesController, health.HealthController,
             documents.DocumentsController, documents.SessionDocumentsController, search.SearchController,
             audit.AuditController, admin_projections.AdminProjectionsController, admin_stats.AdminStatsController,
-            streams.session_stream, streams.user_stream, PrometheusController,
+            streams.session_stream, streams.user_stream, PrometheusController, users.UsersController, client_file,
         ],
         dependencies={
             "bus": Provide(_bus, sync_to_thread=False),
@@ -142,7 +145,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         lifespan=[lifespan],
         on_app_init=[auth.on_app_init],
-        middleware=[HttpMetrics],
+        middleware=[HttpMetrics, csrf_middleware(settings.secret_key)],
+        cors_config=CORSConfig(allow_origins=list(settings.cors_origins), allow_credentials=True) if settings.cors_origins else None,
+        state=State({"client_bundle": ClientBundle()}),
         plugins=[channels],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(title="Chronicle", version="0.1.0", path="/schema"),

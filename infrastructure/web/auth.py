@@ -1,4 +1,9 @@
-"""JWT bearer authentication (HS256, Litestar's JWTAuth) and the role guards."""
+"""Authentication (HS256 JWTs through Litestar's JWTCookieAuth: a bearer header for API clients,
+an httpOnly cookie for the browser) and the role guards.
+
+A token carries the user's token generation at issue; it is refused once the user's generation
+has moved on (password or role change, disabling, erasure, signing out), and whenever its
+subject has no user row."""
 
 from __future__ import annotations
 
@@ -12,10 +17,13 @@ import msgspec
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.security.jwt import JWTAuth, Token
+from litestar.security.jwt import JWTCookieAuth, Token
 
 from projections.storage import ReadConnection
 from projections.users import principal_of
+
+
+AUTH_COOKIE = "chronicle_token"
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -23,6 +31,12 @@ class Principal(msgspec.Struct, frozen=True):
     role: str
     messages_per_day: int | None = None
     """The user's message quota, so that posting checks usage only for users who have one."""
+    token_generation: int = 0
+
+
+def token_generation(token: Token) -> int | None:
+    generation = token.extras.get("gen")
+    return generation if isinstance(generation, int) and not isinstance(generation, bool) else None
 
 
 class PrincipalCache:
@@ -44,23 +58,32 @@ class PrincipalCache:
         self._forgotten += 1
 
     async def principal(self, token: Token) -> Principal | None:
+        """The token's user, or None: unknown subject, disabled, or a token issued before the
+        user's current generation. Nothing is taken from the token's own claims but its subject."""
+        principal = await self._current(token.sub)
+        generation = token_generation(token)
+        if principal is None or generation is None or generation < principal.token_generation:
+            return None
+        return principal
+
+    async def _current(self, user_id: str) -> Principal | None:
         now = time.monotonic()
-        cached = self._cache.get(token.sub)
+        cached = self._cache.get(user_id)
         if cached is not None and cached[0] > now:
             return cached[1]
+        try:
+            UUID(user_id)
+        except (ValueError, TypeError, AttributeError):
+            return None
         forgotten = self._forgotten
-        row = await principal_of(self._db, token.sub)
-        if row is None:
-            # Registered but not yet projected: the token's own claim stands meanwhile.
-            principal: Principal | None = Principal(UUID(token.sub), str(token.extras.get("role", "user")))
-            ttl = 0.5
-        else:
-            principal = None if row["disabled"] else Principal(UUID(row["id"]), row["role"], row["messages_per_day"])
-            ttl = self.TTL
+        row = await principal_of(self._db, user_id)
+        principal = None
+        if row is not None and not row["disabled"]:
+            principal = Principal(UUID(row["id"]), row["role"], row["messages_per_day"], row["token_generation"])
         if forgotten == self._forgotten:  # no change was announced while the row was read
             if len(self._cache) > 100_000:
                 self._cache.clear()
-            self._cache[token.sub] = (now + ttl, principal)
+            self._cache[user_id] = (now + self.TTL, principal)
         return principal
 
 
@@ -91,14 +114,18 @@ async def _retrieve_principal(token: Token, connection: ASGIConnection[Any, Any,
     return await cache.principal(token)
 
 
-def jwt_auth(secret: str, ttl_seconds: int) -> JWTAuth[Principal, Token]:
-    return JWTAuth[Principal, Token](
+def jwt_auth(secret: str, ttl_seconds: int) -> JWTCookieAuth[Principal, Token]:
+    """Everything under /api needs a token (handlers that do not say `exclude_from_auth`);
+    the web client's files, health, metrics and the API docs do not."""
+    return JWTCookieAuth[Principal, Token](
         retrieve_user_handler=_retrieve_principal,
         token_cls=VerifiedToken,
         token_secret=secret,
         algorithm="HS256",
         default_token_expiration=timedelta(seconds=ttl_seconds),
-        exclude=["^/api/auth/", "^/health", "^/metrics", "^/schema"],
+        key=AUTH_COOKIE,
+        samesite="strict",
+        exclude=["^/health", "^/metrics", "^/schema"],
     )
 
 

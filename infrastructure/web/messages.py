@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -25,7 +25,7 @@ from infrastructure.web.quotas import require_message_quota
 from infrastructure.web.rate_limits import posting_rate_limit
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.members import is_member
-from projections.messages import message_in_session, message_versions, messages_page
+from projections.messages import message_in_session, message_versions, messages_before, messages_page
 from projections.sessions import session_for_member
 from projections.storage import ReadConnection
 
@@ -128,12 +128,18 @@ class MessagesController(Controller):
         self, session_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
         progress: ProjectionProgress, cursor: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50, after_position: int | None = None,
+        dir: Literal["f", "b"] = "f",
     ) -> Page[MessageView]:
-        after = cursor_position(cursor)
+        """`dir=f` (default): oldest first, the cursor continues with newer messages.
+        `dir=b`: newest first, starting at the newest message; the cursor continues with older ones."""
+        position = cursor_position(cursor)
         await progress.wait(READ_MODELS, after_position)
         if not await is_member(db, str(session_id), str(request.user.id)):
             raise NotFoundException("no such session")
-        rows = await messages_page(db, str(session_id), after, limit + 1)
+        if dir == "b":
+            rows = await messages_before(db, str(session_id), position if cursor else None, limit + 1)
+        else:
+            rows = await messages_page(db, str(session_id), position, limit + 1)
         return page(rows, limit, _from_row)
 
     @get("/{message_id:uuid}")

@@ -19,9 +19,10 @@ class Page(msgspec.Struct, Generic[T]):
 
 
 def cursor_position(cursor: str | None) -> int:
+    """A cursor is a position in ASCII digits (`'²'.isdigit()` is true, `int('²')` fails)."""
     if cursor is None or cursor == "":
         return 0
-    if not cursor.isdigit() or len(cursor) > 18:
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
         raise ValidationException("invalid cursor", extra=[{"key": "cursor", "message": "not a cursor this API gave out"}])
     return int(cursor)
 

@@ -21,6 +21,10 @@ def login_rate_limit() -> list[Any]:
     return _limit("CHRONICLE_RATE_LIMIT_LOGIN", 10, lambda r: f"login:{get_remote_address(r)}")
 
 
+def lookup_rate_limit() -> list[Any]:
+    return _limit("CHRONICLE_RATE_LIMIT_LOOKUPS", 30, lambda r: f"lookup:{getattr(r.scope.get('user'), 'id', '')}")
+
+
 def posting_rate_limit() -> list[Any]:
     return _limit("CHRONICLE_RATE_LIMIT_POSTS", 600, _poster)
 

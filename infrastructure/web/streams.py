@@ -10,14 +10,23 @@ Each client's backlog is bounded: a client whose backlog is at `CHRONICLE_WS_QUE
 checks a second apart cannot keep up and is closed with 4429, told the position to resume from,
 so it never slows the others or grows the server's memory without bound.
 
+Every frame, stored or ephemeral, reaches only a current member: a `member.removed` frame about
+the client ends the stream whatever position it resumed from, and an assistant reply's
+ephemeral frames are sent only after membership was read for that reply. An `after` beyond the
+log's head is treated as the head.
+
+A browser authenticates with its sign-in cookie; such a stream is accepted only from the
+server's own origin or `CHRONICLE_ALLOWED_ORIGINS` (cross-site WebSocket hijacking).
+
 Close codes: 4400 bad request (e.g. `after` is not a position), 4401 missing or invalid token
-(also when the token expires, or the user is disabled, while the stream is open), 4403 not a member of the session (also sent when the client is removed from it), 4429 too slow.
+(also when the token expires, or the user is disabled, while the stream is open), 4403 not a member of the session (also sent when the client is removed from it), or a cookie from a foreign origin, 4429 too slow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -30,9 +39,10 @@ from litestar.channels import ChannelsPlugin
 from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
 from litestar.security.jwt import Token
 
-from infrastructure.web.auth import Principal, VerifiedToken
+from infrastructure.web.auth import AUTH_COOKIE, Principal, VerifiedToken
 from projections.frames import (
     POSITIONED,
+    Frame,
     decode_frame,
     frame_position,
     session_channel,
@@ -42,6 +52,7 @@ from projections.members import is_member
 from projections.session_feed import session_frames_after
 from projections.storage import Row
 from projections.user_feed import user_frames_after
+from projections.users import user_by_id
 
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
@@ -51,6 +62,7 @@ REPLAY_PAGE = 500
 CLOSE_TIMEOUT = 10
 ACCESS_CHECK_SECONDS = 2.0
 BACKLOG_CHECK_SECONDS = 1.0
+TYPING_SECONDS = 2.0
 
 
 REPLAY = b"replay"
@@ -69,12 +81,26 @@ def _queue_limit() -> int:
     return int(os.environ.get("CHRONICLE_WS_QUEUE", "").strip() or 1000)
 
 
-async def _principal(socket: WebSocket[Any, Any, Any]) -> tuple[Principal, Token] | None:
-    """The caller and their verified token."""
+def _same_origin(socket: WebSocket[Any, Any, Any]) -> bool:
+    """A browser always sends `Origin` on a WebSocket; it must be this server or an allowed one."""
+    origin = socket.headers.get("origin")
+    if origin is None:
+        return False
+    allowed = socket.app.state.settings.allowed_origins
+    own = {f"{scheme}://{socket.headers.get('host', '')}" for scheme in ("http", "https")}
+    return origin in own or origin in allowed
+
+
+async def _principal(socket: WebSocket[Any, Any, Any]) -> tuple[Principal, Token] | None | bool:
+    """The caller and their verified token; False for a cookie from a foreign origin."""
     token = socket.query_params.get("token")
     if not token:
         header = socket.headers.get("authorization", "")
         token = header[7:] if header.lower().startswith("bearer ") else None
+    if not token:
+        token = socket.cookies.get(AUTH_COOKIE)
+        if token and not _same_origin(socket):
+            return False
     if not token:
         return None
     jwt = socket.app.state.jwt
@@ -91,16 +117,29 @@ def _after(socket: WebSocket[Any, Any, Any]) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
 
 
+def _is_ping(message: str) -> bool:
+    try:
+        decoded = _decode_ephemeral(message)
+    except msgspec.DecodeError:
+        return message.strip() == "ping"
+    return isinstance(decoded, dict) and decoded.get("type") == "ping"
+
+
 async def _stream(
     socket: WebSocket[Any, Any, Any],
     channel: str,
     after: int,
     replay: Callable[[int], Awaitable[list[Row]]],
     token: Token,
-    still_allowed: Callable[[bytes], Awaitable[bool]] | None = None,
+    me: str,
+    still_allowed: Callable[[Frame], Awaitable[bool]] | None = None,
+    is_member_now: Callable[[], Awaitable[bool]] | None = None,
+    on_typing: Callable[[], None] | None = None,
 ) -> None:
     """Subscribes, replays, then forwards live frames. `still_allowed` is asked about every
-    `member.removed` frame: the stream closes with 4403 when the client may no longer see it."""
+    `member.removed` frame, even one before the resume position: the stream closes with 4403
+    when the client may no longer see it. `is_member_now` is asked once per assistant reply
+    before its first ephemeral frame goes out."""
     channels: ChannelsPlugin = socket.app.state.channels
     subscriber = await channels.subscribe([channel])
     _LIVE.add(subscriber)
@@ -108,24 +147,38 @@ async def _stream(
     outcome: dict[str, tuple[int, str]] = {}
     last = after
     finished_replies: set[str] = set()
+    admitted_replies: set[str] = set()
+
+    def removed() -> bool:
+        outcome["close"] = (CLOSE_FORBIDDEN, "removed from the session")
+        return False
 
     async def deliver(body: bytes) -> bool:
         """Sends one frame; False when the stream must end (the client was removed)."""
         nonlocal last
-        if not body.startswith(POSITIONED):  # ephemeral (reply.started, reply.delta)
-            if _reply_id(body) not in finished_replies:
-                await socket.send_data(body, mode="text")
+        if not body.startswith(POSITIONED):  # ephemeral (reply.started, reply.delta, typing)
+            frame = _ephemeral(body)
+            reply_id = str(frame.get("reply_id", ""))
+            if reply_id in finished_replies:
+                return True
+            if is_member_now is not None and reply_id not in admitted_replies:
+                if not await is_member_now():
+                    return removed()
+                if reply_id:
+                    admitted_replies.add(reply_id)
+            if frame.get("type") == "typing" and frame.get("user_id") == me:
+                return True
+            await socket.send_data(body, mode="text")
             return True
         position = frame_position(body)
-        if position <= last:
-            return True
-        await socket.send_data(body, mode="text")
-        last = position
-        if b'"type":"reply.' in body[:64]:
-            finished_replies.add(_reply_id(decode_frame(body).data))
-        if still_allowed is not None and b'"type":"member.removed"' in body[:64] and not await still_allowed(body):
-            outcome["close"] = (CLOSE_FORBIDDEN, "removed from the session")
-            return False
+        head = body[:64]  # `{"position":N,"type":"…"`: the type is read without decoding the frame
+        if position > last:
+            await socket.send_data(body, mode="text")
+            last = position
+            if b'"type":"reply.' in head:
+                finished_replies.add(str(decode_frame(body).data.get("reply_id", "")))
+        if still_allowed is not None and b'"type":"member.removed"' in head and not await still_allowed(decode_frame(body)):
+            return removed()
         return True
 
     async def catch_up() -> bool:
@@ -149,12 +202,14 @@ async def _stream(
         tg.cancel_scope.cancel()
 
     async def receive() -> None:
-        """Answers application-level pings; returns when the client goes away."""
+        """Answers application-level pings, passes typing notices on; returns when the client goes away."""
         try:
             while True:
                 message = await socket.receive_data(mode="text")
-                if message.strip() in ('{"type":"ping"}', "ping"):
+                if _is_ping(message):
                     await socket.send_data('{"type":"pong"}', mode="text")
+                elif on_typing is not None and _is_typing(message):
+                    on_typing()
         except WebSocketDisconnect:
             outcome["gone"] = (0, "")
         tg.cancel_scope.cancel()
@@ -205,16 +260,23 @@ async def _stream(
         await channels.unsubscribe(subscriber, channel)
 
 
-def _reply_id(source: bytes | dict[str, Any]) -> str:
-    if isinstance(source, dict):
-        return str(source.get("reply_id", ""))
+def _ephemeral(body: bytes) -> dict[str, Any]:
     try:
-        return str(_decode_ephemeral(source).get("reply_id", ""))
+        frame = _decode_ephemeral(body)
     except msgspec.DecodeError:
-        return ""
+        return {}
+    return frame if isinstance(frame, dict) else {}
 
 
-_decode_ephemeral = msgspec.json.Decoder(dict).decode
+def _is_typing(message: str) -> bool:
+    try:
+        decoded = _decode_ephemeral(message)
+    except msgspec.DecodeError:
+        return False
+    return isinstance(decoded, dict) and decoded.get("type") == "typing"
+
+
+_decode_ephemeral = msgspec.json.Decoder(Any).decode
 
 
 async def _refuse(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:
@@ -226,19 +288,25 @@ async def _admit(socket: WebSocket[Any, Any, Any]) -> tuple[Principal, Token, in
     """The caller, their token's expiry and the position to resume after; refuses the
     connection (4401, 4400) otherwise."""
     caller = await _principal(socket)
-    if caller is None:
+    if caller is False:
+        await _refuse(socket, CLOSE_FORBIDDEN, "a signed-in browser may open streams only from this site")
+        return None
+    if caller is None or caller is True:
         await _refuse(socket, CLOSE_UNAUTHORIZED, "missing or invalid token")
         return None
     after = _after(socket)
     if after is None:
         await _refuse(socket, CLOSE_BAD_REQUEST, "after must be a position")
         return None
-    return caller[0], caller[1], after
+    head = await anyio.to_thread.run_sync(socket.app.state.write.runner.head)
+    return caller[0], caller[1], min(after, head)
 
 
 @websocket("/api/sessions/{session_id:uuid}/stream", exclude_from_auth=True)
 async def session_stream(socket: WebSocket[Any, Any, Any], session_id: UUID) -> None:
-    """Every frame of the session after `?after=POSITION`, then live. `?token=` or a bearer header."""
+    """Every frame of the session after `?after=POSITION`, then live. The sign-in cookie,
+    `?token=` or a bearer header. The client may send `{"type":"typing"}`; the other members get
+    an ephemeral `typing` frame."""
     admitted = await _admit(socket)
     if admitted is None:
         return
@@ -255,15 +323,28 @@ async def session_stream(socket: WebSocket[Any, Any, Any], session_id: UUID) -> 
         if not await is_member(db, sid, me):
             return await _refuse(socket, CLOSE_FORBIDDEN, "not a member of this session")
     await socket.accept()
-    removed = f'"data":{{"user_id":"{me}"}}'.encode()
+    user = await user_by_id(db, me)
+    channels: ChannelsPlugin = socket.app.state.channels
+    typing = msgspec.json.encode({
+        "session_id": sid, "type": "typing", "user_id": me, "display_name": user["display_name"] if user else "",
+    })
+    typed_at = 0.0
 
-    async def still_allowed(body: bytes) -> bool:
+    async def still_allowed(frame: Frame) -> bool:
         """A removal of someone else, or an old one (the client was added back), lets it stay."""
-        return removed not in body or await is_member(db, sid, me)
+        return frame.data.get("user_id") != me or await is_member(db, sid, me)
+
+    def on_typing() -> None:
+        """At most one typing notice per connection every TYPING_SECONDS; never stored."""
+        nonlocal typed_at
+        now = time.monotonic()
+        if now - typed_at >= TYPING_SECONDS:
+            typed_at = now
+            channels.publish(typing, session_channel(sid))
 
     await _stream(
-        socket, session_channel(sid), after, lambda last: session_frames_after(db, sid, last, REPLAY_PAGE), token,
-        still_allowed,
+        socket, session_channel(sid), after, lambda last: session_frames_after(db, sid, last, REPLAY_PAGE), token, me,
+        still_allowed, lambda: is_member(db, sid, me), on_typing,
     )
 
 
@@ -277,4 +358,4 @@ async def user_stream(socket: WebSocket[Any, Any, Any]) -> None:
     principal, token, after = admitted
     await socket.accept()
     db, me = socket.app.state.db, str(principal.id)
-    await _stream(socket, user_channel(me), after, lambda last: user_frames_after(db, me, last, REPLAY_PAGE), token)
+    await _stream(socket, user_channel(me), after, lambda last: user_frames_after(db, me, last, REPLAY_PAGE), token, me)

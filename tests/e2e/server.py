@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,15 @@ class Server:
 
     def client(self, token: str | None = None) -> Api:
         return Api(self.url, token)
+
+    def admin(self) -> Api:
+        """A new admin (made with the CLI, as an operator would), signed in."""
+        email = f"admin-{uuid.uuid4().hex[:12]}@example.org"
+        made = cli(self.data_dir, "users", "create", email, "--role", "admin", "--password-stdin", input="admin password\n")
+        assert made.returncode == 0, made.stderr
+        login = self.client().post("/api/auth/login", {"email": email, "password": "admin password"})
+        assert login.status_code == 200, login.text
+        return self.client(login.json()["access_token"])
 
 
 class Api:
