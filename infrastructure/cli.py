@@ -42,7 +42,7 @@ def _settings(data_dir: Path):  # type: ignore[no-untyped-def]
 
 @click.group(help="Chronicle: an event-sourced chat and document backend.")
 def main() -> None:
-    pass
+    os.umask(0o077)  # every file and folder Chronicle makes is its user's alone (0600/0700)
 
 
 @main.command(help="Serve the HTTP API.")
@@ -59,6 +59,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, loop="uvloop", http="httptools", ws="websockets-sansio",
         ws_ping_interval=20, ws_ping_timeout=20, access_log=False,
+        proxy_headers=bool(app.state.settings.trusted_proxies), forwarded_allow_ips=list(app.state.settings.trusted_proxies) or None,
     )
     logging.getLogger("uvicorn.error").addFilter(_redact_tokens)
     uvicorn.Server(config).run()

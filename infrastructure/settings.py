@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from pathlib import Path
 
 
 MiB = 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 def _int(name: str, default: int) -> int:
@@ -41,6 +43,8 @@ class Settings:
     """Origins besides the server's own from which a signed-in browser may open streams."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a separately hosted client (CORS is off when empty)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses whose `X-Forwarded-For` is believed (none by default: the peer's address counts)."""
 
     @property
     def event_store_path(self) -> Path:
@@ -61,8 +65,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> Settings:
-        path = Path(data_dir or os.environ.get("CHRONICLE_DATA_DIR") or "./var").resolve()
-        path.mkdir(parents=True, exist_ok=True)
+        path = private_directory(Path(data_dir or os.environ.get("CHRONICLE_DATA_DIR") or "./var").resolve())
         return cls(
             data_dir=path,
             secret_key=os.environ.get("CHRONICLE_SECRET_KEY") or _kept_secret(path),
@@ -85,7 +88,19 @@ class Settings:
             retention_interval=float(os.environ.get("CHRONICLE_RETENTION_INTERVAL", "").strip() or 3600),
             allowed_origins=frozenset(_list("CHRONICLE_ALLOWED_ORIGINS") + _list("CHRONICLE_CORS_ORIGINS")),
             cors_origins=tuple(_list("CHRONICLE_CORS_ORIGINS")),
+            trusted_proxies=tuple(_list("CHRONICLE_TRUSTED_PROXIES")),
         )
+
+
+def private_directory(path: Path) -> Path:
+    """The data directory holds message text, emails and the data keys: it is made 0700, and
+    one that already exists with looser modes is reported (left as the operator set it)."""
+    if not path.exists():
+        path.mkdir(parents=True, mode=0o700)
+        path.chmod(0o700)  # mkdir's mode is masked by the umask
+    elif path.stat().st_mode & 0o077:
+        log.warning("the data directory %s is readable by others (mode %o); chmod 700 it", path, path.stat().st_mode & 0o777)
+    return path
 
 
 def _list(name: str) -> list[str]:

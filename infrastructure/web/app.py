@@ -61,7 +61,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         loop = asyncio.get_running_loop()
         write = bootstrap(settings)
         write.runner = ProjectionProcess(settings, write.reader, write.read_store, write.runner.projectors)
-        progress = ProjectionProgress(write.runner.positions(), settings.read_wait_seconds)
+        progress = ProjectionProgress(
+            write.runner.positions(), settings.read_wait_seconds, lambda: anyio.to_thread.run_sync(write.runner.head),
+        )
         write.runner.on_progress = lambda advanced: loop.call_soon_threadsafe(progress.update, advanced)
         db = await AioSQLiteReadConnection.open(settings.read_store_path)
         principals = PrincipalCache(db)
@@ -72,7 +74,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             keys.forget()  # erased or expired, maybe by another process: drop the cached keys
 
         write.runner.on_publish = lambda published: loop.call_soon_threadsafe(_publish, channels, forget, published)
-        app.state.update(write=write, progress=progress, db=db, principals=principals, jwt=auth, channels=channels, settings=settings)
+        app.state.update(write=write, progress=progress, db=db, principals=principals, jwt=auth, channels=channels)
         provider = assistant_provider(settings, db)
         engine_positions = SQLiteReadStore(settings.read_store_path)
         engine = ChatEngine(
@@ -147,7 +149,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_app_init=[auth.on_app_init],
         middleware=[HttpMetrics, csrf_middleware(settings.secret_key)],
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins), allow_credentials=True) if settings.cors_origins else None,
-        state=State({"client_bundle": ClientBundle()}),
+        state=State({"client_bundle": ClientBundle(), "settings": settings}),
         plugins=[channels],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(title="Chronicle", version="0.1.0", path="/schema"),

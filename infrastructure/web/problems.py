@@ -76,7 +76,9 @@ def _validation_error(request: Request, error: ValidationException) -> Response[
 
 
 def _http_error(request: Request, error: HTTPException) -> Response[Any]:
-    if error.status_code >= 500:
+    if isinstance(error, ReadModelBehind):
+        log.warning("%s %s: %s", request.method, request.url.path, error.detail)
+    elif error.status_code >= 500:
         log.error("%s %s failed: %r", request.method, request.url.path, error, exc_info=error)
     return problem(error.status_code, str(error.detail), headers=error.headers)
 
@@ -89,6 +91,14 @@ def _quota_exceeded(request: Request, error: QuotaExceeded) -> Response[Any]:
                    resets_at=error.resets_at.isoformat() if error.resets_at else None)
 
 
+def _undecodable_body(request: Request, error: Exception) -> Response[Any]:
+    """Raised by the JSON decoder for a body that is not UTF-8 or nests without end (msgspec
+    reports both outside its DecodeError, so Litestar does not turn them into a 400)."""
+    reason = "is not valid UTF-8" if isinstance(error, UnicodeDecodeError) else "nests too deeply"
+    log.info("%s %s: the request body %s", request.method, request.url.path, reason)
+    return problem(400, f"the request body {reason}", errors=[{"field": "body", "message": reason}])
+
+
 def _unexpected_error(request: Request, error: Exception) -> Response[Any]:
     log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
     return problem(500, "an unexpected error occurred; it has been logged")
@@ -99,5 +109,7 @@ exception_handlers: dict[Any, Any] = {
     QuotaExceeded: _quota_exceeded,
     ValidationException: _validation_error,
     HTTPException: _http_error,
+    UnicodeDecodeError: _undecodable_body,
+    RecursionError: _undecodable_body,
     Exception: _unexpected_error,
 }

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+
+from litestar.exceptions import ValidationException
 
 from infrastructure.web.problems import ReadModelBehind
 
@@ -13,9 +15,10 @@ class ProjectionProgress:
     queries waiting for them. Updated on the event loop (the runner thread calls in with
     `call_soon_threadsafe`)."""
 
-    def __init__(self, positions: dict[str, int], wait_seconds: float) -> None:
+    def __init__(self, positions: dict[str, int], wait_seconds: float, head: Callable[[], Awaitable[int]]) -> None:
         self.positions = dict(positions)
         self._wait_seconds = wait_seconds
+        self._head = head
         self._waiters: list[tuple[tuple[str, ...], int, asyncio.Future[None]]] = []
 
     def update(self, positions: dict[str, int]) -> None:
@@ -36,8 +39,16 @@ class ProjectionProgress:
         return all(self.positions.get(name, 0) >= position for name in names)
 
     async def wait(self, names: tuple[str, ...], position: int | None) -> None:
+        """Returns once every named read model has reached `position`; a position the log
+        has not reached is refused at once (400, naming the head) instead of held open."""
         if position is None or self._reached(names, position):
             return
+        head = await self._head()
+        if position > head:
+            raise ValidationException(
+                f"after_position {position} is beyond the log's head ({head})",
+                extra=[{"key": "after_position", "message": f"beyond the log's head ({head})"}],
+            )
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiter = (names, position, future)
         self._waiters.append(waiter)

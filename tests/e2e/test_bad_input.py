@@ -84,14 +84,56 @@ def test_bad_query_parameters(ann, params):
     assert_problem(response, 400)
 
 
-def test_a_read_model_wait_that_times_out_is_a_503_with_retry_after(server, ann):
-    from tests.e2e.server import Api  # noqa: F401
+def test_a_read_model_wait_that_times_out_is_a_503_with_retry_after_and_one_warning(tmp_path):
+    """A genuine wait: the projection process is stopped (SIGSTOP), so the read models stay
+    behind a committed post."""
+    import os
+    import signal
+    import subprocess
 
-    far = ann.head() + 1_000_000
-    response = ann.get(f"/api/sessions/{ann.sid}/messages", params={"after_position": far}, timeout=30)
-    assert_problem(response, 503)
-    assert response.headers["retry-after"] == "1"
+    from tests.e2e.server import Server
+
+    server = Server(tmp_path, env={"CHRONICLE_READ_WAIT": "1"}).start()
+    try:
+        ann, _ = server.client().signup("ann@example.org")
+        sid = ann.post("/api/sessions", {"title": "Stalled"}).json()["id"]
+        children = [int(p) for p in subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()]
+        assert children, "the server runs its projections in a child process"
+        for child in children:
+            os.kill(child, signal.SIGSTOP)
+        try:
+            posted = ann.post(f"/api/sessions/{sid}/messages", {"content": "not projected yet"}).json()
+            response = ann.get(f"/api/sessions/{sid}/messages", params={"after_position": posted["position"]})
+            assert_problem(response, 503)
+            assert response.headers["retry-after"] == "1"
+        finally:
+            for child in children:
+                os.kill(child, signal.SIGCONT)
+        assert ann.get(f"/api/sessions/{sid}/messages", params={"after_position": posted["position"]}).status_code == 200
+    finally:
+        server.stop()
+    log = (tmp_path / f"server-{server.port}.log").read_text()
+    assert "Traceback" not in log and log.count("has not yet reached position") == 1
 
 
 def test_empty_patch_is_refused(ann):
     assert_problem(ann.patch(f"/api/sessions/{ann.sid}", {}), 400)
+
+
+def test_bodies_that_break_the_json_decoder_are_400_problems_even_before_sign_in(anon, server):
+    """A 2 KB body nested 1,000 deep, and invalid UTF-8 inside a string, on the unauthenticated
+    endpoints too; nothing is logged as a traceback."""
+    deep = b"[" * 1000 + b"]" * 1000
+    for path in ("/api/auth/register", "/api/auth/login"):
+        assert_problem(anon.post(path, content=deep, headers={"content-type": "application/json"}), 400)
+        bad = b'{"email":"a\xffb@example.org","password":"correct horse","display_name":"A"}'
+        assert_problem(anon.post(path, content=bad, headers={"content-type": "application/json"}), 400)
+    assert "Traceback" not in (server.data_dir / f"server-{server.port}.log").read_text()
+
+
+def test_a_position_beyond_the_head_is_refused_at_once_naming_the_head(new_user):
+    ann, _ = new_user("ann")
+    head = ann.head()
+    for path in ("/api/sessions", "/api/me", "/api/documents"):
+        body = assert_problem(ann.get(path, params={"after_position": head + 1_000_000}), 400, "after_position")
+        assert "head" in body["detail"]
