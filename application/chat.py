@@ -62,6 +62,13 @@ class RemoveMember:
 
 
 @dataclass(frozen=True)
+class MarkRead:
+    session_id: UUID
+    user_id: UUID
+    position: int
+
+
+@dataclass(frozen=True)
 class PostMessage:
     session_id: UUID
     author_id: UUID
@@ -147,6 +154,10 @@ def remove_member(uow: UnitOfWork, cmd: RemoveMember) -> ChatSession:
     return session
 
 
+def mark_read(uow: UnitOfWork, cmd: MarkRead) -> bool:
+    return _session(uow, cmd.session_id).mark_read(cmd.user_id, cmd.position)
+
+
 def post_message(uow: UnitOfWork, cmd: PostMessage) -> PostedMessage:
     session = _session(uow, cmd.session_id)
     if cmd.client_message_id is not None:
@@ -191,6 +202,7 @@ HANDLERS = {
     ExpireContent: expire_content,
     AddMember: add_member,
     RemoveMember: remove_member,
+    MarkRead: mark_read,
     PostMessage: post_message,
     EditMessage: edit_message,
     DeleteMessage: delete_message,

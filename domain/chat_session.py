@@ -132,6 +132,27 @@ class ChatSession(ChronicleAggregate):
     def _member_removed(self, user_id: UUID) -> None:
         self.members.discard(user_id)
 
+    @property
+    def read_markers(self) -> dict[UUID, int]:
+        """How far each member has read: the position of the newest message they have seen."""
+        return getattr(self, "_read_markers", {})
+
+    def mark_read(self, user_id: UUID, position: int) -> bool:
+        """Records that a member has read up to `position`. Only a marker that moves forward is
+        recorded (a client sends one every few seconds at most, not one per message), so
+        scrolling back or repeating a marker appends nothing. True when it was recorded."""
+        self.require_member(user_id)
+        if not isinstance(position, int) or isinstance(position, bool) or position < 0:
+            raise InvalidValue("position", "position must be a whole number of at least 0")
+        if position <= self.read_markers.get(user_id, 0):
+            return False
+        self._messages_read(user_id=user_id, position=position)
+        return True
+
+    @event("MessagesRead")
+    def _messages_read(self, user_id: UUID, position: int) -> None:
+        self._read_markers = {**self.read_markers, user_id: position}
+
     def set_retention(self, by: UUID, days: int | None) -> None:
         """How many days messages keep their content (None: the global default)."""
         self._require_owner(by, "change how long messages are kept")

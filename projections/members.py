@@ -16,7 +16,7 @@ class SessionMembersProjector(Projector):
     schema = (
         """CREATE TABLE IF NOT EXISTS session_members (
             session_id TEXT NOT NULL, user_id TEXT NOT NULL, role TEXT NOT NULL,
-            added_at TEXT NOT NULL, position INTEGER NOT NULL,
+            added_at TEXT NOT NULL, position INTEGER NOT NULL, read_position INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (session_id, user_id))""",
         "CREATE INDEX IF NOT EXISTS session_members_by_user ON session_members(user_id, session_id)",
     )
@@ -24,14 +24,14 @@ class SessionMembersProjector(Projector):
     @handles(ChatSession.SessionStarted)
     def _started(self, tx: ReadTransaction, e: Any, position: int) -> None:
         tx.execute(
-            "INSERT INTO session_members VALUES (?,?,?,?,?)",
+            "INSERT INTO session_members (session_id, user_id, role, added_at, position) VALUES (?,?,?,?,?)",
             (str(e.originator_id), str(e.owner_id), "owner", iso(e.timestamp), position),
         )
 
     @handles(ChatSession.MemberAdded)
     def _added(self, tx: ReadTransaction, e: Any, position: int) -> None:
         tx.execute(
-            "INSERT OR REPLACE INTO session_members VALUES (?,?,?,?,?)",
+            "INSERT OR REPLACE INTO session_members (session_id, user_id, role, added_at, position) VALUES (?,?,?,?,?)",
             (str(e.originator_id), str(e.user_id), "member", iso(e.timestamp), position),
         )
 
@@ -40,6 +40,14 @@ class SessionMembersProjector(Projector):
         tx.execute(
             "DELETE FROM session_members WHERE session_id=? AND user_id=?",
             (str(e.originator_id), str(e.user_id)),
+        )
+
+
+    @handles(ChatSession.MessagesRead)
+    def _read(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        tx.execute(
+            "UPDATE session_members SET read_position=? WHERE session_id=? AND user_id=?",
+            (e.position, str(e.originator_id), str(e.user_id)),
         )
 
 

@@ -124,8 +124,12 @@ async def session_for_member(db: ReadConnection, session_id: str, user_id: str) 
 
 
 async def sessions_of_member(db: ReadConnection, user_id: str, after: int, limit: int) -> list[Row]:
+    """With `unread`: messages by others after the member's read marker (read from the
+    messages read model, by its (session_id, position) index)."""
     return await db.fetch_all(
-        f"SELECT {_COLUMNS} FROM session_members m JOIN sessions s ON s.id=m.session_id"
+        f"SELECT {_COLUMNS}, (SELECT COUNT(*) FROM messages x WHERE x.session_id=s.id AND x.position>m.read_position"
+        " AND x.author_id!=m.user_id AND x.deleted=0) AS unread"
+        " FROM session_members m JOIN sessions s ON s.id=m.session_id"
         " WHERE m.user_id=? AND s.created_position>? ORDER BY s.created_position LIMIT ?",
         (user_id, after, limit),
     )

@@ -67,6 +67,11 @@ class UserFeedProjector(Projector):
             data.update(size=e.output_size, pages=e.pages, characters=e.characters, duration_ms=e.duration_ms)
         self._send(tx, row["owner_id"], Frame(position, f"conversion.{status}", None, data))
 
+    @handles(ChatSession.MessagesRead)
+    def _read(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        """Only the reader learns how far they have read (their other devices clear the count)."""
+        self._send(tx, str(e.user_id), Frame(position, "session.read", str(e.originator_id), {"position": e.position}))
+
     @handles(*SESSION_EVENTS)
     def _session_changed(self, tx: ReadTransaction, e: Any, position: int) -> None:
         session_id = str(e.originator_id)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
+import anyio
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import Parameter
 
 from application.chat import (
+    MarkRead,
     AddMember,
     ArchiveSession,
     RemoveMember,
@@ -83,6 +85,8 @@ class SessionDetail(msgspec.Struct, omit_defaults=True):
     last_message_at: str | None
     position: int
     members: list[Member] | None = None
+    unread: int | None = None
+    """In lists: messages by others after my read marker."""
 
 
 class Retention(msgspec.Struct, forbid_unknown_fields=True):
@@ -115,8 +119,20 @@ def _from_row(row: dict[str, Any]) -> SessionDetail:
         id=row["id"], title=row["title"], owner_id=row["owner_id"], assistant=bool(row["assistant"]),
         archived=bool(row["archived"]), created_at=row["created_at"], updated_at=row["updated_at"],
         message_count=row["message_count"], last_message_preview=row["last_message_preview"],
-        last_message_at=row["last_message_at"], position=row["position"],
+        last_message_at=row["last_message_at"], position=row["position"], unread=row.get("unread"),
     )
+
+
+class ReadMarker(msgspec.Struct, forbid_unknown_fields=True):
+    position: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class ReadMarkerView(msgspec.Struct):
+    session_id: str
+    read_position: int
+    recorded: bool
+    """False when the marker did not move forward (nothing was appended)."""
+    position: int | None
 
 
 class SessionsController(Controller):
@@ -134,7 +150,7 @@ class SessionsController(Controller):
         cursor: str | None = None, limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50,
         after_position: int | None = None,
     ) -> Page[SessionDetail]:
-        await progress.wait(READ_MODELS, after_position)
+        await progress.wait(READ_MODELS + ("messages",), after_position)
         rows = await sessions_of_member(db, str(request.user.id), cursor_position(cursor), limit + 1)
         return page(rows, limit, _from_row, key="created_position")
 
@@ -164,6 +180,22 @@ class SessionsController(Controller):
     async def archive(self, session_id: UUID, bus: CommandBus, request: Request[Principal, Any, Any]) -> SessionView:
         outcome = await execute(bus, request, ArchiveSession(session_id, request.user.id))
         return _from_aggregate(outcome.value, outcome.position)
+
+    @put("/{session_id:uuid}/read")
+    async def mark_read(
+        self, session_id: UUID, data: ReadMarker, bus: CommandBus, request: Request[Principal, Any, Any],
+    ) -> ReadMarkerView:
+        """How far I have read (the position of the newest message I have seen): recorded only
+        when it moves forward, so a client may send it every few seconds; clears my unread
+        count and reaches my other devices as a `session.read` frame on `/api/stream`."""
+        head = await anyio.to_thread.run_sync(request.app.state.write.runner.head)
+        if data.position > head:
+            raise ValidationException(
+                f"position {data.position} is beyond the log's head ({head})",
+                extra=[{"key": "position", "message": f"beyond the log's head ({head})"}],
+            )
+        outcome = await execute(bus, request, MarkRead(session_id, request.user.id, data.position))
+        return ReadMarkerView(str(session_id), data.position, bool(outcome.value), outcome.position if outcome.value else None)
 
     @put("/{session_id:uuid}/retention")
     async def retention(

@@ -151,3 +151,24 @@ def test_message_roles_are_checked():
     with pytest.raises(InvalidValue):
         started().post_message(OWNER, "hi", role="robot")
     assert Message.post(uuid4(), OWNER, "system", "note", None).role == "system"
+
+
+def test_a_read_marker_is_recorded_only_when_it_moves_forward():
+    session = started()
+    before = len(session.collect_events())
+    assert session.mark_read(MEMBER, 10) is True
+    assert session.mark_read(MEMBER, 10) is False and session.mark_read(MEMBER, 4) is False
+    assert session.mark_read(OWNER, 7) is True
+    events = session.collect_events()
+    assert [type(e).__name__ for e in events] == ["MessagesRead", "MessagesRead"] and before > 0
+    assert session.read_markers == {MEMBER: 10, OWNER: 7}
+
+
+def test_only_members_keep_read_markers_and_positions_are_whole_numbers():
+    session = started()
+    with pytest.raises((Forbidden, SessionNotFound)):
+        session.mark_read(STRANGER, 3)
+    for bad in (-1, True, 2.5):
+        with pytest.raises(InvalidValue):
+            session.mark_read(MEMBER, bad)
+    assert session.read_markers == {}
