@@ -1,0 +1,23 @@
+import { createApp } from 'vue'
+import { createPinia } from 'pinia'
+import App from './App.vue'
+import { createAppRouter } from './router'
+import { setUnauthorizedHandler } from './api/client'
+import { useAccountStore } from './features/account/accountStore'
+import './styles/app.css'
+
+const app = createApp(App)
+const pinia = createPinia()
+app.use(pinia)
+const router = createAppRouter()
+app.use(router)
+
+setUnauthorizedHandler(() => {
+  const account = useAccountStore(pinia)
+  if (account.isSignedIn) {
+    account.expired()
+    void router.push({ name: 'sign-in' })
+  }
+})
+
+app.mount('#app')
