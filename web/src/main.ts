@@ -14,10 +14,7 @@ app.use(router)
 
 setUnauthorizedHandler(() => {
   const account = useAccountStore(pinia)
-  if (account.isSignedIn) {
-    account.expired()
-    void router.push({ name: 'sign-in' })
-  }
+  account.expired()
 })
 
 app.mount('#app')

@@ -5,7 +5,6 @@
  * seen twice change nothing.
  */
 import { onScopeDispose, watch } from 'vue'
-import { useRouter } from 'vue-router'
 import { isStored } from '@/api/frames'
 import { useStream } from '@/stream/useStream'
 import { useAccountStore } from '@/features/account/accountStore'
@@ -18,7 +17,6 @@ export function useUserFeed(): void {
   const account = useAccountStore()
   const sessions = useSessionsStore()
   const documents = useDocumentsStore()
-  const router = useRouter()
   const myId = account.me?.id ?? ''
 
   const stream = useStream({
@@ -32,10 +30,7 @@ export function useUserFeed(): void {
   })
 
   watch(stream.status, (status) => {
-    if (status === 'signed-out') {
-      account.expired()
-      void router.push({ name: 'sign-in' })
-    }
+    if (status === 'signed-out') account.expired()
   })
 
   async function begin(): Promise<void> {
