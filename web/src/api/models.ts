@@ -1,0 +1,68 @@
+/**
+ * Wire types. Those the OpenAPI document already describes come from the generated `schema.d.ts`;
+ * the rest are the backend additions agreed for the browser client (cookie sessions, read
+ * markers, user lookup), written by hand until the document includes them.
+ */
+import type { components } from './schema'
+
+type Schemas = components['schemas']
+
+export type UserView = Schemas['UserView']
+export type SessionView = Schemas['SessionView']
+export type Member = Schemas['Member']
+export type MessageView = Schemas['MessageView']
+export type MessageVersion = Schemas['MessageVersion']
+export type DocumentView = Schemas['DocumentView']
+export type ConversionView = Schemas['ConversionView']
+export type SearchHit = Schemas['SearchHit']
+export type SearchResults = Schemas['SearchResults']
+export type Usage = Schemas['Usage']
+export type Step = Schemas['Step']
+export type Timeline = Schemas['Timeline']
+
+/** `GET /api/sessions` items, with the `unread` count the read-marker addition brings. */
+export type SessionSummary = Schemas['SessionDetail'] & { unread?: number }
+export type SessionDetail = Schemas['SessionDetail']
+
+export interface Page<T> {
+  items: T[]
+  next_cursor: string | null
+}
+
+/** Every write response carries the global position of the event it appended. */
+export interface Positioned {
+  position: number
+}
+
+/** `GET /api/users/lookup?email=` (addition). */
+export interface UserLookup {
+  id: string
+  display_name: string
+}
+
+export type ConversionTarget = 'text' | 'markdown' | 'html'
+export type SearchKind = 'all' | 'messages' | 'documents'
+
+/** The `session` object of an audit timeline (application/session_timeline.py `view()`). */
+export interface TimelineSession {
+  session_id: string
+  title: string | null
+  owner_id: string | null
+  assistant: boolean | null
+  archived: boolean
+  members: { user_id: string; since: string }[]
+  messages: {
+    id: string
+    author_id: string
+    role: string
+    content: string | null
+    posted_at: string
+    position: number
+    version: number
+    edited_at: string | null
+    deleted: boolean
+    reply_to?: string
+    status?: string
+  }[]
+  documents: { id: string; filename?: string }[]
+}

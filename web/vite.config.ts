@@ -1,0 +1,35 @@
+/// <reference types="vitest/config" />
+import { fileURLToPath, URL } from 'node:url'
+import { defineConfig } from 'vite'
+import vue from '@vitejs/plugin-vue'
+
+const backend = process.env.CHRONICLE_DEV_BACKEND ?? 'http://127.0.0.1:8765'
+
+export default defineConfig({
+  plugins: [vue()],
+  resolve: {
+    alias: { '@': fileURLToPath(new URL('./src', import.meta.url)) },
+  },
+  define: {
+    __VUE_OPTIONS_API__: 'false',
+    __VUE_PROD_DEVTOOLS__: 'false',
+    __VUE_PROD_HYDRATION_MISMATCH_DETAILS__: 'false',
+  },
+  server: {
+    proxy: {
+      '/api': { target: backend, ws: true, changeOrigin: false },
+    },
+  },
+  build: {
+    outDir: '../infrastructure/web/client',
+    emptyOutDir: true,
+    sourcemap: false,
+    // No inline module-preload polyfill script: the CSP allows 'self' scripts only.
+    modulePreload: { polyfill: false },
+    assetsInlineLimit: 0,
+  },
+  test: {
+    environment: 'jsdom',
+    include: ['src/**/*.test.ts'],
+  },
+})
