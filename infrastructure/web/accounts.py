@@ -43,7 +43,7 @@ from application.passwords import (
 from domain.user import User
 from infrastructure.bootstrap import WriteSide
 from infrastructure.workers.erasure import destroy_key, rebuild_after_erasure, require_erasable
-from infrastructure.web.auth import AUTH_COOKIE, Principal, admin_only
+from infrastructure.web.auth import AUTH_COOKIE, Principal, VerifiedToken, admin_only
 from infrastructure.web.commands import execute
 from infrastructure.web.quotas import Quotas, Usage, usage_of
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
@@ -142,12 +142,38 @@ class AuthController(Controller):
         token, user = await _sign_in(request, event_store, data)
         return Response(_from_aggregate(user, None), cookies=[auth_cookie(request, token)])
 
+    @get("/session", exclude_from_auth=True)
+    async def current_session(self, request: Request[Any, Any, Any], db: ReadConnection) -> BrowserSession:
+        """Whether this browser is signed in, and as whom: 200 either way, so a page that
+        starts signed out has no failed request to report."""
+        principal = await cookie_principal(request)
+        row = await user_by_id(db, str(principal.id)) if principal is not None else None
+        return BrowserSession(signed_in=row is not None, user=_from_row(row) if row is not None else None)
+
     @delete("/session", status_code=204)
     async def close_session(self, bus: CommandBus, request: Request[Principal, Any, Any]) -> Response[None]:
         """Signs out: every token issued to this user so far stops working, on every device."""
         outcome = await execute(bus, request, SignOut(request.user.id))
         await tokens_revoked(request, request.user.id, outcome.position)
         return Response(None, status_code=204, cookies=[Cookie(key=AUTH_COOKIE, value="", max_age=0, path="/", httponly=True, samesite="strict")])
+
+
+class BrowserSession(msgspec.Struct):
+    signed_in: bool
+    user: UserView | None
+
+
+async def cookie_principal(request: Request[Any, Any, Any]) -> Principal | None:
+    """The user the sign-in cookie names, checked as authentication would check it."""
+    encoded = request.cookies.get(AUTH_COOKIE)
+    if not encoded:
+        return None
+    jwt: JWTAuth = request.app.state.jwt
+    try:
+        token = VerifiedToken.decode(encoded, jwt.token_secret, jwt.algorithm)
+    except NotAuthorizedException:
+        return None
+    return await request.app.state.principals.principal(token)
 
 
 async def tokens_revoked(request: Request[Any, Any, Any], user_id: UUID, position: int) -> None:

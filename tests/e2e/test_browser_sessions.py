@@ -186,3 +186,13 @@ def test_finding_a_person_to_invite_by_exact_email(new_user, anon):
     assert found.json() == {"id": bob_user["id"], "display_name": "Bob"}
     assert_problem(ann.get("/api/users/lookup", params={"email": "nobody@example.org"}), 404)
     assert_problem(anon.get("/api/users/lookup", params={"email": bob_user["email"]}), 401)
+
+
+def test_the_browser_asks_whether_it_is_signed_in_without_a_failed_request(server, new_user):
+    client = browser(server)
+    assert client.get("/api/auth/session").json() == {"signed_in": False, "user": None}
+    client, user = sign_in(server, new_user)
+    session = client.get("/api/auth/session").json()
+    assert session["signed_in"] is True and session["user"]["id"] == user["id"]
+    client.delete("/api/auth/session", headers=csrf(client))
+    assert client.get("/api/auth/session").json()["signed_in"] is False
