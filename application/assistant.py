@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -75,6 +76,20 @@ class RecordReplyFailure:
     detail: str
     partial_content: str = ""
     asker_id: UUID | None = None
+
+
+ANSWER_RULES = ("questions", "all")
+_ADDRESSED = re.compile(r"^\s*(@assistant\b|assistant\s*[,:])", re.IGNORECASE)
+_QUESTION = re.compile(r"\?(?=\s|$|[\"'”’)\]])")
+
+
+def wants_reply(content: str, rule: str = "questions") -> bool:
+    """Which user messages the assistant answers. `questions` (the default): a message with a
+    sentence ending in `?`, or one that addresses the assistant first (`@assistant …`,
+    `Assistant, …`); a plain statement gets no reply. `all`: every message."""
+    if rule == "all":
+        return True
+    return bool(_ADDRESSED.match(content) or _QUESTION.search(content))
 
 
 def _existing(uow: UnitOfWork, message_id: UUID) -> AssistantReply | AssistantReplyFailure | None:

@@ -28,6 +28,7 @@ class Settings:
     assistant_timeout: float
     assistant_pace: float
     assistant_provider: str
+    assistant_answers: str
     llm_base_url: str
     llm_model: str
     llm_api_key: str | None
@@ -75,6 +76,7 @@ class Settings:
             assistant_timeout=float(os.environ.get("CHRONICLE_ASSISTANT_TIMEOUT", "").strip() or 60),
             assistant_pace=float(os.environ.get("CHRONICLE_ASSISTANT_PACE", "").strip() or 0),
             assistant_provider=os.environ.get("CHRONICLE_ASSISTANT_PROVIDER", "").strip() or "local",
+            assistant_answers=os.environ.get("CHRONICLE_ASSISTANT_ANSWERS", "").strip() or "questions",
             llm_base_url=os.environ.get("CHRONICLE_LLM_BASE_URL", "").strip(),
             llm_model=os.environ.get("CHRONICLE_LLM_MODEL", "").strip(),
             llm_api_key=os.environ.get("CHRONICLE_LLM_API_KEY") or None,

@@ -19,7 +19,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusController
 
-from application.assistant import ReplyRequest, Turn
+from application.assistant import ANSWER_RULES, ReplyRequest, Turn, wants_reply
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
 from infrastructure.storage.audit_log import AuditLog
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             lambda channel, body: channels.publish(body, channel), concurrency=settings.assistant_concurrency,
             timeout_seconds=settings.assistant_timeout, may_reply=lambda user_id: reply_quota_left(db, user_id),
             grounded_at=lambda position: progress.wait(("messages", "search", "document_search"), position),
+            answers=lambda content: wants_reply(content, settings.assistant_answers),
         )
         app.state.engine = engine
         worker_positions, collector_store = SQLiteReadStore(settings.read_store_path), SQLiteReadStore(settings.read_store_path)
@@ -158,6 +159,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
 def assistant_provider(settings: Settings, db: AioSQLiteReadConnection) -> LocalAssistant | OpenAIAssistant:
     """`CHRONICLE_ASSISTANT_PROVIDER`: `local` (default, no network) or `openai`."""
+    if settings.assistant_answers not in ANSWER_RULES:
+        raise ValueError(f"CHRONICLE_ASSISTANT_ANSWERS must be one of {', '.join(ANSWER_RULES)}, not {settings.assistant_answers!r}")
     if settings.assistant_provider == "local":
         return LocalAssistant(db, settings.assistant_pace)
     if settings.assistant_provider != "openai":

@@ -33,6 +33,7 @@ from application.assistant import (
     RecordReplyFailure,
     ReplyRequest,
     ReplyUsage,
+    wants_reply,
 )
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
@@ -69,6 +70,7 @@ class ChatEngine:
         timeout_seconds: float = 60.0,
         may_reply: Callable[[str], Awaitable[bool]] | None = None,
         grounded_at: Callable[[int], Awaitable[None]] | None = None,
+        answers: Callable[[str], bool] = wants_reply,
     ) -> None:
         """`may_reply(user_id)` says whether the asker's replies-per-day quota has room; when it
         has not, the reply is recorded as failed (`quota_exceeded`) without asking the provider.
@@ -93,6 +95,7 @@ class ChatEngine:
         self._task: asyncio.Task[None] | None = None
         self._may_reply = may_reply
         self._grounded_at = grounded_at
+        self._answers = answers
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="chat-engine")
@@ -169,7 +172,8 @@ class ChatEngine:
             event = mapper.to_domain_event(notification)
             if notification.topic != _POSTED:
                 learnt[event.originator_id] = event.assistant
-            elif event.role == "user" and self._assistant_in(event.session_id, learnt) and not self._answered(event.originator_id):
+            elif (event.role == "user" and self._assistant_in(event.session_id, learnt) and self._answers(event.content)
+                  and not self._answered(event.originator_id)):
                 found.append((event, notification.id))
         self._assistant_on.update(learnt)
         return found, head if len(notifications) < _SCAN_LIMIT else notifications[-1].id

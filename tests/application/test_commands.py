@@ -5,6 +5,8 @@ from uuid import uuid4
 import anyio
 import pytest
 
+from application.assistant import wants_reply
+
 from application.accounts import RegisterUser, user_by_email
 from application.chat import (
     AddMember,
@@ -248,3 +250,14 @@ def test_a_command_that_fails_after_changing_an_aggregate_fails_alone_and_leaves
     assert all(not isinstance(p.result, BaseException) for p in (group[0], group[2]))
     assert event_count(write_side) == head + 2
     assert write_side.app.repository.get(session.id).title == "Original"
+
+
+@pytest.mark.parametrize("content, answered", [
+    ("When is the launch?", True), ("Is it Friday? I think so.", True), ("@assistant list the risks", True),
+    ("Assistant, what did Ann say", True), ("assistant: summarise", True),
+    ("The launch is on Friday.", False), ("Thanks!", False), ("The URL is https://x.org/?q=1", False),
+    ("an assistant manager joined", False),
+])
+def test_the_assistant_answers_questions_and_messages_addressed_to_it(content, answered):
+    assert wants_reply(content) is answered
+    assert wants_reply(content, "all") is True

@@ -41,7 +41,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("browser-server"), env={"CHRONICLE_ASSISTANT_PACE": "0.05"}).start()
+    running = Server(tmp_path_factory.mktemp("browser-server"), env={"CHRONICLE_ASSISTANT_PACE": "0.05", "CHRONICLE_ASSISTANT_ANSWERS": ""}).start()
     yield running
     running.stop()
 
@@ -82,8 +82,8 @@ class Person:
 def people(browser: Browser, server: Server) -> Iterator[callable]:
     made: list[Person] = []
 
-    def make() -> Person:
-        person = Person(browser.new_context(viewport={"width": 1280, "height": 800}), server)
+    def make(viewport: dict[str, int] | None = None) -> Person:
+        person = Person(browser.new_context(viewport=viewport or {"width": 1280, "height": 800}), server)
         made.append(person)
         return person
 

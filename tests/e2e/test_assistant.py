@@ -158,3 +158,19 @@ def test_after_a_crash_mid_reply_every_message_has_exactly_one_outcome(tmp_path)
         assert max(outcomes.values()) == 1
     finally:
         restarted.stop()
+
+
+def test_by_default_the_assistant_answers_questions_and_messages_addressed_to_it_only(tmp_path):
+    server = Server(tmp_path, env={"CHRONICLE_ASSISTANT_ANSWERS": ""}).start()  # the default rule
+    try:
+        ann, _ = server.client().signup("ann@example.org")
+        sid = ann.post("/api/sessions", {"title": "Rule"}).json()["id"]
+        statement = ann.post(f"/api/sessions/{sid}/messages", {"content": "The launch is on Friday."}).json()
+        question = ann.post(f"/api/sessions/{sid}/messages", {"content": "When is the launch?"}).json()
+        addressed = ann.post(f"/api/sessions/{sid}/messages", {"content": "@assistant summarise the launch"}).json()
+        answered = replies(ann, sid, timeout=5)
+        assert set(answered) == {question["id"], addressed["id"]}
+        assert statement["id"] not in answered
+        assert outcomes_per_message(tmp_path)[statement["id"]] == 0
+    finally:
+        server.stop()
