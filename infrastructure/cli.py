@@ -76,6 +76,24 @@ def _redact_tokens(record: logging.LogRecord) -> bool:
     return True
 
 
+@main.command(help="Print the OpenAPI document of the HTTP API (the web client's types are generated from it).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A file instead of stdout.")
+def openapi(output: Path | None) -> None:
+    import json
+    import tempfile
+
+    from infrastructure.settings import Settings
+    from infrastructure.web.app import create_app
+
+    with tempfile.TemporaryDirectory() as scratch:  # the app is built, never started: no data is touched
+        app = create_app(Settings.from_env(scratch))
+        document = json.dumps(app.openapi_schema.to_schema(), indent=2, sort_keys=True) + "\n"
+    if output is None:
+        sys.stdout.write(document)
+    else:
+        output.write_text(document)
+
+
 @main.group(help="Manage users.")
 def users() -> None:
     pass
