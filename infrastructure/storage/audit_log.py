@@ -57,6 +57,15 @@ class AuditLog:
         with self._connect() as db:
             return db.execute("SELECT 1 FROM event_chain WHERE session=? LIMIT 1", (session_id.hex,)).fetchone() is not None
 
+    def owner_of(self, session_id: UUID) -> UUID | None:
+        """Who started the session (one indexed row: its first event), without replaying it."""
+        with self._connect() as db:
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM stored_events WHERE originator_id=? AND originator_version=1", (session_id.hex,)
+            ).fetchone()
+        owner = getattr(self._event(row), "owner_id", None) if row is not None else None
+        return owner if isinstance(owner, UUID) else None
+
     def timeline(self, session_id: UUID, as_of: int) -> SessionTimeline:
         """The session as the events up to position `as_of` made it."""
         timeline = SessionTimeline(session_id)
