@@ -19,6 +19,16 @@ def _int(name: str, default: int) -> int:
 
 
 @dataclass(frozen=True)
+class RateLimitSettings:
+    """Per minute, but failed sign-ins per account, which count per 15 minutes; 0 is no limit."""
+
+    login_per_minute: int = 10
+    login_failures_per_account: int = 5
+    posts_per_minute: int = 600
+    lookups_per_minute: int = 30
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     secret_key: str
@@ -44,6 +54,7 @@ class Settings:
     """Origins besides the server's own from which a signed-in browser may open streams."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a separately hosted client (CORS is off when empty)."""
+    rate_limits: RateLimitSettings = RateLimitSettings()
     trusted_proxies: tuple[str, ...] = ()
     """Addresses whose `X-Forwarded-For` is believed (none by default: the peer's address counts)."""
 
@@ -91,6 +102,12 @@ class Settings:
             allowed_origins=frozenset(_list("CHRONICLE_ALLOWED_ORIGINS") + _list("CHRONICLE_CORS_ORIGINS")),
             cors_origins=tuple(_list("CHRONICLE_CORS_ORIGINS")),
             trusted_proxies=tuple(_list("CHRONICLE_TRUSTED_PROXIES")),
+            rate_limits=RateLimitSettings(
+                login_per_minute=_int("CHRONICLE_RATE_LIMIT_LOGIN", 10),
+                login_failures_per_account=_int("CHRONICLE_RATE_LIMIT_LOGIN_FAILURES", 5),
+                posts_per_minute=_int("CHRONICLE_RATE_LIMIT_POSTS", 600),
+                lookups_per_minute=_int("CHRONICLE_RATE_LIMIT_LOOKUPS", 30),
+            ),
         )
 
 

@@ -47,7 +47,7 @@ from infrastructure.web.auth import AUTH_COOKIE, Principal, VerifiedToken, admin
 from infrastructure.web.commands import execute
 from infrastructure.web.quotas import Quotas, Usage, usage_of
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
-from infrastructure.web.rate_limits import login_rate_limit
+from infrastructure.web.rate_limits import DEVICE_COOKIE, RateLimited, RateLimits, login_attempts
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.storage import ReadConnection
 from projections.users import list_users, principal_of, user_by_id
@@ -128,19 +128,23 @@ class AuthController(Controller):
         outcome = await execute(bus, request, RegisterUser(data.email, data.display_name, password_hash))
         return _from_aggregate(outcome.value, outcome.position)
 
-    @post("/login", status_code=200, middleware=login_rate_limit(), exclude_from_auth=True)
+    @post("/login", status_code=200, guards=[login_attempts], exclude_from_auth=True)
     async def login(self, data: LoginRequest, event_store: Chronicle, request: Request) -> TokenResponse:
         """A bearer token for API clients. 401 wrong email or password; 403 disabled."""
         token, _ = await _sign_in(request, event_store, data)
         jwt: JWTAuth = request.app.state.jwt
         return TokenResponse(access_token=token, token_type="bearer", expires_in=int(jwt.default_token_expiration.total_seconds()))
 
-    @post("/session", status_code=200, middleware=login_rate_limit(), exclude_from_auth=True)
+    @post("/session", status_code=200, guards=[login_attempts], exclude_from_auth=True)
     async def open_session(self, data: LoginRequest, event_store: Chronicle, request: Request) -> Response[UserView]:
         """Signs a browser in: the token goes into an httpOnly, SameSite=Strict cookie that
         scripts cannot read; state-changing requests then need the CSRF header."""
         token, user = await _sign_in(request, event_store, data)
-        return Response(_from_aggregate(user, None), cookies=[auth_cookie(request, token)])
+        device = Cookie(
+            key=DEVICE_COOKIE, value=request.app.state.rate_limits.device_token(str(user.id)), path="/api/auth/",
+            httponly=True, samesite="strict", secure=request.url.scheme == "https", max_age=365 * 86400,
+        )
+        return Response(_from_aggregate(user, None), cookies=[auth_cookie(request, token), device])
 
     @get("/session", exclude_from_auth=True)
     async def current_session(self, request: Request[Any, Any, Any], db: ReadConnection) -> BrowserSession:
@@ -196,8 +200,13 @@ async def _sign_in(request: Request[Any, Any, Any], event_store: Chronicle, data
     and issues a token at the user's current generation, once the users read model knows the
     user (so the token is accepted by the very next request)."""
 
+    limits: RateLimits = request.app.state.rate_limits
+    account = data.email.strip().casefold()
+
     def check() -> User | None:
         user = user_by_email(event_store, data.email)
+        if user is None or not limits.known_device(request.cookies.get(DEVICE_COOKIE), str(user.id)):
+            limits.check("login_account", account)  # a known browser is never locked out by others' failures
         if user is None:
             verify_password(_DUMMY_HASH, data.password)  # same cost either way: no user enumeration
             return None
@@ -205,6 +214,10 @@ async def _sign_in(request: Request[Any, Any, Any], event_store: Chronicle, data
 
     user = await anyio.to_thread.run_sync(check)
     if user is None:
+        try:
+            limits.hit("login_account", account)
+        except RateLimited:
+            pass  # this failure filled the window: the next attempt is refused
         raise NotAuthorizedException("invalid email or password")
     if user.disabled:
         raise PermissionDeniedException("this account is disabled")

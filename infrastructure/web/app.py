@@ -39,6 +39,7 @@ from infrastructure.settings import Settings
 from infrastructure.web import accounts, admin_projections, admin_stats, audit, documents, health, messages, search, sessions, streams, users
 from infrastructure.web.client_files import ClientBundle, client_file
 from infrastructure.web.csrf import csrf_middleware
+from infrastructure.web.rate_limits import RateLimits
 from infrastructure.web.auth import PrincipalCache, jwt_auth
 from infrastructure.web.http_metrics import HttpMetrics
 from infrastructure.web.problems import exception_handlers
@@ -150,7 +151,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_app_init=[auth.on_app_init],
         middleware=[HttpMetrics, csrf_middleware(settings.secret_key)],
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins), allow_credentials=True) if settings.cors_origins else None,
-        state=State({"client_bundle": ClientBundle(), "settings": settings}),
+        state=State({
+            "client_bundle": ClientBundle(), "settings": settings,
+            "rate_limits": RateLimits(settings.rate_limits, settings.secret_key),
+        }),
         plugins=[channels],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(title="Chronicle", version="0.1.0", path="/schema"),

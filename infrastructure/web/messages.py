@@ -22,7 +22,7 @@ from infrastructure.web.auth import Principal
 from infrastructure.web.commands import execute
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
 from infrastructure.web.quotas import require_message_quota
-from infrastructure.web.rate_limits import posting_rate_limit
+from infrastructure.web.rate_limits import posts
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.members import is_member
 from projections.messages import message_in_session, message_versions, messages_before, messages_page
@@ -107,7 +107,7 @@ class MessagesController(Controller):
     path = "/api/sessions/{session_id:uuid}/messages"
     tags = ["messages"]
 
-    @post("/", middleware=posting_rate_limit())
+    @post("/", guards=[posts])
     async def post_message(
         self, session_id: UUID, data: NewMessage, bus: CommandBus, request: Request[Principal, Any, Any],
     ) -> Response[MessageView]:

@@ -80,7 +80,8 @@ def _http_error(request: Request, error: HTTPException) -> Response[Any]:
         log.warning("%s %s: %s", request.method, request.url.path, error.detail)
     elif error.status_code >= 500:
         log.error("%s %s failed: %r", request.method, request.url.path, error, exc_info=error)
-    return problem(error.status_code, str(error.detail), headers=error.headers)
+    extra = error.extra if isinstance(error.extra, dict) else {}
+    return problem(error.status_code, str(error.detail), headers=error.headers, **extra)
 
 
 def _quota_exceeded(request: Request, error: QuotaExceeded) -> Response[Any]:

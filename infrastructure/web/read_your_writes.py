@@ -49,6 +49,8 @@ class ProjectionProgress:
                 f"after_position {position} is beyond the log's head ({head})",
                 extra=[{"key": "after_position", "message": f"beyond the log's head ({head})"}],
             )
+        if self._reached(names, position):  # reached while the head was read
+            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiter = (names, position, future)
         self._waiters.append(waiter)

@@ -13,7 +13,7 @@ from litestar.params import Parameter
 from application.accounts import user_by_email
 from application.chronicle import Chronicle
 from infrastructure.web.auth import Principal
-from infrastructure.web.rate_limits import lookup_rate_limit
+from infrastructure.web.rate_limits import lookups
 
 
 class PersonView(msgspec.Struct):
@@ -25,7 +25,7 @@ class UsersController(Controller):
     path = "/api/users"
     tags = ["users"]
 
-    @get("/lookup", middleware=lookup_rate_limit())
+    @get("/lookup", guards=[lookups])
     async def lookup(
         self, event_store: Chronicle, request: Request[Principal, Any, Any],
         email: Annotated[str, Parameter(min_length=3, max_length=254)],

@@ -22,13 +22,15 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 _emails = itertools.count()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    """Per module: Playwright's sync API keeps an event loop running in this thread while it is
+    open, which tests elsewhere that run their own loop must not find."""
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(
         executable_path=CHROMIUM,

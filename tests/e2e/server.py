@@ -37,7 +37,8 @@ class Server:
         # The assistant answers every message on test servers (`all`), so that tests of reply
         # mechanics may post plain statements; tests of the default rule pass an empty value.
         self.env = {**os.environ, "CHRONICLE_SECRET_KEY": SECRET, "CHRONICLE_RATE_LIMIT_POSTS": "0",
-                    "CHRONICLE_RATE_LIMIT_LOGIN": "0", "CHRONICLE_ASSISTANT_ANSWERS": "all", **(env or {})}
+                    "CHRONICLE_RATE_LIMIT_LOGIN": "0", "CHRONICLE_RATE_LIMIT_LOGIN_FAILURES": "0",
+                    "CHRONICLE_ASSISTANT_ANSWERS": "all", **(env or {})}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None

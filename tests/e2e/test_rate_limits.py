@@ -1,0 +1,79 @@
+"""Rate limits: moving windows per address, per account and per user; every refusal a 429
+problem naming its limit with Retry-After; forwarded addresses believed only from trusted proxies."""
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import assert_problem
+from tests.e2e.server import Server
+
+pytestmark = pytest.mark.e2e
+
+WRONG = {"email": "x@example.org", "password": "whatever!"}
+
+
+def refused(response, limit: str) -> dict:
+    body = assert_problem(response, 429)
+    assert body["limit"] == limit and int(response.headers["retry-after"]) >= 1
+    return body
+
+
+def test_sign_in_attempts_per_address_and_forged_forwarded_for_changes_nothing(tmp_path):
+    server = Server(tmp_path, env={"CHRONICLE_RATE_LIMIT_LOGIN": "3"}).start()
+    try:
+        anon = server.client()
+        codes = [anon.post("/api/auth/login", WRONG, headers={"x-forwarded-for": f"10.0.0.{n}"}).status_code for n in range(12)]
+        assert codes == [401] * 3 + [429] * 9
+        refused(anon.post("/api/auth/login", WRONG), "login")
+    finally:
+        server.stop()
+
+
+def test_forwarded_for_is_believed_from_a_trusted_proxy(tmp_path):
+    server = Server(tmp_path, env={"CHRONICLE_RATE_LIMIT_LOGIN": "2", "CHRONICLE_TRUSTED_PROXIES": "127.0.0.1"}).start()
+    try:
+        anon = server.client()
+        first = [anon.post("/api/auth/login", WRONG, headers={"x-forwarded-for": "203.0.113.7"}).status_code for _ in range(3)]
+        other = anon.post("/api/auth/login", WRONG, headers={"x-forwarded-for": "203.0.113.8"}).status_code
+        assert first == [401, 401, 429] and other == 401
+    finally:
+        server.stop()
+
+
+def test_an_account_is_locked_after_failures_but_not_for_a_browser_that_signed_in_before(tmp_path):
+    server = Server(tmp_path, env={"CHRONICLE_RATE_LIMIT_LOGIN_FAILURES": "3"}).start()
+    try:
+        anon = server.client()
+        _, user = anon.signup("ann@example.org")  # signs in once with the API (counts no failure)
+        owner_browser = httpx.Client(base_url=server.url, timeout=30)
+        owner_browser.get("/health")
+        signed = owner_browser.post("/api/auth/session", json={"email": user["email"], "password": "correct horse"},
+                                    headers={"x-csrftoken": owner_browser.cookies["csrftoken"]})
+        assert signed.status_code == 200 and owner_browser.cookies.get("chronicle_device")
+        attacker = server.client()
+        codes = [attacker.post("/api/auth/login", {"email": "ANN@example.org", "password": f"guess {n}"}).status_code for n in range(3)]
+        assert codes == [401, 401, 401]
+        body = refused(attacker.post("/api/auth/login", {"email": user["email"], "password": "correct horse"}), "login_account")
+        assert "retry" in body["detail"]
+        again = owner_browser.post("/api/auth/session", json={"email": user["email"], "password": "correct horse"},
+                                   headers={"x-csrftoken": owner_browser.cookies["csrftoken"]})
+        assert again.status_code == 200, again.text
+    finally:
+        server.stop()
+
+
+def test_posting_is_limited_per_user_in_a_moving_window(tmp_path):
+    server = Server(tmp_path, env={"CHRONICLE_RATE_LIMIT_POSTS": "3"}).start()
+    try:
+        ann, _ = server.client().signup("ann@example.org")
+        bob, _ = server.client().signup("bob@example.org")
+        ann_sid = ann.post("/api/sessions", {"title": "a", "assistant": False}).json()["id"]
+        bob_sid = bob.post("/api/sessions", {"title": "b"}).json()["id"]
+        head = ann.head()
+        codes = [ann.post(f"/api/sessions/{ann_sid}/messages", {"content": "x"}).status_code for _ in range(3)]
+        assert codes == [201, 201, 201]
+        refused(ann.post(f"/api/sessions/{ann_sid}/messages", {"content": "x"}), "posts")
+        assert ann.head() == head + 3  # the refused post appended nothing
+        assert bob.post(f"/api/sessions/{bob_sid}/messages", {"content": "x"}).status_code == 201
+    finally:
+        server.stop()
