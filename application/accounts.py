@@ -55,6 +55,9 @@ class SetQuotas:
 @dataclass(frozen=True)
 class EraseUser:
     user_id: UUID
+    email_claim_id: UUID | None = None
+    """Read before the key was destroyed (afterwards the address reads as erased): the claim
+    to release, so that the address may be registered again."""
 
 
 @dataclass(frozen=True)
@@ -80,11 +83,15 @@ def sign_out(uow: UnitOfWork, cmd: SignOut) -> User:
 
 def register_user(uow: UnitOfWork, cmd: RegisterUser) -> User:
     email = normalize_email(cmd.email)
-    if uow.find(EmailClaim, email_claim_id(email)) is not None:
+    claim = uow.find(EmailClaim, email_claim_id(email))
+    if claim is not None and not getattr(claim, "released", False):
         raise EmailAlreadyRegistered(email)
     user = User.register(email, cmd.display_name, cmd.role, cmd.password_hash)
     uow.add(user)
-    uow.add(EmailClaim(email=email, user_id=user.id))
+    if claim is None:
+        uow.add(EmailClaim(email=email, user_id=user.id))
+    else:
+        claim.reclaim(email, user.id)  # its earlier user was erased
     return user
 
 
@@ -110,6 +117,9 @@ def erase_user(uow: UnitOfWork, cmd: EraseUser) -> User:
     """The data key is destroyed by the caller first (infrastructure); this records the fact."""
     user = uow.get(User, cmd.user_id, UserNotFound())
     user.erase()
+    claim = uow.find(EmailClaim, cmd.email_claim_id) if cmd.email_claim_id is not None else None
+    if isinstance(claim, EmailClaim) and claim.user_id == user.id:
+        claim.release()
     return user
 
 

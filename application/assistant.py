@@ -23,6 +23,10 @@ from domain.assistant_reply import (
 class Turn:
     role: str
     content: str
+    author_id: str | None = None
+    content_day: str | None = None
+    """Whose words these are and the day of their version: a reply that saw them is sealed
+    with their key too (see `ReplyUsage.sources`, kind `context`)."""
 
 
 @dataclass(frozen=True)

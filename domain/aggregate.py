@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -71,3 +72,14 @@ def require_text(field: str, value: str, *, min_length: int = 1, max_length: int
     if not isinstance(value, str) or not min_length <= len(value) <= max_length:
         raise InvalidValue(field, f"{field} must be {min_length} to {max_length} characters")
     return value
+
+
+def require_name(field: str, value: str, *, max_length: int) -> str:
+    """A one-line name (a title, a display name): NFC-normalised and trimmed, without control or
+    format characters (NUL, line breaks, bidirectional overrides), which would break a client's
+    layout or hide what it shows. Message content keeps them (it is shown as text, escaped)."""
+    if isinstance(value, str):
+        value = unicodedata.normalize("NFC", value).strip()
+        if any(unicodedata.category(c) in ("Cc", "Cf") for c in value):
+            raise InvalidValue(field, f"{field} must not hold control or format characters")
+    return require_text(field, value, max_length=max_length)

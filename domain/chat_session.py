@@ -12,6 +12,7 @@ from domain.aggregate import (
     Forbidden,
     InvalidValue,
     NotFound,
+    require_name,
     require_text,
 )
 from domain.message import Message
@@ -219,5 +220,5 @@ def _retention(days: int | None) -> int | None:
 
 
 def _title(title: str) -> str:
-    return require_text("title", title.strip() if isinstance(title, str) else title, max_length=TITLE_MAX)
+    return require_name("title", title, max_length=TITLE_MAX)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import event
 
-from domain.aggregate import ChronicleAggregate, Conflict, InvalidValue, require_text
+from domain.aggregate import ChronicleAggregate, Conflict, InvalidValue, require_name
 
 ROLES = ("user", "admin", "auditor")
 ERASED = "[erased]"
@@ -26,9 +27,13 @@ class UserIsDisabled(Conflict):
 
 
 def normalize_email(email: str) -> str:
-    if not isinstance(email, str) or len(email) > 254 or not _EMAIL.match(email.strip()):
+    """NFKC-normalised and trimmed; no control or format characters."""
+    if not isinstance(email, str):
         raise InvalidValue("email", "email must be a valid address")
-    return email.strip()
+    email = unicodedata.normalize("NFKC", email).strip()
+    if len(email) > 254 or not _EMAIL.match(email) or any(unicodedata.category(c) in ("Cc", "Cf") for c in email):
+        raise InvalidValue("email", "email must be a valid address")
+    return email
 
 
 def require_role(role: str) -> str:
@@ -50,7 +55,7 @@ class User(ChronicleAggregate):
     def register(cls, email: str, display_name: str, role: str, password_hash: str) -> User:
         return cls(
             email=normalize_email(email),
-            display_name=require_text("display_name", display_name.strip() if isinstance(display_name, str) else display_name, max_length=100),
+            display_name=require_name("display_name", display_name, max_length=100),
             role=require_role(role),
             password_hash=password_hash,
         )
@@ -164,7 +169,28 @@ class EmailClaim(ChronicleAggregate):
     @event("EmailClaimed")
     def __init__(self, email: str, user_id: UUID) -> None:
         self.user_id = user_id
+        self.released = False
+
+    def release(self) -> None:
+        """Its user was erased: the address may be registered again."""
+        if not getattr(self, "released", False):
+            self._released()
+
+    @event("EmailReleased")
+    def _released(self) -> None:
+        self.released = True
+
+    def reclaim(self, email: str, user_id: UUID) -> None:
+        if not getattr(self, "released", False):
+            raise EmailAlreadyRegistered(email)
+        self._reclaimed(email=email, user_id=user_id)
+
+    @event("EmailReclaimed")
+    def _reclaimed(self, email: str, user_id: UUID) -> None:
+        self.user_id = user_id
+        self.released = False
 
 
 def email_claim_id(email: str) -> UUID:
-    return uuid5(NAMESPACE_URL, f"chronicle:email:{email.strip().casefold()}")
+    """The same for every spelling of one address: NFKC (a fullwidth `ａ` is `a`), case-folded."""
+    return uuid5(NAMESPACE_URL, f"chronicle:email:{unicodedata.normalize('NFKC', email.strip()).casefold()}")

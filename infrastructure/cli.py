@@ -144,12 +144,12 @@ def erase_user(data_dir: Path, user_id: UUID) -> None:
     write = bootstrap(_settings(data_dir))
     try:
         try:
-            require_erasable(write.reader, user_id)
+            claim = require_erasable(write.reader, user_id)
         except DomainError as error:
             console.print(f"[red]error:[/red] {error}")
             sys.exit(1)
         destroy_key(write.reader, user_id)
-        outcome = write.bus.execute_now(EraseUser(user_id), "cli")
+        outcome = write.bus.execute_now(EraseUser(user_id, claim), "cli")
         console.print(f"erased {user_id} at position {outcome.position}; rebuilding the read models")
         collector = BlobCollector(write.blobs, write.read_store, write.runner.head, _caught_up(write))
         removed: list[str] = []

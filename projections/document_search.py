@@ -112,7 +112,7 @@ class DocumentSearchProjector(Projector):
 
 
 _HIT = (
-    "SELECT p.document_id, p.conversion_id, p.passage, d.filename,"
+    "SELECT p.document_id, p.conversion_id, p.passage, d.filename, d.owner_id,"
     " snippet(document_passages, 0, '[', ']', '…', 16) AS snippet, bm25(document_passages) AS rank"
     " FROM document_passages p JOIN documents d ON d.id = p.document_id"
 )

@@ -114,7 +114,8 @@ async def message_versions(db: ReadConnection, message_id: str) -> list[Row]:
 async def recent_messages(db: ReadConnection, session_id: str, before: int, limit: int) -> list[Row]:
     """The session's latest messages before a position, oldest first (deleted ones left out)."""
     rows = await db.fetch_all(
-        "SELECT role, content FROM messages WHERE session_id=? AND position<? AND deleted=0"
+        "SELECT role, content, author_id, substr(COALESCE(edited_at, created_at), 1, 10) AS content_day"
+        " FROM messages WHERE session_id=? AND position<? AND deleted=0"
         " ORDER BY position DESC LIMIT ?",
         (session_id, before, limit),
     )

@@ -76,14 +76,17 @@ def match_expression(terms: list[str], operator: str = "OR") -> str:
 
 
 async def search_messages(db: ReadConnection, session_id: str, terms: list[str], limit: int, *, exclude: str = "") -> list[Row]:
-    """Messages of one session matching any term, best first (BM25); snippets mark matches with [ ]."""
+    """People's messages of one session matching any term, best first (BM25); snippets mark
+    matches with [ ]. The assistant's own replies are left out: it never quotes itself (nor,
+    through itself, someone whose words it quoted before)."""
     if not terms:
         return []
     return await db.fetch_all(
         "SELECT m.message_id, m.session_id, m.author_id, m.content,"
-        " snippet(message_search, 0, '[', ']', '…', 16) AS snippet, bm25(message_search) AS rank"
+        " snippet(message_search, 0, '[', ']', '…', 16) AS snippet, bm25(message_search) AS rank,"
+        " (SELECT substr(COALESCE(x.edited_at, x.created_at), 1, 10) FROM messages x WHERE x.id = m.message_id) AS content_day"
         " FROM message_search m"
-        " WHERE message_search MATCH ? AND m.session_id = ? AND m.message_id != ?"
+        " WHERE message_search MATCH ? AND m.session_id = ? AND m.message_id != ? AND m.author_id != 'assistant'"
         " ORDER BY rank LIMIT ?",
         (match_expression(terms), session_id, exclude, limit),
     )

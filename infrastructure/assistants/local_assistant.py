@@ -42,10 +42,12 @@ class LocalAssistant:
             lines.append(f"> {hit['snippet']}")
             if "document_id" in hit:
                 lines.append(f"[{number}] document {hit['document_id']} ({hit['filename']}), passage {hit['passage']}")
-                usage.sources.append({"kind": "document", "document_id": hit["document_id"], "passage": str(hit["passage"])})
+                usage.sources.append({"kind": "document", "document_id": hit["document_id"], "passage": str(hit["passage"]),
+                                      "owner_id": hit["owner_id"]})
             else:
                 lines.append(f"[{number}] message {hit['message_id']}")
-                usage.sources.append({"kind": "message", "session_id": hit["session_id"], "message_id": hit["message_id"]})
+                usage.sources.append({"kind": "message", "session_id": hit["session_id"], "message_id": hit["message_id"],
+                                      "author_id": hit["author_id"], "content_day": hit["content_day"]})
             lines.append("")
         return "\n".join(lines).rstrip()
 

@@ -52,20 +52,27 @@ class OpenAIAssistant:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def _messages(self, request: ReplyRequest) -> list[dict[str, str]]:
-        """The question plus as much recent history as fits the context budget, oldest first."""
+    async def _messages(self, request: ReplyRequest, usage: ReplyUsage) -> list[dict[str, str]]:
+        """The question plus as much recent history as fits the context budget, oldest first.
+        Whose words the model saw are recorded as `context` sources (once per author and day):
+        the reply may repeat them, so it is sealed with their keys too."""
         budget = self._context_chars - len(request.question)
         kept: list[dict[str, str]] = []
+        seen: set[tuple[str, str]] = set()
         for turn in reversed(await self._history(request)):
             if len(turn.content) > budget:
                 break
             budget -= len(turn.content)
             kept.append({"role": turn.role, "content": turn.content})
+            if turn.role == "user" and turn.author_id and turn.content_day and (turn.author_id, turn.content_day) not in seen:
+                seen.add((turn.author_id, turn.content_day))
+                usage.sources.append({"kind": "context", "session_id": str(request.session_id),
+                                      "author_id": turn.author_id, "content_day": turn.content_day})
         return [{"role": "system", "content": SYSTEM_PROMPT}, *reversed(kept), {"role": "user", "content": request.question}]
 
     async def reply(self, request: ReplyRequest, usage: ReplyUsage) -> AsyncIterator[str]:
         body = {
-            "model": self._model, "messages": await self._messages(request), "stream": True,
+            "model": self._model, "messages": await self._messages(request, usage), "stream": True,
             "stream_options": {"include_usage": True},
         }
         usage.model = self._model

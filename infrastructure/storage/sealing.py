@@ -4,7 +4,10 @@ log, in `keys.sqlite3`. Destroying a person's key erases those fields everywhere
 stored events keep their exact bytes (so the hash chain still verifies) but read back as
 "[erased]", and read models rebuilt from them show the same.
 
-A sealed value is the string `sealed:<subject hex>:<base64 of nonce ‖ ciphertext>`."""
+A sealed value is the string `sealed:<subject hex>:<base64 of nonce ‖ ciphertext>`. A value that
+quotes other people (an assistant's reply citing their messages or documents) is sealed with
+each quoted person's key in turn and then the asker's: it reads back only while every one of
+those keys exists, so erasing (or expiring) what was quoted erases the quote too."""
 
 from __future__ import annotations
 
@@ -60,6 +63,7 @@ def _message(author_field: str) -> Callable[[Any], str | None]:
 PERSONAL: dict[type, tuple[Callable[[Any], str | None], tuple[str, ...]]] = {
     User.UserRegistered: (_person("originator_id"), ("email", "display_name")),
     EmailClaim.EmailClaimed: (_person("user_id"), ("email",)),
+    EmailClaim.EmailReclaimed: (_person("user_id"), ("email",)),
     Message.MessagePosted: (_message("author_id"), ("content",)),
     Message.MessageEdited: (_message("actor_id"), ("content",)),
     Document.DocumentUploaded: (_person("owner_id"), ("filename",)),
@@ -67,6 +71,26 @@ PERSONAL: dict[type, tuple[Callable[[Any], str | None], tuple[str, ...]]] = {
     AssistantReplyFailure.AssistantReplyFailed: (_message("asker_id"), ("partial_content",)),
 }
 """Which fields of which events are personal, and the key (subject) they are sealed with."""
+
+
+def quoted_subjects(event: Any) -> list[str]:
+    """The keys of what an assistant reply quotes, from its sources: a cited or context
+    message's content key (author, session, day of the quoted version), a cited document's
+    owner's key. Sources recorded before they named their authors add nothing."""
+    subjects = []
+    for source in getattr(event, "sources", None) or ():
+        if not isinstance(source, dict):
+            continue
+        if source.get("kind") in ("message", "context"):
+            author, session, day = _hex(source.get("author_id")), _hex(source.get("session_id")), source.get("content_day")
+            if author and session and isinstance(day, str) and _DAY.fullmatch(day):
+                subjects.append(f"{author}.{session}.{day}")
+        elif source.get("kind") == "document" and (owner := _hex(source.get("owner_id"))):
+            subjects.append(owner)
+    return sorted(set(subjects))
+
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class KeyStore:
@@ -191,11 +215,14 @@ class SealingMapper(Mapper[UUID]):
         if subject is None:
             return super().to_stored_event(domain_event)
         cipher = self.keys.cipher(subject, create=True)
+        quoted = [(q, self.keys.cipher(q, create=True)) for q in quoted_subjects(domain_event) if q != subject]
         sealed = object.__new__(type(domain_event))
         state = dict(vars(domain_event))
         for field in fields:
             value = state.get(field)
             if isinstance(value, str):
+                for quoted_subject, quoted_cipher in quoted:
+                    value = _seal(quoted_cipher, quoted_subject, value)
                 state[field] = _seal(cipher, subject, value)
         object.__setattr__(sealed, "__dict__", state)
         return super().to_stored_event(sealed)
@@ -205,10 +232,15 @@ class SealingMapper(Mapper[UUID]):
         personal = PERSONAL.get(type(event))
         if personal is not None:
             state = vars(event)
+            subject = personal[0](event)
+            layers = 1 + len([q for q in quoted_subjects(event) if q != subject])  # one more per quoted person
             for field in personal[1]:
                 value = state.get(field)
-                if isinstance(value, str) and value.startswith(PREFIX):
-                    state[field] = self._open(value)
+                for _ in range(layers):
+                    if not (isinstance(value, str) and value.startswith(PREFIX)):
+                        break
+                    value = self._open(value)
+                state[field] = value
         return event
 
     def _open(self, value: str) -> str:

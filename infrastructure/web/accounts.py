@@ -307,9 +307,9 @@ class AdminUsersController(Controller):
     ) -> ErasureStarted:
         """Destroys the user's data key and records `UserErased`; every read model is then
         rebuilt in the background (see `GET /api/admin/projections`) and their files removed."""
-        await anyio.to_thread.run_sync(require_erasable, write.reader, user_id)
+        claim = await anyio.to_thread.run_sync(require_erasable, write.reader, user_id)
         await anyio.to_thread.run_sync(destroy_key, write.reader, user_id)
-        outcome = await execute(bus, request, EraseUser(user_id))
+        outcome = await execute(bus, request, EraseUser(user_id, claim))
         await tokens_revoked(request, user_id, outcome.position)
         collector = request.app.state.blob_collector
 

@@ -174,7 +174,7 @@ def assistant_provider(settings: Settings, db: AioSQLiteReadConnection) -> Local
 
     async def history(request: ReplyRequest) -> list[Turn]:
         rows = await recent_messages(db, str(request.session_id), request.position, 50)
-        return [Turn(row["role"], row["content"]) for row in rows]
+        return [Turn(row["role"], row["content"], row["author_id"], row["content_day"]) for row in rows]
 
     return OpenAIAssistant(
         settings.llm_base_url, settings.llm_model, settings.llm_api_key, history,

@@ -12,7 +12,7 @@ from uuid import UUID
 from application.accounts import UserNotFound
 from application.chronicle import Chronicle
 from domain.aggregate import Conflict
-from domain.user import User
+from domain.user import User, email_claim_id
 from infrastructure.bootstrap import WriteSide
 from infrastructure.storage.sealing import SealingMapper
 from infrastructure.storage.shadow_rebuild import rebuild
@@ -20,7 +20,9 @@ from infrastructure.storage.shadow_rebuild import rebuild
 log = logging.getLogger(__name__)
 
 
-def require_erasable(reader: Chronicle, user_id: UUID) -> None:
+def require_erasable(reader: Chronicle, user_id: UUID) -> UUID:
+    """Refuses an unknown or already erased user; returns the id of their email claim, read
+    while the address can still be read."""
     try:
         user = reader.repository.get(user_id)
     except Exception:  # noqa: BLE001 - AggregateNotFoundError and anything that is not a user
@@ -29,6 +31,7 @@ def require_erasable(reader: Chronicle, user_id: UUID) -> None:
         raise UserNotFound()
     if getattr(user, "erased", False):
         raise Conflict("the user is already erased")
+    return email_claim_id(user.email)
 
 
 def destroy_key(reader: Chronicle, user_id: UUID) -> None:

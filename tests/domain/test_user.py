@@ -1,7 +1,7 @@
 import pytest
 
 from domain.aggregate import InvalidValue
-from domain.user import EmailClaim, User, UserIsDisabled, email_claim_id
+from domain.user import EmailClaim, User, UserIsDisabled, email_claim_id, normalize_email
 
 
 def registered(role: str = "user") -> User:
@@ -51,3 +51,20 @@ def test_a_disabled_user_can_be_enabled_again():
     user.enable()
     assert not user.disabled
     assert [type(e).__name__ for e in user.collect_events()][-2:] == ["UserDisabled", "UserEnabled"]
+
+
+@pytest.mark.parametrize("email", ["ann\x00@example.org", "ann@exa\u202emple.org", "ann@example.org\x07", "ann @example.org"])
+def test_emails_with_control_or_format_characters_are_refused(email):
+    with pytest.raises(InvalidValue):
+        normalize_email(email)
+
+
+def test_every_spelling_of_one_address_is_one_claim():
+    assert normalize_email("ａlice@example.org") == "alice@example.org"
+    assert email_claim_id("ａlice@Example.org") == email_claim_id("alice@example.org")
+
+
+@pytest.mark.parametrize("name", ["Ann\x00", "Ann\u202eevil", "line\nbreak"])
+def test_display_names_refuse_control_and_format_characters(name):
+    with pytest.raises(InvalidValue):
+        User.register("ann@example.org", name, "user", "hash")

@@ -52,16 +52,21 @@ def test_an_erased_user_leaves_no_plaintext_and_everyone_else_keeps_theirs(tmp_p
         mine = ann.post(f"/api/sessions/{sid}/messages", {"content": SECRET}).json()
         ann.patch(f"/api/sessions/{sid}/messages/{mine['id']}", {"content": SECRET + ", edited"})
         bobs = bob.post(f"/api/sessions/{sid}/messages", {"content": "Bob's own words stay"}).json()
+        asked = bob.post(f"/api/sessions/{sid}/messages", {"content": "What is the zebra unicorn vault combination?"}).json()
         deadline = time.monotonic() + 20
         while len([m for m in bob.get(f"/api/sessions/{sid}/messages", params={"after_position": bob.head()}).json()["items"]
-                   if m["role"] == "assistant"]) < 2:
+                   if m["role"] == "assistant"]) < 3:
             assert time.monotonic() < deadline, "the assistant did not answer"
             time.sleep(0.1)
         document = uploaded(ann, "zebra-plans.txt", f"Plans: {SECRET}\n".encode(), session_id=sid)
         convert(ann, document["id"], "markdown")
         found = ann.get("/api/search", params={"q": "zebra", "after_position": ann.head()}).json()["hits"]
         assert found, "the secret was searchable before"
-        needles = [b"zebra-unicorn-7731", b"ann.erasable@example.org", b"Annabel Erasable", b"zebra-plans"]
+        quoted = bob.get(f"/api/sessions/{sid}/messages/{asked['id']}").json()
+        reply = next(m for m in bob.get(f"/api/sessions/{sid}/messages", params={"limit": 500}).json()["items"]
+                     if m["reply_to"] == asked["id"])
+        assert "-7731 is the" in reply["content"] and quoted["author_id"] == bob_user["id"], "Bob's reply quotes Ann"
+        needles = [b"zebra-unicorn-7731", b"-7731 is the", b"ann.erasable@example.org", b"Annabel Erasable", b"zebra-plans"]
         before = occurrences(tmp_path, needles)
         assert not any(f.startswith("events.sqlite3") and "zebra" in f for f in before), "personal fields are sealed"
         assert any(f.startswith("read.sqlite3") for f in before)
@@ -83,11 +88,12 @@ def test_an_erased_user_leaves_no_plaintext_and_everyone_else_keeps_theirs(tmp_p
         assert contents[mine["id"]] == "[erased]" and contents[bobs["id"]] == "Bob's own words stay"
         replies = {m["reply_to"]: m["content"] for m in items if m["role"] == "assistant"}
         assert replies[mine["id"]] == "[erased]" and "bob" in replies[bobs["id"]].lower()
-        assert bob.get("/api/search", params={"q": "zebra"}).json()["hits"] == []
+        assert replies[asked["id"]] == "[erased]"  # Bob's reply quoted Ann: the quote went with her key
+        assert bob.get("/api/search", params={"q": "7731"}).json()["hits"] == []
         assert bob.get(f"/api/sessions/{sid}/documents").json() == []
         timeline = admin.get(f"/api/audit/sessions/{sid}/timeline").json()
         posted = [s for s in timeline["steps"] if s["type"] == "MessagePosted"]
-        assert [s["data"]["content"] for s in posted] == ["[erased]", "Bob's own words stay"]
+        assert [s["data"]["content"] for s in posted] == ["[erased]", "Bob's own words stay", "What is the zebra unicorn vault combination?"]
         assert "UserErased" in [e["type"] for e in admin.get("/api/audit/events", params={"type": "UserErased"}).json()["items"]]
     finally:
         server.stop()
@@ -110,4 +116,21 @@ def test_erasing_from_the_command_line(tmp_path):
     assert occurrences(tmp_path, [b"quillfeather-secret-42", b"Cyrus Quill", b"cy@example.org"]) == []
     again = cli(tmp_path, "users", "erase", cy_user["id"])
     assert again.returncode == 1 and "already erased" in again.stderr
+    assert cli(tmp_path, "audit", "verify").returncode == 0
+
+
+def test_an_erased_persons_address_may_be_registered_again(tmp_path):
+    server = Server(tmp_path).start()
+    try:
+        admin = server.admin()
+        _, first = server.client().signup("reuse@example.org", name="First Person")
+        assert_problem(server.client().post("/api/auth/register", {"email": "REUSE@example.org", "password": "correct horse",
+                                                                  "display_name": "Copycat"}), 409)
+        assert admin.post(f"/api/admin/users/{first['id']}/erase").status_code == 202
+        wait_until_rebuilt(admin)
+        again, second = server.client().signup("reuse@example.org", name="Second Person")
+        assert second["id"] != first["id"]
+        assert again.get("/api/me").json()["display_name"] == "Second Person"
+    finally:
+        server.stop()
     assert cli(tmp_path, "audit", "verify").returncode == 0
