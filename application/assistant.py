@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
 
+from application.quotas import consume_quota
 from application.unit_of_work import UnitOfWork
 from domain.aggregate import InvalidValue
+from domain.usage import QuotaExceeded
 from domain.assistant_reply import (
     FAILURE_REASONS,
     REPLY_STATUSES,
@@ -108,6 +110,16 @@ def record_reply(uow: UnitOfWork, cmd: RecordReply) -> AssistantReply | Assistan
     existing = _existing(uow, cmd.message_id)
     if existing is not None:
         return existing
+    if cmd.asker_id is not None:
+        try:
+            consume_quota(uow, cmd.asker_id, "replies_per_day")
+        except QuotaExceeded as exceeded:  # two questions raced for the last reply of the day
+            failure = AssistantReplyFailure(
+                message_id=cmd.message_id, session_id=cmd.session_id, reason="quota_exceeded", detail=str(exceeded),
+                partial_content="", asker_id=cmd.asker_id,
+            )
+            uow.add(failure)
+            return failure
     reply = AssistantReply(
         message_id=cmd.message_id, session_id=cmd.session_id, content=cmd.content, status=cmd.status,
         provider=cmd.provider, model=cmd.model, prompt_tokens=cmd.prompt_tokens,

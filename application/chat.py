@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from application.accounts import UserNotFound
+from application.quotas import consume_quota
 from application.unit_of_work import RetryAfterSave, UnitOfWork
 from domain.chat_session import ChatSession, MessageNotFound, SessionNotFound
 from domain.message import Message, message_id_for
@@ -168,6 +169,7 @@ def post_message(uow: UnitOfWork, cmd: PostMessage) -> PostedMessage:
                 raise RetryAfterSave()
             return PostedMessage(earlier, uow.event_log.position_of(earlier.id, 1))
     message = session.post_message(cmd.author_id, cmd.content, cmd.role, cmd.client_message_id)
+    consume_quota(uow, cmd.author_id, "messages_per_day")
     uow.add(message)
     return PostedMessage(message)
 

@@ -80,9 +80,9 @@ async def user_by_id(db: ReadConnection, user_id: str) -> Row | None:
 
 
 async def principal_of(db: ReadConnection, user_id: str) -> Row | None:
-    """What a request needs to know of its user: role, disabled state and message quota."""
+    """What a request needs to know of its user: role, disabled state and token generation."""
     return await db.fetch_one(
-        "SELECT id, role, disabled, token_generation, messages_per_day FROM users LEFT JOIN user_quotas ON user_id=id WHERE id=?",
+        "SELECT id, role, disabled, token_generation FROM users WHERE id=?",
         (user_id,),
     )
 

@@ -29,8 +29,6 @@ AUTH_COOKIE = "chronicle_token"
 class Principal(msgspec.Struct, frozen=True):
     id: UUID
     role: str
-    messages_per_day: int | None = None
-    """The user's message quota, so that posting checks usage only for users who have one."""
     token_generation: int = 0
 
 
@@ -40,7 +38,7 @@ def token_generation(token: Token) -> int | None:
 
 
 class PrincipalCache:
-    """Role, disabled state and message quota as the users read model has them, cached for a few seconds
+    """Role, disabled state and token generation as the users read model has them, cached for a few seconds
     without a query on every request; a committed change evicts the user at once (see
     `PRINCIPALS_CHANNEL`), the TTL covers changes projected by another process."""
 
@@ -79,7 +77,7 @@ class PrincipalCache:
         row = await principal_of(self._db, user_id)
         principal = None
         if row is not None and not row["disabled"]:
-            principal = Principal(UUID(row["id"]), row["role"], row["messages_per_day"], row["token_generation"])
+            principal = Principal(UUID(row["id"]), row["role"], row["token_generation"])
         if forgotten == self._forgotten:  # no change was announced while the row was read
             if len(self._cache) > 100_000:
                 self._cache.clear()

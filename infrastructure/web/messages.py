@@ -21,7 +21,6 @@ from domain.message import CLIENT_MESSAGE_ID_MAX, Message
 from infrastructure.web.auth import Principal
 from infrastructure.web.commands import execute
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
-from infrastructure.web.quotas import require_message_quota
 from infrastructure.web.rate_limits import posts
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.members import is_member
@@ -116,7 +115,6 @@ class MessagesController(Controller):
 
         The read connection is taken from the app's state, not injected: with two dependencies
         Litestar resolves them in an anyio task group, a tenth of this hot path's CPU time."""
-        await require_message_quota(request.app.state.db, str(request.user.id), request.user.messages_per_day)
         outcome = await execute(bus, request, PostMessage(session_id, request.user.id, data.content, data.client_message_id))
         posted: PostedMessage = outcome.value
         if posted.first_position is not None:

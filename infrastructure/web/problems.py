@@ -16,7 +16,7 @@ from litestar.exceptions import (
 )
 
 from domain.aggregate import Conflict, DomainError, Forbidden, InvalidValue, NotFound
-from infrastructure.web.quotas import QuotaExceeded
+from domain.usage import QuotaExceeded
 
 log = logging.getLogger(__name__)
 

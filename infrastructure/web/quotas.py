@@ -1,6 +1,7 @@
 """Per-user quotas, set by admins: messages per day, assistant replies per day (days in UTC) and
-storage bytes. Usage is read from the read models, so it trails the log by a projection
-transaction (milliseconds): a quota is a fair-use limit, not a balance.
+storage bytes. The daily quotas are decided on the write side by the commands that consume them
+(`application.quotas`); what is read here — usage to show, the storage check before an upload,
+the engine's check before it asks a provider — comes from the read models.
 
 An exceeded quota answers 429 with a problem detail naming it, its limit, the usage and when
 it resets (`Retry-After` too); storage frees up when documents are deleted."""
@@ -12,17 +13,11 @@ from typing import Annotated
 
 import msgspec
 
+from domain.usage import QuotaExceeded
 from projections.documents import storage_used
 from projections.messages import messages_posted_since, replies_since
 from projections.storage import ReadConnection
 from projections.users import quotas_of
-
-
-class QuotaExceeded(Exception):
-    def __init__(self, quota: str, limit: int, used: int, resets_at: datetime | None) -> None:
-        when = f"; it resets at {resets_at.isoformat()}" if resets_at else "; delete documents to free space"
-        super().__init__(f"the {quota} quota of {limit:,} is used up ({used:,} used){when}")
-        self.quota, self.limit, self.used, self.resets_at = quota, limit, used, resets_at
 
 
 Limit = Annotated[int, msgspec.Meta(ge=0)]
@@ -62,16 +57,8 @@ async def usage_of(db: ReadConnection, user_id: str) -> Usage:
     )
 
 
-async def require_message_quota(db: ReadConnection, user_id: str, limit: int | None) -> None:
-    """`limit` comes from the request's principal (cached), so a user without a quota costs no query."""
-    if limit is not None:
-        start, reset = _day()
-        used = await messages_posted_since(db, user_id, start.isoformat())
-        if used >= limit:
-            raise QuotaExceeded("messages_per_day", limit, used, reset)
-
-
 async def reply_quota_left(db: ReadConnection, user_id: str) -> bool:
+    """The engine asks before it spends a provider call; the recording command decides."""
     limit = (await quotas_of(db, user_id))["replies_per_day"]
     if limit is None:
         return True

@@ -127,3 +127,27 @@ def test_admin_stats_count_what_is_stored(site):
     converted = db.execute("SELECT COALESCE(SUM(s), 0) FROM (SELECT MAX(output_size) AS s FROM conversions"
                            " WHERE output_sha256 IS NOT NULL GROUP BY output_sha256)").fetchone()[0]
     assert stats["storage_bytes"] == expected + converted
+
+
+def test_concurrent_requests_cannot_both_take_the_last_unit_of_a_quota(site):
+    """Quotas are decided by the commands that consume them, one at a time on the write side."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server, admin = site
+    eve, eve_user = server.client().signup("eve.racer@example.org")
+    admin.put(f"/api/admin/users/{eve_user['id']}/quotas", {"messages_per_day": 3, "replies_per_day": 1})
+    sid = eve.post("/api/sessions", {"title": "Race"}).json()["id"]
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda n: eve.post(f"/api/sessions/{sid}/messages", {"content": f"Question {n}?"}).status_code, range(8)))
+    assert sorted(codes) == [201, 201, 201] + [429] * 5
+    deadline = time.monotonic() + 20
+    while True:
+        items = eve.get(f"/api/sessions/{sid}/messages", params={"after_position": eve.head()}).json()["items"]
+        outcomes = [m for m in items if m["role"] == "assistant"]
+        db = sqlite3.connect(server.data_dir / "events.sqlite3")
+        failed = db.execute("SELECT COUNT(*) FROM stored_events WHERE topic LIKE '%AssistantReplyFailed'").fetchone()[0]
+        db.close()
+        if len(outcomes) + failed >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len([m for m in outcomes if m["reply_status"] == "completed"]) == 1
