@@ -4,6 +4,24 @@
  */
 
 export interface paths {
+    "/api/auth/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** OpenSession */
+        post: operations["ApiAuthSessionOpenSession"];
+        /** CloseSession */
+        delete: operations["ApiAuthSessionCloseSession"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/auth/login": {
         parameters: {
             query?: never;
@@ -191,6 +209,23 @@ export interface paths {
         head?: never;
         /** Change */
         patch: operations["ApiSessionsSessionIdChange"];
+        trace?: never;
+    };
+    "/api/sessions/{session_id}/read": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** MarkRead */
+        put: operations["ApiSessionsSessionIdReadMarkRead"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/sessions": {
@@ -609,6 +644,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/users/lookup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Lookup */
+        get: operations["ApiUsersLookupLookup"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -805,6 +857,11 @@ export interface components {
             current_password: string;
             new_password: string;
         };
+        /** PersonView */
+        PersonView: {
+            id: string;
+            display_name: string;
+        };
         /** ProjectionHealth */
         ProjectionHealth: {
             name: string;
@@ -835,6 +892,17 @@ export interface components {
             replies_per_day: number | null;
             storage_bytes: number | null;
             position: number;
+        };
+        /** ReadMarker */
+        ReadMarker: {
+            position: number;
+        };
+        /** ReadMarkerView */
+        ReadMarkerView: {
+            session_id: string;
+            read_position: number;
+            recorded: boolean;
+            position: number | null;
         };
         /** RebuildStarted */
         RebuildStarted: {
@@ -894,6 +962,7 @@ export interface components {
             last_message_at: string | null;
             position: number;
             members?: components["schemas"]["Member"][] | null;
+            unread?: number | null;
         };
         /** SessionView */
         SessionView: {
@@ -979,6 +1048,65 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    ApiAuthSessionOpenSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LoginRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserView"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        status_code: number;
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                    };
+                };
+            };
+        };
+    };
+    ApiAuthSessionCloseSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, nothing follows */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": null;
+                };
+            };
+        };
+    };
     ApiAuthLoginLogin: {
         parameters: {
             query?: never;
@@ -1486,6 +1614,47 @@ export interface operations {
             };
         };
     };
+    ApiSessionsSessionIdReadMarkRead: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReadMarker"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReadMarkerView"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        status_code: number;
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                    };
+                };
+            };
+        };
+    };
     ApiSessionsMine: {
         parameters: {
             query?: {
@@ -1809,6 +1978,7 @@ export interface operations {
                 cursor?: string | null;
                 limit?: number;
                 after_position?: number | null;
+                dir?: "f" | "b";
             };
             header?: never;
             path: {
@@ -2632,6 +2802,43 @@ export interface operations {
                 };
                 content: {
                     "application/json": Record<string, never>;
+                };
+            };
+        };
+    };
+    ApiUsersLookupLookup: {
+        parameters: {
+            query: {
+                email: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PersonView"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        status_code: number;
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                    };
                 };
             };
         };

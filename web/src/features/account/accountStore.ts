@@ -54,15 +54,12 @@ export const useAccountStore = defineStore('account', () => {
   }
 
   async function signIn(email: string, password: string): Promise<void> {
-    // The CSRF cookie is set by any GET: make sure one happened before this first unsafe request.
-    if (!document.cookie.includes('csrftoken=')) await load().catch(() => undefined)
     me.value = await api.post<UserView>('/api/auth/session', { email, password }, { quiet401: true })
     state.value = 'signed-in'
     signedOutNotice.value = false
   }
 
   async function register(displayName: string, email: string, password: string): Promise<void> {
-    if (!document.cookie.includes('csrftoken=')) await load().catch(() => undefined)
     await api.post<UserView>('/api/auth/register', { email, password, display_name: displayName }, { quiet401: true })
     await signIn(email, password)
   }
