@@ -64,6 +64,7 @@ beforeEach(() => {
   postResponses = []
   requested = []
   sessionStorage.clear()
+  document.cookie = 'csrftoken=t0k3n'
   vi.stubGlobal('WebSocket', FakeWebSocket)
   vi.stubGlobal(
     'fetch',
@@ -143,7 +144,7 @@ describe('useConversation', () => {
         }),
     )
     const sending = c.send('hi')
-    await nextTick()
+    await vi.waitFor(() => expect(posts).toHaveLength(1))
     expect(c.items.value.at(-1)!.sendState).toBe('pending')
     socket.frame({
       position: 31, type: 'message.posted', session_id: 's1',
