@@ -79,6 +79,25 @@ export const useAccountStore = defineStore('account', () => {
     signedOutNotice.value = true
   }
 
+  /**
+   * A stream closed with 4401. That also happens to the streams of a token that a password
+   * change replaced (the response set a new cookie): only a refused `GET /api/me` means signed out.
+   * Resolves true when still signed in (the caller reconnects).
+   */
+  async function recheck(): Promise<boolean> {
+    try {
+      await load()
+    } catch {
+      return true // network trouble is not a sign-out; the stream's own retry handles it
+    }
+    if (state.value === 'signed-out') {
+      clearStoredPositions()
+      signedOutNotice.value = true
+      return false
+    }
+    return true
+  }
+
   function forget(): void {
     me.value = null
     state.value = 'signed-out'
@@ -93,5 +112,19 @@ export const useAccountStore = defineStore('account', () => {
     )
   }
 
-  return { me, state, signedOutNotice, isSignedIn, isStaff, ensureLoaded, load, signIn, register, signOut, expired, changePassword }
+  return {
+    me,
+    state,
+    signedOutNotice,
+    isSignedIn,
+    isStaff,
+    ensureLoaded,
+    load,
+    signIn,
+    register,
+    signOut,
+    expired,
+    recheck,
+    changePassword,
+  }
 })

@@ -69,9 +69,9 @@ export function useConversation(sessionId: string) {
     onFrame: (frame) => onFrame(frame),
   })
 
-  watch(stream.status, (status) => {
+  watch(stream.status, async (status) => {
     if (status === 'forbidden') state.value = 'removed'
-    if (status === 'signed-out') account.expired()
+    if (status === 'signed-out' && (await account.recheck())) stream.start()
   })
 
   function onFrame(frame: Frame): void {

@@ -29,8 +29,8 @@ export function useUserFeed(): void {
     },
   })
 
-  watch(stream.status, (status) => {
-    if (status === 'signed-out') account.expired()
+  watch(stream.status, async (status) => {
+    if (status === 'signed-out' && (await account.recheck())) stream.start()
   })
 
   async function begin(): Promise<void> {
