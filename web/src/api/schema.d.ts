@@ -4,84 +4,15 @@
  */
 
 export interface paths {
-    "/api/auth/session": {
+    "/api/admin/projections": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        get?: never;
-        put?: never;
-        /** OpenSession */
-        post: operations["ApiAuthSessionOpenSession"];
-        /** CloseSession */
-        delete: operations["ApiAuthSessionCloseSession"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/auth/login": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Login */
-        post: operations["ApiAuthLoginLogin"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/auth/register": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Register */
-        post: operations["ApiAuthRegisterRegister"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/me/password": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** ChangePassword */
-        post: operations["ApiMePasswordChangePassword"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/me": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Me */
-        get: operations["ApiMeMe"];
+        /** Statuses */
+        get: operations["ApiAdminProjectionsStatuses"];
         put?: never;
         post?: never;
         delete?: never;
@@ -90,15 +21,49 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/me/usage": {
+    "/api/admin/projections/{name}/rebuild": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        /** Usage */
-        get: operations["ApiMeUsageUsage"];
+        get?: never;
+        put?: never;
+        /** Rebuild */
+        post: operations["ApiAdminProjectionsNameRebuildRebuild"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Stats */
+        get: operations["ApiAdminStatsStats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/users": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** ListUsers */
+        get: operations["ApiAdminUsersListUsers"];
         put?: never;
         post?: never;
         delete?: never;
@@ -141,23 +106,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/admin/users": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** ListUsers */
-        get: operations["ApiAdminUsersListUsers"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/api/admin/users/{user_id}/quotas": {
         parameters: {
             query?: never;
@@ -175,7 +123,41 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/sessions/{session_id}/members": {
+    "/api/audit/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Events */
+        get: operations["ApiAuditEventsEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/audit/sessions/{session_id}/timeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Timeline */
+        get: operations["ApiAuditSessionsSessionIdTimelineTimeline"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/login": {
         parameters: {
             query?: never;
             header?: never;
@@ -184,15 +166,69 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** AddMember */
-        post: operations["ApiSessionsSessionIdMembersAddMember"];
+        /** Login */
+        post: operations["ApiAuthLoginLogin"];
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
         trace?: never;
     };
-    "/api/sessions/{session_id}": {
+    "/api/auth/register": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Register */
+        post: operations["ApiAuthRegisterRegister"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** CurrentSession */
+        get: operations["ApiAuthSessionCurrentSession"];
+        put?: never;
+        /** OpenSession */
+        post: operations["ApiAuthSessionOpenSession"];
+        /** CloseSession */
+        delete: operations["ApiAuthSessionCloseSession"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/documents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Mine */
+        get: operations["ApiDocumentsMine"];
+        put?: never;
+        /** Upload */
+        post: operations["ApiDocumentsUpload"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/documents/{document_id}": {
         parameters: {
             query?: never;
             header?: never;
@@ -200,18 +236,103 @@ export interface paths {
             cookie?: never;
         };
         /** One */
-        get: operations["ApiSessionsSessionIdOne"];
+        get: operations["ApiDocumentsDocumentIdOne"];
         put?: never;
         post?: never;
-        /** Archive */
-        delete: operations["ApiSessionsSessionIdArchive"];
+        /** Remove */
+        delete: operations["ApiDocumentsDocumentIdRemove"];
         options?: never;
         head?: never;
-        /** Change */
-        patch: operations["ApiSessionsSessionIdChange"];
+        patch?: never;
         trace?: never;
     };
-    "/api/sessions/{session_id}/read": {
+    "/api/documents/{document_id}/content": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Content */
+        get: operations["ApiDocumentsDocumentIdContentContent"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/documents/{document_id}/conversions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Conversions */
+        get: operations["ApiDocumentsDocumentIdConversionsConversions"];
+        put?: never;
+        /** Convert */
+        post: operations["ApiDocumentsDocumentIdConversionsConvert"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/documents/{document_id}/conversions/{conversion_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Conversion */
+        get: operations["ApiDocumentsDocumentIdConversionsConversionIdConversion"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/documents/{document_id}/conversions/{conversion_id}/content": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** ConversionContent */
+        get: operations["ApiDocumentsDocumentIdConversionsConversionIdContentConversionContent"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Me */
+        get: operations["ApiMeMe"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/me/password": {
         parameters: {
             query?: never;
             header?: never;
@@ -219,8 +340,42 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
-        /** MarkRead */
-        put: operations["ApiSessionsSessionIdReadMarkRead"];
+        put?: never;
+        /** ChangePassword */
+        post: operations["ApiMePasswordChangePassword"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/me/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Usage */
+        get: operations["ApiMeUsageUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/search": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Search */
+        get: operations["ApiSearchSearch"];
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -246,6 +401,77 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/sessions/{session_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One */
+        get: operations["ApiSessionsSessionIdOne"];
+        put?: never;
+        post?: never;
+        /** Archive */
+        delete: operations["ApiSessionsSessionIdArchive"];
+        options?: never;
+        head?: never;
+        /** Change */
+        patch: operations["ApiSessionsSessionIdChange"];
+        trace?: never;
+    };
+    "/api/sessions/{session_id}/documents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Attached */
+        get: operations["ApiSessionsSessionIdDocumentsAttached"];
+        put?: never;
+        /** Attach */
+        post: operations["ApiSessionsSessionIdDocumentsAttach"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/sessions/{session_id}/documents/{document_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Detach */
+        delete: operations["ApiSessionsSessionIdDocumentsDocumentIdDetach"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/sessions/{session_id}/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** AddMember */
+        post: operations["ApiSessionsSessionIdMembersAddMember"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/sessions/{session_id}/members/{user_id}": {
         parameters: {
             query?: never;
@@ -263,17 +489,18 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/sessions/{session_id}/retention": {
+    "/api/sessions/{session_id}/messages": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        get?: never;
-        /** Retention */
-        put: operations["ApiSessionsSessionIdRetentionRetention"];
-        post?: never;
+        /** PageOfMessages */
+        get: operations["ApiSessionsSessionIdMessagesPageOfMessages"];
+        put?: never;
+        /** PostMessage */
+        post: operations["ApiSessionsSessionIdMessagesPostMessage"];
         delete?: never;
         options?: never;
         head?: never;
@@ -316,18 +543,17 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/sessions/{session_id}/messages": {
+    "/api/sessions/{session_id}/read": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        /** PageOfMessages */
-        get: operations["ApiSessionsSessionIdMessagesPageOfMessages"];
-        put?: never;
-        /** PostMessage */
-        post: operations["ApiSessionsSessionIdMessagesPostMessage"];
+        get?: never;
+        /** MarkRead */
+        put: operations["ApiSessionsSessionIdReadMarkRead"];
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -345,6 +571,40 @@ export interface paths {
         put?: never;
         /** Cancel */
         post: operations["ApiSessionsSessionIdRepliesReplyIdCancelCancel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/sessions/{session_id}/retention": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Retention */
+        put: operations["ApiSessionsSessionIdRetentionRetention"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/users/lookup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Lookup */
+        get: operations["ApiUsersLookupLookup"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -385,248 +645,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/documents/{document_id}/content": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Content */
-        get: operations["ApiDocumentsDocumentIdContentContent"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/documents/{document_id}/conversions/{conversion_id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Conversion */
-        get: operations["ApiDocumentsDocumentIdConversionsConversionIdConversion"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/documents/{document_id}/conversions/{conversion_id}/content": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** ConversionContent */
-        get: operations["ApiDocumentsDocumentIdConversionsConversionIdContentConversionContent"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/documents/{document_id}/conversions": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Conversions */
-        get: operations["ApiDocumentsDocumentIdConversionsConversions"];
-        put?: never;
-        /** Convert */
-        post: operations["ApiDocumentsDocumentIdConversionsConvert"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/documents": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Mine */
-        get: operations["ApiDocumentsMine"];
-        put?: never;
-        /** Upload */
-        post: operations["ApiDocumentsUpload"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/documents/{document_id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** One */
-        get: operations["ApiDocumentsDocumentIdOne"];
-        put?: never;
-        post?: never;
-        /** Remove */
-        delete: operations["ApiDocumentsDocumentIdRemove"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/sessions/{session_id}/documents": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Attached */
-        get: operations["ApiSessionsSessionIdDocumentsAttached"];
-        put?: never;
-        /** Attach */
-        post: operations["ApiSessionsSessionIdDocumentsAttach"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/sessions/{session_id}/documents/{document_id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        /** Detach */
-        delete: operations["ApiSessionsSessionIdDocumentsDocumentIdDetach"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/search": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Search */
-        get: operations["ApiSearchSearch"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/audit/events": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Events */
-        get: operations["ApiAuditEventsEvents"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/audit/sessions/{session_id}/timeline": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Timeline */
-        get: operations["ApiAuditSessionsSessionIdTimelineTimeline"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/admin/projections/{name}/rebuild": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Rebuild */
-        post: operations["ApiAdminProjectionsNameRebuildRebuild"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/admin/projections": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Statuses */
-        get: operations["ApiAdminProjectionsStatuses"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/admin/stats": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Stats */
-        get: operations["ApiAdminStatsStats"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -636,23 +654,6 @@ export interface paths {
         };
         /** Get */
         get: operations["MetricsGet"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/users/lookup": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Lookup */
-        get: operations["ApiUsersLookupLookup"];
         put?: never;
         post?: never;
         delete?: never;
@@ -677,33 +678,38 @@ export interface components {
         };
         /** AttachmentChange */
         AttachmentChange: {
-            session_id: string;
             document_id: string;
             position: number;
+            session_id: string;
         };
         /** AuditEvent */
         AuditEvent: {
-            position: number;
-            type: string;
+            actor_id: string;
             aggregate_id: string;
-            version: number;
             /** Format: date-time */
             at: string;
-            actor_id: string;
             correlation_id: string;
             data: {
                 [key: string]: unknown;
             };
+            position: number;
+            type: string;
+            version: number;
         };
         /** AuditEvents */
         AuditEvents: {
             items: components["schemas"]["AuditEvent"][];
             next_after: number;
         };
+        /** BrowserSession */
+        BrowserSession: {
+            signed_in: boolean;
+            user: components["schemas"]["UserView"] | null;
+        };
         /** ChangeSession */
         ChangeSession: {
-            title?: string | null;
             assistant?: boolean | null;
+            title?: string | null;
         };
         /** ChangedContent */
         ChangedContent: {
@@ -711,56 +717,56 @@ export interface components {
         };
         /** ConversionView */
         ConversionView: {
-            id: string;
-            document_id: string;
-            target: string;
-            status: string;
-            created_at: string;
-            reason?: string | null;
-            detail?: string | null;
-            completed_at?: string | null;
-            size?: number | null;
-            pages?: number | null;
             characters?: number | null;
+            completed_at?: string | null;
+            created_at: string;
+            detail?: string | null;
+            document_id: string;
             duration_ms?: number | null;
+            id: string;
+            pages?: number | null;
             position?: number | null;
+            reason?: string | null;
+            size?: number | null;
+            status: string;
+            target: string;
         };
         /** CreateSession */
         CreateSession: {
-            title: string;
             /** @default true */
             assistant: boolean;
             retention_days?: number | null;
+            title: string;
         };
         /** DeletedDocument */
         DeletedDocument: {
-            id: string;
             deleted: boolean;
+            id: string;
             position: number;
         };
         /** DocumentView */
         DocumentView: {
-            id: string;
-            filename: string;
-            media_type: string;
-            size: number;
-            sha256: string;
             created_at: string;
+            filename: string;
+            id: string;
+            media_type: string;
             position: number;
+            sha256: string;
+            size: number;
         };
         /** ErasureStarted */
         ErasureStarted: {
-            user_id: string;
             erased: boolean;
             position: number;
+            user_id: string;
         };
         /** Health */
         Health: {
-            status: string;
-            ready: boolean;
+            error?: string | null;
             head: number;
             projections: components["schemas"]["ProjectionHealth"][];
-            error?: string | null;
+            ready: boolean;
+            status: string;
         };
         /** LoginRequest */
         LoginRequest: {
@@ -769,49 +775,49 @@ export interface components {
         };
         /** Member */
         Member: {
-            user_id: string;
-            role: string;
             added_at: string;
+            role: string;
+            user_id: string;
         };
         /** MemberChange */
         MemberChange: {
+            position: number;
             session_id: string;
             user_id: string;
-            position: number;
         };
         /** MessageChange */
         MessageChange: {
-            id: string;
-            session_id: string;
-            version: number;
             content: string | null;
             deleted: boolean;
+            id: string;
             position: number;
+            session_id: string;
+            version: number;
         };
         /** MessageVersion */
         MessageVersion: {
-            version: number;
-            content: string | null;
             at: string;
+            content: string | null;
             position: number;
+            version: number;
         };
         /** MessageView */
         MessageView: {
-            id: string;
-            session_id: string;
             author_id: string;
-            role: string;
+            client_message_id?: string | null;
             content: string | null;
             created_at: string;
-            position: number;
-            client_message_id?: string | null;
-            edited_at?: string | null;
             /** @default false */
             deleted: boolean;
+            edited_at?: string | null;
+            id: string;
+            position: number;
+            reply_status?: string | null;
+            reply_to?: string | null;
+            role: string;
+            session_id: string;
             /** @default 1 */
             version: number;
-            reply_to?: string | null;
-            reply_status?: string | null;
         };
         /** NewConversion */
         NewConversion: {
@@ -824,8 +830,8 @@ export interface components {
         };
         /** NewMessage */
         NewMessage: {
-            content: string;
             client_message_id?: string | null;
+            content: string;
         };
         /** Page[UserView] */
         "Page_infrastructure.web.accounts.UserView_": {
@@ -859,25 +865,25 @@ export interface components {
         };
         /** PersonView */
         PersonView: {
-            id: string;
             display_name: string;
+            id: string;
         };
         /** ProjectionHealth */
         ProjectionHealth: {
+            lag: number;
             name: string;
             position: number;
-            lag: number;
         };
         /** ProjectionStatus */
         ProjectionStatus: {
-            name: string;
-            position: number;
+            error?: string | null;
+            failed_at?: number | null;
             head: number;
             lag_events: number;
             lag_seconds: number;
+            name: string;
+            position: number;
             state: string;
-            error?: string | null;
-            failed_at?: number | null;
         };
         /** Quotas */
         Quotas: {
@@ -887,11 +893,11 @@ export interface components {
         };
         /** QuotasView */
         QuotasView: {
-            user_id: string;
             messages_per_day: number | null;
+            position: number;
             replies_per_day: number | null;
             storage_bytes: number | null;
-            position: number;
+            user_id: string;
         };
         /** ReadMarker */
         ReadMarker: {
@@ -899,10 +905,10 @@ export interface components {
         };
         /** ReadMarkerView */
         ReadMarkerView: {
-            session_id: string;
+            position: number | null;
             read_position: number;
             recorded: boolean;
-            position: number | null;
+            session_id: string;
         };
         /** RebuildStarted */
         RebuildStarted: {
@@ -911,9 +917,9 @@ export interface components {
         };
         /** RegisterRequest */
         RegisterRequest: {
+            display_name: string;
             email: string;
             password: string;
-            display_name: string;
         };
         /** ReplyCancellation */
         ReplyCancellation: {
@@ -926,78 +932,78 @@ export interface components {
         };
         /** RetentionChange */
         RetentionChange: {
-            session_id: string;
-            retention_days: number | null;
             position: number;
+            retention_days: number | null;
+            session_id: string;
         };
         /** SearchHit */
         SearchHit: {
-            kind: string;
-            snippet: string;
-            rank: number;
-            link: string;
-            session_id?: string | null;
-            message_id?: string | null;
             document_id?: string | null;
             filename?: string | null;
+            kind: string;
+            link: string;
+            message_id?: string | null;
             passage?: number | null;
+            rank: number;
+            session_id?: string | null;
+            snippet: string;
         };
         /** SearchResults */
         SearchResults: {
+            hits: components["schemas"]["SearchHit"][];
             query: string;
             terms: string[];
-            hits: components["schemas"]["SearchHit"][];
         };
         /** SessionDetail */
         SessionDetail: {
-            id: string;
-            title: string;
-            owner_id: string;
-            assistant: boolean;
             archived: boolean;
+            assistant: boolean;
             created_at: string;
-            updated_at: string;
-            message_count: number;
-            last_message_preview: string | null;
+            id: string;
             last_message_at: string | null;
-            position: number;
+            last_message_preview: string | null;
             members?: components["schemas"]["Member"][] | null;
+            message_count: number;
+            owner_id: string;
+            position: number;
+            title: string;
             unread?: number | null;
+            updated_at: string;
         };
         /** SessionView */
         SessionView: {
-            id: string;
-            title: string;
-            owner_id: string;
-            assistant: boolean;
             archived: boolean;
+            assistant: boolean;
             created_at: string;
+            id: string;
+            owner_id: string;
             position: number;
+            title: string;
         };
         /** Stats */
         Stats: {
-            events: number;
-            users: number;
-            sessions: number;
             archived_sessions: number;
-            messages: number;
             assistant_replies: number;
-            documents: number;
             conversions: number;
+            documents: number;
+            events: number;
+            messages: number;
+            sessions: number;
             storage_bytes: number;
+            users: number;
         };
         /** Step */
         Step: {
-            position: number;
+            actor_id: string;
             /** Format: date-time */
             at: string;
-            actor_id: string;
             correlation_id: string;
-            type: string;
-            subject_id: string;
             data: {
                 [key: string]: unknown;
             };
+            position: number;
+            subject_id: string;
+            type: string;
         };
         /** Timeline */
         Timeline: {
@@ -1010,34 +1016,34 @@ export interface components {
         /** TokenResponse */
         TokenResponse: {
             access_token: string;
-            token_type: string;
             expires_in: number;
+            token_type: string;
         };
         /** Usage */
         Usage: {
             day: string;
+            messages_today: number;
+            quotas: components["schemas"]["Quotas"];
+            replies_today: number;
             /** Format: date-time */
             resets_at: string;
-            messages_today: number;
-            replies_today: number;
             storage_bytes: number;
-            quotas: components["schemas"]["Quotas"];
         };
         /** UserChange */
         UserChange: {
-            role?: string | null;
             disabled?: boolean | null;
+            role?: string | null;
         };
         /** UserView */
         UserView: {
-            id: string;
-            email: string;
-            display_name: string;
-            role: string;
+            created_at?: string | null;
             /** @default false */
             disabled: boolean;
-            created_at?: string | null;
+            display_name: string;
+            email: string;
+            id: string;
             position?: number | null;
+            role: string;
         };
     };
     responses: never;
@@ -1048,46 +1054,7 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    ApiAuthSessionOpenSession: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["LoginRequest"];
-            };
-        };
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["UserView"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiAuthSessionCloseSession: {
+    ApiAdminProjectionsStatuses: {
         parameters: {
             query?: never;
             header?: never;
@@ -1096,29 +1063,62 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Request fulfilled, nothing follows */
-            204: {
+            /** @description Request fulfilled, document follows */
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": null;
+                    "application/json": components["schemas"]["ProjectionStatus"][];
                 };
             };
         };
     };
-    ApiAuthLoginLogin: {
+    ApiAdminProjectionsNameRebuildRebuild: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request accepted, processing continues off-line */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RebuildStarted"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiAdminStatsStats: {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["LoginRequest"];
-            };
-        };
+        requestBody?: never;
         responses: {
             /** @description Request fulfilled, document follows */
             200: {
@@ -1126,107 +1126,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TokenResponse"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
+                    "application/json": components["schemas"]["Stats"];
                 };
             };
         };
     };
-    ApiAuthRegisterRegister: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["RegisterRequest"];
-            };
-        };
-        responses: {
-            /** @description Document created, URL follows */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["UserView"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiMePasswordChangePassword: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["PasswordChange"];
-            };
-        };
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["UserView"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiMeMe: {
+    ApiAdminUsersListUsers: {
         parameters: {
             query?: {
+                cursor?: string | null;
+                limit?: number;
                 after_position?: number | null;
             };
             header?: never;
@@ -1241,7 +1150,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["UserView"];
+                    "application/json": components["schemas"]["Page_infrastructure.web.accounts.UserView_"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -1251,48 +1160,11 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        status_code: number;
                         detail: string;
                         extra?: null | {
                             [key: string]: unknown;
                         } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiMeUsageUsage: {
-        parameters: {
-            query?: {
-                after_position?: number | null;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Usage"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
                         status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
                     };
                 };
             };
@@ -1329,11 +1201,11 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        status_code: number;
                         detail: string;
                         extra?: null | {
                             [key: string]: unknown;
                         } | unknown[];
+                        status_code: number;
                     };
                 };
             };
@@ -1366,50 +1238,11 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        status_code: number;
                         detail: string;
                         extra?: null | {
                             [key: string]: unknown;
                         } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiAdminUsersListUsers: {
-        parameters: {
-            query?: {
-                cursor?: string | null;
-                limit?: number;
-                after_position?: number | null;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_infrastructure.web.accounts.UserView_"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
                         status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
                     };
                 };
             };
@@ -1446,221 +1279,26 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        status_code: number;
                         detail: string;
                         extra?: null | {
                             [key: string]: unknown;
                         } | unknown[];
+                        status_code: number;
                     };
                 };
             };
         };
     };
-    ApiSessionsSessionIdMembersAddMember: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                session_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["NewMember"];
-            };
-        };
-        responses: {
-            /** @description Document created, URL follows */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["MemberChange"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiSessionsSessionIdOne: {
+    ApiAuditEventsEvents: {
         parameters: {
             query?: {
-                after_position?: number | null;
-            };
-            header?: never;
-            path: {
-                session_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SessionDetail"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiSessionsSessionIdArchive: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                session_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SessionView"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiSessionsSessionIdChange: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                session_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ChangeSession"];
-            };
-        };
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SessionView"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiSessionsSessionIdReadMarkRead: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                session_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ReadMarker"];
-            };
-        };
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ReadMarkerView"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiSessionsMine: {
-        parameters: {
-            query?: {
-                cursor?: string | null;
+                after?: number;
                 limit?: number;
-                after_position?: number | null;
+                session?: string | null;
+                actor?: string | null;
+                type?: string | null;
+                since?: string | null;
+                until?: string | null;
             };
             header?: never;
             path?: never;
@@ -1674,7 +1312,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Page_infrastructure.web.sessions.SessionDetail_"];
+                    "application/json": components["schemas"]["AuditEvents"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -1684,17 +1322,56 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        status_code: number;
                         detail: string;
                         extra?: null | {
                             [key: string]: unknown;
                         } | unknown[];
+                        status_code: number;
                     };
                 };
             };
         };
     };
-    ApiSessionsStart: {
+    ApiAuditSessionsSessionIdTimelineTimeline: {
+        parameters: {
+            query?: {
+                as_of?: string | null;
+            };
+            header?: never;
+            path: {
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Timeline"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiAuthLoginLogin: {
         parameters: {
             query?: never;
             header?: never;
@@ -1703,7 +1380,46 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["CreateSession"];
+                "application/json": components["schemas"]["LoginRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenResponse"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiAuthRegisterRegister: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RegisterRequest"];
             };
         };
         responses: {
@@ -1713,7 +1429,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SessionView"];
+                    "application/json": components["schemas"]["UserView"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -1723,379 +1439,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        status_code: number;
                         detail: string;
                         extra?: null | {
                             [key: string]: unknown;
                         } | unknown[];
+                        status_code: number;
                     };
                 };
             };
         };
     };
-    ApiSessionsSessionIdMembersUserIdRemoveMember: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                session_id: string;
-                user_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["MemberChange"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiSessionsSessionIdRetentionRetention: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                session_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["Retention"];
-            };
-        };
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RetentionChange"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiSessionsSessionIdMessagesMessageIdOne: {
-        parameters: {
-            query?: {
-                after_position?: number | null;
-            };
-            header?: never;
-            path: {
-                session_id: string;
-                message_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["MessageView"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiSessionsSessionIdMessagesMessageIdRemove: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                session_id: string;
-                message_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["MessageChange"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiSessionsSessionIdMessagesMessageIdEdit: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                session_id: string;
-                message_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ChangedContent"];
-            };
-        };
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["MessageChange"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiSessionsSessionIdMessagesMessageIdHistoryHistory: {
-        parameters: {
-            query?: {
-                after_position?: number | null;
-            };
-            header?: never;
-            path: {
-                session_id: string;
-                message_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_infrastructure.web.messages.MessageVersion_"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiSessionsSessionIdMessagesPageOfMessages: {
-        parameters: {
-            query?: {
-                cursor?: string | null;
-                limit?: number;
-                after_position?: number | null;
-                dir?: "f" | "b";
-            };
-            header?: never;
-            path: {
-                session_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_infrastructure.web.messages.MessageView_"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiSessionsSessionIdMessagesPostMessage: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                session_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["NewMessage"];
-            };
-        };
-        responses: {
-            /** @description Document created, URL follows */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["MessageView"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiSessionsSessionIdRepliesReplyIdCancelCancel: {
-        parameters: {
-            query?: {
-                after_position?: number | null;
-            };
-            header?: never;
-            path: {
-                session_id: string;
-                reply_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request accepted, processing continues off-line */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ReplyCancellation"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    HealthLive: {
+    ApiAuthSessionCurrentSession: {
         parameters: {
             query?: never;
             header?: never;
@@ -2110,12 +1464,51 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Health"];
+                    "application/json": components["schemas"]["BrowserSession"];
                 };
             };
         };
     };
-    HealthReadyReady: {
+    ApiAuthSessionOpenSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LoginRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserView"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiAuthSessionCloseSession: {
         parameters: {
             query?: never;
             header?: never;
@@ -2124,212 +1517,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
+            /** @description Request fulfilled, nothing follows */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Health"];
-                };
-            };
-        };
-    };
-    ApiDocumentsDocumentIdContentContent: {
-        parameters: {
-            query?: {
-                after_position?: number | null;
-            };
-            header?: never;
-            path: {
-                document_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": unknown;
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiDocumentsDocumentIdConversionsConversionIdConversion: {
-        parameters: {
-            query?: {
-                after_position?: number | null;
-            };
-            header?: never;
-            path: {
-                document_id: string;
-                conversion_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ConversionView"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiDocumentsDocumentIdConversionsConversionIdContentConversionContent: {
-        parameters: {
-            query?: {
-                after_position?: number | null;
-            };
-            header?: never;
-            path: {
-                document_id: string;
-                conversion_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": unknown;
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiDocumentsDocumentIdConversionsConversions: {
-        parameters: {
-            query?: {
-                after_position?: number | null;
-            };
-            header?: never;
-            path: {
-                document_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ConversionView"][];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiDocumentsDocumentIdConversionsConvert: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                document_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["NewConversion"];
-            };
-        };
-        responses: {
-            /** @description Request accepted, processing continues off-line */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ConversionView"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
+                    "application/json": null;
                 };
             };
         };
@@ -2363,11 +1557,11 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        status_code: number;
                         detail: string;
                         extra?: null | {
                             [key: string]: unknown;
                         } | unknown[];
+                        status_code: number;
                     };
                 };
             };
@@ -2422,11 +1616,11 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        status_code: number;
                         detail: string;
                         extra?: null | {
                             [key: string]: unknown;
                         } | unknown[];
+                        status_code: number;
                     };
                 };
             };
@@ -2459,11 +1653,558 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        status_code: number;
                         detail: string;
                         extra?: null | {
                             [key: string]: unknown;
                         } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiDocumentsDocumentIdContentContent: {
+        parameters: {
+            query?: {
+                after_position?: number | null;
+            };
+            header?: never;
+            path: {
+                document_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiDocumentsDocumentIdConversionsConversions: {
+        parameters: {
+            query?: {
+                after_position?: number | null;
+            };
+            header?: never;
+            path: {
+                document_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConversionView"][];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiDocumentsDocumentIdConversionsConvert: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                document_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewConversion"];
+            };
+        };
+        responses: {
+            /** @description Request accepted, processing continues off-line */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConversionView"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiDocumentsDocumentIdConversionsConversionIdConversion: {
+        parameters: {
+            query?: {
+                after_position?: number | null;
+            };
+            header?: never;
+            path: {
+                document_id: string;
+                conversion_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConversionView"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiDocumentsDocumentIdConversionsConversionIdContentConversionContent: {
+        parameters: {
+            query?: {
+                after_position?: number | null;
+            };
+            header?: never;
+            path: {
+                document_id: string;
+                conversion_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiMeMe: {
+        parameters: {
+            query?: {
+                after_position?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserView"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiMePasswordChangePassword: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordChange"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserView"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiMeUsageUsage: {
+        parameters: {
+            query?: {
+                after_position?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Usage"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiSearchSearch: {
+        parameters: {
+            query: {
+                q: string;
+                kind?: "all" | "messages" | "documents";
+                limit?: number;
+                after_position?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SearchResults"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiSessionsMine: {
+        parameters: {
+            query?: {
+                cursor?: string | null;
+                limit?: number;
+                after_position?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_infrastructure.web.sessions.SessionDetail_"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiSessionsStart: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateSession"];
+            };
+        };
+        responses: {
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionView"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiSessionsSessionIdOne: {
+        parameters: {
+            query?: {
+                after_position?: number | null;
+            };
+            header?: never;
+            path: {
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionDetail"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiSessionsSessionIdArchive: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionView"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiSessionsSessionIdChange: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChangeSession"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionView"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
                     };
                 };
             };
@@ -2498,11 +2239,11 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        status_code: number;
                         detail: string;
                         extra?: null | {
                             [key: string]: unknown;
                         } | unknown[];
+                        status_code: number;
                     };
                 };
             };
@@ -2539,11 +2280,11 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        status_code: number;
                         detail: string;
                         extra?: null | {
                             [key: string]: unknown;
                         } | unknown[];
+                        status_code: number;
                     };
                 };
             };
@@ -2577,103 +2318,102 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        status_code: number;
                         detail: string;
                         extra?: null | {
                             [key: string]: unknown;
                         } | unknown[];
+                        status_code: number;
                     };
                 };
             };
         };
     };
-    ApiSearchSearch: {
+    ApiSessionsSessionIdMembersAddMember: {
         parameters: {
-            query: {
-                q: string;
-                kind?: "all" | "messages" | "documents";
+            query?: never;
+            header?: never;
+            path: {
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewMember"];
+            };
+        };
+        responses: {
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemberChange"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiSessionsSessionIdMembersUserIdRemoveMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                session_id: string;
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemberChange"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiSessionsSessionIdMessagesPageOfMessages: {
+        parameters: {
+            query?: {
+                cursor?: string | null;
                 limit?: number;
                 after_position?: number | null;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SearchResults"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiAuditEventsEvents: {
-        parameters: {
-            query?: {
-                after?: number;
-                limit?: number;
-                session?: string | null;
-                actor?: string | null;
-                type?: string | null;
-                since?: string | null;
-                until?: string | null;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AuditEvents"];
-                };
-            };
-            /** @description Bad request syntax or unsupported method */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        status_code: number;
-                        detail: string;
-                        extra?: null | {
-                            [key: string]: unknown;
-                        } | unknown[];
-                    };
-                };
-            };
-        };
-    };
-    ApiAuditSessionsSessionIdTimelineTimeline: {
-        parameters: {
-            query?: {
-                as_of?: string | null;
+                dir?: "f" | "b";
             };
             header?: never;
             path: {
@@ -2689,7 +2429,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Timeline"];
+                    "application/json": components["schemas"]["Page_infrastructure.web.messages.MessageView_"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -2699,22 +2439,267 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        status_code: number;
                         detail: string;
                         extra?: null | {
                             [key: string]: unknown;
                         } | unknown[];
+                        status_code: number;
                     };
                 };
             };
         };
     };
-    ApiAdminProjectionsNameRebuildRebuild: {
+    ApiSessionsSessionIdMessagesPostMessage: {
         parameters: {
             query?: never;
             header?: never;
             path: {
-                name: string;
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewMessage"];
+            };
+        };
+        responses: {
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageView"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiSessionsSessionIdMessagesMessageIdOne: {
+        parameters: {
+            query?: {
+                after_position?: number | null;
+            };
+            header?: never;
+            path: {
+                session_id: string;
+                message_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageView"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiSessionsSessionIdMessagesMessageIdRemove: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                session_id: string;
+                message_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageChange"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiSessionsSessionIdMessagesMessageIdEdit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                session_id: string;
+                message_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChangedContent"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageChange"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiSessionsSessionIdMessagesMessageIdHistoryHistory: {
+        parameters: {
+            query?: {
+                after_position?: number | null;
+            };
+            header?: never;
+            path: {
+                session_id: string;
+                message_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_infrastructure.web.messages.MessageVersion_"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiSessionsSessionIdReadMarkRead: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReadMarker"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReadMarkerView"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiSessionsSessionIdRepliesReplyIdCancelCancel: {
+        parameters: {
+            query?: {
+                after_position?: number | null;
+            };
+            header?: never;
+            path: {
+                session_id: string;
+                reply_id: string;
             };
             cookie?: never;
         };
@@ -2726,7 +2711,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["RebuildStarted"];
+                    "application/json": components["schemas"]["ReplyCancellation"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -2736,44 +2721,30 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        status_code: number;
                         detail: string;
                         extra?: null | {
                             [key: string]: unknown;
                         } | unknown[];
+                        status_code: number;
                     };
                 };
             };
         };
     };
-    ApiAdminProjectionsStatuses: {
+    ApiSessionsSessionIdRetentionRetention: {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                session_id: string;
+            };
             cookie?: never;
         };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ProjectionStatus"][];
-                };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Retention"];
             };
         };
-    };
-    ApiAdminStatsStats: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
         responses: {
             /** @description Request fulfilled, document follows */
             200: {
@@ -2781,27 +2752,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Stats"];
+                    "application/json": components["schemas"]["RetentionChange"];
                 };
             };
-        };
-    };
-    MetricsGet: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
+            /** @description Bad request syntax or unsupported method */
+            400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
                 };
             };
         };
@@ -2833,12 +2799,72 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        status_code: number;
                         detail: string;
                         extra?: null | {
                             [key: string]: unknown;
                         } | unknown[];
+                        status_code: number;
                     };
+                };
+            };
+        };
+    };
+    HealthLive: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Health"];
+                };
+            };
+        };
+    };
+    HealthReadyReady: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Health"];
+                };
+            };
+        };
+    };
+    MetricsGet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
                 };
             };
         };

@@ -30,18 +30,12 @@ export const useAccountStore = defineStore('account', () => {
   const isSignedIn = computed(() => state.value === 'signed-in')
   const isStaff = computed(() => me.value?.role === 'admin' || me.value?.role === 'auditor')
 
+  /** `GET /api/auth/session` answers 200 whether or not this browser is signed in, so a page
+   *  that starts signed out reports no failed request. */
   async function load(): Promise<void> {
-    try {
-      me.value = await api.get<UserView>('/api/me', { quiet401: true })
-      state.value = 'signed-in'
-    } catch (error) {
-      if (error instanceof ProblemError && error.status === 401) {
-        me.value = null
-        state.value = 'signed-out'
-      } else {
-        throw error
-      }
-    }
+    const session = await api.get<{ signed_in: boolean; user: UserView | null }>('/api/auth/session')
+    me.value = session.signed_in ? session.user : null
+    state.value = session.signed_in ? 'signed-in' : 'signed-out'
   }
 
   /** Know whether someone is signed in (once per page load). */
