@@ -39,6 +39,8 @@ export function useConversation(sessionId: string) {
   const loadingOlder = ref(false)
   const typing = ref(new Map<string, { name: string; until: number }>())
   const now = ref(Date.now())
+  /** Bumped by document.attached/detached frames, so a documents panel re-reads its list. */
+  const documentChanges = ref(0)
 
   const timeline = new ConversationTimeline(myId, {
     renamed: (title) => {
@@ -52,6 +54,9 @@ export function useConversation(sessionId: string) {
     },
     memberAdded: (userId) => {
       if (!members.value.some((m) => m.user_id === userId)) members.value = [...members.value, { user_id: userId, role: 'member' }]
+    },
+    documentsChanged: () => {
+      documentChanges.value += 1
     },
     memberRemoved: (userId) => {
       members.value = members.value.filter((m) => m.user_id !== userId)
@@ -89,6 +94,7 @@ export function useConversation(sessionId: string) {
       typing.value.delete(frame.data.author_id)
       sessions.noteMessage(sessionId, frame.data.content, frame.data.created_at)
     }
+    if (frame.type === 'reply.completed') sessions.noteMessage(sessionId, frame.data.content, frame.data.created_at)
     publish()
   }
 
@@ -275,6 +281,7 @@ export function useConversation(sessionId: string) {
     reachedStart,
     loadingOlder,
     typingNames,
+    documentChanges,
     streamStatus: stream.status,
     timeline,
     open,
