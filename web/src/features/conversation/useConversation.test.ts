@@ -186,3 +186,22 @@ describe('useConversation', () => {
     expect(socket.sent.filter((s) => s.includes('typing'))).toHaveLength(2)
   })
 })
+
+describe('useConversation after a reload', () => {
+  it('resumes the stream from the position stored by the previous page load, reading at least that far', async () => {
+    sessionStorage.setItem('chronicle.position.session.s1', '35')
+    const { socket } = await openConversation()
+    expect(requested[0]).toMatch(/after_position=35/)
+    expect(socket.url).toMatch(/after=35$/)
+  })
+
+  it('starts afresh when the stored position is one the server never reached (400)', async () => {
+    sessionStorage.setItem('chronicle.position.session.s1', '999999')
+    const plain = globalThis.fetch as unknown as (url: string, init: RequestInit) => Promise<Response>
+    vi.stubGlobal('fetch', vi.fn(async (url: string, init: RequestInit) =>
+      url.includes('after_position=999999') ? json(400, { title: 'Bad Request', detail: 'after_position beyond the head' }) : plain(url, init)))
+    const { c, socket } = await openConversation()
+    expect(c.state.value).toBe('ready')
+    expect(socket.url).toMatch(/after=30$/)
+  })
+})

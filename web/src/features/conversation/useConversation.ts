@@ -110,13 +110,25 @@ export function useConversation(sessionId: string) {
     }
   }, 1_000)
 
+  function newestPage(afterPosition: number): Promise<Page<MessageView>> {
+    return api.get<Page<MessageView>>(`/api/sessions/${sessionId}/messages`, {
+      query: { dir: 'b', limit: PAGE_SIZE, after_position: afterPosition || undefined },
+    })
+  }
+
   async function open(): Promise<void> {
     state.value = 'loading'
-    const stored = stream.connection.lastPosition
+    let stored = stream.connection.lastPosition
     try {
-      const page = await api.get<Page<MessageView>>(`/api/sessions/${sessionId}/messages`, {
-        query: { dir: 'b', limit: PAGE_SIZE, after_position: stored || undefined },
-      })
+      let page: Page<MessageView>
+      try {
+        page = await newestPage(stored)
+      } catch (error) {
+        // A stored position the server has never reached (its data was reset): start afresh.
+        if (!(stored > 0 && error instanceof ProblemError && error.status === 400)) throw error
+        stored = 0
+        page = await newestPage(0)
+      }
       timeline.addPage(page.items)
       olderCursor.value = page.next_cursor
       reachedStart.value = page.next_cursor === null
