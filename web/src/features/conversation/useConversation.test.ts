@@ -205,3 +205,29 @@ describe('useConversation after a reload', () => {
     expect(socket.url).toMatch(/after=30$/)
   })
 })
+
+describe('read marker', () => {
+  it('is sent once, ~2 s after the newest visible message changes', async () => {
+    vi.useFakeTimers()
+    const puts: string[] = []
+    const plain = globalThis.fetch as unknown as (url: string, init: RequestInit) => Promise<Response>
+    vi.stubGlobal('fetch', vi.fn(async (url: string, init: RequestInit) => {
+      if (init.method === 'PUT') {
+        puts.push(`${url} ${String(init.body)}`)
+        return json(200, { session_id: 's1', read_position: 31, recorded: true, position: 40 })
+      }
+      return plain(url, init)
+    }))
+    const { c } = await openConversation()
+    c.noteVisible(30)
+    vi.advanceTimersByTime(1_000)
+    c.noteVisible(31)
+    vi.advanceTimersByTime(1_900)
+    expect(puts).toEqual([])
+    await vi.advanceTimersByTimeAsync(200)
+    expect(puts).toEqual(['/api/sessions/s1/read {"position":31}'])
+    c.noteVisible(31)
+    await vi.advanceTimersByTimeAsync(5_000)
+    expect(puts).toHaveLength(1)
+  })
+})

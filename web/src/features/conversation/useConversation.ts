@@ -251,11 +251,17 @@ export function useConversation(sessionId: string) {
     if (stream.connection.send({ type: 'typing' })) lastTypingSent = t
   }
 
-  // Read marker: sent ~2 s after the newest visible message changes.
+  // Read marker: sent ~2 s after the newest visible message changes, and only while the page is
+  // seen (a background tab reads nothing; its newest position is sent when it comes back).
   let readTimer: number | null = null
   let lastReadSent = 0
+  let unsentRead: number | null = null
   function noteVisible(position: number | null): void {
     if (position === null || position <= lastReadSent) return
+    if (document.visibilityState === 'hidden') {
+      unsentRead = Math.max(unsentRead ?? 0, position)
+      return
+    }
     if (readTimer !== null) window.clearTimeout(readTimer)
     readTimer = window.setTimeout(() => {
       readTimer = null
@@ -266,6 +272,14 @@ export function useConversation(sessionId: string) {
         .catch(() => undefined)
     }, READ_MARKER_DELAY_MS)
   }
+  const onVisibility = () => {
+    if (document.visibilityState === 'visible' && unsentRead !== null) {
+      const position = unsentRead
+      unsentRead = null
+      noteVisible(position)
+    }
+  }
+  document.addEventListener('visibilitychange', onVisibility)
 
   async function invite(email: string): Promise<UserLookup> {
     const user = await api.get<UserLookup>('/api/users/lookup', { query: { email } })
@@ -281,6 +295,7 @@ export function useConversation(sessionId: string) {
   }
 
   onScopeDispose(() => {
+    document.removeEventListener('visibilitychange', onVisibility)
     window.clearInterval(typingTicker)
     if (readTimer !== null) window.clearTimeout(readTimer)
   })
