@@ -21,6 +21,18 @@ export function describeAccountError(error: unknown, context: 'sign-in' | 'sign-
   return error.detail ?? error.title
 }
 
+/** A read that met a lagging read model (503 with Retry-After) is tried again, a few times. */
+async function withRetryOn503<T>(read: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await read()
+    } catch (error) {
+      if (!(error instanceof ProblemError && error.status === 503) || attempt >= attempts) throw error
+      await new Promise((resolve) => setTimeout(resolve, (error.retryAfter ?? 1) * 1000))
+    }
+  }
+}
+
 export const useAccountStore = defineStore('account', () => {
   const me = ref<UserView | null>(null)
   const state = ref<AuthState>('unknown')
@@ -33,7 +45,9 @@ export const useAccountStore = defineStore('account', () => {
   /** `GET /api/auth/session` answers 200 whether or not this browser is signed in, so a page
    *  that starts signed out reports no failed request. */
   async function load(): Promise<void> {
-    const session = await api.get<{ signed_in: boolean; user: UserView | null }>('/api/auth/session')
+    const session = await withRetryOn503(() =>
+      api.get<{ signed_in: boolean; user: UserView | null }>('/api/auth/session'),
+    )
     me.value = session.signed_in ? session.user : null
     state.value = session.signed_in ? 'signed-in' : 'signed-out'
   }
