@@ -18,6 +18,14 @@ export default defineConfig({
   server: {
     proxy: {
       '/api': { target: backend, ws: true, changeOrigin: false },
+      '/health': { target: backend, changeOrigin: false },
+    },
+  },
+  // `npm run preview` serves the build under the production Content-Security-Policy.
+  preview: {
+    headers: {
+      'content-security-policy':
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:",
     },
   },
   build: {

@@ -137,9 +137,26 @@ export interface RequestOptions {
   quiet401?: boolean
 }
 
+/**
+ * The CSRF cookie comes with any successful safe response (loading the page does it). A page
+ * served from elsewhere (the dev server), or whose only request so far was refused (a 401 from
+ * `GET /api/me` carries no cookie), fetches it once from `/health` before its first write.
+ */
+export async function ensureCsrfCookie(): Promise<void> {
+  if (readCookie(CSRF_COOKIE)) return
+  try {
+    await fetch('/health', { credentials: 'same-origin', headers: { accept: 'application/json' } })
+  } catch {
+    // The write that follows reports the network problem.
+  }
+}
+
 export async function request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json' }
-  if (!SAFE.has(method)) Object.assign(headers, csrfHeaders())
+  if (!SAFE.has(method)) {
+    await ensureCsrfCookie()
+    Object.assign(headers, csrfHeaders())
+  }
   let body: BodyInit | undefined
   if (options.body !== undefined) {
     headers['content-type'] = 'application/json'

@@ -1,7 +1,6 @@
 /**
- * Wire types. Those the OpenAPI document already describes come from the generated `schema.d.ts`;
- * the rest are the backend additions agreed for the browser client (cookie sessions, read
- * markers, user lookup), written by hand until the document includes them.
+ * Wire types, from the generated `schema.d.ts` wherever the OpenAPI document describes them;
+ * the few it leaves open (pages, the audit timeline's `session` object) are written here.
  */
 import type { components } from './schema'
 
@@ -20,9 +19,10 @@ export type Usage = Schemas['Usage']
 export type Step = Schemas['Step']
 export type Timeline = Schemas['Timeline']
 
-/** `GET /api/sessions` items, with the `unread` count the read-marker addition brings. */
-export type SessionSummary = Schemas['SessionDetail'] & { unread?: number }
+/** `GET /api/sessions` items (with `unread`) and `GET /api/sessions/{id}` (with `members`). */
+export type SessionSummary = Schemas['SessionDetail']
 export type SessionDetail = Schemas['SessionDetail']
+export type ReadMarkerView = Schemas['ReadMarkerView']
 
 export interface Page<T> {
   items: T[]
@@ -34,11 +34,8 @@ export interface Positioned {
   position: number
 }
 
-/** `GET /api/users/lookup?email=` (addition). */
-export interface UserLookup {
-  id: string
-  display_name: string
-}
+/** `GET /api/users/lookup?email=` */
+export type UserLookup = Schemas['PersonView']
 
 export type ConversionTarget = 'text' | 'markdown' | 'html'
 export type SearchKind = 'all' | 'messages' | 'documents'

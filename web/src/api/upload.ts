@@ -2,7 +2,7 @@
  * Multipart upload with progress: fetch reports none, so this uses XMLHttpRequest, with the
  * same cookie, CSRF header and problem-details errors as the fetch client.
  */
-import { csrfHeaders, NetworkError, ProblemError } from './client'
+import { csrfHeaders, ensureCsrfCookie, NetworkError, ProblemError } from './client'
 
 export interface UploadHandle<T> {
   done: Promise<T>
@@ -15,7 +15,7 @@ export function uploadFile<T>(
   onProgress: (loaded: number, total: number) => void,
 ): UploadHandle<T> {
   const xhr = new XMLHttpRequest()
-  const done = new Promise<T>((resolve, reject) => {
+  const done = ensureCsrfCookie().then(() => new Promise<T>((resolve, reject) => {
     xhr.open('POST', path)
     xhr.withCredentials = false // same-origin requests send cookies anyway
     xhr.setRequestHeader('accept', 'application/json')
@@ -50,6 +50,6 @@ export function uploadFile<T>(
     const form = new FormData()
     for (const [name, value] of Object.entries(fields)) form.append(name, value)
     xhr.send(form)
-  })
+  }))
   return { done, abort: () => xhr.abort() }
 }

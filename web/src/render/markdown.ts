@@ -43,9 +43,19 @@ export function sanitizeHtml(html: string): string {
   })
 }
 
+// Rendering and sanitising costs ~1 ms a message: scrolling back and forth through a long
+// conversation re-renders the same rows, so keep the most recent results.
+const CACHE_LIMIT = 2_000
+const cache = new Map<string, string>()
+
 /** Markdown (or plain text) to sanitised HTML. */
 export function renderMarkdown(source: string): string {
-  return sanitizeHtml(md.render(source))
+  const hit = cache.get(source)
+  if (hit !== undefined) return hit
+  const html = sanitizeHtml(md.render(source))
+  if (cache.size >= CACHE_LIMIT) cache.delete(cache.keys().next().value!)
+  cache.set(source, html)
+  return html
 }
 
 /** Plain text to sanitised HTML that shows it verbatim (paragraphs kept, nothing interpreted). */

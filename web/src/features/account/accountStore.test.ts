@@ -24,3 +24,31 @@ describe('describeAccountError: what a refused sign-in tells the person', () => 
     expect(describeAccountError(new NetworkError(new Error('x')), 'sign-in')).toMatch(/Cannot reach the server/)
   })
 })
+
+describe('start-up', () => {
+  it('asks GET /api/auth/session, and tries again after a 503 (lagging read model)', async () => {
+    const { createPinia, setActivePinia } = await import('pinia')
+    const { vi } = await import('vitest')
+    const { useAccountStore } = await import('./accountStore')
+    setActivePinia(createPinia())
+    vi.useFakeTimers()
+    const answers = [
+      new Response(JSON.stringify({ title: 'Service Unavailable', status: 503 }), { status: 503, headers: { 'retry-after': '1' } }),
+      new Response(JSON.stringify({ signed_in: true, user: { id: 'u', email: 'a@b.c', display_name: 'Ann', role: 'user', disabled: false } }), { status: 200 }),
+    ]
+    const urls: string[] = []
+    vi.stubGlobal('fetch', vi.fn(async (url: string) => {
+      urls.push(url)
+      return answers.shift()!
+    }))
+    const account = useAccountStore()
+    const loading = account.ensureLoaded()
+    await vi.advanceTimersByTimeAsync(1_000)
+    await loading
+    expect(urls).toEqual(['/api/auth/session', '/api/auth/session'])
+    expect(account.state).toBe('signed-in')
+    expect(account.me?.display_name).toBe('Ann')
+    vi.useRealTimers()
+    vi.unstubAllGlobals()
+  })
+})

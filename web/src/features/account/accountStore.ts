@@ -21,6 +21,18 @@ export function describeAccountError(error: unknown, context: 'sign-in' | 'sign-
   return error.detail ?? error.title
 }
 
+/** A read that met a lagging read model (503 with Retry-After) is tried again, a few times. */
+async function withRetryOn503<T>(read: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await read()
+    } catch (error) {
+      if (!(error instanceof ProblemError && error.status === 503) || attempt >= attempts) throw error
+      await new Promise((resolve) => setTimeout(resolve, (error.retryAfter ?? 1) * 1000))
+    }
+  }
+}
+
 export const useAccountStore = defineStore('account', () => {
   const me = ref<UserView | null>(null)
   const state = ref<AuthState>('unknown')
@@ -33,7 +45,9 @@ export const useAccountStore = defineStore('account', () => {
   /** `GET /api/auth/session` answers 200 whether or not this browser is signed in, so a page
    *  that starts signed out reports no failed request. */
   async function load(): Promise<void> {
-    const session = await api.get<{ signed_in: boolean; user: UserView | null }>('/api/auth/session')
+    const session = await withRetryOn503(() =>
+      api.get<{ signed_in: boolean; user: UserView | null }>('/api/auth/session'),
+    )
     me.value = session.signed_in ? session.user : null
     state.value = session.signed_in ? 'signed-in' : 'signed-out'
   }
@@ -48,15 +62,12 @@ export const useAccountStore = defineStore('account', () => {
   }
 
   async function signIn(email: string, password: string): Promise<void> {
-    // The CSRF cookie is set by any GET: make sure one happened before this first unsafe request.
-    if (!document.cookie.includes('csrftoken=')) await load().catch(() => undefined)
     me.value = await api.post<UserView>('/api/auth/session', { email, password }, { quiet401: true })
     state.value = 'signed-in'
     signedOutNotice.value = false
   }
 
   async function register(displayName: string, email: string, password: string): Promise<void> {
-    if (!document.cookie.includes('csrftoken=')) await load().catch(() => undefined)
     await api.post<UserView>('/api/auth/register', { email, password, display_name: displayName }, { quiet401: true })
     await signIn(email, password)
   }
@@ -76,6 +87,25 @@ export const useAccountStore = defineStore('account', () => {
     signedOutNotice.value = true
   }
 
+  /**
+   * A stream closed with 4401. That also happens to the streams of a token that a password
+   * change replaced (the response set a new cookie): only a refused `GET /api/me` means signed out.
+   * Resolves true when still signed in (the caller reconnects).
+   */
+  async function recheck(): Promise<boolean> {
+    try {
+      await load()
+    } catch {
+      return true // network trouble is not a sign-out; the stream's own retry handles it
+    }
+    if (state.value === 'signed-out') {
+      clearStoredPositions()
+      signedOutNotice.value = true
+      return false
+    }
+    return true
+  }
+
   function forget(): void {
     me.value = null
     state.value = 'signed-out'
@@ -90,5 +120,19 @@ export const useAccountStore = defineStore('account', () => {
     )
   }
 
-  return { me, state, signedOutNotice, isSignedIn, isStaff, ensureLoaded, load, signIn, register, signOut, expired, changePassword }
+  return {
+    me,
+    state,
+    signedOutNotice,
+    isSignedIn,
+    isStaff,
+    ensureLoaded,
+    load,
+    signIn,
+    register,
+    signOut,
+    expired,
+    recheck,
+    changePassword,
+  }
 })

@@ -64,6 +64,7 @@ beforeEach(() => {
   postResponses = []
   requested = []
   sessionStorage.clear()
+  document.cookie = 'csrftoken=t0k3n'
   vi.stubGlobal('WebSocket', FakeWebSocket)
   vi.stubGlobal(
     'fetch',
@@ -143,7 +144,7 @@ describe('useConversation', () => {
         }),
     )
     const sending = c.send('hi')
-    await nextTick()
+    await vi.waitFor(() => expect(posts).toHaveLength(1))
     expect(c.items.value.at(-1)!.sendState).toBe('pending')
     socket.frame({
       position: 31, type: 'message.posted', session_id: 's1',
@@ -183,5 +184,50 @@ describe('useConversation', () => {
     vi.advanceTimersByTime(2_500)
     c.noteTyping()
     expect(socket.sent.filter((s) => s.includes('typing'))).toHaveLength(2)
+  })
+})
+
+describe('useConversation after a reload', () => {
+  it('resumes the stream from the position stored by the previous page load, reading at least that far', async () => {
+    sessionStorage.setItem('chronicle.position.session.s1', '35')
+    const { socket } = await openConversation()
+    expect(requested[0]).toMatch(/after_position=35/)
+    expect(socket.url).toMatch(/after=35$/)
+  })
+
+  it('starts afresh when the stored position is one the server never reached (400)', async () => {
+    sessionStorage.setItem('chronicle.position.session.s1', '999999')
+    const plain = globalThis.fetch as unknown as (url: string, init: RequestInit) => Promise<Response>
+    vi.stubGlobal('fetch', vi.fn(async (url: string, init: RequestInit) =>
+      url.includes('after_position=999999') ? json(400, { title: 'Bad Request', detail: 'after_position beyond the head' }) : plain(url, init)))
+    const { c, socket } = await openConversation()
+    expect(c.state.value).toBe('ready')
+    expect(socket.url).toMatch(/after=30$/)
+  })
+})
+
+describe('read marker', () => {
+  it('is sent once, ~2 s after the newest visible message changes', async () => {
+    vi.useFakeTimers()
+    const puts: string[] = []
+    const plain = globalThis.fetch as unknown as (url: string, init: RequestInit) => Promise<Response>
+    vi.stubGlobal('fetch', vi.fn(async (url: string, init: RequestInit) => {
+      if (init.method === 'PUT') {
+        puts.push(`${url} ${String(init.body)}`)
+        return json(200, { session_id: 's1', read_position: 31, recorded: true, position: 40 })
+      }
+      return plain(url, init)
+    }))
+    const { c } = await openConversation()
+    c.noteVisible(30)
+    vi.advanceTimersByTime(1_000)
+    c.noteVisible(31)
+    vi.advanceTimersByTime(1_900)
+    expect(puts).toEqual([])
+    await vi.advanceTimersByTimeAsync(200)
+    expect(puts).toEqual(['/api/sessions/s1/read {"position":31}'])
+    c.noteVisible(31)
+    await vi.advanceTimersByTimeAsync(5_000)
+    expect(puts).toHaveLength(1)
   })
 })

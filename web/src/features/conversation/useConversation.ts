@@ -39,6 +39,8 @@ export function useConversation(sessionId: string) {
   const loadingOlder = ref(false)
   const typing = ref(new Map<string, { name: string; until: number }>())
   const now = ref(Date.now())
+  /** Bumped by document.attached/detached frames, so a documents panel re-reads its list. */
+  const documentChanges = ref(0)
 
   const timeline = new ConversationTimeline(myId, {
     renamed: (title) => {
@@ -52,6 +54,9 @@ export function useConversation(sessionId: string) {
     },
     memberAdded: (userId) => {
       if (!members.value.some((m) => m.user_id === userId)) members.value = [...members.value, { user_id: userId, role: 'member' }]
+    },
+    documentsChanged: () => {
+      documentChanges.value += 1
     },
     memberRemoved: (userId) => {
       members.value = members.value.filter((m) => m.user_id !== userId)
@@ -69,9 +74,9 @@ export function useConversation(sessionId: string) {
     onFrame: (frame) => onFrame(frame),
   })
 
-  watch(stream.status, (status) => {
+  watch(stream.status, async (status) => {
     if (status === 'forbidden') state.value = 'removed'
-    if (status === 'signed-out') account.expired()
+    if (status === 'signed-out' && (await account.recheck())) stream.start()
   })
 
   function onFrame(frame: Frame): void {
@@ -89,6 +94,7 @@ export function useConversation(sessionId: string) {
       typing.value.delete(frame.data.author_id)
       sessions.noteMessage(sessionId, frame.data.content, frame.data.created_at)
     }
+    if (frame.type === 'reply.completed') sessions.noteMessage(sessionId, frame.data.content, frame.data.created_at)
     publish()
   }
 
@@ -104,13 +110,25 @@ export function useConversation(sessionId: string) {
     }
   }, 1_000)
 
+  function newestPage(afterPosition: number): Promise<Page<MessageView>> {
+    return api.get<Page<MessageView>>(`/api/sessions/${sessionId}/messages`, {
+      query: { dir: 'b', limit: PAGE_SIZE, after_position: afterPosition || undefined },
+    })
+  }
+
   async function open(): Promise<void> {
     state.value = 'loading'
-    const stored = stream.connection.lastPosition
+    let stored = stream.connection.lastPosition
     try {
-      const page = await api.get<Page<MessageView>>(`/api/sessions/${sessionId}/messages`, {
-        query: { dir: 'b', limit: PAGE_SIZE, after_position: stored || undefined },
-      })
+      let page: Page<MessageView>
+      try {
+        page = await newestPage(stored)
+      } catch (error) {
+        // A stored position the server has never reached (its data was reset): start afresh.
+        if (!(stored > 0 && error instanceof ProblemError && error.status === 400)) throw error
+        stored = 0
+        page = await newestPage(0)
+      }
       timeline.addPage(page.items)
       olderCursor.value = page.next_cursor
       reachedStart.value = page.next_cursor === null
@@ -233,11 +251,17 @@ export function useConversation(sessionId: string) {
     if (stream.connection.send({ type: 'typing' })) lastTypingSent = t
   }
 
-  // Read marker: sent ~2 s after the newest visible message changes.
+  // Read marker: sent ~2 s after the newest visible message changes, and only while the page is
+  // seen (a background tab reads nothing; its newest position is sent when it comes back).
   let readTimer: number | null = null
   let lastReadSent = 0
+  let unsentRead: number | null = null
   function noteVisible(position: number | null): void {
     if (position === null || position <= lastReadSent) return
+    if (document.visibilityState === 'hidden') {
+      unsentRead = Math.max(unsentRead ?? 0, position)
+      return
+    }
     if (readTimer !== null) window.clearTimeout(readTimer)
     readTimer = window.setTimeout(() => {
       readTimer = null
@@ -248,6 +272,14 @@ export function useConversation(sessionId: string) {
         .catch(() => undefined)
     }, READ_MARKER_DELAY_MS)
   }
+  const onVisibility = () => {
+    if (document.visibilityState === 'visible' && unsentRead !== null) {
+      const position = unsentRead
+      unsentRead = null
+      noteVisible(position)
+    }
+  }
+  document.addEventListener('visibilitychange', onVisibility)
 
   async function invite(email: string): Promise<UserLookup> {
     const user = await api.get<UserLookup>('/api/users/lookup', { query: { email } })
@@ -263,6 +295,7 @@ export function useConversation(sessionId: string) {
   }
 
   onScopeDispose(() => {
+    document.removeEventListener('visibilitychange', onVisibility)
     window.clearInterval(typingTicker)
     if (readTimer !== null) window.clearTimeout(readTimer)
   })
@@ -275,6 +308,7 @@ export function useConversation(sessionId: string) {
     reachedStart,
     loadingOlder,
     typingNames,
+    documentChanges,
     streamStatus: stream.status,
     timeline,
     open,

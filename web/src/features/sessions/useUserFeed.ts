@@ -5,6 +5,7 @@
  * seen twice change nothing.
  */
 import { onScopeDispose, watch } from 'vue'
+import { ProblemError } from '@/api/client'
 import { isStored } from '@/api/frames'
 import { useStream } from '@/stream/useStream'
 import { useAccountStore } from '@/features/account/accountStore'
@@ -29,14 +30,22 @@ export function useUserFeed(): void {
     },
   })
 
-  watch(stream.status, (status) => {
-    if (status === 'signed-out') account.expired()
+  watch(stream.status, async (status) => {
+    if (status === 'signed-out' && (await account.recheck())) stream.start()
   })
 
   async function begin(): Promise<void> {
-    const stored = stream.connection.lastPosition
+    let stored = stream.connection.lastPosition
     // With a stored position, wait for the read models to reach it: then resuming there is exact.
-    await Promise.all([sessions.load(stored || undefined), documents.load(stored || undefined)]).catch(() => undefined)
+    try {
+      await Promise.all([sessions.load(stored || undefined), documents.load(stored || undefined)])
+    } catch (error) {
+      // A position the server never reached (its data was reset) is refused with 400: start afresh.
+      if (stored > 0 && error instanceof ProblemError && error.status === 400) {
+        stored = 0
+        await Promise.all([sessions.load(), documents.load()]).catch(() => undefined)
+      }
+    }
     // Without one, resume from the lower of the two lists' positions: both reads reflect
     // everything up to it (a read at R returns items positioned ≤ R), so nothing falls between.
     stream.start(stored > 0 ? stored : Math.min(sessions.highestPosition, documents.highestPosition))
