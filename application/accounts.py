@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -10,6 +11,8 @@ from eventsourcing.application import AggregateNotFoundError
 from application.chronicle import Chronicle
 from application.unit_of_work import UnitOfWork
 from domain.aggregate import NotFound
+from domain.invitation import Invitation
+from domain.user import LinkNotValid
 from domain.user import (
     EmailAlreadyRegistered,
     EmailClaim,
@@ -68,6 +71,71 @@ class DisableUser:
 @dataclass(frozen=True)
 class EnableUser:
     user_id: UUID
+
+
+@dataclass(frozen=True)
+class IssueInvitation:
+    email: str
+    role: str
+    secret_hash: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class AcceptInvitation:
+    invitation_id: UUID
+    secret_hash: str
+    display_name: str
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class IssuePasswordReset:
+    user_id: UUID
+    secret_hash: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class ResetPassword:
+    user_id: UUID
+    secret_hash: str
+    password_hash: str
+
+
+def issue_invitation(uow: UnitOfWork, cmd: IssueInvitation) -> Invitation:
+    email = normalize_email(cmd.email)
+    claim = uow.find(EmailClaim, email_claim_id(email))
+    if claim is not None and not getattr(claim, "released", False):
+        raise EmailAlreadyRegistered(email)
+    invitation = Invitation.issue(email, cmd.role, cmd.secret_hash, cmd.expires_at)
+    uow.add(invitation)
+    return invitation
+
+
+def accept_invitation(uow: UnitOfWork, cmd: AcceptInvitation) -> User:
+    """Registers the invited person with the invitation's address and role, once."""
+    invitation = uow.find(Invitation, cmd.invitation_id)
+    if invitation is None:
+        raise LinkNotValid()
+    invitation.require_open(cmd.secret_hash)
+    user = register_user(uow, RegisterUser(invitation.email, cmd.display_name, cmd.password_hash, invitation.role))
+    invitation.accept(cmd.secret_hash, user.id)
+    return user
+
+
+def issue_password_reset(uow: UnitOfWork, cmd: IssuePasswordReset) -> User:
+    user = uow.get(User, cmd.user_id, UserNotFound())
+    user.issue_password_reset(cmd.secret_hash, cmd.expires_at)
+    return user
+
+
+def reset_password(uow: UnitOfWork, cmd: ResetPassword) -> User:
+    user = uow.find(User, cmd.user_id)
+    if user is None:
+        raise LinkNotValid()
+    user.reset_password(cmd.secret_hash, cmd.password_hash)
+    return user
 
 
 @dataclass(frozen=True)
@@ -146,6 +214,10 @@ def user_by_email(app: Chronicle, email: str) -> User | None:
 
 
 HANDLERS = {
+    IssueInvitation: issue_invitation,
+    AcceptInvitation: accept_invitation,
+    IssuePasswordReset: issue_password_reset,
+    ResetPassword: reset_password,
     SignOut: sign_out,
     SetQuotas: set_quotas,
     EraseUser: erase_user,

@@ -6,9 +6,12 @@ import re
 import unicodedata
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+from datetime import datetime
+
 from eventsourcing.domain import event
 
 from domain.aggregate import ChronicleAggregate, Conflict, InvalidValue, require_name
+from domain.provenance import clock
 
 ROLES = ("user", "admin", "auditor")
 ERASED = "[erased]"
@@ -19,6 +22,14 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 class EmailAlreadyRegistered(Conflict):
     def __init__(self, email: str) -> None:
         super().__init__(f"the email {email!r} is already registered")
+
+
+class LinkNotValid(Conflict):
+    """A one-time link (invitation, password reset) used, expired, or not this link's secret:
+    the same answer for each, so a guess learns nothing."""
+
+    def __init__(self) -> None:
+        super().__init__("this link is not valid any more; ask an administrator for a new one")
 
 
 class UserIsDisabled(Conflict):
@@ -96,7 +107,26 @@ class User(ChronicleAggregate):
     @event("UserPasswordChanged")
     def _password_changed(self, password_hash: str) -> None:
         self.password_hash = password_hash
+        self._reset = None
         self._revoke()
+
+    def issue_password_reset(self, secret_hash: str, expires_at: datetime) -> None:
+        """A one-time link to set a new password; a newer one replaces it."""
+        if getattr(self, "erased", False):
+            raise Conflict("the user is erased")
+        self._password_reset_issued(secret_hash=secret_hash, expires_at=expires_at)
+
+    @event("PasswordResetIssued")
+    def _password_reset_issued(self, secret_hash: str, expires_at: datetime) -> None:
+        self._reset = (secret_hash, expires_at)
+
+    def reset_password(self, secret_hash: str, password_hash: str) -> None:
+        """Sets the password with the latest reset link, once, before it expires (then it is
+        spent: the password change ends it and every token)."""
+        reset = getattr(self, "_reset", None)
+        if reset is None or reset[0] != secret_hash or clock.now() >= reset[1] or self.disabled:
+            raise LinkNotValid()
+        self._password_changed(password_hash=password_hash)
 
     def set_quotas(self, messages_per_day: int | None, replies_per_day: int | None, storage_bytes: int | None) -> None:
         """Limits set by an admin; None is no limit."""

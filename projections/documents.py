@@ -157,6 +157,10 @@ def referenced(tx: Any, sha256: str) -> bool:
     return tx.fetch_one("SELECT 1 AS yes FROM blob_references WHERE sha256=? LIMIT 1", (sha256,)) is not None
 
 
+async def referenced_blobs(db: ReadConnection) -> set[str]:
+    return {row["sha256"] for row in await db.fetch_all("SELECT DISTINCT sha256 FROM blob_references")}
+
+
 def failed_conversions(tx: Any) -> list[str]:
     return [row["id"] for row in tx.fetch_all("SELECT id FROM conversions WHERE status='failed' ORDER BY position")]
 

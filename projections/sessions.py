@@ -135,6 +135,13 @@ async def sessions_of_member(db: ReadConnection, user_id: str, after: int, limit
     )
 
 
+async def sessions_with_retention(db: ReadConnection) -> list[Row]:
+    return await db.fetch_all(
+        "SELECT r.session_id, s.title, r.retention_days FROM session_retention r JOIN sessions s ON s.id = r.session_id"
+        " WHERE r.retention_days IS NOT NULL ORDER BY s.created_position"
+    )
+
+
 def retention_overrides(tx: Any) -> dict[str, int]:
     """Sessions whose owner set how many days their messages keep their content."""
     rows = tx.fetch_all("SELECT session_id, retention_days FROM session_retention WHERE retention_days IS NOT NULL")

@@ -87,10 +87,21 @@ async def principal_of(db: ReadConnection, user_id: str) -> Row | None:
     )
 
 
-async def list_users(db: ReadConnection, after: int, limit: int) -> list[Row]:
+async def list_users(db: ReadConnection, after: int, limit: int, search: str | None = None) -> list[Row]:
+    """In registration order; `search` keeps those whose email or display name contains it
+    (case-insensitive; `%` and `_` are taken literally)."""
+    if not search:
+        return await db.fetch_all(f"SELECT {_COLUMNS} FROM users WHERE position>? ORDER BY position LIMIT ?", (after, limit))
+    pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     return await db.fetch_all(
-        f"SELECT {_COLUMNS} FROM users WHERE position>? ORDER BY position LIMIT ?", (after, limit)
+        f"SELECT {_COLUMNS} FROM users WHERE position>? AND (lower(email) LIKE ? ESCAPE '\\' OR lower(display_name) LIKE ? ESCAPE '\\')"
+        " ORDER BY position LIMIT ?", (after, pattern, pattern, limit),
     )
+
+
+async def sessions_count(db: ReadConnection, user_id: str) -> int:
+    row = await db.fetch_one("SELECT COUNT(*) AS n FROM session_members WHERE user_id=?", (user_id,))
+    return int(row["n"]) if row else 0
 
 
 async def quotas_of(db: ReadConnection, user_id: str) -> Row:

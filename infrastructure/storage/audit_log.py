@@ -90,14 +90,14 @@ class AuditLog:
     def events(
         self, after: int, limit: int, *, session: UUID | None = None, actor: str | None = None,
         type_: str | None = None, since: datetime | None = None, until: datetime | None = None,
-        scan: int = 50_000,
+        subject: UUID | None = None, scan: int = 50_000,
     ) -> tuple[list[dict[str, Any]], int]:
         """Up to `limit` events after position `after` that pass every filter, and the position
         the scan reached (pass it back as `after` to continue). At most `scan` stored events
         are looked at per call, so a rare filter answers in bounded time."""
         found: list[dict[str, Any]] = []
         reached = after
-        for position, event in self._scan(after, session, actor, type_, scan):
+        for position, event in self._scan(after, session, actor, type_, subject, scan):
             reached = position
             if since is not None and event.timestamp < since:
                 continue
@@ -108,11 +108,14 @@ class AuditLog:
             if len(found) == limit:
                 break
         else:
-            reached = max(reached, min(after + scan, self.head()))
+            reached = self.head() if subject is not None else max(reached, min(after + scan, self.head()))
         return found, reached
 
-    def _scan(self, after: int, session: UUID | None, actor: str | None, type_: str | None, scan: int) -> Iterator[tuple[int, Any]]:
+    def _scan(self, after: int, session: UUID | None, actor: str | None, type_: str | None, subject: UUID | None,
+              scan: int) -> Iterator[tuple[int, Any]]:
         conditions, params = ["s.rowid > ?", "s.rowid <= ?"], [after, after + scan]
+        if subject is not None:  # one aggregate: its events by its index, whatever their positions
+            conditions, params = ["s.originator_id = ?", "s.rowid > ?"], [subject.hex, after]
         source = "stored_events s"
         if session is not None:
             source += " JOIN event_chain c ON c.position = s.rowid"

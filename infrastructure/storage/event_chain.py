@@ -108,6 +108,16 @@ class Verification:
         return self.broken_at is None and not self.problem
 
 
+def chain_head(path: Any) -> tuple[int, str]:
+    """The last position and its link: what `verify` must end at, and what an auditor writes down."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT position, hash FROM event_chain ORDER BY position DESC LIMIT 1").fetchone()
+    finally:
+        db.close()
+    return (int(row[0]), bytes(row[1]).hex()) if row else (0, GENESIS.hex())
+
+
 def _rows(db: sqlite3.Connection, sql: str, batch: int = 10_000) -> Iterator[tuple]:
     cursor = db.execute(sql)
     while rows := cursor.fetchmany(batch):

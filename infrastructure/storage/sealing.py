@@ -28,6 +28,7 @@ from eventsourcing.persistence import Mapper, StoredEvent
 
 from domain.assistant_reply import AssistantReply, AssistantReplyFailure
 from domain.document import Document
+from domain.invitation import Invitation
 from domain.message import Message
 from domain.user import ERASED, EmailClaim, User
 
@@ -64,6 +65,7 @@ PERSONAL: dict[type, tuple[Callable[[Any], str | None], tuple[str, ...]]] = {
     User.UserRegistered: (_person("originator_id"), ("email", "display_name")),
     EmailClaim.EmailClaimed: (_person("user_id"), ("email",)),
     EmailClaim.EmailReclaimed: (_person("user_id"), ("email",)),
+    Invitation.InvitationIssued: (_person("originator_id"), ("email",)),
     Message.MessagePosted: (_message("author_id"), ("content",)),
     Message.MessageEdited: (_message("actor_id"), ("content",)),
     Document.DocumentUploaded: (_person("owner_id"), ("filename",)),

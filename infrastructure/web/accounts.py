@@ -50,7 +50,7 @@ from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
 from infrastructure.web.rate_limits import DEVICE_COOKIE, RateLimited, RateLimits, login_attempts
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.storage import ReadConnection
-from projections.users import list_users, principal_of, user_by_id
+from projections.users import list_users, principal_of, sessions_count, user_by_id
 
 Password = Annotated[str, msgspec.Meta(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)]
 
@@ -97,6 +97,12 @@ class UserView(msgspec.Struct):
     disabled: bool = False
     created_at: str | None = None
     position: int | None = None
+
+
+class PersonDetail(msgspec.Struct):
+    user: UserView
+    sessions: int
+    usage: Usage
 
 
 class UserChange(msgspec.Struct, forbid_unknown_fields=True):
@@ -296,10 +302,23 @@ class AdminUsersController(Controller):
     async def list_users(
         self, db: ReadConnection, progress: ProjectionProgress, cursor: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50, after_position: int | None = None,
+        q: Annotated[str, Parameter(max_length=254)] | None = None,
     ) -> Page[UserView]:
+        """In registration order; `q` keeps those whose email or display name contains it."""
         await progress.wait(("users",), after_position)
-        rows = await list_users(db, cursor_position(cursor), limit + 1)
+        rows = await list_users(db, cursor_position(cursor), limit + 1, q)
         return page(rows, limit, _from_row)
+
+    @get("/{user_id:uuid}")
+    async def person(
+        self, user_id: UUID, db: ReadConnection, progress: ProjectionProgress, after_position: int | None = None,
+    ) -> PersonDetail:
+        """One person: who they are, how many sessions they are in, today's usage and their quotas."""
+        await progress.wait(("users", "session_members", "messages", "documents"), after_position)
+        row = await user_by_id(db, str(user_id))
+        if row is None:
+            raise NotFoundException("no such user")
+        return PersonDetail(_from_row(row), await sessions_count(db, str(user_id)), await usage_of(db, str(user_id)))
 
     @post("/{user_id:uuid}/erase", status_code=202)
     async def erase(

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import anyio
@@ -38,7 +38,12 @@ from infrastructure.documents.media_types import MediaTypeSniffer
 from infrastructure.settings import Settings
 from infrastructure.web import accounts, admin_projections, admin_stats, audit, documents, health, messages, search, sessions, streams, users
 from infrastructure.web.client_files import ClientBundle, client_file
+from infrastructure.metrics import ACTIVE_USERS, ActiveUsers
+from infrastructure.web.admin_storage import AdminStorageController
+from infrastructure.web.audit import ChainVerifications
 from infrastructure.web.csrf import csrf_middleware
+from infrastructure.web.dashboard import DashboardController, DashboardSampler
+from infrastructure.web.invitations import AdminLinksController, PublicLinksController
 from infrastructure.web.rate_limits import RateLimits
 from infrastructure.web.auth import PrincipalCache, jwt_auth
 from infrastructure.web.http_metrics import HttpMetrics
@@ -56,6 +61,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     auth = jwt_auth(settings.secret_key, settings.token_ttl_seconds)
     channels = ChannelsPlugin(backend=MemoryChannelsBackend(), arbitrary_channels_allowed=True)
+    active_users = ActiveUsers()
+    ACTIVE_USERS.set_function(active_users.count)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -110,11 +117,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         engine.start()
         worker.start()
         retention = loop.create_task(_retention_job(app, write, settings), name="retention")
+        sampler = DashboardSampler(
+            lambda: anyio.to_thread.run_sync(write.runner.head),
+            lambda: anyio.to_thread.run_sync(admin_projections.read_statuses, write),
+        )
+        app.state.dashboard = sampler
+        sampling = loop.create_task(sampler.run(), name="dashboard-sampler")
         health.collector.write, health.collector.progress = write, progress
         try:
             yield
         finally:
             retention.cancel()
+            sampling.cancel()
             await engine.stop()
             await worker.stop()
             engine_positions.close()
@@ -139,6 +153,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             documents.DocumentsController, documents.SessionDocumentsController, search.SearchController,
             audit.AuditController, admin_projections.AdminProjectionsController, admin_stats.AdminStatsController,
             streams.session_stream, streams.user_stream, PrometheusController, users.UsersController, client_file,
+            DashboardController, AdminStorageController, AdminLinksController, PublicLinksController,
         ],
         dependencies={
             "bus": Provide(_bus, sync_to_thread=False),
@@ -154,6 +169,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         state=State({
             "client_bundle": ClientBundle(), "settings": settings,
             "rate_limits": RateLimits(settings.rate_limits, settings.secret_key),
+            "active_users": active_users, "verifications": ChainVerifications(),
         }),
         plugins=[channels],
         exception_handlers=exception_handlers,
@@ -185,6 +201,7 @@ def assistant_provider(settings: Settings, db: AioSQLiteReadConnection) -> Local
 async def _retention_job(app: Litestar, write: WriteSide, settings: Settings) -> None:
     """Every `CHRONICLE_RETENTION_INTERVAL` seconds: erase expired message content, then rebuild."""
     while True:
+        app.state.next_retention_run_at = datetime.now(timezone.utc) + timedelta(seconds=settings.retention_interval)
         await asyncio.sleep(settings.retention_interval)
         try:
             def run() -> dict[str, Any]:

@@ -1,22 +1,27 @@
-"""Audit endpoints: a session's timeline as of a moment, and the raw event stream. Both read the
-event log itself. Roles `admin` and `auditor` see everything; a session's owner may replay their
+"""Audit endpoints: a session's timeline as of a moment, the raw event stream and its export, the
+hash chain's head and its verification. All read the event log itself. Roles `admin` and `auditor` see everything; a session's owner may replay their
 own session; everyone else is told the session does not exist."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Annotated, Any
 from uuid import UUID
 
 import anyio
 import msgspec
-from litestar import Controller, Request, get
+from litestar import Controller, Request, get, post
+from litestar.response import Stream
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import Parameter
 
 from application.session_timeline import Step
 from infrastructure.storage.audit_log import AuditLog
+from infrastructure.storage.event_chain import chain_head, verify
 from infrastructure.web.auth import Principal, auditors
 
 STAFF = ("admin", "auditor")
@@ -101,7 +106,7 @@ class AuditController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100, session: UUID | None = None,
         actor: Annotated[str, Parameter(max_length=100)] | None = None,
         type: str | None = None,  # noqa: A002 - the query's name
-        since: str | None = None, until: str | None = None,
+        since: str | None = None, until: str | None = None, subject: UUID | None = None,
     ) -> AuditEvents:
         """The raw event stream in position order, filtered; for roles admin and auditor."""
         if type is not None and not _EVENT_TYPE.fullmatch(type):
@@ -111,7 +116,95 @@ class AuditController(Controller):
         found, reached = await anyio.to_thread.run_sync(
             lambda: audit.events(
                 after, limit, session=session, actor=actor, type_=type,
-                since=_moment(since) if since else None, until=_moment(until) if until else None,
+                since=_moment(since) if since else None, until=_moment(until) if until else None, subject=subject,
             )
         )
         return AuditEvents(items=[AuditEvent(**item) for item in found], next_after=reached)
+
+    @get("/export", guards=[auditors], media_type="application/x-ndjson")
+    async def export(
+        self, request: Request[Principal, Any, Any], session: UUID | None = None,
+        since: str | None = None, until: str | None = None,
+    ) -> Stream:
+        """Every event (of a session, in a time range) as JSON Lines, streamed as it is read."""
+        audit: AuditLog = request.app.state.audit
+        start, end = (_moment(since) if since else None), (_moment(until) if until else None)
+        head = await anyio.to_thread.run_sync(audit.head)
+
+        async def lines() -> AsyncIterator[bytes]:
+            after = 0
+            while after < head:
+                found, after = await anyio.to_thread.run_sync(
+                    lambda: audit.events(after, 1000, session=session, since=start, until=end))
+                if found:
+                    yield b"".join(_encode(item) + b"\n" for item in found)
+
+        name = f"chronicle-audit-{session or 'all'}.jsonl"
+        return Stream(lines(), media_type="application/x-ndjson", headers={"content-disposition": f'attachment; filename="{name}"'})
+
+    @get("/chain", guards=[auditors])
+    async def chain(self, request: Request[Principal, Any, Any]) -> ChainHead:
+        """The hash chain's head: the last position and its link."""
+        position, digest = await anyio.to_thread.run_sync(chain_head, request.app.state.settings.event_store_path)
+        return ChainHead(position, digest)
+
+    @post("/verifications", guards=[auditors], status_code=202)
+    async def start_verification(self, request: Request[Principal, Any, Any]) -> ChainVerification:
+        """Walks the whole log in the background, recomputing every link (`chronicle audit verify`)."""
+        verifications: ChainVerifications = request.app.state.verifications
+        return verifications.start(request.app.state.settings.event_store_path)
+
+    @get("/verifications/latest", guards=[auditors])
+    async def latest_verification(self, request: Request[Principal, Any, Any]) -> ChainVerification:
+        latest = request.app.state.verifications.latest
+        if latest is None:
+            raise NotFoundException("no verification has run since the server started")
+        return latest
+
+
+class ChainHead(msgspec.Struct):
+    head_position: int
+    head_hash: str
+
+
+class ChainVerification(msgspec.Struct):
+    id: str
+    state: str
+    """`running`, `intact` or `broken`."""
+    checked: int
+    first_broken_position: int | None
+    detail: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class ChainVerifications:
+    """At most one verification at a time, run in a worker thread; the latest is kept."""
+
+    def __init__(self) -> None:
+        self.latest: ChainVerification | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, path: Any) -> ChainVerification:
+        if self.latest is not None and self.latest.state == "running":
+            return self.latest
+        self.latest = current = ChainVerification(uuid.uuid4().hex, "running", 0, None, None, datetime.now(timezone.utc), None)
+
+        def progress(done: int) -> None:
+            current.checked = done
+
+        async def run() -> None:
+            try:
+                result = await anyio.to_thread.run_sync(lambda: verify(path, progress=progress))
+                current.checked = result.events
+                current.state = "intact" if result.ok else "broken"
+                current.first_broken_position, current.detail = result.broken_at, result.problem or None
+            except Exception as error:  # noqa: BLE001 - reported as the verification's outcome
+                current.state, current.detail = "broken", f"verification failed: {error}"
+            current.finished_at = datetime.now(timezone.utc)
+
+        self._task = asyncio.get_running_loop().create_task(run(), name="chain-verification")
+        return current
+
+
+_encode = msgspec.json.Encoder().encode

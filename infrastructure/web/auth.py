@@ -109,7 +109,10 @@ class VerifiedToken(Token):
 
 async def _retrieve_principal(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
     cache: PrincipalCache = connection.app.state.principals
-    return await cache.principal(token)
+    principal = await cache.principal(token)
+    if principal is not None:
+        connection.app.state.active_users.saw(token.sub)
+    return principal
 
 
 def jwt_auth(secret: str, ttl_seconds: int) -> JWTCookieAuth[Principal, Token]:

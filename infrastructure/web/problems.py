@@ -16,6 +16,7 @@ from litestar.exceptions import (
 )
 
 from domain.aggregate import Conflict, DomainError, Forbidden, InvalidValue, NotFound
+from domain.user import LinkNotValid
 from domain.usage import QuotaExceeded
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 _MEDIA_TYPE = "application/problem+json"
 _TITLES = {
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large", 415: "Unsupported Media Type", 416: "Range Not Satisfiable",
+    405: "Method Not Allowed", 409: "Conflict", 410: "Gone", 413: "Content Too Large", 415: "Unsupported Media Type", 416: "Range Not Satisfiable",
     422: "Unprocessable Content", 429: "Too Many Requests", 500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -45,6 +46,8 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None, **e
 
 
 def _domain_error(request: Request, error: DomainError) -> Response[Any]:
+    if isinstance(error, LinkNotValid):
+        return problem(410, str(error))
     if isinstance(error, InvalidValue):
         return problem(400, str(error), errors=[{"field": error.field, "message": str(error)}])
     status = 404 if isinstance(error, NotFound) else 403 if isinstance(error, Forbidden) else 409

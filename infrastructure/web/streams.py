@@ -39,6 +39,7 @@ from litestar.channels import ChannelsPlugin
 from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
 from litestar.security.jwt import Token
 
+from infrastructure.metrics import WEBSOCKETS
 from infrastructure.web.auth import AUTH_COOKIE, Principal, VerifiedToken
 from projections.frames import (
     POSITIONED,
@@ -143,6 +144,7 @@ async def _stream(
     channels: ChannelsPlugin = socket.app.state.channels
     subscriber = await channels.subscribe([channel])
     _LIVE.add(subscriber)
+    WEBSOCKETS.inc()
     limit = _queue_limit()
     outcome: dict[str, tuple[int, str]] = {}
     last = after
@@ -256,6 +258,7 @@ async def _stream(
             with anyio.move_on_after(CLOSE_TIMEOUT):
                 await socket.close(code, reason)  # waits until the client has read what was already sent
     finally:
+        WEBSOCKETS.dec()
         _LIVE.discard(subscriber)
         await channels.unsubscribe(subscriber, channel)
 

@@ -36,6 +36,7 @@ from application.assistant import (
     wants_reply,
 )
 from application.chronicle import Chronicle
+from infrastructure.metrics import REPLIES, REPLIES_IN_FLIGHT
 from application.command_bus import CommandBus
 from domain.assistant_reply import reply_id_for
 from domain.chat_session import ChatSession
@@ -205,6 +206,7 @@ class ChatEngine:
         self._in_flight[position] = reply_id
         self._sessions[reply_id] = posted.session_id
         self._jobs[reply_id] = asyncio.get_running_loop().create_task(self._answer(posted, position, reply_id))
+        REPLIES_IN_FLIGHT.set(len(self._jobs))
 
     def _frame(self, session_id: str, **fields: Any) -> None:
         """Ephemeral frames are best effort: if they cannot be published (the server is
@@ -236,6 +238,7 @@ class ChatEngine:
             for attempt in range(3):
                 try:
                     await self._bus.execute(outcome, ASSISTANT_ACTOR)
+                    REPLIES.labels(outcome.status if isinstance(outcome, RecordReply) else "failed").inc()
                     recorded = True
                     break
                 except Exception:  # noqa: BLE001 - retried, then left for the next start
@@ -246,6 +249,7 @@ class ChatEngine:
             if recorded:
                 self._in_flight.pop(position, None)
             self._jobs.pop(reply_id, None)
+            REPLIES_IN_FLIGHT.set(len(self._jobs))
             self._sessions.pop(reply_id, None)
             self._cancelled.discard(reply_id)
 

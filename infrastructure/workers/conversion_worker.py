@@ -27,6 +27,7 @@ from application.command_bus import CommandBus
 from application.documents import CompleteConversion, FailConversion, StartConversion
 from domain.conversion import Conversion
 from domain.document import Document
+from infrastructure.metrics import CONVERSIONS, CONVERSIONS_IN_FLIGHT
 from infrastructure.storage.blob_store import BlobStore
 from infrastructure.documents.conversion_jobs import JobLimits, JobOutcome, JobsStopped, run_job, stop_all
 from infrastructure.storage.read_store import SQLiteReadStore
@@ -133,6 +134,7 @@ class ConversionWorker:
         await self._slots.acquire()  # scanning pauses while every slot is busy
         self._in_flight[position] = conversion_id
         self._jobs[conversion_id] = asyncio.get_running_loop().create_task(self._perform(conversion, position))
+        CONVERSIONS_IN_FLIGHT.set(len(self._jobs))
 
     def _get(self, aggregate_id: UUID) -> Any:
         try:
@@ -156,6 +158,7 @@ class ConversionWorker:
             if recorded:
                 self._in_flight.pop(position, None)
             self._jobs.pop(conversion.id, None)
+            CONVERSIONS_IN_FLIGHT.set(len(self._jobs))
 
     async def _convert(self, conversion: Conversion, output: Path) -> JobOutcome | FailConversion:
         document = await anyio.to_thread.run_sync(self._get, conversion.document_id)
@@ -178,8 +181,10 @@ class ConversionWorker:
             try:
                 if isinstance(outcome, FailConversion):
                     await self._bus.execute(outcome, WORKER_ACTOR)
+                    CONVERSIONS.labels("failed").inc()
                 else:
                     await self._complete(conversion_id, outcome, output)
+                    CONVERSIONS.labels("completed").inc()
                 return True
             except Exception:  # noqa: BLE001 - retried, then left for the next start
                 log.exception("recording conversion %s failed (attempt %d)", conversion_id, attempt + 1)

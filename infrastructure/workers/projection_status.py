@@ -15,7 +15,7 @@ from infrastructure.storage.read_store import SQLiteReadStore
 from infrastructure.storage.shadow_rebuild import rebuilding
 
 
-class ProjectionStatus(msgspec.Struct, frozen=True, omit_defaults=True):
+class ProjectionStatus(msgspec.Struct, omit_defaults=True):
     """Also the wire type of `GET /api/admin/projections`."""
 
     name: str
@@ -26,6 +26,9 @@ class ProjectionStatus(msgspec.Struct, frozen=True, omit_defaults=True):
     state: str
     error: str | None = None
     failed_at: int | None = None
+    rebuilt: int | None = None
+    """While rebuilding: the position the shadow tables have reached."""
+    events_per_second: float | None = None
 
 
 def _age_of(app: Chronicle, position: int) -> float:
@@ -49,5 +52,5 @@ def projection_statuses(app: Chronicle, read_store: SQLiteReadStore, names: list
         elif name in shadows:
             state = f"rebuilding {100 * shadows[name] // max(head, 1)}%"
         result.append(ProjectionStatus(name, position, head, lag, round(_age_of(app, position + 1), 3) if lag else 0.0,
-                                       state, error, failed_at))
+                                       state, error, failed_at, shadows.get(name)))
     return result
