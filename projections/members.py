@@ -60,6 +60,7 @@ async def is_member(db: ReadConnection, session_id: str, user_id: str) -> bool:
 
 async def members_of(db: ReadConnection, session_id: str) -> list[Row]:
     return await db.fetch_all(
-        "SELECT user_id, role, added_at FROM session_members WHERE session_id=? ORDER BY position",
+        "SELECT m.user_id, m.role, m.added_at, u.display_name FROM session_members m LEFT JOIN users u ON u.id = m.user_id"
+        " WHERE m.session_id=? ORDER BY m.position",
         (session_id,),
     )

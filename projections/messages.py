@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from domain.assistant_reply import AssistantReply
 from domain.message import Message
 from projections.projector import Projector, collect_handlers, handles, iso
@@ -22,7 +24,7 @@ class SessionMessagesProjector(Projector):
             author_id TEXT NOT NULL, role TEXT NOT NULL, content TEXT,
             client_message_id TEXT, created_at TEXT NOT NULL, edited_at TEXT,
             deleted INTEGER NOT NULL DEFAULT 0, version INTEGER NOT NULL, reply_to TEXT,
-            reply_status TEXT)""",
+            reply_status TEXT, sources TEXT)""",
         "CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session_id, position)",
         "CREATE INDEX IF NOT EXISTS messages_by_author ON messages(author_id, created_at)",
         "CREATE INDEX IF NOT EXISTS messages_by_reply_to ON messages(reply_to) WHERE reply_to IS NOT NULL",
@@ -50,9 +52,9 @@ class SessionMessagesProjector(Projector):
         reply_id = str(e.originator_id)
         tx.insert(
             "INSERT INTO messages (position, id, session_id, author_id, role, content, created_at, version,"
-            " reply_to, reply_status) VALUES (?,?,?,?,?,?,?,1,?,?)",
+            " reply_to, reply_status, sources) VALUES (?,?,?,?,?,?,?,1,?,?,?)",
             (position, reply_id, str(e.session_id), ASSISTANT_AUTHOR, "assistant", e.content, at,
-             str(e.message_id), e.status),
+             str(e.message_id), e.status, _encode_sources(e.sources) if e.sources else None),
         )
         tx.insert("INSERT INTO message_versions VALUES (?,1,?,?,?)", (reply_id, e.content, at, position))
 
@@ -78,8 +80,9 @@ class SessionMessagesProjector(Projector):
 
 _COLUMNS = (
     "id, session_id, author_id, role, content, client_message_id, created_at, edited_at,"
-    " deleted, version, position, reply_to, reply_status"
+    " deleted, version, position, reply_to, reply_status, sources"
 )
+_encode_sources = msgspec.json.Encoder().encode
 
 
 async def messages_page(db: ReadConnection, session_id: str, after: int, limit: int) -> list[Row]:

@@ -57,6 +57,9 @@ class MessageView(msgspec.Struct):
     version: int = 1
     reply_to: str | None = None
     reply_status: str | None = None
+    sources: list[dict[str, Any]] | None = None
+    """An assistant reply's citations (`message`, `document`) and, for a model's reply, whose
+    words it saw (`context`), as in its `reply.completed` frame."""
 
 
 class MessageChange(msgspec.Struct):
@@ -92,7 +95,11 @@ def _from_row(row: dict[str, Any]) -> MessageView:
         content=row["content"], created_at=row["created_at"], position=row["position"],
         client_message_id=row["client_message_id"], edited_at=row["edited_at"], deleted=bool(row["deleted"]),
         version=row["version"], reply_to=row["reply_to"], reply_status=row["reply_status"],
+        sources=_decode_sources(row["sources"]) if row.get("sources") else None,
     )
+
+
+_decode_sources = msgspec.json.Decoder(list[dict[str, Any]]).decode
 
 
 def _changed(message: Message, position: int) -> MessageChange:

@@ -68,6 +68,7 @@ class Member(msgspec.Struct):
     user_id: str
     role: str
     added_at: str
+    display_name: str | None = None
 
 
 class SessionDetail(msgspec.Struct, omit_defaults=True):

@@ -174,3 +174,16 @@ def test_by_default_the_assistant_answers_questions_and_messages_addressed_to_it
         assert outcomes_per_message(tmp_path)[statement["id"]] == 0
     finally:
         server.stop()
+
+
+def test_a_replys_citations_and_members_names_survive_a_reload(server, new_user):
+    """What the web client shows after a reload comes from the read models, not only from live frames."""
+    ann, ann_user = new_user("ann")
+    sid = ann.post("/api/sessions", {"title": "Cited"}).json()["id"]
+    said = ann.post(f"/api/sessions/{sid}/messages", {"content": "The okapi arrives on Tuesday."}).json()
+    question = ann.post(f"/api/sessions/{sid}/messages", {"content": "When does the okapi arrive?"}).json()
+    answer = replies(ann, sid)[question["id"]]
+    cited = [s for s in answer["sources"] if s["kind"] == "message"]
+    assert [s["message_id"] for s in cited] == [said["id"]] and cited[0]["author_id"] == ann_user["id"]
+    members = ann.get(f"/api/sessions/{sid}").json()["members"]
+    assert [(m["user_id"], m["display_name"]) for m in members] == [(ann_user["id"], "Ann")]

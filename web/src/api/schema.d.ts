@@ -4,6 +4,40 @@
  */
 
 export interface paths {
+    "/api/admin/dashboard": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Dashboard */
+        get: operations["ApiAdminDashboardDashboard"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/invitations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Invite */
+        post: operations["ApiAdminInvitationsInvite"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/projections": {
         parameters: {
             query?: never;
@@ -38,6 +72,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/projections/{name}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Retry */
+        post: operations["ApiAdminProjectionsNameRetryRetry"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/stats": {
         parameters: {
             query?: never;
@@ -49,6 +100,40 @@ export interface paths {
         get: operations["ApiAdminStatsStats"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/storage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Storage */
+        get: operations["ApiAdminStorageStorage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/storage/collect": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Collect */
+        post: operations["ApiAdminStorageCollectCollect"];
         delete?: never;
         options?: never;
         head?: never;
@@ -79,7 +164,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** Person */
+        get: operations["ApiAdminUsersUserIdPerson"];
         put?: never;
         post?: never;
         delete?: never;
@@ -106,6 +192,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/users/{user_id}/password-reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** ResetLink */
+        post: operations["ApiAdminUsersUserIdPasswordResetResetLink"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/users/{user_id}/quotas": {
         parameters: {
             query?: never;
@@ -123,6 +226,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/audit/chain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Chain */
+        get: operations["ApiAuditChainChain"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/audit/events": {
         parameters: {
             query?: never;
@@ -132,6 +252,23 @@ export interface paths {
         };
         /** Events */
         get: operations["ApiAuditEventsEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/audit/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Export */
+        get: operations["ApiAuditExportExport"];
         put?: never;
         post?: never;
         delete?: never;
@@ -157,6 +294,58 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/audit/verifications": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** StartVerification */
+        post: operations["ApiAuditVerificationsStartVerification"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/audit/verifications/latest": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** LatestVerification */
+        get: operations["ApiAuditVerificationsLatestLatestVerification"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/invitations/{token}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Invitation */
+        get: operations["ApiAuthInvitationsTokenInvitation"];
+        put?: never;
+        /** Accept */
+        post: operations["ApiAuthInvitationsTokenAccept"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/auth/login": {
         parameters: {
             query?: never;
@@ -168,6 +357,23 @@ export interface paths {
         put?: never;
         /** Login */
         post: operations["ApiAuthLoginLogin"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/password-reset/{token}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Reset */
+        post: operations["ApiAuthPasswordResetTokenReset"];
         delete?: never;
         options?: never;
         head?: never;
@@ -706,6 +912,22 @@ export interface components {
             signed_in: boolean;
             user: components["schemas"]["UserView"] | null;
         };
+        /** ChainHead */
+        ChainHead: {
+            head_hash: string;
+            head_position: number;
+        };
+        /** ChainVerification */
+        ChainVerification: {
+            checked: number;
+            detail: string | null;
+            finished_at: string | null;
+            first_broken_position: number | null;
+            id: string;
+            /** Format: date-time */
+            started_at: string;
+            state: string;
+        };
         /** ChangeSession */
         ChangeSession: {
             assistant?: boolean | null;
@@ -714,6 +936,11 @@ export interface components {
         /** ChangedContent */
         ChangedContent: {
             content: string;
+        };
+        /** Collected */
+        Collected: {
+            bytes: number;
+            removed: number;
         };
         /** ConversionView */
         ConversionView: {
@@ -737,6 +964,23 @@ export interface components {
             assistant: boolean;
             retention_days?: number | null;
             title: string;
+        };
+        /** Dashboard */
+        Dashboard: {
+            active_users: number;
+            /** Format: date-time */
+            at: string;
+            conversions: components["schemas"]["InFlight"];
+            error_rate: number;
+            events_per_second: number;
+            head: number;
+            open_websockets: number;
+            process: components["schemas"]["ProcessUse"];
+            projections: components["schemas"]["ProjectionStatus"][];
+            replies: components["schemas"]["InFlight"];
+            requests_per_second: number;
+            response_ms: components["schemas"]["ResponseTimes"];
+            series: components["schemas"]["Point"][];
         };
         /** DeletedDocument */
         DeletedDocument: {
@@ -768,6 +1012,33 @@ export interface components {
             ready: boolean;
             status: string;
         };
+        /** InFlight */
+        InFlight: {
+            failed: number;
+            in_flight: number;
+        };
+        /** InvitationAnswer */
+        InvitationAnswer: {
+            display_name: string;
+            password: string;
+        };
+        /** InvitationView */
+        InvitationView: {
+            email: string;
+            /** Format: date-time */
+            expires_at: string;
+            role: string;
+        };
+        /** IssuedLink */
+        IssuedLink: {
+            email?: string | null;
+            /** Format: date-time */
+            expires_at: string;
+            position: number;
+            role?: string | null;
+            token: string;
+            url: string;
+        };
         /** LoginRequest */
         LoginRequest: {
             email: string;
@@ -776,6 +1047,7 @@ export interface components {
         /** Member */
         Member: {
             added_at: string;
+            display_name?: string | null;
             role: string;
             user_id: string;
         };
@@ -816,12 +1088,21 @@ export interface components {
             reply_to?: string | null;
             role: string;
             session_id: string;
+            sources?: {
+                [key: string]: unknown;
+            }[] | null;
             /** @default 1 */
             version: number;
         };
         /** NewConversion */
         NewConversion: {
             target: string;
+        };
+        /** NewInvitation */
+        NewInvitation: {
+            email: string;
+            /** @default user */
+            role: string;
         };
         /** NewMember */
         NewMember: {
@@ -832,6 +1113,10 @@ export interface components {
         NewMessage: {
             client_message_id?: string | null;
             content: string;
+        };
+        /** NewPassword */
+        NewPassword: {
+            new_password: string;
         };
         /** Page[UserView] */
         "Page_infrastructure.web.accounts.UserView_": {
@@ -863,10 +1148,34 @@ export interface components {
             current_password: string;
             new_password: string;
         };
+        /** PersonDetail */
+        PersonDetail: {
+            sessions: number;
+            usage: components["schemas"]["Usage"];
+            user: components["schemas"]["UserView"];
+        };
         /** PersonView */
         PersonView: {
             display_name: string;
             id: string;
+        };
+        /** Point */
+        Point: {
+            /** Format: date-time */
+            at: string;
+            cpu_percent: number;
+            error_rate: number;
+            events_per_second: number;
+            memory_percent: number;
+            open_websockets: number;
+            p99_ms: number | null;
+            requests_per_second: number;
+        };
+        /** ProcessUse */
+        ProcessUse: {
+            cpu_percent: number;
+            memory_bytes: number;
+            memory_percent: number;
         };
         /** ProjectionHealth */
         ProjectionHealth: {
@@ -877,12 +1186,14 @@ export interface components {
         /** ProjectionStatus */
         ProjectionStatus: {
             error?: string | null;
+            events_per_second?: number | null;
             failed_at?: number | null;
             head: number;
             lag_events: number;
             lag_seconds: number;
             name: string;
             position: number;
+            rebuilt?: number | null;
             state: string;
         };
         /** Quotas */
@@ -925,6 +1236,12 @@ export interface components {
         ReplyCancellation: {
             reply_id: string;
             status: string;
+        };
+        /** ResponseTimes */
+        ResponseTimes: {
+            p50: number | null;
+            p95: number | null;
+            p99: number | null;
         };
         /** Retention */
         Retention: {
@@ -970,6 +1287,12 @@ export interface components {
             unread?: number | null;
             updated_at: string;
         };
+        /** SessionRetention */
+        SessionRetention: {
+            retention_days: number;
+            session_id: string;
+            title: string;
+        };
         /** SessionView */
         SessionView: {
             archived: boolean;
@@ -1004,6 +1327,16 @@ export interface components {
             position: number;
             subject_id: string;
             type: string;
+        };
+        /** StorageView */
+        StorageView: {
+            blob_bytes: number;
+            blob_count: number;
+            next_retention_run_at: string | null;
+            retention_default_days: number | null;
+            sessions_with_retention: components["schemas"]["SessionRetention"][];
+            unreferenced_bytes: number;
+            unreferenced_count: number;
         };
         /** Timeline */
         Timeline: {
@@ -1054,6 +1387,65 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    ApiAdminDashboardDashboard: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Dashboard"];
+                };
+            };
+        };
+    };
+    ApiAdminInvitationsInvite: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewInvitation"];
+            };
+        };
+        responses: {
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IssuedLink"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
     ApiAdminProjectionsStatuses: {
         parameters: {
             query?: never;
@@ -1111,6 +1503,43 @@ export interface operations {
             };
         };
     };
+    ApiAdminProjectionsNameRetryRetry: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request accepted, processing continues off-line */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RebuildStarted"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
     ApiAdminStatsStats: {
         parameters: {
             query?: never;
@@ -1131,12 +1560,53 @@ export interface operations {
             };
         };
     };
+    ApiAdminStorageStorage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StorageView"];
+                };
+            };
+        };
+    };
+    ApiAdminStorageCollectCollect: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Collected"];
+                };
+            };
+        };
+    };
     ApiAdminUsersListUsers: {
         parameters: {
             query?: {
                 cursor?: string | null;
                 limit?: number;
                 after_position?: number | null;
+                q?: string | null;
             };
             header?: never;
             path?: never;
@@ -1151,6 +1621,45 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Page_infrastructure.web.accounts.UserView_"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiAdminUsersUserIdPerson: {
+        parameters: {
+            query?: {
+                after_position?: number | null;
+            };
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PersonDetail"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -1248,6 +1757,43 @@ export interface operations {
             };
         };
     };
+    ApiAdminUsersUserIdPasswordResetResetLink: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IssuedLink"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
     ApiAdminUsersUserIdQuotasSetQuotas: {
         parameters: {
             query?: never;
@@ -1289,6 +1835,26 @@ export interface operations {
             };
         };
     };
+    ApiAuditChainChain: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChainHead"];
+                };
+            };
+        };
+    };
     ApiAuditEventsEvents: {
         parameters: {
             query?: {
@@ -1299,6 +1865,7 @@ export interface operations {
                 type?: string | null;
                 since?: string | null;
                 until?: string | null;
+                subject?: string | null;
             };
             header?: never;
             path?: never;
@@ -1313,6 +1880,45 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AuditEvents"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiAuditExportExport: {
+        parameters: {
+            query?: {
+                session?: string | null;
+                since?: string | null;
+                until?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Stream Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": unknown;
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -1371,6 +1977,124 @@ export interface operations {
             };
         };
     };
+    ApiAuditVerificationsStartVerification: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request accepted, processing continues off-line */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChainVerification"];
+                };
+            };
+        };
+    };
+    ApiAuditVerificationsLatestLatestVerification: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChainVerification"];
+                };
+            };
+        };
+    };
+    ApiAuthInvitationsTokenInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationView"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiAuthInvitationsTokenAccept: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InvitationAnswer"];
+            };
+        };
+        responses: {
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserView"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
     ApiAuthLoginLogin: {
         parameters: {
             query?: never;
@@ -1392,6 +2116,45 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["TokenResponse"];
                 };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiAuthPasswordResetTokenReset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewPassword"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, nothing follows */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Bad request syntax or unsupported method */
             400: {
