@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -40,6 +41,17 @@ def _settings(data_dir: Path):  # type: ignore[no-untyped-def]
     return Settings.from_env(data_dir)
 
 
+def _existing_settings(data_dir: Path):  # type: ignore[no-untyped-def]
+    """For commands that only read: a data directory that does not exist or holds no event store
+    is refused (exit 2, one line), and nothing is created in it."""
+    from infrastructure.settings import Settings
+
+    if not (data_dir / "events.sqlite3").is_file():
+        click.echo(f"error: {data_dir} holds no Chronicle event store (events.sqlite3); check --data-dir", err=True)
+        sys.exit(2)
+    return Settings.from_env(data_dir, read_only=True)
+
+
 @click.group(help="Chronicle: an event-sourced chat and document backend.")
 def main() -> None:
     os.umask(0o077)  # every file and folder Chronicle makes is its user's alone (0600/0700)
@@ -51,13 +63,25 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--log-level", default="info", show_default=True)
 def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
+    import fcntl
+
     import uvicorn
 
     from infrastructure.web.app import create_app
+    from infrastructure.web.http_protocol import BoundedHttpToolsProtocol
 
-    app = create_app(_settings(data_dir))
+    settings = _settings(data_dir)
+    lock = open(settings.data_dir / "serve.lock", "a+")  # held for the life of this process
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        click.echo(f"error: another chronicle serve is already using {settings.data_dir}; "
+                   "one server per data directory", err=True)
+        sys.exit(1)
+    app = create_app(settings)
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, loop="uvloop", http="httptools", ws="websockets-sansio",
+        app, host=host, port=port, log_level=log_level, loop="uvloop", ws="websockets-sansio",
+        http=BoundedHttpToolsProtocol.bounded(settings.header_timeout, settings.body_idle_timeout),
         ws_ping_interval=20, ws_ping_timeout=20, access_log=False,
         proxy_headers=bool(app.state.settings.trusted_proxies), forwarded_allow_ips=list(app.state.settings.trusted_proxies) or None,
     )
@@ -170,7 +194,7 @@ def projections_status(data_dir: Path) -> None:
     from infrastructure.bootstrap import bootstrap
     from infrastructure.workers.projection_status import projection_statuses
 
-    write = bootstrap(_settings(data_dir))
+    write = bootstrap(_existing_settings(data_dir))
     try:
         statuses = projection_statuses(write.app, write.read_store, [p.name for p in write.runner.projectors],
                                        write.settings.read_store_path)
@@ -349,7 +373,7 @@ def audit() -> None:
 def audit_verify(data_dir: Path, expect_head: str | None) -> None:
     from infrastructure.storage.event_chain import verify
 
-    settings = _settings(data_dir)
+    settings = _existing_settings(data_dir)
     started = time.perf_counter()
     with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as bar:
@@ -371,7 +395,7 @@ def _as_of(audit, value: str | None) -> int:  # type: ignore[no-untyped-def]
 
     if value is None:
         return audit.head()
-    if value.isdigit():
+    if value.isascii() and value.isdigit() and len(value) <= 18:  # '²'.isdigit() is true
         return int(value)
     try:
         moment = datetime.fromisoformat(value)
@@ -391,29 +415,29 @@ def audit_replay(data_dir: Path, session_id: UUID, as_of: str | None, form: str)
     from infrastructure.storage.audit_log import AuditLog
     from infrastructure.storage.event_store import open_event_store
 
-    settings = _settings(data_dir)
+    settings = _existing_settings(data_dir)
     reader = open_event_store(settings, cached=False)
     try:
         log = AuditLog(settings.event_store_path, reader.mapper)
         position = _as_of(log, as_of)
         timeline = log.timeline(session_id, position)
         if timeline.title is None:
-            console.print(f"[red]error:[/red] no session {session_id} at position {position}")
+            click.echo(f"error: no session {session_id} at position {position}", err=True)
             sys.exit(1)
         if form == "json":
             click.echo(msgspec.json.encode({"as_of": position, "session": timeline.view(),
                                             "steps": [vars(s) for s in timeline.steps]}).decode())
             return
         names = _display_names(reader, {s.actor_id for s in timeline.steps})
-        out = Console(soft_wrap=True, highlight=False)
-        out.print(f"[bold]{timeline.title}[/bold]  session {session_id}, as of position {position}")
+        # Printed literally (no markup): an audit tool must never hide text such as "[erased]".
+        click.echo(f"{timeline.title}  session {session_id}, as of position {position}")
         for step in timeline.steps:
             who = names.get(step.actor_id, step.actor_id)
-            out.print(f"{step.at:%Y-%m-%d %H:%M:%S}  #{step.position:<7} {who:<16} {_describe_step(step)}")
+            click.echo(f"{step.at:%Y-%m-%d %H:%M:%S}  #{step.position:<7} {who:<16} {_describe_step(step)}")
         view = timeline.view()
-        out.print(f"\n{len(view['members'])} member(s), {len(view['messages'])} message(s), "
-                  f"{len(view['documents'])} document(s), {len(view['conversions'])} conversion(s)"
-                  + (", archived" if view["archived"] else ""))
+        click.echo(f"\n{len(view['members'])} member(s), {len(view['messages'])} message(s), "
+                   f"{len(view['documents'])} document(s), {len(view['conversions'])} conversion(s)"
+                   + (", archived" if view["archived"] else ""))
     finally:
         reader.close()
 
@@ -467,7 +491,8 @@ def _describe_step(step) -> str:  # type: ignore[no-untyped-def]
 @click.option("--actor", default=None)
 @click.option("--since", default=None, help="ISO-8601 time")
 @click.option("--until", default=None, help="ISO-8601 time")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), required=True,
+              help="A file, or - for standard output.")
 def audit_export(data_dir: Path, session: UUID | None, actor: str | None, since: str | None, until: str | None,
                  output: Path) -> None:
     from datetime import datetime, timezone
@@ -486,7 +511,7 @@ def audit_export(data_dir: Path, session: UUID | None, actor: str | None, since:
             raise click.UsageError(f"not an ISO-8601 time: {value}") from None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
-    settings = _settings(data_dir)
+    settings = _existing_settings(data_dir)
     reader = open_event_store(settings, cached=False)
     encode = msgspec.json.Encoder().encode
     written = 0
@@ -495,7 +520,8 @@ def audit_export(data_dir: Path, session: UUID | None, actor: str | None, since:
         log = AuditLog(settings.event_store_path, reader.mapper)
         head = log.head()
         after = 0
-        with output.open("wb") as out, Progress(
+        to_stdout = str(output) == "-"
+        with (contextlib.nullcontext(sys.stdout.buffer) if to_stdout else output.open("wb")) as out, Progress(
             TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[written]:,} written"),
             TimeRemainingColumn(), console=console,
         ) as bar:
@@ -509,7 +535,7 @@ def audit_export(data_dir: Path, session: UUID | None, actor: str | None, since:
     finally:
         reader.close()
     elapsed = time.perf_counter() - started
-    console.print(f"exported {written:,} events to {output} in {elapsed:.2f}s")
+    console.print(f"exported {written:,} events to {'standard output' if str(output) == '-' else output} in {elapsed:.2f}s")
 
 
 if __name__ == "__main__":

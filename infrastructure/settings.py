@@ -56,6 +56,10 @@ class Settings:
     """Origins allowed to call the API from a separately hosted client (CORS is off when empty)."""
     rate_limits: RateLimitSettings = RateLimitSettings()
     trusted_proxies: tuple[str, ...] = ()
+    header_timeout: float = 10.0
+    """Seconds a client has to send a request's line and headers."""
+    body_idle_timeout: float = 15.0
+    """Seconds a request body may pause between chunks."""
     """Addresses whose `X-Forwarded-For` is believed (none by default: the peer's address counts)."""
 
     @property
@@ -76,11 +80,15 @@ class Settings:
         return self.data_dir / "blobs"
 
     @classmethod
-    def from_env(cls, data_dir: str | Path | None = None) -> Settings:
-        path = private_directory(Path(data_dir or os.environ.get("CHRONICLE_DATA_DIR") or "./var").resolve())
+    def from_env(cls, data_dir: str | Path | None = None, *, read_only: bool = False) -> Settings:
+        """`read_only`: for commands that only read an existing data directory: nothing is
+        created in it (no directory, no signing key)."""
+        path = Path(data_dir or os.environ.get("CHRONICLE_DATA_DIR") or "./var").resolve()
+        if not read_only:
+            private_directory(path)
         return cls(
             data_dir=path,
-            secret_key=os.environ.get("CHRONICLE_SECRET_KEY") or _kept_secret(path),
+            secret_key=os.environ.get("CHRONICLE_SECRET_KEY") or ("" if read_only else _kept_secret(path)),
             token_ttl_seconds=_int("CHRONICLE_TOKEN_TTL", 3600),
             read_wait_seconds=float(os.environ.get("CHRONICLE_READ_WAIT", "").strip() or 5),
             assistant_concurrency=_int("CHRONICLE_ASSISTANT_CONCURRENCY", 4),
@@ -102,6 +110,8 @@ class Settings:
             allowed_origins=frozenset(_list("CHRONICLE_ALLOWED_ORIGINS") + _list("CHRONICLE_CORS_ORIGINS")),
             cors_origins=tuple(_list("CHRONICLE_CORS_ORIGINS")),
             trusted_proxies=tuple(_list("CHRONICLE_TRUSTED_PROXIES")),
+            header_timeout=float(os.environ.get("CHRONICLE_HEADER_TIMEOUT", "").strip() or 10),
+            body_idle_timeout=float(os.environ.get("CHRONICLE_BODY_IDLE_TIMEOUT", "").strip() or 15),
             rate_limits=RateLimitSettings(
                 login_per_minute=_int("CHRONICLE_RATE_LIMIT_LOGIN", 10),
                 login_failures_per_account=_int("CHRONICLE_RATE_LIMIT_LOGIN_FAILURES", 5),

@@ -79,6 +79,9 @@ def _validation_error(request: Request, error: ValidationException) -> Response[
 
 
 def _http_error(request: Request, error: HTTPException) -> Response[Any]:
+    if error.status_code == 500 and "client disconnected" in str(error.detail):
+        log.info("%s %s: the client went away before its request was read", request.method, request.url.path)
+        return problem(400, "the request ended before its body was complete")
     if isinstance(error, ReadModelBehind):
         log.warning("%s %s: %s", request.method, request.url.path, error.detail)
     elif error.status_code >= 500:
