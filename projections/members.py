@@ -51,6 +51,11 @@ class SessionMembersProjector(Projector):
         )
 
 
+async def sessions_of_user(db: ReadConnection, user_id: str) -> list[str]:
+    rows = await db.fetch_all("SELECT session_id FROM session_members WHERE user_id=?", (user_id,))
+    return [row["session_id"] for row in rows]
+
+
 async def is_member(db: ReadConnection, session_id: str, user_id: str) -> bool:
     row = await db.fetch_one(
         "SELECT 1 AS yes FROM session_members WHERE session_id=? AND user_id=?", (session_id, user_id)

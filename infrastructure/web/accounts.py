@@ -49,6 +49,8 @@ from infrastructure.web.quotas import Quotas, Usage, usage_of
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
 from infrastructure.web.rate_limits import DEVICE_COOKIE, RateLimited, RateLimits, login_attempts
 from infrastructure.web.read_your_writes import ProjectionProgress
+from projections.frames import session_channel
+from projections.members import sessions_of_user
 from projections.storage import ReadConnection
 from projections.users import list_users, principal_of, sessions_count, user_by_id
 
@@ -184,6 +186,15 @@ async def cookie_principal(request: Request[Any, Any, Any]) -> Principal | None:
     except NotAuthorizedException:
         return None
     return await request.app.state.principals.principal(token)
+
+
+async def announce_erasure(request: Request[Any, Any, Any], user_id: str) -> None:
+    """Once the read models are rebuilt: every open conversation the person was in is told (an
+    ephemeral `user.erased` frame), so clients reload what they show."""
+    channels = request.app.state.channels
+    for session_id in await sessions_of_user(request.app.state.db, user_id):
+        channels.publish(msgspec.json.encode({"session_id": session_id, "type": "user.erased", "user_id": user_id}),
+                         session_channel(session_id))
 
 
 async def tokens_revoked(request: Request[Any, Any, Any], user_id: UUID, position: int) -> None:
@@ -336,6 +347,7 @@ class AdminUsersController(Controller):
             try:
                 await anyio.to_thread.run_sync(rebuild_after_erasure, write, lambda: None)
                 await collector.collect_from_loop(list(write.blobs.stored()))
+                await announce_erasure(request, str(user_id))
             except Exception:  # noqa: BLE001 - logged; `chronicle projections rebuild --all` repeats it
                 log.exception("rebuilding after erasing %s failed", user_id)
 

@@ -134,3 +134,29 @@ def test_an_erased_persons_address_may_be_registered_again(tmp_path):
     finally:
         server.stop()
     assert cli(tmp_path, "audit", "verify").returncode == 0
+
+
+def test_open_conversations_are_told_once_the_erasure_is_applied(tmp_path):
+    import json
+
+    from websockets.sync.client import connect
+
+    from tests.e2e.test_streams import ws_url
+
+    server = Server(tmp_path).start()
+    try:
+        admin = server.admin()
+        ann, ann_user = server.client().signup("ann.gone@example.org", name="Ann")
+        bob, bob_user = server.client().signup("bob.stays@example.org", name="Bob")
+        sid = ann.post("/api/sessions", {"title": "Shared", "assistant": False}).json()["id"]
+        said = ann.post(f"/api/sessions/{sid}/messages", {"content": "soon gone"}).json()
+        head = ann.post(f"/api/sessions/{sid}/members", {"user_id": bob_user["id"]}).json()["position"]
+        with connect(ws_url(server, f"/api/sessions/{sid}/stream", bob.token, head)) as ws:
+            assert admin.post(f"/api/admin/users/{ann_user['id']}/erase").status_code == 202
+            while (frame := json.loads(ws.recv(timeout=60)))["type"] != "user.erased":
+                pass
+            assert frame == {"session_id": sid, "type": "user.erased", "user_id": ann_user["id"]}
+            items = bob.get(f"/api/sessions/{sid}/messages").json()["items"]
+            assert [m["content"] for m in items if m["id"] == said["id"]] == ["[erased]"]  # already rebuilt
+    finally:
+        server.stop()
