@@ -12,10 +12,10 @@ from application.chronicle import Chronicle
 from application.unit_of_work import UnitOfWork
 from domain.aggregate import NotFound
 from domain.invitation import Invitation
-from domain.user import LinkNotValid
 from domain.user import (
     EmailAlreadyRegistered,
     EmailClaim,
+    LinkNotValid,
     User,
     email_claim_id,
     normalize_email,

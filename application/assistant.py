@@ -11,7 +11,6 @@ from uuid import UUID
 from application.quotas import consume_quota
 from application.unit_of_work import UnitOfWork
 from domain.aggregate import InvalidValue
-from domain.usage import QuotaExceeded
 from domain.assistant_reply import (
     FAILURE_REASONS,
     REPLY_STATUSES,
@@ -19,6 +18,7 @@ from domain.assistant_reply import (
     AssistantReplyFailure,
     reply_id_for,
 )
+from domain.usage import QuotaExceeded
 
 
 @dataclass(frozen=True)
@@ -115,15 +115,26 @@ def record_reply(uow: UnitOfWork, cmd: RecordReply) -> AssistantReply | Assistan
             consume_quota(uow, cmd.asker_id, "replies_per_day")
         except QuotaExceeded as exceeded:  # two questions raced for the last reply of the day
             failure = AssistantReplyFailure(
-                message_id=cmd.message_id, session_id=cmd.session_id, reason="quota_exceeded", detail=str(exceeded),
-                partial_content="", asker_id=cmd.asker_id,
+                message_id=cmd.message_id,
+                session_id=cmd.session_id,
+                reason="quota_exceeded",
+                detail=str(exceeded),
+                partial_content="",
+                asker_id=cmd.asker_id,
             )
             uow.add(failure)
             return failure
     reply = AssistantReply(
-        message_id=cmd.message_id, session_id=cmd.session_id, content=cmd.content, status=cmd.status,
-        provider=cmd.provider, model=cmd.model, prompt_tokens=cmd.prompt_tokens,
-        completion_tokens=cmd.completion_tokens, latency_ms=cmd.latency_ms, sources=list(cmd.sources),
+        message_id=cmd.message_id,
+        session_id=cmd.session_id,
+        content=cmd.content,
+        status=cmd.status,
+        provider=cmd.provider,
+        model=cmd.model,
+        prompt_tokens=cmd.prompt_tokens,
+        completion_tokens=cmd.completion_tokens,
+        latency_ms=cmd.latency_ms,
+        sources=list(cmd.sources),
         asker_id=cmd.asker_id,
     )
     uow.add(reply)
@@ -137,13 +148,15 @@ def record_reply_failure(uow: UnitOfWork, cmd: RecordReplyFailure) -> AssistantR
     if existing is not None:
         return existing
     failure = AssistantReplyFailure(
-        message_id=cmd.message_id, session_id=cmd.session_id, reason=cmd.reason, detail=cmd.detail[:500],
-        partial_content=cmd.partial_content, asker_id=cmd.asker_id,
+        message_id=cmd.message_id,
+        session_id=cmd.session_id,
+        reason=cmd.reason,
+        detail=cmd.detail[:500],
+        partial_content=cmd.partial_content,
+        asker_id=cmd.asker_id,
     )
     uow.add(failure)
     return failure
-
-
 
 
 HANDLERS = {RecordReply: record_reply, RecordReplyFailure: record_reply_failure}

@@ -17,7 +17,7 @@ def consume_quota(uow: UnitOfWork, user_id: UUID, quota: str) -> None:
     user = uow.find(User, user_id)
     if user is None:
         return
-    limit = dict(zip(QUOTAS, user.quotas)).get(quota)
+    limit = dict(zip(QUOTAS, user.quotas, strict=True)).get(quota)
     if limit is None:
         return
     day = clock.now().date()

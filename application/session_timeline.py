@@ -63,12 +63,22 @@ class SessionTimeline:
         subject = str(event.originator_id)
         kind = type(event)
         if kind is Document.DocumentUploaded:
-            self._uploads[subject] = {"id": subject, "filename": event.filename, "media_type": event.media_type,
-                                      "size": event.size, "sha256": event.sha256, "owner_id": str(event.owner_id)}
+            self._uploads[subject] = {
+                "id": subject,
+                "filename": event.filename,
+                "media_type": event.media_type,
+                "size": event.size,
+                "sha256": event.sha256,
+                "owner_id": str(event.owner_id),
+            }
             return  # a fact about the document, not the session, until it is attached
         if kind in (Document.DocumentAttached, Document.DocumentDetached) and event.session_id != self.session_id:
             return  # the same document in another session
-        if isinstance(event, Conversion.Event) and str(event.originator_id) not in self.conversions and kind is not Conversion.ConversionRequested:
+        if (
+            isinstance(event, Conversion.Event)
+            and str(event.originator_id) not in self.conversions
+            and kind is not Conversion.ConversionRequested
+        ):
             return
         handler = _HANDLERS.get(kind)
         if handler is not None:
@@ -77,8 +87,11 @@ class SessionTimeline:
 
     def view(self) -> dict[str, Any]:
         return {
-            "session_id": str(self.session_id), "title": self.title, "owner_id": self.owner_id,
-            "assistant": self.assistant, "archived": self.archived,
+            "session_id": str(self.session_id),
+            "title": self.title,
+            "owner_id": self.owner_id,
+            "assistant": self.assistant,
+            "archived": self.archived,
             "members": [{"user_id": u, "since": since} for u, since in self.members.items()],
             "messages": sorted(self.messages.values(), key=lambda m: m["position"]),
             "documents": list(self.documents.values()),
@@ -106,8 +119,15 @@ class SessionTimeline:
 
     def _posted(self, e: Any, position: int, at: str) -> None:
         self.messages[str(e.originator_id)] = {
-            "id": str(e.originator_id), "author_id": str(e.author_id), "role": e.role, "content": e.content,
-            "posted_at": at, "position": position, "version": 1, "edited_at": None, "deleted": False,
+            "id": str(e.originator_id),
+            "author_id": str(e.author_id),
+            "role": e.role,
+            "content": e.content,
+            "posted_at": at,
+            "position": position,
+            "version": 1,
+            "edited_at": None,
+            "deleted": False,
         }
 
     def _edited(self, e: Any, position: int, at: str) -> None:
@@ -122,9 +142,17 @@ class SessionTimeline:
 
     def _replied(self, e: Any, position: int, at: str) -> None:
         self.messages[str(e.originator_id)] = {
-            "id": str(e.originator_id), "author_id": "assistant", "role": "assistant", "content": e.content,
-            "posted_at": at, "position": position, "version": 1, "edited_at": None, "deleted": False,
-            "reply_to": str(e.message_id), "status": e.status,
+            "id": str(e.originator_id),
+            "author_id": "assistant",
+            "role": "assistant",
+            "content": e.content,
+            "posted_at": at,
+            "position": position,
+            "version": 1,
+            "edited_at": None,
+            "deleted": False,
+            "reply_to": str(e.message_id),
+            "status": e.status,
         }
 
     def _attached(self, e: Any, position: int, at: str) -> None:
@@ -143,7 +171,10 @@ class SessionTimeline:
 
     def _conversion_requested(self, e: Any, position: int, at: str) -> None:
         self.conversions[str(e.originator_id)] = {
-            "id": str(e.originator_id), "document_id": str(e.document_id), "target": e.target, "status": "pending",
+            "id": str(e.originator_id),
+            "document_id": str(e.document_id),
+            "target": e.target,
+            "status": "pending",
             "requested_at": at,
         }
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from application.accounts import RegisterUser
 from application.chat import PostMessage, StartSession
 from benchmarks.report import save_json
-from infrastructure.storage.audit_log import AuditLog
 from infrastructure.bootstrap import bootstrap
-from infrastructure.storage.event_chain import verify
 from infrastructure.settings import Settings
+from infrastructure.storage.audit_log import AuditLog
+from infrastructure.storage.event_chain import verify
 
 
 async def _fill(side, session_messages: int, other_events: int) -> tuple:  # type: ignore[no-untyped-def]
@@ -67,10 +67,13 @@ def run(session_messages: int, other_events: int) -> dict:
         export_seconds = time.perf_counter() - started
         side.close()
     return {
-        "events": head, "session_messages": session_messages,
-        "replay_ms_median": round(statistics.median(replays), 1), "replay_ms_min": round(min(replays), 1),
+        "events": head,
+        "session_messages": session_messages,
+        "replay_ms_median": round(statistics.median(replays), 1),
+        "replay_ms_min": round(min(replays), 1),
         "verify_events_per_s": round(head / verify_seconds),
-        "export_session_events_per_s": round(exported / export_seconds), "exported": exported,
+        "export_session_events_per_s": round(exported / export_seconds),
+        "exported": exported,
     }
 
 

@@ -11,8 +11,7 @@ FULL = os.environ.get("CHRONICLE_LOAD_FULL") == "1"
 
 
 def test_the_load_tool_posts_through_a_real_server_without_errors():
-    run = chronicle("aiohttp", clients=50 if FULL else 10, sessions=50 if FULL else 5,
-                    seconds=10 if FULL else 2, max_requests=2_000_000)
+    run = chronicle("aiohttp", clients=50 if FULL else 10, sessions=50 if FULL else 5, seconds=10 if FULL else 2, max_requests=2_000_000)
     assert run.errors == 0 and run.requests > 0
     assert run.read_model_catch_up_ms is not None and run.server_rss_mb > 0
 

@@ -16,8 +16,8 @@ from application.accounts import RegisterUser
 from application.chat import PostMessage, StartSession
 from application.command_bus import _Pending
 from infrastructure.bootstrap import bootstrap
-from infrastructure.storage.read_store import AioSQLiteReadConnection
 from infrastructure.settings import Settings
+from infrastructure.storage.read_store import AioSQLiteReadConnection
 from projections.messages import messages_page
 from projections.search import search_terms, search_visible_messages
 
@@ -62,9 +62,7 @@ def test_one_post_alone(benchmark, side):
 def test_project_1000_posts(benchmark, side):
     """Applying a batch of 1,000 message events to every read model in one transaction."""
     for _ in range(10):
-        side.bus._process([
-            _Pending(PostMessage(side.session.id, side.owner.id, "m"), "bench", "c", lambda r: None) for _ in range(GROUP)
-        ])
+        side.bus._process([_Pending(PostMessage(side.session.id, side.owner.id, "m"), "bench", "c", lambda r: None) for _ in range(GROUP)])
     projectors = side.runner.projectors
 
     def rebuild() -> None:
@@ -91,10 +89,14 @@ def test_encode_and_decode_one_message_event(benchmark, side):
 def projected(side):
     """2,000 messages in the session, projected; and a loop with a read connection on it."""
     for n in range(20):
-        side.bus._process([
-            _Pending(PostMessage(side.session.id, side.owner.id, f"launch plan item {n}-{k} about the harbour"), "bench", "c",
-                     lambda r: None) for k in range(GROUP)
-        ])
+        side.bus._process(
+            [
+                _Pending(
+                    PostMessage(side.session.id, side.owner.id, f"launch plan item {n}-{k} about the harbour"), "bench", "c", lambda r: None
+                )
+                for k in range(GROUP)
+            ]
+        )
     side.runner.catch_up()
     loop = asyncio.new_event_loop()
     db = loop.run_until_complete(AioSQLiteReadConnection.open(side.settings.read_store_path))
@@ -113,6 +115,7 @@ def test_a_message_page_query(benchmark, projected):
 def test_a_search_query(benchmark, projected):
     """Full-text search over the user's visible messages (BM25, snippets)."""
     side, loop, db = projected
-    hits = benchmark(lambda: loop.run_until_complete(
-        search_visible_messages(db, str(side.owner.id), search_terms("harbour plan item"), 20)))
+    hits = benchmark(
+        lambda: loop.run_until_complete(search_visible_messages(db, str(side.owner.id), search_terms("harbour plan item"), 20))
+    )
     assert len(hits) == 20

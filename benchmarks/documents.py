@@ -83,8 +83,7 @@ async def _wait_converted(http: aiohttp.ClientSession, url: str, auth: str, pair
     failed = 0
     while pending and time.monotonic() < deadline:
         for document_id, conversion_id in list(pending):
-            async with http.get(f"{url}/api/documents/{document_id}/conversions/{conversion_id}",
-                                headers={"authorization": auth}) as r:
+            async with http.get(f"{url}/api/documents/{document_id}/conversions/{conversion_id}", headers={"authorization": auth}) as r:
                 status = (await r.json())["status"] if r.status == 200 else "pending"
             if status in ("completed", "failed"):
                 pending.discard((document_id, conversion_id))
@@ -97,8 +96,9 @@ async def _wait_converted(http: aiohttp.ClientSession, url: str, auth: str, pair
 async def _convert_all(http: aiohttp.ClientSession, url: str, auth: str, documents: list[dict], target: str) -> list[tuple[str, str]]:
     pairs = []
     for document in documents:
-        async with http.post(f"{url}/api/documents/{document['id']}/conversions", json={"target": target},
-                             headers={"authorization": auth}) as r:
+        async with http.post(
+            f"{url}/api/documents/{document['id']}/conversions", json={"target": target}, headers={"authorization": auth}
+        ) as r:
             assert r.status == 202, await r.text()
             pairs.append((document["id"], (await r.json())["id"]))
     return pairs
@@ -123,15 +123,19 @@ async def _posting_latency(http: aiohttp.ClientSession, url: str, auth: str, ses
     async def client() -> None:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            async with http.post(f"{url}/api/sessions/{session}/messages", json={"content": "status update"},
-                                 headers={"authorization": auth}) as r:
+            async with http.post(
+                f"{url}/api/sessions/{session}/messages", json={"content": "status update"}, headers={"authorization": auth}
+            ) as r:
                 await r.read()
                 assert r.status == 201
             latencies.append((time.perf_counter() - started) * 1000)
 
     await asyncio.gather(*(client() for _ in range(clients)))
-    return {"posts_per_second": round(len(latencies) / seconds, 1), "p50_ms": round(percentile(latencies, 0.5), 2),
-            "p99_ms": round(percentile(latencies, 0.99), 2)}
+    return {
+        "posts_per_second": round(len(latencies) / seconds, 1),
+        "p50_ms": round(percentile(latencies, 0.5), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+    }
 
 
 async def _run(url: str, short: bool) -> dict:
@@ -142,29 +146,30 @@ async def _run(url: str, short: bool) -> dict:
             "upload_50mb_mb_per_s": round(await _uploads(http, url, auth, (5 if short else 50) * MB, 1 if short else 3, 1), 1),
         }
         result["conversions_per_second"] = await _conversion_rates(http, url, auth, 2 if short else 10)
-        async with http.post(f"{url}/api/sessions", json={"title": "bench", "assistant": False},
-                             headers={"authorization": auth}) as r:
+        async with http.post(f"{url}/api/sessions", json={"title": "bench", "assistant": False}, headers={"authorization": auth}) as r:
             session = (await r.json())["id"]
         seconds = 2 if short else 8
         result["posting_idle"] = await _posting_latency(http, url, auth, session, 10, seconds)
         rows = 20_000 if short else 150_000
-        big = [await _upload(http, url, auth, "big.csv", "\n".join(f"{n},{i},walrus ice" for i in range(rows)).encode())
-               for n in range(4)]
+        big = [await _upload(http, url, auth, "big.csv", "\n".join(f"{n},{i},walrus ice" for i in range(rows)).encode()) for n in range(4)]
         pairs = await _convert_all(http, url, auth, big, "html")
         await asyncio.sleep(0.5)
         result["posting_during_4_conversions"] = await _posting_latency(http, url, auth, session, 10, seconds)
         await _wait_converted(http, url, auth, pairs, timeout=600)
-        result["p99_ratio_busy_to_idle"] = round(
-            result["posting_during_4_conversions"]["p99_ms"] / result["posting_idle"]["p99_ms"], 2)
+        result["p99_ratio_busy_to_idle"] = round(result["posting_during_4_conversions"]["p99_ms"] / result["posting_idle"]["p99_ms"], 2)
         return result
 
 
 def run(short: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix="chronicle-documents-") as tmp:
-        server = Server(Path(tmp), env={
-            "CHRONICLE_RATE_LIMIT_POSTS": "0", "CHRONICLE_RATE_LIMIT_LOGIN": "0",
-            "CHRONICLE_CONVERSION_CONCURRENCY": "4" if not short else "2",
-        }).start()
+        server = Server(
+            Path(tmp),
+            env={
+                "CHRONICLE_RATE_LIMIT_POSTS": "0",
+                "CHRONICLE_RATE_LIMIT_LOGIN": "0",
+                "CHRONICLE_CONVERSION_CONCURRENCY": "4" if not short else "2",
+            },
+        ).start()
         try:
             return asyncio.run(_run(server.url, short))
         finally:

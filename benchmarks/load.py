@@ -153,16 +153,27 @@ end
         f.write(script)
     try:
         out = subprocess.run(
-            ([] if PIN["load"] is None else ["taskset", "-c", ",".join(map(str, PIN["load"]))]) + ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", f.name, url],
-            capture_output=True, text=True, timeout=seconds + 60, check=True,
+            ([] if PIN["load"] is None else ["taskset", "-c", ",".join(map(str, PIN["load"]))])
+            + ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", f.name, url],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
         ).stdout
     finally:
         os.unlink(f.name)
-    line = next(l for l in out.splitlines() if l.startswith("RESULT"))
+    line = next(row for row in out.splitlines() if row.startswith("RESULT"))
     requests, errors, duration_us, p50, p95, p99, worst = line.split()[1:]
     elapsed = int(duration_us) / 1e6
-    return {"requests": int(requests) - int(errors), "errors": int(errors), "elapsed": elapsed,
-            "p50": float(p50) / 1000, "p95": float(p95) / 1000, "p99": float(p99) / 1000, "max": float(worst) / 1000}
+    return {
+        "requests": int(requests) - int(errors),
+        "errors": int(errors),
+        "elapsed": elapsed,
+        "p50": float(p50) / 1000,
+        "p95": float(p95) / 1000,
+        "p99": float(p99) / 1000,
+        "max": float(worst) / 1000,
+    }
 
 
 async def _aiohttp(url: str, targets: list[tuple[str, str]], clients: int, seconds: float, max_requests: int) -> dict:
@@ -193,8 +204,15 @@ async def _aiohttp(url: str, targets: list[tuple[str, str]], clients: int, secon
         await asyncio.gather(*(client(n) for n in range(clients)))
         elapsed = time.perf_counter() - started
     ms = [x * 1000 for x in latencies]
-    return {"requests": len(ms), "errors": errors, "elapsed": elapsed, "p50": percentile(ms, 0.5),
-            "p95": percentile(ms, 0.95), "p99": percentile(ms, 0.99), "max": max(ms, default=float("nan"))}
+    return {
+        "requests": len(ms),
+        "errors": errors,
+        "elapsed": elapsed,
+        "p50": percentile(ms, 0.5),
+        "p95": percentile(ms, 0.95),
+        "p99": percentile(ms, 0.99),
+        "max": max(ms, default=float("nan")),
+    }
 
 
 def _load(engine: str, url: str, targets: list[tuple[str, str]], clients: int, seconds: float, max_requests: int) -> dict:
@@ -204,6 +222,7 @@ def _load(engine: str, url: str, targets: list[tuple[str, str]], clients: int, s
 
 
 # --- Chronicle ------------------------------------------------------------------------------
+
 
 async def _users_and_sessions(url: str, sessions: int) -> list[tuple[str, str]]:
     """One user per session; returns (messages path, authorization) pairs."""
@@ -261,18 +280,45 @@ def chronicle(engine: str, clients: int, sessions: int, seconds: float, max_requ
             server.stop()
     ryw_ms = [x * 1000 for x in ryw]
     return Run(
-        "chronicle", engine, clients, round(raw["elapsed"], 2), raw["requests"], raw["errors"],
-        round(raw["requests"] / raw["elapsed"], 1), round(raw["p50"], 2), round(raw["p95"], 2), round(raw["p99"], 2),
-        round(raw["max"], 2), round(catch_up * 1000, 2), round(statistics.median(ryw_ms), 2),
-        round(percentile(ryw_ms, 0.99), 2), lag_p50, lag_p99, round(rss, 1), round(cpu_after - cpu_before, 2),
+        "chronicle",
+        engine,
+        clients,
+        round(raw["elapsed"], 2),
+        raw["requests"],
+        raw["errors"],
+        round(raw["requests"] / raw["elapsed"], 1),
+        round(raw["p50"], 2),
+        round(raw["p95"], 2),
+        round(raw["p99"], 2),
+        round(raw["max"], 2),
+        round(catch_up * 1000, 2),
+        round(statistics.median(ryw_ms), 2),
+        round(percentile(ryw_ms, 0.99), 2),
+        lag_p50,
+        lag_p99,
+        round(rss, 1),
+        round(cpu_after - cpu_before, 2),
     )
 
 
 def ceiling(engine: str, clients: int, sessions: int, seconds: float, max_requests: int) -> Run:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "benchmarks.ceiling:app", "--port", str(port), "--log-level", "warning",
-         "--no-access-log", "--loop", "uvloop", "--http", "httptools"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "benchmarks.ceiling:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+        ],
         cwd=Path(__file__).resolve().parent.parent,
     )
     url = f"http://127.0.0.1:{port}"
@@ -295,9 +341,19 @@ def ceiling(engine: str, clients: int, sessions: int, seconds: float, max_reques
         process.terminate()
         process.wait(10)
     return Run(
-        "trivial Litestar POST", engine, clients, round(raw["elapsed"], 2), raw["requests"], raw["errors"],
-        round(raw["requests"] / raw["elapsed"], 1), round(raw["p50"], 2), round(raw["p95"], 2), round(raw["p99"], 2),
-        round(raw["max"], 2), server_rss_mb=round(rss, 1), server_cpu_seconds=round(cpu_after - cpu_before, 2),
+        "trivial Litestar POST",
+        engine,
+        clients,
+        round(raw["elapsed"], 2),
+        raw["requests"],
+        raw["errors"],
+        round(raw["requests"] / raw["elapsed"], 1),
+        round(raw["p50"], 2),
+        round(raw["p95"], 2),
+        round(raw["p99"], 2),
+        round(raw["max"], 2),
+        server_rss_mb=round(rss, 1),
+        server_cpu_seconds=round(cpu_after - cpu_before, 2),
     )
 
 
@@ -308,27 +364,42 @@ def sqlite_appends(seconds: float, synchronous: str = "FULL") -> Run:
         db = sqlite3.connect(Path(tmp) / "raw.sqlite3", isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
-        db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, originator_id BLOB, version INTEGER,"
-                   " topic TEXT, state BLOB, UNIQUE (originator_id, version))")
+        db.execute(
+            "CREATE TABLE events (id INTEGER PRIMARY KEY, originator_id BLOB, version INTEGER,"
+            " topic TEXT, state BLOB, UNIQUE (originator_id, version))"
+        )
         payload, latencies = os.urandom(300), []
         started = time.perf_counter()
         while (now := time.perf_counter()) - started < seconds:
             db.execute("BEGIN")
-            db.execute("INSERT INTO events (originator_id, version, topic, state) VALUES (?,?,?,?)",
-                       (os.urandom(16), 1, "domain.message:Message.MessagePosted", payload))
+            db.execute(
+                "INSERT INTO events (originator_id, version, topic, state) VALUES (?,?,?,?)",
+                (os.urandom(16), 1, "domain.message:Message.MessagePosted", payload),
+            )
             db.execute("COMMIT")
             latencies.append(time.perf_counter() - now)
         elapsed = time.perf_counter() - started
         db.close()
     ms = [x * 1000 for x in latencies]
-    return Run(f"raw SQLite append ({synchronous})", "1 thread", 1, round(elapsed, 2), len(ms), 0, round(len(ms) / elapsed, 1),
-               round(percentile(ms, 0.5), 2), round(percentile(ms, 0.95), 2), round(percentile(ms, 0.99), 2), round(max(ms), 2))
+    return Run(
+        f"raw SQLite append ({synchronous})",
+        "1 thread",
+        1,
+        round(elapsed, 2),
+        len(ms),
+        0,
+        round(len(ms) / elapsed, 1),
+        round(percentile(ms, 0.5), 2),
+        round(percentile(ms, 0.95), 2),
+        round(percentile(ms, 0.99), 2),
+        round(max(ms), 2),
+    )
 
 
 def markdown(runs: list[Run]) -> str:
     ceilings = {r.clients: r.per_second for r in runs if r.target.startswith("trivial")}
     rows = [
-        "| target | load | clients | requests | errors | req/s | vs ceiling | p50 ms | p95 ms | p99 ms | projection lag p50 / p99 ms (≤ bucket) | read model catch-up ms | read-after-write p50 / p99 ms | server RSS MB | server CPU s |",
+        "| target | load | clients | requests | errors | req/s | vs ceiling | p50 ms | p95 ms | p99 ms | projection lag p50 / p99 ms (≤ bucket) | read model catch-up ms | read-after-write p50 / p99 ms | server RSS MB | server CPU s |",  # noqa: E501 - one Markdown table header
         "|" + "---|" * 15,
     ]
     for r in runs:

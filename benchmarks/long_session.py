@@ -22,7 +22,9 @@ from infrastructure.settings import Settings
 
 
 def _group(side, session_id, author_id, size: int) -> float:
-    batch = [_Pending(PostMessage(session_id, author_id, "a message of ordinary length"), "bench", "c", lambda r: None) for _ in range(size)]
+    batch = [
+        _Pending(PostMessage(session_id, author_id, "a message of ordinary length"), "bench", "c", lambda r: None) for _ in range(size)
+    ]
     started = time.perf_counter()
     side.bus._process(batch)
     elapsed = time.perf_counter() - started
@@ -44,8 +46,12 @@ def measure(messages: int, repeats: int = 20) -> dict[str, float]:
         finally:
             side.close()
     early_us, late_us = statistics.median(early) * 1e6, statistics.median(late) * 1e6
-    return {"messages": messages, "early_us_per_post": round(early_us, 1), "late_us_per_post": round(late_us, 1),
-            "ratio": round(late_us / early_us, 3)}
+    return {
+        "messages": messages,
+        "early_us_per_post": round(early_us, 1),
+        "late_us_per_post": round(late_us, 1),
+        "ratio": round(late_us / early_us, 3),
+    }
 
 
 def main() -> None:

@@ -32,7 +32,12 @@ def run(events: int, sessions: int = 50) -> dict[str, float]:
             n = 0
             while side.runner.head() < events:
                 batch = [
-                    _Pending(PostMessage(ids[(n + k) % sessions], owner.id, f"message {n + k} about the launch plan"), "bench", "c", lambda r: None)
+                    _Pending(
+                        PostMessage(ids[(n + k) % sessions], owner.id, f"message {n + k} about the launch plan"),
+                        "bench",
+                        "c",
+                        lambda r: None,
+                    )
                     for k in range(500)
                 ]
                 side.bus._process(batch)
@@ -40,16 +45,26 @@ def run(events: int, sessions: int = 50) -> dict[str, float]:
             head = side.runner.head()
             built: list[float] = []
             started = time.perf_counter()
-            rebuild(side.app, side.settings.read_store_path, side.runner.projectors,
-                    lambda done, at: built.append(time.perf_counter()) if done >= at else None)
+            rebuild(
+                side.app,
+                side.settings.read_store_path,
+                side.runner.projectors,
+                lambda done, at: built.append(time.perf_counter()) if done >= at else None,
+            )
             total = time.perf_counter() - started
             replay = (built[0] - started) if built else total
             projected = side.runner.positions()
         finally:
             side.close()
     assert min(projected.values()) == head
-    return {"events": head, "projectors": len(projected), "replay_seconds": round(replay, 2), "total_seconds": round(total, 2),
-            "replay_events_per_s": round(head / replay), "rebuild_events_per_s": round(head / total)}
+    return {
+        "events": head,
+        "projectors": len(projected),
+        "replay_seconds": round(replay, 2),
+        "total_seconds": round(total, 2),
+        "replay_events_per_s": round(head / replay),
+        "rebuild_events_per_s": round(head / total),
+    }
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ import json
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import aiohttp
@@ -61,8 +61,8 @@ async def _run(url: str, subscribers: int, sessions: int, rate: float, seconds: 
     """`cpu()` reads the server's CPU seconds; it and the projection lag are sampled around the
     posting phase only (setting up users hashes passwords, which is not what is measured)."""
     targets = await _users_and_sessions(url, sessions)
-    acked: dict[int, float] = {}          # position -> time its 201 arrived
-    session_of: dict[int, int] = {}       # position -> session index
+    acked: dict[int, float] = {}  # position -> time its 201 arrived
+    session_of: dict[int, int] = {}  # position -> session index
     received: list[dict[int, float]] = [dict() for _ in range(subscribers)]
     duplicates = 0
     ready = asyncio.Event()
@@ -134,8 +134,18 @@ async def _run(url: str, subscribers: int, sessions: int, rate: float, seconds: 
                 delays.append(max(0.0, mine[position] - at) * 1000)
             else:
                 lost += 1
-    return {"posted": len(acked), "errors": len(errors), "posting": posting, "expected": expected,
-            "delivered": delivered, "lost": lost, "duplicates": duplicates, "delays": delays, "cpu": cpu_used, "lag": lag}
+    return {
+        "posted": len(acked),
+        "errors": len(errors),
+        "posting": posting,
+        "expected": expected,
+        "delivered": delivered,
+        "lost": lost,
+        "duplicates": duplicates,
+        "delays": delays,
+        "cpu": cpu_used,
+        "lag": lag,
+    }
 
 
 def run(subscribers: int, sessions: int, rate: float, seconds: float) -> FanoutResult:
@@ -149,10 +159,23 @@ def run(subscribers: int, sessions: int, rate: float, seconds: float) -> FanoutR
             server.stop()
     delays = raw["delays"]
     return FanoutResult(
-        subscribers, sessions, rate, raw["posted"], raw["errors"], round(raw["posted"] / raw["posting"], 1),
-        raw["expected"], raw["delivered"], raw["lost"], raw["duplicates"], round(raw["delivered"] / raw["posting"], 1),
-        round(statistics.median(delays), 2) if delays else float("nan"), round(percentile(delays, 0.99), 2),
-        round(max(delays, default=float("nan")), 2), *raw["lag"], round(rss, 1), round(raw["cpu"], 2),
+        subscribers,
+        sessions,
+        rate,
+        raw["posted"],
+        raw["errors"],
+        round(raw["posted"] / raw["posting"], 1),
+        raw["expected"],
+        raw["delivered"],
+        raw["lost"],
+        raw["duplicates"],
+        round(raw["delivered"] / raw["posting"], 1),
+        round(statistics.median(delays), 2) if delays else float("nan"),
+        round(percentile(delays, 0.99), 2),
+        round(max(delays, default=float("nan")), 2),
+        *raw["lag"],
+        round(rss, 1),
+        round(raw["cpu"], 2),
     )
 
 
@@ -165,12 +188,16 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     result = run(args.subscribers, args.sessions, args.rate, args.seconds)
-    print("| subscribers | sessions | posts/s (target) | frames delivered/s | lost | duplicated | delivery p50 ms | p99 ms | max ms | projection lag p50 / p99 ms (≤ bucket) | server RSS MB | server CPU s |")
+    print(
+        "| subscribers | sessions | posts/s (target) | frames delivered/s | lost | duplicated | delivery p50 ms | p99 ms | max ms | projection lag p50 / p99 ms (≤ bucket) | server RSS MB | server CPU s |"  # noqa: E501 - one Markdown table header
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {result.subscribers} | {result.sessions} | {result.posts_per_second:,.0f} ({result.target_rate:,.0f}) | "
-          f"{result.frames_per_second:,.0f} | {result.frames_lost} | {result.frames_duplicated} | {result.delivery_p50_ms} | "
-          f"{result.delivery_p99_ms} | {result.delivery_max_ms} | {result.projection_lag_p50_ms} / {result.projection_lag_p99_ms} | "
-          f"{result.server_rss_mb} | {result.server_cpu_seconds} |")
+    print(
+        f"| {result.subscribers} | {result.sessions} | {result.posts_per_second:,.0f} ({result.target_rate:,.0f}) | "
+        f"{result.frames_per_second:,.0f} | {result.frames_lost} | {result.frames_duplicated} | {result.delivery_p50_ms} | "
+        f"{result.delivery_p99_ms} | {result.delivery_max_ms} | {result.projection_lag_p50_ms} / {result.projection_lag_p99_ms} | "
+        f"{result.server_rss_mb} | {result.server_cpu_seconds} |"
+    )
     save_json(args.json, asdict(result))
 
 

@@ -89,9 +89,7 @@ class AssistantReplyFailure(ChronicleAggregate):
             state["asker_id"] = None
 
     @event(AssistantReplyFailed)
-    def __init__(
-        self, message_id: UUID, session_id: UUID, reason: str, detail: str, partial_content: str, asker_id: UUID | None
-    ) -> None:
+    def __init__(self, message_id: UUID, session_id: UUID, reason: str, detail: str, partial_content: str, asker_id: UUID | None) -> None:
         self.message_id = message_id
         self.session_id = session_id
         self.reason = reason

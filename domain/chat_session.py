@@ -67,8 +67,7 @@ class ChatSession(ChronicleAggregate):
 
     @classmethod
     def start(cls, owner_id: UUID, title: str, assistant: bool = True, retention_days: int | None = None) -> ChatSession:
-        return cls(owner_id=owner_id, title=_title(title), assistant=bool(assistant),
-                   retention_days=_retention(retention_days))
+        return cls(owner_id=owner_id, title=_title(title), assistant=bool(assistant), retention_days=_retention(retention_days))
 
     def is_member(self, user_id: UUID) -> bool:
         return user_id in self.members
@@ -183,9 +182,7 @@ class ChatSession(ChronicleAggregate):
     def _archived(self) -> None:
         self.archived = True
 
-    def post_message(
-        self, by: UUID, content: str, role: str = "user", client_message_id: str | None = None
-    ) -> Message:
+    def post_message(self, by: UUID, content: str, role: str = "user", client_message_id: str | None = None) -> Message:
         """A new message in this session. The session itself does not change, so posts
         to one session never contend with each other."""
         self.require_member(by)
@@ -221,4 +218,3 @@ def _retention(days: int | None) -> int | None:
 
 def _title(title: str) -> str:
     return require_name("title", title, max_length=TITLE_MAX)
-

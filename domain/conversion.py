@@ -71,7 +71,10 @@ class Conversion(ChronicleAggregate):
     def complete(self, output_sha256: str, output_size: int, pages: int | None, characters: int, duration_ms: int) -> None:
         self._require_open()
         self._completed(
-            output_sha256=output_sha256, output_size=output_size, pages=pages, characters=characters,
+            output_sha256=output_sha256,
+            output_size=output_size,
+            pages=pages,
+            characters=characters,
             duration_ms=duration_ms,
         )
 

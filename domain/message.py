@@ -59,9 +59,7 @@ class Message(ChronicleAggregate):
         if role not in MESSAGE_ROLES:
             raise InvalidValue("role", f"role must be one of {', '.join(MESSAGE_ROLES)}")
         if client_message_id is not None and not 1 <= len(client_message_id) <= CLIENT_MESSAGE_ID_MAX:
-            raise InvalidValue(
-                "client_message_id", f"client_message_id must be 1 to {CLIENT_MESSAGE_ID_MAX} characters"
-            )
+            raise InvalidValue("client_message_id", f"client_message_id must be 1 to {CLIENT_MESSAGE_ID_MAX} characters")
         return cls(
             session_id=session_id,
             author_id=author_id,

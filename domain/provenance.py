@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 SYSTEM_ACTOR = "system"
 
@@ -18,7 +18,8 @@ class Provenance:
 
 
 _provenance: ContextVar[Provenance] = ContextVar(
-    "chronicle_provenance", default=Provenance(SYSTEM_ACTOR, "")
+    "chronicle_provenance",
+    default=Provenance(SYSTEM_ACTOR, ""),  # noqa: B039 - a frozen dataclass, never mutated
 )
 
 
@@ -37,7 +38,7 @@ def acting_as(actor_id: str, correlation_id: str) -> Iterator[None]:
 
 
 def _system_now() -> datetime:
-    return datetime.now(tz=timezone.utc)
+    return datetime.now(tz=UTC)
 
 
 class Clock:

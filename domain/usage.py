@@ -7,7 +7,7 @@ during a day counts what is consumed from then on."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import event
@@ -43,7 +43,7 @@ class DailyUsage(ChronicleAggregate):
         """Takes one unit of `quota`; refused (nothing recorded) when `limit` units are taken."""
         used = self.used.get(quota, 0)
         if used >= limit:
-            midnight = datetime.combine(date.fromisoformat(self.day) + timedelta(days=1), time(), timezone.utc)
+            midnight = datetime.combine(date.fromisoformat(self.day) + timedelta(days=1), time(), UTC)
             raise QuotaExceeded(quota, limit, used, midnight)
         self._consumed(quota=quota)
 

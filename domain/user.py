@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from uuid import NAMESPACE_URL, UUID, uuid5
-
 from datetime import datetime
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import event
 
@@ -130,8 +129,11 @@ class User(ChronicleAggregate):
 
     def set_quotas(self, messages_per_day: int | None, replies_per_day: int | None, storage_bytes: int | None) -> None:
         """Limits set by an admin; None is no limit."""
-        quotas = (require_quota("messages_per_day", messages_per_day), require_quota("replies_per_day", replies_per_day),
-                  require_quota("storage_bytes", storage_bytes))
+        quotas = (
+            require_quota("messages_per_day", messages_per_day),
+            require_quota("replies_per_day", replies_per_day),
+            require_quota("storage_bytes", storage_bytes),
+        )
         if quotas != self.quotas:
             self._quotas_set(messages_per_day=quotas[0], replies_per_day=quotas[1], storage_bytes=quotas[2])
 

@@ -8,11 +8,11 @@ from typing import Any
 from application import accounts, assistant, chat, documents
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
+from infrastructure.settings import Settings
 from infrastructure.storage.blob_store import BlobStore
 from infrastructure.storage.event_store import SQLiteEventLog, open_event_store
-from infrastructure.workers.projection_runner import ProjectionRunner
 from infrastructure.storage.read_store import SQLiteReadStore
-from infrastructure.settings import Settings
+from infrastructure.workers.projection_runner import ProjectionRunner
 from projections.catalog import all_projectors
 
 HANDLERS = {**accounts.HANDLERS, **chat.HANDLERS, **assistant.HANDLERS, **documents.HANDLERS}

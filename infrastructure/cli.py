@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import time
+from datetime import UTC
 from pathlib import Path
 from uuid import UUID
 
@@ -75,15 +76,22 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        click.echo(f"error: another chronicle serve is already using {settings.data_dir}; "
-                   "one server per data directory", err=True)
+        click.echo(f"error: another chronicle serve is already using {settings.data_dir}; one server per data directory", err=True)
         sys.exit(1)
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, loop="uvloop", ws="websockets-sansio",
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        loop="uvloop",
+        ws="websockets-sansio",
         http=BoundedHttpToolsProtocol.bounded(settings.header_timeout, settings.body_idle_timeout),
-        ws_ping_interval=20, ws_ping_timeout=20, access_log=False,
-        proxy_headers=bool(app.state.settings.trusted_proxies), forwarded_allow_ips=list(app.state.settings.trusted_proxies) or None,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        access_log=False,
+        proxy_headers=bool(app.state.settings.trusted_proxies),
+        forwarded_allow_ips=list(app.state.settings.trusted_proxies) or None,
     )
     logging.getLogger("uvicorn.error").addFilter(_redact_tokens)
     uvicorn.Server(config).run()
@@ -143,9 +151,7 @@ def create_user(data_dir: Path, email: str, role: str, display_name: str | None,
         raise click.UsageError(f"the password must have at least {PASSWORD_MIN} characters")
     write = bootstrap(_settings(data_dir))
     try:
-        outcome = write.bus.execute_now(
-            RegisterUser(email, display_name or email.split("@")[0], hash_password(password), role), "cli"
-        )
+        outcome = write.bus.execute_now(RegisterUser(email, display_name or email.split("@")[0], hash_password(password), role), "cli")
     except DomainError as error:
         console.print(f"[red]error:[/red] {error}")
         sys.exit(1)
@@ -161,8 +167,8 @@ def create_user(data_dir: Path, email: str, role: str, display_name: str | None,
 def erase_user(data_dir: Path, user_id: UUID) -> None:
     from application.accounts import EraseUser
     from domain.aggregate import DomainError
-    from infrastructure.workers.blob_collector import BlobCollector
     from infrastructure.bootstrap import bootstrap
+    from infrastructure.workers.blob_collector import BlobCollector
     from infrastructure.workers.erasure import destroy_key, rebuild_after_erasure, require_erasable
 
     write = bootstrap(_settings(data_dir))
@@ -196,22 +202,25 @@ def projections_status(data_dir: Path) -> None:
 
     write = bootstrap(_existing_settings(data_dir))
     try:
-        statuses = projection_statuses(write.app, write.read_store, [p.name for p in write.runner.projectors],
-                                       write.settings.read_store_path)
+        statuses = projection_statuses(
+            write.app, write.read_store, [p.name for p in write.runner.projectors], write.settings.read_store_path
+        )
     finally:
         write.close()
     table = Table("projection", "position", "head", "lag", "lag s", "state")
     for status in statuses:
         state = status.state if status.error is None else f"failed at {status.failed_at}: {status.error}"
-        table.add_row(status.name, str(status.position), str(status.head), str(status.lag_events),
-                      f"{status.lag_seconds:.1f}", state)
+        table.add_row(status.name, str(status.position), str(status.head), str(status.lag_events), f"{status.lag_seconds:.1f}", state)
     Console().print(table)
     if any(s.error for s in statuses):
         sys.exit(1)
 
 
-@projections.command("rebuild", help="Replay projections from the log into shadow tables, then swap them in "
-                     "atomically; queries keep answering from the old tables meanwhile (safe while serving).")
+@projections.command(
+    "rebuild",
+    help="Replay projections from the log into shadow tables, then swap them in "
+    "atomically; queries keep answering from the old tables meanwhile (safe while serving).",
+)
 @data_dir_option
 @click.argument("name", required=False)
 @click.option("--all", "all_", is_flag=True, help="Rebuild every projection.")
@@ -230,8 +239,12 @@ def projections_rebuild(data_dir: Path, name: str | None, all_: bool) -> None:
         head = write.runner.head()
         started = time.perf_counter()
         with Progress(
-            TextColumn("rebuilding {task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]:>9,.0f} events/s"), TimeRemainingColumn(), console=console,
+            TextColumn("rebuilding {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>9,.0f} events/s"),
+            TimeRemainingColumn(),
+            console=console,
         ) as bar:
             task = bar.add_task(", ".join(p.name for p in chosen), total=max(head, 1), rate=0.0)
 
@@ -246,8 +259,10 @@ def projections_rebuild(data_dir: Path, name: str | None, all_: bool) -> None:
                 sys.exit(1)
             bar.update(task, completed=max(reached, 1), total=max(reached, 1))
         elapsed = time.perf_counter() - started
-        console.print(f"rebuilt {', '.join(p.name for p in chosen)}: {reached} events in {elapsed:.2f}s "
-                      f"({reached / elapsed if elapsed else 0:,.0f} events/s), swapped in at position {reached}")
+        console.print(
+            f"rebuilt {', '.join(p.name for p in chosen)}: {reached} events in {elapsed:.2f}s "
+            f"({reached / elapsed if elapsed else 0:,.0f} events/s), swapped in at position {reached}"
+        )
     finally:
         write.close()
 
@@ -259,24 +274,24 @@ def retention() -> None:
 
 @retention.command("run", help="Erase message content older than its retention period, then rebuild the read models.")
 @data_dir_option
-@click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="The day to count from (default: today, UTC).")
+@click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="The day to count from (default: today, UTC).")
 def retention_run(data_dir: Path, today) -> None:  # type: ignore[no-untyped-def]
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    from infrastructure.workers.blob_collector import BlobCollector
     from infrastructure.bootstrap import bootstrap
+    from infrastructure.workers.blob_collector import BlobCollector
     from infrastructure.workers.erasure import rebuild_after_erasure
     from infrastructure.workers.retention import RetentionPostponed, apply_retention
 
     write = bootstrap(_settings(data_dir))
     try:
         _caught_up(write)(write.runner.head())
-        day = (today or datetime.now(timezone.utc)).date()
+        day = (today or datetime.now(UTC)).date()
         keys = write.reader.mapper.keys  # type: ignore[attr-defined]
         try:
-            expired = apply_retention(write, keys, write.settings.retention_days, day,
-                                      lambda command: write.bus.execute_now(command, "retention"))
+            expired = apply_retention(
+                write, keys, write.settings.retention_days, day, lambda command: write.bus.execute_now(command, "retention")
+            )
         except RetentionPostponed as postponed:
             console.print(f"[red]postponed:[/red] {postponed}")
             sys.exit(1)
@@ -299,6 +314,7 @@ def documents() -> None:
 def _caught_up(write):  # type: ignore[no-untyped-def]
     """Waits (up to 5 s) for a running server's projectors to reach the head, so its live
     subscribers get every frame; with no server running, projects the rest itself."""
+
     def lowest() -> int:
         return min(write.runner.positions().values(), default=0)
 
@@ -317,8 +333,8 @@ def _caught_up(write):  # type: ignore[no-untyped-def]
 @documents.command("gc", help="Remove stored files that no document or conversion references.")
 @data_dir_option
 def documents_gc(data_dir: Path) -> None:
-    from infrastructure.workers.blob_collector import BlobCollector
     from infrastructure.bootstrap import bootstrap
+    from infrastructure.workers.blob_collector import BlobCollector
 
     write = bootstrap(_settings(data_dir))
     try:
@@ -368,18 +384,19 @@ def audit() -> None:
 
 @audit.command("verify", help="Walk the whole log and check every link of its hash chain.")
 @data_dir_option
-@click.option("--expect-head", default=None, metavar="HASH",
-              help="A head hash printed by an earlier verify: fail if the log no longer contains it.")
+@click.option(
+    "--expect-head", default=None, metavar="HASH", help="A head hash printed by an earlier verify: fail if the log no longer contains it."
+)
 def audit_verify(data_dir: Path, expect_head: str | None) -> None:
     from infrastructure.storage.event_chain import verify
 
     settings = _existing_settings(data_dir)
     started = time.perf_counter()
-    with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as bar:
+    with Progress(
+        TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True
+    ) as bar:
         task = bar.add_task("events", total=None)
-        result = verify(settings.event_store_path, expect_head=expect_head,
-                        progress=lambda done: bar.update(task, completed=done))
+        result = verify(settings.event_store_path, expect_head=expect_head, progress=lambda done: bar.update(task, completed=done))
     elapsed = time.perf_counter() - started
     if not result.ok:
         where = f" at position {result.broken_at}" if result.broken_at else ""
@@ -391,7 +408,7 @@ def audit_verify(data_dir: Path, expect_head: str | None) -> None:
 
 
 def _as_of(audit, value: str | None) -> int:  # type: ignore[no-untyped-def]
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     if value is None:
         return audit.head()
@@ -401,7 +418,7 @@ def _as_of(audit, value: str | None) -> int:  # type: ignore[no-untyped-def]
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise click.UsageError("--as-of takes a position or an ISO-8601 time") from None
-    return audit.position_at(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+    return audit.position_at(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
 @audit.command("replay", help="Print a session's history as it was at a moment (default: now).")
@@ -425,8 +442,9 @@ def audit_replay(data_dir: Path, session_id: UUID, as_of: str | None, form: str)
             click.echo(f"error: no session {session_id} at position {position}", err=True)
             sys.exit(1)
         if form == "json":
-            click.echo(msgspec.json.encode({"as_of": position, "session": timeline.view(),
-                                            "steps": [vars(s) for s in timeline.steps]}).decode())
+            click.echo(
+                msgspec.json.encode({"as_of": position, "session": timeline.view(), "steps": [vars(s) for s in timeline.steps]}).decode()
+            )
             return
         names = _display_names(reader, {s.actor_id for s in timeline.steps})
         # Printed literally (no markup): an audit tool must never hide text such as "[erased]".
@@ -435,9 +453,10 @@ def audit_replay(data_dir: Path, session_id: UUID, as_of: str | None, form: str)
             who = names.get(step.actor_id, step.actor_id)
             click.echo(f"{step.at:%Y-%m-%d %H:%M:%S}  #{step.position:<7} {who:<16} {_describe_step(step)}")
         view = timeline.view()
-        click.echo(f"\n{len(view['members'])} member(s), {len(view['messages'])} message(s), "
-                   f"{len(view['documents'])} document(s), {len(view['conversions'])} conversion(s)"
-                   + (", archived" if view["archived"] else ""))
+        click.echo(
+            f"\n{len(view['members'])} member(s), {len(view['messages'])} message(s), "
+            f"{len(view['documents'])} document(s), {len(view['conversions'])} conversion(s)" + (", archived" if view["archived"] else "")
+        )
     finally:
         reader.close()
 
@@ -491,11 +510,15 @@ def _describe_step(step) -> str:  # type: ignore[no-untyped-def]
 @click.option("--actor", default=None)
 @click.option("--since", default=None, help="ISO-8601 time")
 @click.option("--until", default=None, help="ISO-8601 time")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), required=True,
-              help="A file, or - for standard output.")
-def audit_export(data_dir: Path, session: UUID | None, actor: str | None, since: str | None, until: str | None,
-                 output: Path) -> None:
-    from datetime import datetime, timezone
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    required=True,
+    help="A file, or - for standard output.",
+)
+def audit_export(data_dir: Path, session: UUID | None, actor: str | None, since: str | None, until: str | None, output: Path) -> None:
+    from datetime import datetime
 
     import msgspec
 
@@ -509,7 +532,7 @@ def audit_export(data_dir: Path, session: UUID | None, actor: str | None, since:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             raise click.UsageError(f"not an ISO-8601 time: {value}") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
     settings = _existing_settings(data_dir)
     reader = open_event_store(settings, cached=False)
@@ -521,10 +544,17 @@ def audit_export(data_dir: Path, session: UUID | None, actor: str | None, since:
         head = log.head()
         after = 0
         to_stdout = str(output) == "-"
-        with (contextlib.nullcontext(sys.stdout.buffer) if to_stdout else output.open("wb")) as out, Progress(
-            TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[written]:,} written"),
-            TimeRemainingColumn(), console=console,
-        ) as bar:
+        with (
+            contextlib.nullcontext(sys.stdout.buffer) if to_stdout else output.open("wb") as out,
+            Progress(
+                TextColumn("exporting"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[written]:,} written"),
+                TimeRemainingColumn(),
+                console=console,
+            ) as bar,
+        ):
             task = bar.add_task("events", total=max(head, 1), written=0)
             while after < head:
                 found, after = log.events(after, 1000, session=session, actor=actor, since=moment(since), until=moment(until))

@@ -8,7 +8,6 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-
 MiB = 1024 * 1024
 log = logging.getLogger(__name__)
 

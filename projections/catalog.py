@@ -17,7 +17,13 @@ from projections.users import UsersProjector
 def all_projectors(read_text: ReadText) -> list[Projector]:
     """`read_text` gives the text of a stored blob (None when it is gone), for the document index."""
     return [
-        UsersProjector(), SessionMembersProjector(), SessionsProjector(), SessionMessagesProjector(),
-        SessionFeedProjector(), UserFeedProjector(), SearchIndexProjector(), DocumentsProjector(),
+        UsersProjector(),
+        SessionMembersProjector(),
+        SessionsProjector(),
+        SessionMessagesProjector(),
+        SessionFeedProjector(),
+        UserFeedProjector(),
+        SearchIndexProjector(),
+        DocumentsProjector(),
         DocumentSearchProjector(read_text),
     ]

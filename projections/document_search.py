@@ -100,13 +100,12 @@ class DocumentSearchProjector(Projector):
         tx.execute("DELETE FROM document_passages WHERE document_id=?", (document_id,))
         tx.execute("DELETE FROM document_search_conversions WHERE document_id=?", (document_id,))
 
-
     @handles(User.UserErased)
     def _owner_erased(self, tx: ReadTransaction, e: Any, position: int) -> None:
         owner = str(e.originator_id)
         tx.execute(
-            "DELETE FROM document_passages WHERE document_id IN"
-            " (SELECT document_id FROM document_search_conversions WHERE owner_id=?)", (owner,),
+            "DELETE FROM document_passages WHERE document_id IN (SELECT document_id FROM document_search_conversions WHERE owner_id=?)",
+            (owner,),
         )
         tx.execute("DELETE FROM document_search_conversions WHERE owner_id=?", (owner,))
 

@@ -60,9 +60,7 @@ class DocumentsProjector(Projector):
 
     @handles(Document.DocumentDetached)
     def _detached(self, tx: ReadTransaction, e: Any, position: int) -> None:
-        tx.execute(
-            "DELETE FROM document_sessions WHERE document_id=? AND session_id=?", (str(e.originator_id), str(e.session_id))
-        )
+        tx.execute("DELETE FROM document_sessions WHERE document_id=? AND session_id=?", (str(e.originator_id), str(e.session_id)))
 
     @handles(Document.DocumentDeleted)
     def _deleted(self, tx: ReadTransaction, e: Any, position: int) -> None:
@@ -102,9 +100,7 @@ class DocumentsProjector(Projector):
             " characters=?, duration_ms=? WHERE id=?",
             (iso(e.timestamp), e.output_sha256, e.output_size, e.pages, e.characters, e.duration_ms, conversion_id),
         )
-        tx.execute(
-            "INSERT OR REPLACE INTO blob_references SELECT id, ? FROM conversions WHERE id=?", (e.output_sha256, conversion_id)
-        )
+        tx.execute("INSERT OR REPLACE INTO blob_references SELECT id, ? FROM conversions WHERE id=?", (e.output_sha256, conversion_id))
 
     @handles(Conversion.ConversionFailed)
     def _failed(self, tx: ReadTransaction, e: Any, position: int) -> None:
@@ -132,9 +128,7 @@ async def documents_of_owner(db: ReadConnection, owner_id: str, after: int, limi
 
 async def readable_document(db: ReadConnection, document_id: str, user_id: str) -> Row | None:
     """The document if the user owns it or is a member of a session it is attached to."""
-    return await db.fetch_one(
-        f"SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.id=? AND {_VISIBLE}", (document_id, user_id, user_id)
-    )
+    return await db.fetch_one(f"SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.id=? AND {_VISIBLE}", (document_id, user_id, user_id))
 
 
 async def documents_of_session(db: ReadConnection, session_id: str) -> list[Row]:

@@ -36,7 +36,7 @@ _POSITION_AT = len(POSITIONED)
 
 
 def frame_position(body: bytes) -> int:
-    return int(body[_POSITION_AT:body.index(b",", _POSITION_AT)])
+    return int(body[_POSITION_AT : body.index(b",", _POSITION_AT)])
 
 
 def session_channel(session_id: str) -> str:

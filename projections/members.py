@@ -42,7 +42,6 @@ class SessionMembersProjector(Projector):
             (str(e.originator_id), str(e.user_id)),
         )
 
-
     @handles(ChatSession.MessagesRead)
     def _read(self, tx: ReadTransaction, e: Any, position: int) -> None:
         tx.execute(
@@ -57,9 +56,7 @@ async def sessions_of_user(db: ReadConnection, user_id: str) -> list[str]:
 
 
 async def is_member(db: ReadConnection, session_id: str, user_id: str) -> bool:
-    row = await db.fetch_one(
-        "SELECT 1 AS yes FROM session_members WHERE session_id=? AND user_id=?", (session_id, user_id)
-    )
+    row = await db.fetch_one("SELECT 1 AS yes FROM session_members WHERE session_id=? AND user_id=?", (session_id, user_id))
     return row is not None
 
 

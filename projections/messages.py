@@ -40,8 +40,7 @@ class SessionMessagesProjector(Projector):
         tx.insert(
             "INSERT INTO messages (position, id, session_id, author_id, role, content,"
             " client_message_id, created_at, version) VALUES (?,?,?,?,?,?,?,?,1)",
-            (position, message_id, str(e.session_id), str(e.author_id), e.role, e.content,
-             e.client_message_id, at),
+            (position, message_id, str(e.session_id), str(e.author_id), e.role, e.content, e.client_message_id, at),
         )
         tx.insert("INSERT INTO message_versions VALUES (?,1,?,?,?)", (message_id, e.content, at, position))
 
@@ -53,8 +52,18 @@ class SessionMessagesProjector(Projector):
         tx.insert(
             "INSERT INTO messages (position, id, session_id, author_id, role, content, created_at, version,"
             " reply_to, reply_status, sources) VALUES (?,?,?,?,?,?,?,1,?,?,?)",
-            (position, reply_id, str(e.session_id), ASSISTANT_AUTHOR, "assistant", e.content, at,
-             str(e.message_id), e.status, _encode_sources(e.sources) if e.sources else None),
+            (
+                position,
+                reply_id,
+                str(e.session_id),
+                ASSISTANT_AUTHOR,
+                "assistant",
+                e.content,
+                at,
+                str(e.message_id),
+                e.status,
+                _encode_sources(e.sources) if e.sources else None,
+            ),
         )
         tx.insert("INSERT INTO message_versions VALUES (?,1,?,?,?)", (reply_id, e.content, at, position))
 
@@ -102,9 +111,7 @@ async def messages_before(db: ReadConnection, session_id: str, before: int | Non
 
 
 async def message_in_session(db: ReadConnection, session_id: str, message_id: str) -> Row | None:
-    return await db.fetch_one(
-        f"SELECT {_COLUMNS} FROM messages WHERE session_id=? AND id=?", (session_id, message_id)
-    )
+    return await db.fetch_one(f"SELECT {_COLUMNS} FROM messages WHERE session_id=? AND id=?", (session_id, message_id))
 
 
 async def message_versions(db: ReadConnection, message_id: str) -> list[Row]:
@@ -126,9 +133,7 @@ async def recent_messages(db: ReadConnection, session_id: str, before: int, limi
 
 
 async def messages_posted_since(db: ReadConnection, author_id: str, since: str) -> int:
-    row = await db.fetch_one(
-        "SELECT COUNT(*) AS n FROM messages WHERE author_id=? AND role='user' AND created_at>=?", (author_id, since)
-    )
+    row = await db.fetch_one("SELECT COUNT(*) AS n FROM messages WHERE author_id=? AND role='user' AND created_at>=?", (author_id, since))
     return int(row["n"]) if row else 0
 
 

@@ -43,9 +43,5 @@ def handles(*event_classes: type) -> Callable[[Apply], Apply]:
 
 def collect_handlers(cls: type[Projector]) -> type[Projector]:
     """Class decorator: builds `handlers` from the methods marked with `@handles`."""
-    cls.handlers = {
-        event_class: method
-        for method in vars(cls).values()
-        for event_class in getattr(method, "handles", ())
-    }
+    cls.handlers = {event_class: method for method in vars(cls).values() for event_class in getattr(method, "handles", ())}
     return cls

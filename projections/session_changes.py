@@ -22,9 +22,17 @@ def session_change_frame(e: Any, position: int) -> Frame:
     session_id = str(e.originator_id)
     kind = type(e)
     if kind is ChatSession.SessionStarted:
-        return Frame(position, "session.started", session_id, {
-            "title": e.title, "owner_id": str(e.owner_id), "assistant": e.assistant, "created_at": iso(e.timestamp),
-        })
+        return Frame(
+            position,
+            "session.started",
+            session_id,
+            {
+                "title": e.title,
+                "owner_id": str(e.owner_id),
+                "assistant": e.assistant,
+                "created_at": iso(e.timestamp),
+            },
+        )
     if kind is ChatSession.SessionRenamed:
         return Frame(position, "session.renamed", session_id, {"title": e.title})
     if kind is ChatSession.AssistantSettingChanged:

@@ -39,35 +39,93 @@ class SessionFeedProjector(Projector):
     @handles(Message.MessagePosted)
     def _posted(self, tx: ReadTransaction, e: Any, position: int) -> None:
         message_id, session_id = str(e.originator_id), str(e.session_id)
-        self._store(tx, Frame(position, "message.posted", session_id, {
-            "id": message_id, "session_id": session_id, "author_id": str(e.author_id), "role": e.role,
-            "content": e.content, "created_at": iso(e.timestamp), "position": position,
-            "client_message_id": e.client_message_id, "version": 1,
-        }), message_id)
+        self._store(
+            tx,
+            Frame(
+                position,
+                "message.posted",
+                session_id,
+                {
+                    "id": message_id,
+                    "session_id": session_id,
+                    "author_id": str(e.author_id),
+                    "role": e.role,
+                    "content": e.content,
+                    "created_at": iso(e.timestamp),
+                    "position": position,
+                    "client_message_id": e.client_message_id,
+                    "version": 1,
+                },
+            ),
+            message_id,
+        )
 
     @handles(AssistantReply.AssistantReplyCompleted)
     def _replied(self, tx: ReadTransaction, e: Any, position: int) -> None:
         reply_id, session_id = str(e.originator_id), str(e.session_id)
-        self._store(tx, Frame(position, "reply.completed", session_id, {
-            "id": reply_id, "reply_id": reply_id, "session_id": session_id, "reply_to": str(e.message_id),
-            "author_id": ASSISTANT_AUTHOR, "role": "assistant", "content": e.content, "status": e.status,
-            "provider": e.provider, "model": e.model, "prompt_tokens": e.prompt_tokens,
-            "completion_tokens": e.completion_tokens, "latency_ms": e.latency_ms, "sources": e.sources,
-            "created_at": iso(e.timestamp), "position": position,
-        }), reply_id)
+        self._store(
+            tx,
+            Frame(
+                position,
+                "reply.completed",
+                session_id,
+                {
+                    "id": reply_id,
+                    "reply_id": reply_id,
+                    "session_id": session_id,
+                    "reply_to": str(e.message_id),
+                    "author_id": ASSISTANT_AUTHOR,
+                    "role": "assistant",
+                    "content": e.content,
+                    "status": e.status,
+                    "provider": e.provider,
+                    "model": e.model,
+                    "prompt_tokens": e.prompt_tokens,
+                    "completion_tokens": e.completion_tokens,
+                    "latency_ms": e.latency_ms,
+                    "sources": e.sources,
+                    "created_at": iso(e.timestamp),
+                    "position": position,
+                },
+            ),
+            reply_id,
+        )
 
     @handles(AssistantReplyFailure.AssistantReplyFailed)
     def _reply_failed(self, tx: ReadTransaction, e: Any, position: int) -> None:
-        self._store(tx, Frame(position, "reply.failed", str(e.session_id), {
-            "reply_id": str(e.originator_id), "reply_to": str(e.message_id), "reason": e.reason, "detail": e.detail,
-        }))
+        self._store(
+            tx,
+            Frame(
+                position,
+                "reply.failed",
+                str(e.session_id),
+                {
+                    "reply_id": str(e.originator_id),
+                    "reply_to": str(e.message_id),
+                    "reason": e.reason,
+                    "detail": e.detail,
+                },
+            ),
+        )
 
     @handles(Message.MessageEdited)
     def _edited(self, tx: ReadTransaction, e: Any, position: int) -> None:
         message_id = str(e.originator_id)
-        self._store(tx, Frame(position, "message.edited", str(e.session_id), {
-            "id": message_id, "content": e.content, "version": e.originator_version, "edited_at": iso(e.timestamp),
-        }), message_id)
+        self._store(
+            tx,
+            Frame(
+                position,
+                "message.edited",
+                str(e.session_id),
+                {
+                    "id": message_id,
+                    "content": e.content,
+                    "version": e.originator_version,
+                    "edited_at": iso(e.timestamp),
+                },
+            ),
+            message_id,
+        )
 
     @handles(Message.MessageDeleted)
     def _deleted(self, tx: ReadTransaction, e: Any, position: int) -> None:
@@ -79,7 +137,6 @@ class SessionFeedProjector(Projector):
                 frame.data["content"] = None
                 tx.execute("UPDATE session_frames SET body=? WHERE position=?", (encode_frame(frame), row["position"]))
         self._store(tx, Frame(position, "message.deleted", str(e.session_id), {"id": message_id}), message_id)
-
 
     @handles(Document.DocumentAttached, Document.DocumentDetached)
     def _document_changed(self, tx: ReadTransaction, e: Any, position: int) -> None:

@@ -57,8 +57,7 @@ class SessionsProjector(Projector):
             (str(e.originator_id), str(e.owner_id), e.title, int(e.assistant), at, at, position, position),
         )
         if e.retention_days is not None:
-            tx.execute("INSERT INTO session_retention (session_id, retention_days) VALUES (?,?)",
-                       (str(e.originator_id), e.retention_days))
+            tx.execute("INSERT INTO session_retention (session_id, retention_days) VALUES (?,?)", (str(e.originator_id), e.retention_days))
 
     def _touch(self, tx: ReadTransaction, e: Any, position: int, assignments: str, params: tuple) -> None:
         tx.execute(
@@ -88,8 +87,7 @@ class SessionsProjector(Projector):
         tx.execute(
             "UPDATE sessions SET message_count=message_count+1, last_message_id=?,"
             " last_message_preview=?, last_message_at=?, updated_at=?, position=? WHERE id=?",
-            (str(e.originator_id), e.content[:PREVIEW_LENGTH], iso(e.timestamp), iso(e.timestamp),
-             position, str(e.session_id)),
+            (str(e.originator_id), e.content[:PREVIEW_LENGTH], iso(e.timestamp), iso(e.timestamp), position, str(e.session_id)),
         )
 
     @handles(Message.MessageEdited)
@@ -117,8 +115,7 @@ _COLUMNS = (
 
 async def session_for_member(db: ReadConnection, session_id: str, user_id: str) -> Row | None:
     return await db.fetch_one(
-        f"SELECT {_COLUMNS} FROM sessions s JOIN session_members m ON m.session_id=s.id"
-        " WHERE s.id=? AND m.user_id=?",
+        f"SELECT {_COLUMNS} FROM sessions s JOIN session_members m ON m.session_id=s.id WHERE s.id=? AND m.user_id=?",
         (session_id, user_id),
     )
 

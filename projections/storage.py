@@ -5,7 +5,8 @@ a PostgreSQL implementation needs only to provide them."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 Row = dict[str, Any]
 

@@ -36,10 +36,23 @@ class UserFeedProjector(Projector):
 
     @handles(Document.DocumentUploaded)
     def _uploaded(self, tx: ReadTransaction, e: Any, position: int) -> None:
-        self._send(tx, str(e.owner_id), Frame(position, "document.uploaded", None, {
-            "id": str(e.originator_id), "filename": e.filename, "media_type": e.media_type, "size": e.size,
-            "sha256": e.sha256, "created_at": iso(e.timestamp),
-        }))
+        self._send(
+            tx,
+            str(e.owner_id),
+            Frame(
+                position,
+                "document.uploaded",
+                None,
+                {
+                    "id": str(e.originator_id),
+                    "filename": e.filename,
+                    "media_type": e.media_type,
+                    "size": e.size,
+                    "sha256": e.sha256,
+                    "created_at": iso(e.timestamp),
+                },
+            ),
+        )
 
     @handles(Document.DocumentDeleted)
     def _deleted(self, tx: ReadTransaction, e: Any, position: int) -> None:
@@ -47,8 +60,13 @@ class UserFeedProjector(Projector):
         tx.execute("DELETE FROM user_feed_conversions WHERE document_id=?", (str(e.originator_id),))
         self._send(tx, e.actor_id, Frame(position, "document.deleted", None, {"id": str(e.originator_id)}))
 
-    @handles(Conversion.ConversionRequested, Conversion.ConversionRetried, Conversion.ConversionStarted,
-             Conversion.ConversionCompleted, Conversion.ConversionFailed)
+    @handles(
+        Conversion.ConversionRequested,
+        Conversion.ConversionRetried,
+        Conversion.ConversionStarted,
+        Conversion.ConversionCompleted,
+        Conversion.ConversionFailed,
+    )
     def _conversion_changed(self, tx: ReadTransaction, e: Any, position: int) -> None:
         conversion_id = str(e.originator_id)
         if type(e) is Conversion.ConversionRequested:
@@ -90,8 +108,10 @@ class UserFeedProjector(Projector):
 
 
 _CONVERSION_STATUS = {
-    Conversion.ConversionRequested: "pending", Conversion.ConversionRetried: "pending",
-    Conversion.ConversionStarted: "running", Conversion.ConversionCompleted: "completed",
+    Conversion.ConversionRequested: "pending",
+    Conversion.ConversionRetried: "pending",
+    Conversion.ConversionStarted: "running",
+    Conversion.ConversionCompleted: "completed",
     Conversion.ConversionFailed: "failed",
 }
 

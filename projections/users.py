@@ -8,7 +8,6 @@ from domain.user import ERASED, User
 from projections.projector import Projector, collect_handlers, handles, iso
 from projections.storage import ReadConnection, ReadTransaction, Row
 
-
 PRINCIPALS_CHANNEL = "principals"
 """Where a change of a user's role, disabled state or quotas (or an erasure, or expired content) is
 announced once committed, so servers drop what they cached for it — principal, data keys — at once."""
@@ -63,7 +62,10 @@ class UsersProjector(Projector):
 
     @handles(User.UserErased)
     def _erased(self, tx: ReadTransaction, e: Any, position: int) -> None:
-        tx.execute("UPDATE users SET email=?, display_name=?, disabled=1, token_generation=token_generation+1 WHERE id=?", (ERASED, ERASED, str(e.originator_id)))
+        tx.execute(
+            "UPDATE users SET email=?, display_name=?, disabled=1, token_generation=token_generation+1 WHERE id=?",
+            (ERASED, ERASED, str(e.originator_id)),
+        )
         tx.publish(PRINCIPALS_CHANNEL, str(e.originator_id).encode())
 
     @handles(User.UserEnabled)
@@ -95,7 +97,8 @@ async def list_users(db: ReadConnection, after: int, limit: int, search: str | N
     pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     return await db.fetch_all(
         f"SELECT {_COLUMNS} FROM users WHERE position>? AND (lower(email) LIKE ? ESCAPE '\\' OR lower(display_name) LIKE ? ESCAPE '\\')"
-        " ORDER BY position LIMIT ?", (after, pattern, pattern, limit),
+        " ORDER BY position LIMIT ?",
+        (after, pattern, pattern, limit),
     )
 
 
@@ -106,7 +109,5 @@ async def sessions_count(db: ReadConnection, user_id: str) -> int:
 
 async def quotas_of(db: ReadConnection, user_id: str) -> Row:
     """The user's limits (None: no limit)."""
-    row = await db.fetch_one(
-        "SELECT messages_per_day, replies_per_day, storage_bytes FROM user_quotas WHERE user_id=?", (user_id,)
-    )
+    row = await db.fetch_one("SELECT messages_per_day, replies_per_day, storage_bytes FROM user_quotas WHERE user_id=?", (user_id,))
     return row or {"messages_per_day": None, "replies_per_day": None, "storage_bytes": None}

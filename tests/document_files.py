@@ -87,8 +87,8 @@ def png(width: int = 4, height: int = 4) -> bytes:
 
 HTML_WITH_SCRIPT = (
     b"<!DOCTYPE html><html><head><title>Minutes</title><script>alert('pwned')</script></head><body>"
-    b"<h1>Board minutes</h1><p onclick=\"steal()\">The board approved the lighthouse budget.</p>"
-    b"<a href=\"javascript:steal()\">link</a><img src=x onerror=\"steal()\"></body></html>"
+    b'<h1>Board minutes</h1><p onclick="steal()">The board approved the lighthouse budget.</p>'
+    b'<a href="javascript:steal()">link</a><img src=x onerror="steal()"></body></html>'
 )
 MARKDOWN = b"# Packing list\n\n- tent\n- stove\n\nRemember the **compass** for the glacier crossing.\n"
 TEXT = b"The quartermaster counted forty barrels of salted herring before the storm.\n"

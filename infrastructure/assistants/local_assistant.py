@@ -42,12 +42,20 @@ class LocalAssistant:
             lines.append(f"> {hit['snippet']}")
             if "document_id" in hit:
                 lines.append(f"[{number}] document {hit['document_id']} ({hit['filename']}), passage {hit['passage']}")
-                usage.sources.append({"kind": "document", "document_id": hit["document_id"], "passage": str(hit["passage"]),
-                                      "owner_id": hit["owner_id"]})
+                usage.sources.append(
+                    {"kind": "document", "document_id": hit["document_id"], "passage": str(hit["passage"]), "owner_id": hit["owner_id"]}
+                )
             else:
                 lines.append(f"[{number}] message {hit['message_id']}")
-                usage.sources.append({"kind": "message", "session_id": hit["session_id"], "message_id": hit["message_id"],
-                                      "author_id": hit["author_id"], "content_day": hit["content_day"]})
+                usage.sources.append(
+                    {
+                        "kind": "message",
+                        "session_id": hit["session_id"],
+                        "message_id": hit["message_id"],
+                        "author_id": hit["author_id"],
+                        "content_day": hit["content_day"],
+                    }
+                )
             lines.append("")
         return "\n".join(lines).rstrip()
 
@@ -55,8 +63,8 @@ class LocalAssistant:
         text = await self.answer(request, usage)
         words = text.split(" ")
         for start in range(0, len(words), WORDS_PER_PIECE):
-            piece = " ".join(words[start:start + WORDS_PER_PIECE])
+            piece = " ".join(words[start : start + WORDS_PER_PIECE])
             yield piece if start + WORDS_PER_PIECE >= len(words) else piece + " "
-            usage.completion_tokens += len(words[start:start + WORDS_PER_PIECE])
+            usage.completion_tokens += len(words[start : start + WORDS_PER_PIECE])
             if self._pace:
                 await asyncio.sleep(self._pace)

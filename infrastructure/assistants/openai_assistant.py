@@ -66,13 +66,16 @@ class OpenAIAssistant:
             kept.append({"role": turn.role, "content": turn.content})
             if turn.role == "user" and turn.author_id and turn.content_day and (turn.author_id, turn.content_day) not in seen:
                 seen.add((turn.author_id, turn.content_day))
-                usage.sources.append({"kind": "context", "session_id": str(request.session_id),
-                                      "author_id": turn.author_id, "content_day": turn.content_day})
+                usage.sources.append(
+                    {"kind": "context", "session_id": str(request.session_id), "author_id": turn.author_id, "content_day": turn.content_day}
+                )
         return [{"role": "system", "content": SYSTEM_PROMPT}, *reversed(kept), {"role": "user", "content": request.question}]
 
     async def reply(self, request: ReplyRequest, usage: ReplyUsage) -> AsyncIterator[str]:
         body = {
-            "model": self._model, "messages": await self._messages(request, usage), "stream": True,
+            "model": self._model,
+            "messages": await self._messages(request, usage),
+            "stream": True,
             "stream_options": {"include_usage": True},
         }
         usage.model = self._model

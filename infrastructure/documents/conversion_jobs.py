@@ -76,7 +76,9 @@ def run_job(source: Path, media_type: str, target: str, output: Path, limits: Jo
     started = time.perf_counter()
     receiving, sending = _context.Pipe(duplex=False)
     process = _context.Process(
-        target=_job, args=(str(source), media_type, target, str(output), limits, sending), daemon=True,
+        target=_job,
+        args=(str(source), media_type, target, str(output), limits, sending),
+        daemon=True,
         name="chronicle-conversion",
     )
     global _starting

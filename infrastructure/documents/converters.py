@@ -33,12 +33,23 @@ DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 SOURCES = {
-    "application/pdf": "pdf", DOCX: "docx", PPTX: "pptx", XLSX: "xlsx", "text/html": "html",
-    "text/markdown": "markdown", "text/plain": "text", "text/csv": "csv", "application/json": "json",
+    "application/pdf": "pdf",
+    DOCX: "docx",
+    PPTX: "pptx",
+    XLSX: "xlsx",
+    "text/html": "html",
+    "text/markdown": "markdown",
+    "text/plain": "text",
+    "text/csv": "csv",
+    "application/json": "json",
 }
 _CONVERTERS = {
-    "pdf": PdfConverter, "docx": DocxConverter, "pptx": PptxConverter, "xlsx": XlsxConverter,
-    "html": HtmlConverter, "csv": CsvConverter,
+    "pdf": PdfConverter,
+    "docx": DocxConverter,
+    "pptx": PptxConverter,
+    "xlsx": XlsxConverter,
+    "html": HtmlConverter,
+    "csv": CsvConverter,
 }
 _EXTENSIONS = {"pdf": ".pdf", "docx": ".docx", "pptx": ".pptx", "xlsx": ".xlsx", "html": ".html", "csv": ".csv"}
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
@@ -105,7 +116,9 @@ def to_markdown(kind: str, source: Path) -> str:
     converter = _CONVERTERS[kind]()
     with open(source, "rb") as stream:
         try:
-            result = converter.convert(stream, StreamInfo(extension=_EXTENSIONS[kind], charset="utf-8" if kind in ("html", "csv") else None))
+            result = converter.convert(
+                stream, StreamInfo(extension=_EXTENSIONS[kind], charset="utf-8" if kind in ("html", "csv") else None)
+            )
         except (MemoryError, FileNotFoundError):
             raise
         except Exception as error:  # noqa: BLE001 - a converter's failure is the file's fault
@@ -134,9 +147,7 @@ def _check_package(source: Path, max_unpacked_bytes: int) -> None:
         raise ConversionFailure("encrypted", "the package's parts are encrypted")
     unpacked = sum(entry.file_size for entry in entries)
     if unpacked > max_unpacked_bytes:
-        raise ConversionFailure(
-            "too_large", f"the package unpacks to {unpacked:,} bytes, more than the {max_unpacked_bytes:,} allowed"
-        )
+        raise ConversionFailure("too_large", f"the package unpacks to {unpacked:,} bytes, more than the {max_unpacked_bytes:,} allowed")
 
 
 def _pdf_pages(source: Path) -> int:

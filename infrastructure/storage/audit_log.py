@@ -45,8 +45,7 @@ class AuditLog:
             low, high = 0, db.execute("SELECT COALESCE(MAX(rowid), 0) FROM stored_events").fetchone()[0]
             while low < high:  # timestamps grow with positions (one writer, one clock)
                 middle = (low + high + 1) // 2
-                row = db.execute(f"SELECT {_COLUMNS} FROM stored_events WHERE rowid >= ? ORDER BY rowid LIMIT 1",
-                                 (middle,)).fetchone()
+                row = db.execute(f"SELECT {_COLUMNS} FROM stored_events WHERE rowid >= ? ORDER BY rowid LIMIT 1", (middle,)).fetchone()
                 if row is not None and self._event(row).timestamp <= moment:
                     low = row[0]
                 else:
@@ -78,19 +77,27 @@ class AuditLog:
             documents = {self._event(r).originator_id for r in rows if r[3] == _ATTACHED}
             related = [d.hex for d in documents] + [conversion_id_for(d, t).hex for d in documents for t in TARGETS]
             for start in range(0, len(related), 500):
-                chunk = related[start:start + 500]
+                chunk = related[start : start + 500]
                 rows += db.execute(
-                    f"SELECT {_COLUMNS} FROM stored_events WHERE originator_id IN ({','.join('?' * len(chunk))})"
-                    " AND rowid <= ?", (*chunk, as_of),
+                    f"SELECT {_COLUMNS} FROM stored_events WHERE originator_id IN ({','.join('?' * len(chunk))}) AND rowid <= ?",
+                    (*chunk, as_of),
                 ).fetchall()
         for row in sorted(rows, key=lambda r: r[0]):
             timeline.apply(self._event(row), row[0])
         return timeline
 
     def events(
-        self, after: int, limit: int, *, session: UUID | None = None, actor: str | None = None,
-        type_: str | None = None, since: datetime | None = None, until: datetime | None = None,
-        subject: UUID | None = None, scan: int = 50_000,
+        self,
+        after: int,
+        limit: int,
+        *,
+        session: UUID | None = None,
+        actor: str | None = None,
+        type_: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        subject: UUID | None = None,
+        scan: int = 50_000,
     ) -> tuple[list[dict[str, Any]], int]:
         """Up to `limit` events after position `after` that pass every filter, and the position
         the scan reached (pass it back as `after` to continue). At most `scan` stored events
@@ -111,8 +118,9 @@ class AuditLog:
             reached = self.head() if subject is not None else max(reached, min(after + scan, self.head()))
         return found, reached
 
-    def _scan(self, after: int, session: UUID | None, actor: str | None, type_: str | None, subject: UUID | None,
-              scan: int) -> Iterator[tuple[int, Any]]:
+    def _scan(
+        self, after: int, session: UUID | None, actor: str | None, type_: str | None, subject: UUID | None, scan: int
+    ) -> Iterator[tuple[int, Any]]:
         conditions, params = ["s.rowid > ?", "s.rowid <= ?"], [after, after + scan]
         if subject is not None:  # one aggregate: its events by its index, whatever their positions
             conditions, params = ["s.originator_id = ?", "s.rowid > ?"], [subject.hex, after]
@@ -130,7 +138,8 @@ class AuditLog:
         with self._connect() as db:
             cursor = db.execute(
                 f"SELECT s.rowid, s.originator_id, s.originator_version, s.topic, s.state FROM {source}"
-                f" WHERE {' AND '.join(conditions)} ORDER BY s.rowid", params,
+                f" WHERE {' AND '.join(conditions)} ORDER BY s.rowid",
+                params,
             )
             while rows := cursor.fetchmany(1000):
                 for row in rows:
@@ -142,8 +151,12 @@ class AuditLog:
 def describe(event: Any, position: int) -> dict[str, Any]:
     """An event as auditors read it: where, what, who, when, and its own fields."""
     return {
-        "position": position, "type": event_type(event), "aggregate_id": str(event.originator_id),
-        "version": event.originator_version, "at": event.timestamp, "actor_id": event.actor_id,
-        "correlation_id": event.correlation_id, "data": event_data(event),
+        "position": position,
+        "type": event_type(event),
+        "aggregate_id": str(event.originator_id),
+        "version": event.originator_version,
+        "at": event.timestamp,
+        "actor_id": event.actor_id,
+        "correlation_id": event.correlation_id,
+        "data": event_data(event),
     }
-

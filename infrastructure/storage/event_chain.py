@@ -43,10 +43,20 @@ def session_of(originator_id: str, topic: str, state: bytes) -> str | None:
 
 def link(previous: bytes, position: int, originator_id: str, version: int, topic: str, state: bytes) -> bytes:
     originator, kind = originator_id.encode(), topic.encode()
-    return hashlib.sha256(b"".join((
-        previous, _PACK(position, len(originator)), originator, _VERSION(8, version), len(kind).to_bytes(8, "big"),
-        kind, len(state).to_bytes(8, "big"), state,
-    ))).digest()
+    return hashlib.sha256(
+        b"".join(
+            (
+                previous,
+                _PACK(position, len(originator)),
+                originator,
+                _VERSION(8, version),
+                len(kind).to_bytes(8, "big"),
+                kind,
+                len(state).to_bytes(8, "big"),
+                state,
+            )
+        )
+    ).digest()
 
 
 _PACK = struct.Struct(">QQ").pack
@@ -65,7 +75,7 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
             return positions
         previous = _link_before(c, positions[0])
         rows = []
-        for position, stored in zip(positions, stored_events):
+        for position, stored in zip(positions, stored_events, strict=True):
             originator = stored.originator_id.hex if isinstance(stored.originator_id, UUID) else str(stored.originator_id)
             previous = link(previous, position, originator, stored.originator_version, stored.topic, stored.state)
             rows.append((position, previous, session_of(originator, stored.topic, stored.state)))
@@ -82,8 +92,8 @@ def _link_before(c: SQLiteCursor, position: int) -> bytes:
     if last == position - 1:
         return previous
     c.execute(
-        "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events"
-        " WHERE rowid > ? AND rowid < ? ORDER BY rowid", (last, position),
+        "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events WHERE rowid > ? AND rowid < ? ORDER BY rowid",
+        (last, position),
     )
     missing = []
     for rowid, originator, version, topic, state in c.fetchall():
@@ -141,8 +151,13 @@ def verify(path: Any, *, expect_head: str | None = None, progress: Callable[[int
                 return Verification(count, position - 1, previous.hex(), position, f"event {position} has no chain link")
             previous = link(previous, *event)
             if previous != bytes(stored[1]):
-                return Verification(count, position - 1, bytes(stored[1]).hex(), position,
-                                    f"event {position} does not match its chain link (changed, reordered or replaced)")
+                return Verification(
+                    count,
+                    position - 1,
+                    bytes(stored[1]).hex(),
+                    position,
+                    f"event {position} does not match its chain link (changed, reordered or replaced)",
+                )
             count += 1
             expected += 1
             seen_expected = seen_expected or previous.hex() == expect_head
@@ -153,8 +168,13 @@ def verify(path: Any, *, expect_head: str | None = None, progress: Callable[[int
             return Verification(count, expected - 1, previous.hex(), extra[0], f"event {extra[0]} is missing (its link remains)")
         progress(total)
         if not seen_expected:
-            return Verification(count, expected - 1, previous.hex(), None,
-                                f"the expected head {expect_head} is not in the log: it was truncated or rewritten")
+            return Verification(
+                count,
+                expected - 1,
+                previous.hex(),
+                None,
+                f"the expected head {expect_head} is not in the log: it was truncated or rewritten",
+            )
         return Verification(count, expected - 1, previous.hex())
     finally:
         db.close()

@@ -12,8 +12,8 @@ from uuid import UUID
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from application.chronicle import Chronicle
-from infrastructure.storage.sealing import KeyStore, SealingMapper
 from infrastructure.settings import Settings
+from infrastructure.storage.sealing import KeyStore, SealingMapper
 
 
 def open_event_store(settings: Settings, *, cached: bool = True) -> Chronicle:

@@ -19,10 +19,7 @@ from projections.storage import Row
 
 log = logging.getLogger(__name__)
 
-_TRACKING = (
-    "CREATE TABLE IF NOT EXISTS projection_positions ("
-    " name TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at REAL NOT NULL)"
-)
+_TRACKING = "CREATE TABLE IF NOT EXISTS projection_positions ( name TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at REAL NOT NULL)"
 _FAILURES = (
     "CREATE TABLE IF NOT EXISTS projection_failures ("
     " name TEXT PRIMARY KEY, position INTEGER NOT NULL, error TEXT NOT NULL, at REAL NOT NULL)"
@@ -110,9 +107,7 @@ class SQLiteReadTransaction:
 
     def record_failure(self, name: str, position: int, error: str) -> None:
         self.flush()
-        self._connection.execute(
-            "INSERT OR REPLACE INTO projection_failures VALUES (?,?,?,?)", (name, position, error[:1000], time.time())
-        )
+        self._connection.execute("INSERT OR REPLACE INTO projection_failures VALUES (?,?,?,?)", (name, position, error[:1000], time.time()))
 
     def failures(self) -> dict[str, tuple[int, str]]:
         self.flush()
@@ -127,9 +122,7 @@ class SQLiteReadTransaction:
             " ON CONFLICT(name) DO UPDATE SET position=excluded.position, updated_at=excluded.updated_at",
             [(name, position, now) for name, position in positions.items()],
         )
-        self._connection.executemany(
-            "DELETE FROM projection_failures WHERE name=? AND position<=?", [(n, p) for n, p in positions.items()]
-        )
+        self._connection.executemany("DELETE FROM projection_failures WHERE name=? AND position<=?", [(n, p) for n, p in positions.items()])
 
 
 class SQLiteReadStore:
@@ -216,10 +209,7 @@ class SQLiteReadStore:
 
     def dump(self, tables: Sequence[str]) -> dict[str, list[tuple]]:
         """Every row of these tables, in a stable order (for comparing two builds)."""
-        return {
-            table: sorted(self._connection.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
-            for table in tables
-        }
+        return {table: sorted(self._connection.execute(f"SELECT * FROM {table}").fetchall(), key=repr) for table in tables}
 
 
 class AioSQLiteReadConnection:

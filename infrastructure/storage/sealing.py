@@ -144,8 +144,10 @@ class KeyStore:
                 if self._db.execute("SELECT 1 FROM erased_subjects WHERE subject=?", (person,)).fetchone():
                     return None
                 session, _, day = rest.partition(".")
-                self._db.execute("INSERT OR IGNORE INTO data_keys VALUES (?,?,?,?,?)",
-                                 (subject, AESGCM.generate_key(256), person, session or None, day or None))
+                self._db.execute(
+                    "INSERT OR IGNORE INTO data_keys VALUES (?,?,?,?,?)",
+                    (subject, AESGCM.generate_key(256), person, session or None, day or None),
+                )
                 row = self._db.execute("SELECT key FROM data_keys WHERE subject=?", (subject,)).fetchone()
             cipher = AESGCM(row[0]) if row else None
             if len(self._cache) > 100_000:
@@ -171,14 +173,25 @@ class KeyStore:
             try:
                 if sessions is None:
                     keep = set(keep)
-                    rows = [r for r in self._db.execute(
-                        "SELECT session, COUNT(*) FROM data_keys WHERE day < ? AND session IS NOT NULL GROUP BY session",
-                        (before_day,)).fetchall() if r[0] not in keep]
+                    rows = [
+                        r
+                        for r in self._db.execute(
+                            "SELECT session, COUNT(*) FROM data_keys WHERE day < ? AND session IS NOT NULL GROUP BY session", (before_day,)
+                        ).fetchall()
+                        if r[0] not in keep
+                    ]
                 else:
                     wanted = list(sessions)
-                    rows = [r for r in (self._db.execute(
-                        "SELECT session, COUNT(*) FROM data_keys WHERE day < ? AND session = ?", (before_day, s)
-                    ).fetchone() for s in wanted) if r and r[1]]
+                    rows = [
+                        r
+                        for r in (
+                            self._db.execute(
+                                "SELECT session, COUNT(*) FROM data_keys WHERE day < ? AND session = ?", (before_day, s)
+                            ).fetchone()
+                            for s in wanted
+                        )
+                        if r and r[1]
+                    ]
                 for session, _ in rows:
                     self._db.execute("DELETE FROM data_keys WHERE day < ? AND session = ?", (before_day, session))
                 if rows:

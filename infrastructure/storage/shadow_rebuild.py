@@ -19,8 +19,8 @@ from pathlib import Path
 
 from application.chronicle import Chronicle
 from infrastructure.storage.blob_store import BlobLock
-from infrastructure.workers.projection_runner import ProjectionRunner
 from infrastructure.storage.read_store import SQLiteReadStore
+from infrastructure.workers.projection_runner import ProjectionRunner
 from projections.projector import Projector
 
 SHADOW_PREFIX = "read.rebuild."
@@ -56,7 +56,9 @@ def _remove(path: Path) -> None:
 
 
 def rebuild(
-    app: Chronicle, read_store_path: Path, projectors: Sequence[Projector],
+    app: Chronicle,
+    read_store_path: Path,
+    projectors: Sequence[Projector],
     progress: Callable[[int, int], None] = lambda done, head: None,
 ) -> int:
     """Rebuilds `projectors` without taking their tables away; returns the position swapped in.
@@ -67,7 +69,10 @@ def rebuild(
 
 
 def _rebuild(
-    app: Chronicle, read_store_path: Path, projectors: Sequence[Projector], progress: Callable[[int, int], None],
+    app: Chronicle,
+    read_store_path: Path,
+    projectors: Sequence[Projector],
+    progress: Callable[[int, int], None],
 ) -> int:
     keys = getattr(app.mapper, "keys", None)
     path = shadow_path(read_store_path, projectors)

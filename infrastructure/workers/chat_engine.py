@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -36,10 +36,10 @@ from application.assistant import (
     wants_reply,
 )
 from application.chronicle import Chronicle
-from infrastructure.metrics import REPLIES, REPLIES_IN_FLIGHT
 from application.command_bus import CommandBus
 from domain.assistant_reply import reply_id_for
 from domain.chat_session import ChatSession
+from infrastructure.metrics import REPLIES, REPLIES_IN_FLIGHT
 from infrastructure.storage.read_store import SQLiteReadStore
 from projections.frames import session_channel
 
@@ -49,7 +49,9 @@ ENGINE = "chat_engine"
 ASSISTANT_ACTOR = "assistant"
 _POSTED = "domain.message:Message.MessagePosted"
 _TOPICS = (
-    _POSTED, "domain.chat_session:ChatSession.SessionStarted", "domain.chat_session:ChatSession.AssistantSettingChanged",
+    _POSTED,
+    "domain.chat_session:ChatSession.SessionStarted",
+    "domain.chat_session:ChatSession.AssistantSettingChanged",
 )
 _SCAN_LIMIT = 500
 POSITION_SAVE_SECONDS = 1.0
@@ -173,8 +175,12 @@ class ChatEngine:
             event = mapper.to_domain_event(notification)
             if notification.topic != _POSTED:
                 learnt[event.originator_id] = event.assistant
-            elif (event.role == "user" and self._assistant_in(event.session_id, learnt) and self._answers(event.content)
-                  and not self._answered(event.originator_id)):
+            elif (
+                event.role == "user"
+                and self._assistant_in(event.session_id, learnt)
+                and self._answers(event.content)
+                and not self._answered(event.originator_id)
+            ):
                 found.append((event, notification.id))
         self._assistant_on.update(learnt)
         return found, head if len(notifications) < _SCAN_LIMIT else notifications[-1].id
@@ -225,8 +231,12 @@ class ChatEngine:
             request = ReplyRequest(posted.session_id, posted.originator_id, posted.author_id, posted.content, position)
             if self._may_reply is not None and not await self._may_reply(str(posted.author_id)):
                 outcome: RecordReply | RecordReplyFailure = RecordReplyFailure(
-                    posted.originator_id, posted.session_id, "quota_exceeded",
-                    "your assistant replies per day are used up; they reset at midnight UTC", "")
+                    posted.originator_id,
+                    posted.session_id,
+                    "quota_exceeded",
+                    "your assistant replies per day are used up; they reset at midnight UTC",
+                    "",
+                )
             else:
                 if self._grounded_at is not None:
                     try:
@@ -261,8 +271,15 @@ class ChatEngine:
 
         def completed(status: str) -> RecordReply:
             return RecordReply(
-                request.message_id, request.session_id, "".join(parts), status, self._provider.name, usage.model,
-                usage.prompt_tokens, usage.completion_tokens, int((time.perf_counter() - started) * 1000),
+                request.message_id,
+                request.session_id,
+                "".join(parts),
+                status,
+                self._provider.name,
+                usage.model,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                int((time.perf_counter() - started) * 1000),
                 tuple(usage.sources),
             )
 
@@ -272,8 +289,9 @@ class ChatEngine:
                     parts.append(piece)
                     self._frame(session_id, type="reply.delta", reply_id=str(reply_id), seq=len(parts), delta=piece)
         except TimeoutError:
-            return RecordReplyFailure(request.message_id, request.session_id, "timeout",
-                                      f"no complete reply within {self._timeout:g} s", "".join(parts))
+            return RecordReplyFailure(
+                request.message_id, request.session_id, "timeout", f"no complete reply within {self._timeout:g} s", "".join(parts)
+            )
         except asyncio.CancelledError:
             if reply_id in self._cancelled:
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]

@@ -27,9 +27,9 @@ from application.command_bus import CommandBus
 from application.documents import CompleteConversion, FailConversion, StartConversion
 from domain.conversion import Conversion
 from domain.document import Document
+from infrastructure.documents.conversion_jobs import JobLimits, JobOutcome, JobsStopped, run_job, stop_all
 from infrastructure.metrics import CONVERSIONS, CONVERSIONS_IN_FLIGHT
 from infrastructure.storage.blob_store import BlobStore
-from infrastructure.documents.conversion_jobs import JobLimits, JobOutcome, JobsStopped, run_job, stop_all
 from infrastructure.storage.read_store import SQLiteReadStore
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,6 @@ class ConversionWorker:
             elif not self._blobs.exists(outcome.sha256):
                 raise RuntimeError("the conversion's output is gone; it will be done again")
             await self._bus.execute(
-                CompleteConversion(conversion_id, outcome.sha256, outcome.size, outcome.pages, outcome.characters,
-                                   outcome.duration_ms),
+                CompleteConversion(conversion_id, outcome.sha256, outcome.size, outcome.pages, outcome.characters, outcome.duration_ms),
                 WORKER_ACTOR,
             )

@@ -40,11 +40,11 @@ def destroy_key(reader: Chronicle, user_id: UUID) -> None:
     mapper.keys.destroy(user_id.hex)
 
 
-def rebuild_after_erasure(write: WriteSide, collect: Callable[[], object],
-                          progress: Callable[[int, int], None] = lambda done, head: None) -> int:
+def rebuild_after_erasure(
+    write: WriteSide, collect: Callable[[], object], progress: Callable[[int, int], None] = lambda done, head: None
+) -> int:
     """Rebuilds every read model from the log and removes the blobs nobody references now."""
     reached = rebuild(write.reader, write.settings.read_store_path, write.runner.projectors, progress)
     write.runner.wake()
     collect()
     return reached
-

@@ -9,10 +9,11 @@ machine, mostly its own core.
 The child runs an ordinary `ProjectionRunner` over its own connections. The bus's commits reach
 it as (position, commit time) messages; it sends back, per batch, the positions it reached, the
 frames to publish, how long each commit took to reach the read models, and its last error;
-failed projectors are read from the read store, where the child records them. `ProjectionProcess` offers the parent the runner's interface (`projectors`, `head`,
-`positions`, `wake`, `failures`, `error`, the `on_*` callbacks) and hands what arrives to the
-event loop. If the child dies it is started again; it resumes from the positions in the read
-store, so nothing is applied twice or skipped."""
+failed projectors are read from the read store, where the child records them.
+`ProjectionProcess` offers the parent the runner's interface (`projectors`, `head`, `positions`,
+`wake`, `failures`, `error`, the `on_*` callbacks) and hands what arrives to the event loop.
+If the child dies it is started again; it resumes from the positions in the read store, so
+nothing is applied twice or skipped."""
 
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from application.chronicle import Chronicle
-from infrastructure.workers.projection_runner import ProjectionFailure
-from infrastructure.storage.read_store import SQLiteReadStore
 from infrastructure.settings import Settings
+from infrastructure.storage.read_store import SQLiteReadStore
+from infrastructure.workers.projection_runner import ProjectionFailure
 from projections.projector import Projector
 
 log = logging.getLogger(__name__)
@@ -70,10 +71,7 @@ class ProjectionProcess:
         """Read from the read store's `projection_failures`, where the child records them (and a
         rebuild clears them) in the same transactions as positions."""
         names = {p.name for p in self.projectors}
-        return {
-            name: ProjectionFailure(position, error)
-            for name, (position, error) in self._store.failures().items() if name in names
-        }
+        return {name: ProjectionFailure(position, error) for name, (position, error) in self._store.failures().items() if name in names}
 
     def head(self) -> int:
         return self._app.recorder.max_notification_id() or 0
@@ -106,7 +104,10 @@ class ProjectionProcess:
         reports, child_reports = context.Pipe(duplex=False)
         child_wakes, wakes = context.Pipe(duplex=False)
         self._process = context.Process(
-            target=_child_main, args=(self._settings, child_reports, child_wakes), name="chronicle-projections", daemon=True,
+            target=_child_main,
+            args=(self._settings, child_reports, child_wakes),
+            name="chronicle-projections",
+            daemon=True,
         )
         self._process.start()
         child_reports.close()

@@ -51,6 +51,9 @@ def projection_statuses(app: Chronicle, read_store: SQLiteReadStore, names: list
             state = "failed"
         elif name in shadows:
             state = f"rebuilding {100 * shadows[name] // max(head, 1)}%"
-        result.append(ProjectionStatus(name, position, head, lag, round(_age_of(app, position + 1), 3) if lag else 0.0,
-                                       state, error, failed_at, shadows.get(name)))
+        result.append(
+            ProjectionStatus(
+                name, position, head, lag, round(_age_of(app, position + 1), 3) if lag else 0.0, state, error, failed_at, shadows.get(name)
+            )
+        )
     return result

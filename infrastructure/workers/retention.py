@@ -24,7 +24,11 @@ class RetentionPostponed(Exception):
 
 
 def apply_retention(
-    write: WriteSide, keys: KeyStore, default_days: int | None, today: date, execute: Callable[[ExpireContent], object],
+    write: WriteSide,
+    keys: KeyStore,
+    default_days: int | None,
+    today: date,
+    execute: Callable[[ExpireContent], object],
 ) -> dict[str, tuple[str, int]]:
     """Destroys the keys of expired days; returns, per session id, the first day kept and how
     many keys went. `execute` records each session's `ContentExpired`."""

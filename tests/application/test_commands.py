@@ -5,9 +5,8 @@ from uuid import uuid4
 import anyio
 import pytest
 
-from application.assistant import wants_reply
-
 from application.accounts import RegisterUser, user_by_email
+from application.assistant import wants_reply
 from application.chat import (
     AddMember,
     DeleteMessage,
@@ -121,9 +120,7 @@ async def test_concurrent_commands_are_committed_in_groups_and_none_is_lost(writ
     assert bus.batches - batches_before < 300
     notifications = write_side.app.recorder.select_notifications(start=1, limit=1000)
     contents = [write_side.app.mapper.to_domain_event(n) for n in notifications]
-    assert sorted(e.content for e in contents if isinstance(e, Message.MessagePosted)) == sorted(
-        f"m{i}" for i in range(300)
-    )
+    assert sorted(e.content for e in contents if isinstance(e, Message.MessagePosted)) == sorted(f"m{i}" for i in range(300))
 
 
 @pytest.mark.anyio
@@ -252,12 +249,20 @@ def test_a_command_that_fails_after_changing_an_aggregate_fails_alone_and_leaves
     assert write_side.app.repository.get(session.id).title == "Original"
 
 
-@pytest.mark.parametrize("content, answered", [
-    ("When is the launch?", True), ("Is it Friday? I think so.", True), ("@assistant list the risks", True),
-    ("Assistant, what did Ann say", True), ("assistant: summarise", True),
-    ("The launch is on Friday.", False), ("Thanks!", False), ("The URL is https://x.org/?q=1", False),
-    ("an assistant manager joined", False),
-])
+@pytest.mark.parametrize(
+    "content, answered",
+    [
+        ("When is the launch?", True),
+        ("Is it Friday? I think so.", True),
+        ("@assistant list the risks", True),
+        ("Assistant, what did Ann say", True),
+        ("assistant: summarise", True),
+        ("The launch is on Friday.", False),
+        ("Thanks!", False),
+        ("The URL is https://x.org/?q=1", False),
+        ("an assistant manager joined", False),
+    ],
+)
 def test_the_assistant_answers_questions_and_messages_addressed_to_it(content, answered):
     assert wants_reply(content) is answered
     assert wants_reply(content, "all") is True

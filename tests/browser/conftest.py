@@ -34,8 +34,15 @@ def playwright() -> Iterator[Playwright]:
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(
         executable_path=CHROMIUM,
-        args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync"],
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ],
     )
     yield browser
     browser.close()
@@ -43,7 +50,9 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("browser-server"), env={"CHRONICLE_ASSISTANT_PACE": "0.05", "CHRONICLE_ASSISTANT_ANSWERS": ""}).start()
+    running = Server(
+        tmp_path_factory.mktemp("browser-server"), env={"CHRONICLE_ASSISTANT_PACE": "0.05", "CHRONICLE_ASSISTANT_ANSWERS": ""}
+    ).start()
     yield running
     running.stop()
 

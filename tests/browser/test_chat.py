@@ -189,7 +189,7 @@ class _EvilSite(http.server.BaseHTTPRequestHandler):
 <form id="f" method="post" action="{self.target}/api/sessions" enctype="text/plain">
 <input name='{{"title":"forged","x":"' value='"}}'></form>
 <script>
-const ws = new WebSocket("{self.target.replace('http', 'ws')}/api/stream?after=0");
+const ws = new WebSocket("{self.target.replace("http", "ws")}/api/stream?after=0");
 ws.onclose = (e) => {{ document.title = "closed " + e.code; }};
 </script></body></html>"""
         body = page.encode()

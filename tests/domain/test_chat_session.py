@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
@@ -139,7 +139,7 @@ def test_a_repeated_client_message_id_from_the_same_author_gives_the_same_messag
 
 
 def test_every_event_records_actor_correlation_and_the_controlled_clock():
-    moment = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    moment = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     with clock.frozen_by(lambda: moment), acting_as(str(OWNER), "req-42"):
         session = ChatSession.start(OWNER, "Plans")
         message = session.post_message(OWNER, "hello")

@@ -107,7 +107,9 @@ def test_a_conversion_has_one_id_per_document_and_target_and_one_outcome():
     with pytest.raises(Conflict):
         conversion.retry()
     assert [type(e).__name__ for e in conversion.collect_events()] == [
-        "ConversionRequested", "ConversionStarted", "ConversionCompleted",
+        "ConversionRequested",
+        "ConversionStarted",
+        "ConversionCompleted",
     ]
 
 

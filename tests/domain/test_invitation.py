@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
@@ -7,7 +7,7 @@ from domain.invitation import Invitation
 from domain.provenance import clock
 from domain.user import LinkNotValid, User
 
-NOW = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
 
 def test_an_invitation_is_accepted_once_with_its_secret_before_it_expires():

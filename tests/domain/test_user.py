@@ -13,12 +13,15 @@ def test_a_registered_user_keeps_email_display_name_and_role():
     assert (user.email, user.display_name, user.role, user.disabled) == ("Ann@Example.org", "Ann", "user", False)
 
 
-@pytest.mark.parametrize(("email", "name", "role", "field"), [
-    ("not-an-email", "Ann", "user", "email"),
-    ("a@b.io", "", "user", "display_name"),
-    ("a@b.io", "x" * 101, "user", "display_name"),
-    ("a@b.io", "Ann", "root", "role"),
-])
+@pytest.mark.parametrize(
+    ("email", "name", "role", "field"),
+    [
+        ("not-an-email", "Ann", "user", "email"),
+        ("a@b.io", "", "user", "display_name"),
+        ("a@b.io", "x" * 101, "user", "display_name"),
+        ("a@b.io", "Ann", "root", "role"),
+    ],
+)
 def test_registration_refuses_invalid_values_naming_the_field(email, name, role, field):
     with pytest.raises(InvalidValue) as refused:
         User.register(email, name, role, "hash")

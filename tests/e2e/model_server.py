@@ -46,15 +46,24 @@ class ModelServer:
                 self.end_headers()
                 pieces = REPLY[:2] if model == "broken" else REPLY
                 for piece in pieces:
-                    chunk = {"id": "c1", "object": "chat.completion.chunk", "model": model,
-                             "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                    chunk = {
+                        "id": "c1",
+                        "object": "chat.completion.chunk",
+                        "model": model,
+                        "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+                    }
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
                 if model == "broken":
                     self.close_connection = True
                     return
-                usage = {"id": "c1", "object": "chat.completion.chunk", "model": model, "choices": [],
-                         "usage": {"prompt_tokens": 42, "completion_tokens": len(REPLY), "total_tokens": 42 + len(REPLY)}}
+                usage = {
+                    "id": "c1",
+                    "object": "chat.completion.chunk",
+                    "model": model,
+                    "choices": [],
+                    "usage": {"prompt_tokens": 42, "completion_tokens": len(REPLY), "total_tokens": 42 + len(REPLY)},
+                }
                 self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
                 self.wfile.flush()
                 self.close_connection = True

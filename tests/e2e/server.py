@@ -26,8 +26,12 @@ def free_port() -> int:
 
 def cli(data_dir: Path, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [CHRONICLE, *args, "--data-dir", str(data_dir)], input=input, capture_output=True, text=True,
-        env={**os.environ, "CHRONICLE_SECRET_KEY": SECRET, **(env or {})}, timeout=120,
+        [CHRONICLE, *args, "--data-dir", str(data_dir)],
+        input=input,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CHRONICLE_SECRET_KEY": SECRET, **(env or {})},
+        timeout=120,
     )
 
 
@@ -36,9 +40,15 @@ class Server:
         self.data_dir = data_dir
         # The assistant answers every message on test servers (`all`), so that tests of reply
         # mechanics may post plain statements; tests of the default rule pass an empty value.
-        self.env = {**os.environ, "CHRONICLE_SECRET_KEY": SECRET, "CHRONICLE_RATE_LIMIT_POSTS": "0",
-                    "CHRONICLE_RATE_LIMIT_LOGIN": "0", "CHRONICLE_RATE_LIMIT_LOGIN_FAILURES": "0",
-                    "CHRONICLE_ASSISTANT_ANSWERS": "all", **(env or {})}
+        self.env = {
+            **os.environ,
+            "CHRONICLE_SECRET_KEY": SECRET,
+            "CHRONICLE_RATE_LIMIT_POSTS": "0",
+            "CHRONICLE_RATE_LIMIT_LOGIN": "0",
+            "CHRONICLE_RATE_LIMIT_LOGIN_FAILURES": "0",
+            "CHRONICLE_ASSISTANT_ANSWERS": "all",
+            **(env or {}),
+        }
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -47,7 +57,9 @@ class Server:
         self.log = open(self.data_dir / f"server-{self.port}.log", "ab")
         self.process = subprocess.Popen(
             [CHRONICLE, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "--log-level", "warning"],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -40,7 +40,10 @@ def test_who_may_call_the_admin_and_audit_endpoints(server, new_user):
     auditor, auditor_user = new_user("auditor")
     admin = server.admin()
     assert admin.patch(f"/api/admin/users/{auditor_user['id']}", {"role": "auditor"}).status_code == 200
-    auditor = Api(server.url, server.client().post("/api/auth/login", {"email": auditor_user["email"], "password": "correct horse"}).json()["access_token"])
+    auditor = Api(
+        server.url,
+        server.client().post("/api/auth/login", {"email": auditor_user["email"], "password": "correct horse"}).json()["access_token"],
+    )
     for path in ADMIN_GETS:
         assert_problem(user.get(path), 403)
         assert_problem(auditor.get(path), 403)

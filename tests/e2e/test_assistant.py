@@ -42,7 +42,9 @@ def outcomes_per_message(data_dir) -> Counter:
 def test_the_assistant_answers_from_earlier_messages_and_cites_them(new_user):
     ann, _ = new_user("ann")
     sid = ann.post("/api/sessions", {"title": "Launch"}).json()["id"]
-    decision = ann.post(f"/api/sessions/{sid}/messages", {"content": "We decided to move the launch to Friday after the security review."}).json()
+    decision = ann.post(
+        f"/api/sessions/{sid}/messages", {"content": "We decided to move the launch to Friday after the security review."}
+    ).json()
     ann.post(f"/api/sessions/{sid}/messages", {"content": "Lunch is at noon."})
     question = ann.post(f"/api/sessions/{sid}/messages", {"content": "What did we decide about the launch?"}).json()
     answer = replies(ann, sid)[question["id"]]
@@ -109,8 +111,12 @@ def test_a_reply_can_be_cancelled_and_keeps_its_partial_text(tmp_path):
                 started = json.loads(ws.recv(timeout=10))
             json.loads(ws.recv(timeout=10))  # the first delta
             other = ann.post("/api/sessions", {"title": "Other", "assistant": False}).json()
-            assert ann.post(f"/api/sessions/{other['id']}/replies/{started['reply_id']}/cancel",
-                            params={"after_position": other["position"]}).status_code == 409
+            assert (
+                ann.post(
+                    f"/api/sessions/{other['id']}/replies/{started['reply_id']}/cancel", params={"after_position": other["position"]}
+                ).status_code
+                == 409
+            )
             cancelled = ann.post(f"/api/sessions/{sid}/replies/{started['reply_id']}/cancel")
             assert cancelled.status_code == 202
             frame = json.loads(ws.recv(timeout=10))
@@ -145,7 +151,9 @@ def test_after_a_crash_mid_reply_every_message_has_exactly_one_outcome(tmp_path)
     ann, _ = server.client().signup("ann@example.org")
     sid = ann.post("/api/sessions", {"title": "Crash"}).json()["id"]
     ann.post(f"/api/sessions/{sid}/messages", {"content": "Budget: forty thousand for the launch event and the venue."})
-    asked = [ann.post(f"/api/sessions/{sid}/messages", {"content": f"Question {i}: what is the launch budget?"}).json()["id"] for i in range(6)]
+    asked = [
+        ann.post(f"/api/sessions/{sid}/messages", {"content": f"Question {i}: what is the launch budget?"}).json()["id"] for i in range(6)
+    ]
     time.sleep(1.0)
     server.kill()
     restarted = Server(tmp_path).start()

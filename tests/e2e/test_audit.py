@@ -20,13 +20,19 @@ def story(tmp_path_factory):
     """A session with a rename, a member who joins and leaves, messages edited and deleted, and
     a document converted; `marks` holds positions and times along the way."""
     data_dir = tmp_path_factory.mktemp("audit")
-    assert cli(data_dir, "users", "create", "audra@example.org", "--role", "auditor", "--password-stdin",
-               input="auditor password\n").returncode == 0
+    assert (
+        cli(
+            data_dir, "users", "create", "audra@example.org", "--role", "auditor", "--password-stdin", input="auditor password\n"
+        ).returncode
+        == 0
+    )
     server = Server(data_dir).start()
     anon = server.client()
     ann, ann_user = anon.signup("ann@example.org", name="Ann")
     bob, bob_user = anon.signup("bob@example.org", name="Bob")
-    auditor = server.client(anon.post("/api/auth/login", {"email": "audra@example.org", "password": "auditor password"}).json()["access_token"])
+    auditor = server.client(
+        anon.post("/api/auth/login", {"email": "audra@example.org", "password": "auditor password"}).json()["access_token"]
+    )
     sid = ann.post("/api/sessions", {"title": "Launch", "assistant": False}, headers={"x-request-id": "req-start"}).json()["id"]
     ann.post(f"/api/sessions/{sid}/members", {"user_id": bob_user["id"]})
     first = ann.post(f"/api/sessions/{sid}/messages", {"content": "We launch on Friday."}).json()
@@ -42,9 +48,20 @@ def story(tmp_path_factory):
     ann.delete(f"/api/sessions/{sid}/messages/{secret['id']}")
     document = uploaded(ann, "plan.md", files.MARKDOWN, session_id=sid)
     conversion = convert(ann, document["id"], "text")
-    yield {"server": server, "ann": ann, "bob": bob, "auditor": auditor, "sid": sid, "first": first,
-           "secret": secret, "document": document, "conversion": conversion, "marks": marks,
-           "ann_user": ann_user, "bob_user": bob_user}
+    yield {
+        "server": server,
+        "ann": ann,
+        "bob": bob,
+        "auditor": auditor,
+        "sid": sid,
+        "first": first,
+        "secret": secret,
+        "document": document,
+        "conversion": conversion,
+        "marks": marks,
+        "ann_user": ann_user,
+        "bob_user": bob_user,
+    }
     server.stop()
 
 
@@ -59,8 +76,16 @@ def test_the_timeline_now_shows_the_session_as_it_is(story):
     assert [(c["target"], c["status"]) for c in session["conversions"]] == [("text", "completed")]
     types = [s["type"] for s in view["steps"]]
     assert types[:3] == ["SessionStarted", "MemberAdded", "MessagePosted"]
-    assert {"MessageEdited", "SessionRenamed", "MemberRemoved", "MessageDeleted", "DocumentAttached",
-            "ConversionRequested", "ConversionStarted", "ConversionCompleted"} <= set(types)
+    assert {
+        "MessageEdited",
+        "SessionRenamed",
+        "MemberRemoved",
+        "MessageDeleted",
+        "DocumentAttached",
+        "ConversionRequested",
+        "ConversionStarted",
+        "ConversionCompleted",
+    } <= set(types)
     started = view["steps"][0]
     assert started["actor_id"] == story["ann_user"]["id"] and started["correlation_id"] == "req-start"
     positions = [s["position"] for s in view["steps"]]

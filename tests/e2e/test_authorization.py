@@ -1,6 +1,6 @@
 """Everyone sees only their own sessions; admin endpoints need the admin role."""
 
-import time
+from datetime import UTC
 
 import pytest
 
@@ -50,15 +50,21 @@ def test_a_member_may_not_rename_edit_others_or_read_their_history(anns_session,
 
 def test_requests_without_a_valid_token_are_refused(server, anns_session):
     _, _, session, _ = anns_session
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     import jwt as pyjwt
 
     from tests.e2e.server import SECRET, Api
 
-    now = datetime.now(timezone.utc)
-    expired = pyjwt.encode({"sub": session["owner_id"], "exp": now - timedelta(minutes=1), "iat": now - timedelta(hours=1)}, SECRET, "HS256")
-    forged = pyjwt.encode({"sub": session["owner_id"], "exp": now + timedelta(hours=1), "iat": now, "extras": {"role": "admin"}}, "not-the-secret-key-of-this-server-at-all", "HS256")
+    now = datetime.now(UTC)
+    expired = pyjwt.encode(
+        {"sub": session["owner_id"], "exp": now - timedelta(minutes=1), "iat": now - timedelta(hours=1)}, SECRET, "HS256"
+    )
+    forged = pyjwt.encode(
+        {"sub": session["owner_id"], "exp": now + timedelta(hours=1), "iat": now, "extras": {"role": "admin"}},
+        "not-the-secret-key-of-this-server-at-all",
+        "HS256",
+    )
     for token in (None, "garbage", expired, forged):
         client = Api(server.url, token)
         assert_problem(client.get(f"/api/sessions/{session['id']}"), 401)
@@ -89,7 +95,9 @@ def test_a_disabled_user_cannot_log_in_and_their_token_stops_working(server, new
     cli(server.data_dir, "users", "create", "boss@example.org", "--role", "admin", "--password-stdin", input="admin password\n")
     from tests.e2e.server import Api
 
-    admin = Api(server.url, anon.post("/api/auth/login", {"email": "boss@example.org", "password": "admin password"}).json()["access_token"])
+    admin = Api(
+        server.url, anon.post("/api/auth/login", {"email": "boss@example.org", "password": "admin password"}).json()["access_token"]
+    )
     assert victim.get("/api/me").status_code == 200  # the principal is cached now
     disabled = admin.patch(f"/api/admin/users/{victim_row['id']}", {"disabled": True})
     assert disabled.status_code == 200
@@ -113,7 +121,9 @@ def test_an_admin_can_enable_a_disabled_user_again(server, new_user, anon):
 
     _, victim = new_user("victim")
     cli(server.data_dir, "users", "create", "chief@example.org", "--role", "admin", "--password-stdin", input="admin password\n")
-    admin = Api(server.url, anon.post("/api/auth/login", {"email": "chief@example.org", "password": "admin password"}).json()["access_token"])
+    admin = Api(
+        server.url, anon.post("/api/auth/login", {"email": "chief@example.org", "password": "admin password"}).json()["access_token"]
+    )
     assert admin.patch(f"/api/admin/users/{victim['id']}", {"disabled": True}).json()["disabled"] is True
     enabled = admin.patch(f"/api/admin/users/{victim['id']}", {"disabled": False})
     assert enabled.status_code == 200 and enabled.json()["disabled"] is False
@@ -128,7 +138,9 @@ def test_a_disabled_users_open_stream_is_closed_with_4401(server, new_user, anon
 
     victim, victim_row = new_user("victim")
     cli(server.data_dir, "users", "create", "warden@example.org", "--role", "admin", "--password-stdin", input="admin password\n")
-    admin = Api(server.url, anon.post("/api/auth/login", {"email": "warden@example.org", "password": "admin password"}).json()["access_token"])
+    admin = Api(
+        server.url, anon.post("/api/auth/login", {"email": "warden@example.org", "password": "admin password"}).json()["access_token"]
+    )
     with connect(f"ws://127.0.0.1:{server.port}/api/stream?token={victim.token}") as ws:
         assert admin.patch(f"/api/admin/users/{victim_row['id']}", {"disabled": True}).status_code == 200
         with pytest.raises(ConnectionClosed) as closed:

@@ -19,17 +19,20 @@ def ann(new_user):
 RAW = {"content-type": "application/json"}
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    (b'{"content": ', None),
-    (b'not json at all', None),
-    (b'[]', None),
-    (b'{"content": 42}', "content"),
-    (b'{"content": ""}', "content"),
-    (b'{"content": "' + b"x" * 32_001 + b'"}', "content"),
-    (b'{"content": "ok", "client_message_id": ""}', "client_message_id"),
-    (b'{"content": "ok", "surprise": true}', "surprise"),
-    (b'{}', "content"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"content": ', None),
+        (b"not json at all", None),
+        (b"[]", None),
+        (b'{"content": 42}', "content"),
+        (b'{"content": ""}', "content"),
+        (b'{"content": "' + b"x" * 32_001 + b'"}', "content"),
+        (b'{"content": "ok", "client_message_id": ""}', "client_message_id"),
+        (b'{"content": "ok", "surprise": true}', "surprise"),
+        (b"{}", "content"),
+    ],
+)
 def test_malformed_or_invalid_message_bodies(ann, body, field):
     head = ann.head()
     response = ann.post(f"/api/sessions/{ann.sid}/messages", content=body, headers=RAW)
@@ -37,13 +40,16 @@ def test_malformed_or_invalid_message_bodies(ann, body, field):
     assert ann.head() == head
 
 
-@pytest.mark.parametrize(("path", "body", "field"), [
-    ("/api/auth/register", {"email": "nope", "password": "long enough", "display_name": "X"}, "email"),
-    ("/api/auth/register", {"email": "a@b.io", "password": "short", "display_name": "X"}, "password"),
-    ("/api/auth/register", {"email": "a@b.io", "password": "long enough", "display_name": ""}, "display_name"),
-    ("/api/auth/register", {"email": "a@b.io", "password": "long enough"}, "display_name"),
-    ("/api/auth/register", {"email": ["a@b.io"], "password": "long enough", "display_name": "X"}, "email"),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/auth/register", {"email": "nope", "password": "long enough", "display_name": "X"}, "email"),
+        ("/api/auth/register", {"email": "a@b.io", "password": "short", "display_name": "X"}, "password"),
+        ("/api/auth/register", {"email": "a@b.io", "password": "long enough", "display_name": ""}, "display_name"),
+        ("/api/auth/register", {"email": "a@b.io", "password": "long enough"}, "display_name"),
+        ("/api/auth/register", {"email": ["a@b.io"], "password": "long enough", "display_name": "X"}, "email"),
+    ],
+)
 def test_invalid_registrations_name_the_field(anon, path, body, field):
     head = anon.head()
     assert_problem(anon.post(path, body), 400, field)

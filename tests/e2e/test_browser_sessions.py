@@ -13,7 +13,7 @@ from websockets.sync.client import connect
 
 from tests.e2e.conftest import assert_problem
 from tests.e2e.server import SECRET, Api
-from tests.e2e.test_streams import close_code, frames, ws_url
+from tests.e2e.test_streams import close_code, ws_url
 
 pytestmark = pytest.mark.e2e
 
@@ -63,7 +63,9 @@ def test_the_cookie_sign_in_itself_needs_the_csrf_token_and_refuses_bad_password
 def test_signing_out_ends_the_cookie_and_every_earlier_token(server, new_user):
     client, user = sign_in(server, new_user)
     old_cookie = client.cookies["chronicle_token"]
-    bearer = client.post("/api/auth/login", json={"email": user["email"], "password": "correct horse"}, headers=csrf(client)).json()["access_token"]
+    bearer = client.post("/api/auth/login", json={"email": user["email"], "password": "correct horse"}, headers=csrf(client)).json()[
+        "access_token"
+    ]
     assert client.delete("/api/auth/session", headers=csrf(client)).status_code == 204
     assert "chronicle_token" not in client.cookies
     assert_problem(httpx.get(f"{server.url}/api/me", cookies={"chronicle_token": old_cookie}), 401)
@@ -73,7 +75,9 @@ def test_signing_out_ends_the_cookie_and_every_earlier_token(server, new_user):
 def test_a_password_change_ends_earlier_tokens_and_gives_the_browser_a_new_cookie(server, new_user, anon):
     client, user = sign_in(server, new_user)
     other_device = anon.post("/api/auth/login", {"email": user["email"], "password": "correct horse"}).json()["access_token"]
-    changed = client.post("/api/me/password", json={"current_password": "correct horse", "new_password": "battery staple"}, headers=csrf(client))
+    changed = client.post(
+        "/api/me/password", json={"current_password": "correct horse", "new_password": "battery staple"}, headers=csrf(client)
+    )
     assert changed.status_code == 200, changed.text
     assert_problem(Api(server.url, other_device).get("/api/me"), 401)
     assert client.get("/api/me").status_code == 200  # the new cookie
@@ -84,7 +88,10 @@ def test_a_role_change_and_disabling_end_the_users_tokens(server, new_user):
     bob, bob_user = new_user("bob")
     assert admin.patch(f"/api/admin/users/{bob_user['id']}", {"role": "auditor"}).status_code == 200
     assert_problem(bob.get("/api/me"), 401)
-    bob2 = Api(server.url, server.client().post("/api/auth/login", {"email": bob_user["email"], "password": "correct horse"}).json()["access_token"])
+    bob2 = Api(
+        server.url,
+        server.client().post("/api/auth/login", {"email": bob_user["email"], "password": "correct horse"}).json()["access_token"],
+    )
     assert bob2.get("/api/me").json()["role"] == "auditor"
     assert admin.patch(f"/api/admin/users/{bob_user['id']}", {"disabled": True}).status_code == 200
     assert_problem(bob2.get("/api/me"), 401)
@@ -148,8 +155,10 @@ def test_members_see_who_is_typing_and_the_typist_does_not(server, new_user):
     bob, bob_user = new_user("bob")
     sid = ann.post("/api/sessions", {"title": "Typing", "assistant": False}).json()["id"]
     head = ann.post(f"/api/sessions/{sid}/members", {"user_id": bob_user["id"]}).json()["position"]
-    with connect(ws_url(server, f"/api/sessions/{sid}/stream", ann.token, head)) as ann_ws, \
-            connect(ws_url(server, f"/api/sessions/{sid}/stream", bob.token, head)) as bob_ws:
+    with (
+        connect(ws_url(server, f"/api/sessions/{sid}/stream", ann.token, head)) as ann_ws,
+        connect(ws_url(server, f"/api/sessions/{sid}/stream", bob.token, head)) as bob_ws,
+    ):
         bob_ws.send('{"type": "typing"}')
         frame = json.loads(ann_ws.recv(timeout=5))
         assert frame == {"session_id": sid, "type": "typing", "user_id": bob_user["id"], "display_name": "Bob"}

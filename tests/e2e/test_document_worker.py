@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 import sqlite3
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -65,8 +65,7 @@ def test_failed_conversions_are_requested_again_from_the_command_line(tmp_path):
     try:
         again = finished(ann_on(server), document["id"], conversion["id"], timeout=60)
         assert again["status"] == "completed" and "reason" not in again, again
-        assert "cloudberry jam" in ann_on(server).get(
-            f"/api/documents/{document['id']}/conversions/{conversion['id']}/content").text
+        assert "cloudberry jam" in ann_on(server).get(f"/api/documents/{document['id']}/conversions/{conversion['id']}/content").text
     finally:
         server.stop()
     assert cli(tmp_path, "documents", "reconvert", "--failed").stderr.strip().endswith("requested 0 failed conversion(s) again")
@@ -113,8 +112,11 @@ def descendants(pid: int) -> set[int]:
 
 
 def alive(pids: set[int]) -> set[int]:
-    return {pid for pid in pids if Path(f"/proc/{pid}").exists()
-            and "Z" not in (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:1] or ["Z"])}
+    return {
+        pid
+        for pid in pids
+        if Path(f"/proc/{pid}").exists() and "Z" not in (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:1] or ["Z"])
+    }
 
 
 def test_stopping_the_server_stops_its_conversions_and_they_resume_after(tmp_path):
@@ -151,8 +153,10 @@ def start_converting(server: Server, rows: int) -> tuple:
 
 def wait_for_status(client, document_id: str, conversion_id: str, status: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
-    while client.get(f"/api/documents/{document_id}/conversions/{conversion_id}",
-                     params={"after_position": client.head()}).json()["status"] != status:
+    while (
+        client.get(f"/api/documents/{document_id}/conversions/{conversion_id}", params={"after_position": client.head()}).json()["status"]
+        != status
+    ):
         assert time.monotonic() < deadline, f"never {status}"
         time.sleep(0.05)
 

@@ -126,17 +126,30 @@ def test_documents_are_private_until_attached_to_a_session(server, new_user):
 @pytest.mark.parametrize(
     ("filename", "make", "media_type", "expected"),
     [
-        ("report.pdf", lambda: files.pdf(["The walrus colony grew by a third.", "Second page about sea ice."]),
-         "application/pdf", ["Walrus migration report", "walrus colony grew", "sea ice"]),
-        ("budget.docx", lambda: files.docx("Quarterly budget", "Spending on lanterns rose.",
-                                           [["item", "cost"], ["lantern", "42"]]),
-         DOCX, ["# Quarterly budget", "Spending on lanterns rose.", "| item | cost |", "| lantern | 42 |"]),
-        ("deck.pptx", lambda: files.pptx("Harbour expansion", "Dredging starts in May"),
-         "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-         ["# Harbour expansion", "Dredging starts in May"]),
-        ("stock.xlsx", lambda: files.xlsx([["fruit", "crates"], ["cloudberry", 12]]),
-         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-         ["## Inventory", "| fruit | crates |", "| cloudberry | 12 |"]),
+        (
+            "report.pdf",
+            lambda: files.pdf(["The walrus colony grew by a third.", "Second page about sea ice."]),
+            "application/pdf",
+            ["Walrus migration report", "walrus colony grew", "sea ice"],
+        ),
+        (
+            "budget.docx",
+            lambda: files.docx("Quarterly budget", "Spending on lanterns rose.", [["item", "cost"], ["lantern", "42"]]),
+            DOCX,
+            ["# Quarterly budget", "Spending on lanterns rose.", "| item | cost |", "| lantern | 42 |"],
+        ),
+        (
+            "deck.pptx",
+            lambda: files.pptx("Harbour expansion", "Dredging starts in May"),
+            "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+            ["# Harbour expansion", "Dredging starts in May"],
+        ),
+        (
+            "stock.xlsx",
+            lambda: files.xlsx([["fruit", "crates"], ["cloudberry", 12]]),
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            ["## Inventory", "| fruit | crates |", "| cloudberry | 12 |"],
+        ),
         ("minutes.html", lambda: files.HTML_WITH_SCRIPT, "text/html", ["# Board minutes", "lighthouse budget"]),
         ("list.md", lambda: files.MARKDOWN, "text/markdown", ["# Packing list", "- tent", "**compass**"]),
         ("note.txt", lambda: files.TEXT, "text/plain", ["forty barrels of salted herring"]),
@@ -158,7 +171,9 @@ def test_each_source_type_converts_to_markdown_with_its_words_and_structure(serv
 
 def test_text_and_html_targets_and_a_repeated_request(server, new_user):
     ann, _ = new_user("ann")
-    document = uploaded(ann, "budget.docx", files.docx("Quarterly budget", "Spending on lanterns rose.", [["item", "cost"], ["lantern", "42"]]))
+    document = uploaded(
+        ann, "budget.docx", files.docx("Quarterly budget", "Spending on lanterns rose.", [["item", "cost"], ["lantern", "42"]])
+    )
     text = converted_text(ann, convert(ann, document["id"], "text"))
     assert "Quarterly budget" in text and "lantern\t42" in text and "#" not in text and "|" not in text
     html = convert(ann, document["id"], "html")
@@ -223,8 +238,7 @@ def test_bad_uploads_are_refused_and_leave_nothing_behind(server, new_user):
 def test_a_hostile_filename_is_sanitized(server, new_user):
     ann, _ = new_user("ann")
     raw_name = "../../etc/pass\x1bwd\x07\u202e.txt".encode()
-    body = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="' + raw_name + b'"\r\n\r\n'
-            + files.TEXT + b"\r\n--b--\r\n")
+    body = b'--b\r\nContent-Disposition: form-data; name="file"; filename="' + raw_name + b'"\r\n\r\n' + files.TEXT + b"\r\n--b--\r\n"
     response = ann.post("/api/documents", content=body, headers={"content-type": "multipart/form-data; boundary=b"})
     assert response.status_code == 201, response.text
     document = response.json()
@@ -300,9 +314,16 @@ def test_search_finds_messages_and_document_passages_the_user_may_read(server, n
 def test_the_local_assistant_quotes_a_document_attached_to_the_session(server, new_user):
     ann, _ = new_user("ann")
     sid = ann.post("/api/sessions", {"title": "Ops"}).json()["id"]
-    document = uploaded(ann, "runbook.docx", files.docx(
-        "Failover runbook", "Promote the standby replica in Frankfurt before rotating the certificates.", [["step", "owner"], ["promote", "ops"]]
-    ), session_id=sid)
+    document = uploaded(
+        ann,
+        "runbook.docx",
+        files.docx(
+            "Failover runbook",
+            "Promote the standby replica in Frankfurt before rotating the certificates.",
+            [["step", "owner"], ["promote", "ops"]],
+        ),
+        session_id=sid,
+    )
     convert(ann, document["id"], "markdown")
     question = ann.post(f"/api/sessions/{sid}/messages", {"content": "Which replica should we promote?"}).json()
     deadline = time.monotonic() + 20
@@ -338,10 +359,14 @@ def test_conversion_progress_reaches_the_owners_stream(server, new_user):
 
 @pytest.fixture(scope="module")
 def strict_server(tmp_path_factory):
-    running = Server(tmp_path_factory.mktemp("strict"), env={
-        "CHRONICLE_UPLOAD_MAX_MB": "1", "CHRONICLE_CONVERSION_TIMEOUT": "1",
-        "CHRONICLE_CONVERSION_MAX_UNPACKED_MB": "16",
-    }).start()
+    running = Server(
+        tmp_path_factory.mktemp("strict"),
+        env={
+            "CHRONICLE_UPLOAD_MAX_MB": "1",
+            "CHRONICLE_CONVERSION_TIMEOUT": "1",
+            "CHRONICLE_CONVERSION_MAX_UNPACKED_MB": "16",
+        },
+    ).start()
     yield running
     running.stop()
 
@@ -351,7 +376,7 @@ def test_an_upload_over_the_limit_is_refused_while_streaming(strict_server):
     head = ann.head()
 
     def body():
-        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n\r\n"
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n\r\n'
         for _ in range(64):  # 4 MiB, without a Content-Length
             yield bytes(64 * 1024)
         yield b"\r\n--b--\r\n"

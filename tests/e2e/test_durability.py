@@ -31,7 +31,8 @@ def read_tables(data_dir) -> dict[str, list[tuple]]:
     db = sqlite3.connect(f"file:{data_dir / 'read.sqlite3'}?mode=ro", uri=True)
     try:
         tables = [
-            r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name != 'projection_positions'")
+            r[0]
+            for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name != 'projection_positions'")
             if not (r[0].startswith(("message_search_", "document_passages_")) and r[0].endswith(FTS_SHADOWS))
         ]
         return {t: sorted(db.execute(f"SELECT rowid, * FROM {t}").fetchall(), key=repr) for t in tables}
@@ -76,11 +77,7 @@ def test_every_acknowledged_message_survives_kill_9_exactly_once(tmp_path):
     restarted = Server(tmp_path).start()
     try:
         events = sqlite3.connect(tmp_path / "events.sqlite3")
-        stored = {
-            row[0] for row in events.execute(
-                "SELECT originator_id FROM stored_events WHERE topic LIKE '%MessagePosted'"
-            )
-        }
+        stored = {row[0] for row in events.execute("SELECT originator_id FROM stored_events WHERE topic LIKE '%MessagePosted'")}
         assert {mid.replace("-", "") for _, mid, _ in acked} <= stored
         last = max(p for _, _, p in acked)
         for client in clients:

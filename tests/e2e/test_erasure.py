@@ -39,12 +39,15 @@ def wait_until_rebuilt(admin, timeout: float = 60) -> None:
 
 
 def test_an_erased_user_leaves_no_plaintext_and_everyone_else_keeps_theirs(tmp_path):
-    assert cli(tmp_path, "users", "create", "root@example.org", "--role", "admin", "--password-stdin",
-               input="admin password\n").returncode == 0
+    assert (
+        cli(tmp_path, "users", "create", "root@example.org", "--role", "admin", "--password-stdin", input="admin password\n").returncode
+        == 0
+    )
     server = Server(tmp_path).start()
     try:
-        admin = server.client(server.client().post(
-            "/api/auth/login", {"email": "root@example.org", "password": "admin password"}).json()["access_token"])
+        admin = server.client(
+            server.client().post("/api/auth/login", {"email": "root@example.org", "password": "admin password"}).json()["access_token"]
+        )
         ann, ann_user = server.client().signup("ann.erasable@example.org", name="Annabel Erasable")
         bob, bob_user = server.client().signup("bob@example.org", name="Bob")
         sid = ann.post("/api/sessions", {"title": "Shared"}).json()["id"]  # the assistant answers, quoting
@@ -54,8 +57,16 @@ def test_an_erased_user_leaves_no_plaintext_and_everyone_else_keeps_theirs(tmp_p
         bobs = bob.post(f"/api/sessions/{sid}/messages", {"content": "Bob's own words stay"}).json()
         asked = bob.post(f"/api/sessions/{sid}/messages", {"content": "What is the zebra unicorn vault combination?"}).json()
         deadline = time.monotonic() + 20
-        while len([m for m in bob.get(f"/api/sessions/{sid}/messages", params={"after_position": bob.head()}).json()["items"]
-                   if m["role"] == "assistant"]) < 3:
+        while (
+            len(
+                [
+                    m
+                    for m in bob.get(f"/api/sessions/{sid}/messages", params={"after_position": bob.head()}).json()["items"]
+                    if m["role"] == "assistant"
+                ]
+            )
+            < 3
+        ):
             assert time.monotonic() < deadline, "the assistant did not answer"
             time.sleep(0.1)
         document = uploaded(ann, "zebra-plans.txt", f"Plans: {SECRET}\n".encode(), session_id=sid)
@@ -63,8 +74,9 @@ def test_an_erased_user_leaves_no_plaintext_and_everyone_else_keeps_theirs(tmp_p
         found = ann.get("/api/search", params={"q": "zebra", "after_position": ann.head()}).json()["hits"]
         assert found, "the secret was searchable before"
         quoted = bob.get(f"/api/sessions/{sid}/messages/{asked['id']}").json()
-        reply = next(m for m in bob.get(f"/api/sessions/{sid}/messages", params={"limit": 500}).json()["items"]
-                     if m["reply_to"] == asked["id"])
+        reply = next(
+            m for m in bob.get(f"/api/sessions/{sid}/messages", params={"limit": 500}).json()["items"] if m["reply_to"] == asked["id"]
+        )
         assert "-7731 is the" in reply["content"] and quoted["author_id"] == bob_user["id"], "Bob's reply quotes Ann"
         needles = [b"zebra-unicorn-7731", b"-7731 is the", b"ann.erasable@example.org", b"Annabel Erasable", b"zebra-plans"]
         before = occurrences(tmp_path, needles)
@@ -93,7 +105,11 @@ def test_an_erased_user_leaves_no_plaintext_and_everyone_else_keeps_theirs(tmp_p
         assert bob.get(f"/api/sessions/{sid}/documents").json() == []
         timeline = admin.get(f"/api/audit/sessions/{sid}/timeline").json()
         posted = [s for s in timeline["steps"] if s["type"] == "MessagePosted"]
-        assert [s["data"]["content"] for s in posted] == ["[erased]", "Bob's own words stay", "What is the zebra unicorn vault combination?"]
+        assert [s["data"]["content"] for s in posted] == [
+            "[erased]",
+            "Bob's own words stay",
+            "What is the zebra unicorn vault combination?",
+        ]
         assert "UserErased" in [e["type"] for e in admin.get("/api/audit/events", params={"type": "UserErased"}).json()["items"]]
     finally:
         server.stop()
@@ -124,8 +140,12 @@ def test_an_erased_persons_address_may_be_registered_again(tmp_path):
     try:
         admin = server.admin()
         _, first = server.client().signup("reuse@example.org", name="First Person")
-        assert_problem(server.client().post("/api/auth/register", {"email": "REUSE@example.org", "password": "correct horse",
-                                                                  "display_name": "Copycat"}), 409)
+        assert_problem(
+            server.client().post(
+                "/api/auth/register", {"email": "REUSE@example.org", "password": "correct horse", "display_name": "Copycat"}
+            ),
+            409,
+        )
         assert admin.post(f"/api/admin/users/{first['id']}/erase").status_code == 202
         wait_until_rebuilt(admin)
         again, second = server.client().signup("reuse@example.org", name="Second Person")

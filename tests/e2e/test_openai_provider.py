@@ -15,10 +15,15 @@ def ask(tmp_path, model: str, question: str) -> tuple[list[dict], dict, ModelSer
     """Runs Chronicle against a model server behaving as `model`, asks `question`, and returns
     the frames up to the question's stored outcome, that outcome, and the model server."""
     with ModelServer() as model_server:
-        server = Server(tmp_path, env={
-            "CHRONICLE_ASSISTANT_PROVIDER": "openai", "CHRONICLE_LLM_BASE_URL": model_server.url,
-            "CHRONICLE_LLM_MODEL": model, "CHRONICLE_LLM_API_KEY": "test-key",
-        }).start()
+        server = Server(
+            tmp_path,
+            env={
+                "CHRONICLE_ASSISTANT_PROVIDER": "openai",
+                "CHRONICLE_LLM_BASE_URL": model_server.url,
+                "CHRONICLE_LLM_MODEL": model,
+                "CHRONICLE_LLM_API_KEY": "test-key",
+            },
+        ).start()
         try:
             frames, final = _outcome(server, question)
         finally:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.e2e.server import CHRONICLE, SECRET, Server, cli
+from tests.e2e.server import CHRONICLE, Server, cli
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +22,7 @@ def closed_within(sock: socket.socket, seconds: float) -> float:
     try:
         while sock.recv(1024):
             pass
-    except socket.timeout:
+    except TimeoutError:
         raise AssertionError(f"the server kept the connection open for {seconds} s") from None
     except ConnectionResetError:
         pass
@@ -39,8 +39,9 @@ def test_slow_headers_and_a_stalled_body_are_cut_off_and_logged_at_info(tmp_path
         idle = socket.create_connection(("127.0.0.1", server.port))  # sends nothing at all
         assert closed_within(idle, 10) < 10
         stalled = socket.create_connection(("127.0.0.1", server.port))
-        stalled.sendall(b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                        b"Content-Length: 100\r\n\r\n{\"email\":")
+        stalled.sendall(
+            b'POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"email":'
+        )
         assert closed_within(stalled, 10) < 10
         assert server.client().get("/health").status_code == 200  # and others are served
     finally:
@@ -54,15 +55,25 @@ def test_a_second_server_on_the_same_data_directory_is_refused(tmp_path):
     try:
         second = subprocess.run(
             [CHRONICLE, "serve", "--data-dir", str(tmp_path), "--port", str(first.port + 1)],
-            capture_output=True, text=True, timeout=60, env={**first.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**first.env},
         )
         assert second.returncode == 1 and "another chronicle serve" in second.stderr
     finally:
         first.stop()
 
 
-@pytest.mark.parametrize("command", [["audit", "verify"], ["projections", "status"],
-                                     ["audit", "export", "-o", "-"], ["audit", "replay", "01a23550-7927-706c-abe1-279473f2958c"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["audit", "verify"],
+        ["projections", "status"],
+        ["audit", "export", "-o", "-"],
+        ["audit", "replay", "01a23550-7927-706c-abe1-279473f2958c"],
+    ],
+)
 def test_read_only_commands_refuse_a_directory_without_a_store_and_create_nothing(tmp_path, command):
     empty = tmp_path / "typo"
     done = cli(empty, *command)

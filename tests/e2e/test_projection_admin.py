@@ -16,8 +16,7 @@ pytestmark = pytest.mark.e2e
 
 
 def admin_of(server: Server):
-    made = cli(server.data_dir, "users", "create", "root@example.org", "--role", "admin", "--password-stdin",
-               input="admin password\n")
+    made = cli(server.data_dir, "users", "create", "root@example.org", "--role", "admin", "--password-stdin", input="admin password\n")
     assert made.returncode == 0, made.stderr
     token = server.client().post("/api/auth/login", {"email": "root@example.org", "password": "admin password"}).json()
     return server.client(token["access_token"])
@@ -81,9 +80,12 @@ def test_queries_keep_answering_in_full_while_a_rebuild_runs(tmp_path):
             ann.post(f"/api/sessions/{sid}/messages", {"content": f"message {n}"})
         head = ann.head()
         wait_for(lambda: ann.get(f"/api/sessions/{sid}", params={"after_position": head}).status_code == 200)
-        rebuild = subprocess.Popen([CHRONICLE, "projections", "rebuild", "--all", "--data-dir", str(tmp_path)],
-                                   env={"CHRONICLE_SECRET_KEY": SECRET, "PATH": "/usr/bin:/bin"},
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        rebuild = subprocess.Popen(
+            [CHRONICLE, "projections", "rebuild", "--all", "--data-dir", str(tmp_path)],
+            env={"CHRONICLE_SECRET_KEY": SECRET, "PATH": "/usr/bin:/bin"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         seen = set()
         while rebuild.poll() is None:
             detail = ann.get(f"/api/sessions/{sid}")

@@ -18,8 +18,10 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("quotas")
-    assert cli(data_dir, "users", "create", "root@example.org", "--role", "admin", "--password-stdin",
-               input="admin password\n").returncode == 0
+    assert (
+        cli(data_dir, "users", "create", "root@example.org", "--role", "admin", "--password-stdin", input="admin password\n").returncode
+        == 0
+    )
     server = Server(data_dir).start()
     token = server.client().post("/api/auth/login", {"email": "root@example.org", "password": "admin password"}).json()
     yield server, server.client(token["access_token"])
@@ -55,8 +57,11 @@ def test_a_messages_per_day_quota_answers_429_naming_it_and_when_it_resets(site)
     lifted = admin.put(f"/api/admin/users/{ann_user['id']}/quotas", {"messages_per_day": None})
     assert usage(ann, lifted.json()["position"])["quotas"]["messages_per_day"] is None
     assert ann.post(f"/api/sessions/{sid}/messages", {"content": "free again"}).status_code == 201
-    events = sqlite3.connect(server.data_dir / "events.sqlite3").execute(
-        "SELECT state FROM stored_events WHERE topic LIKE '%UserQuotasSet'").fetchall()
+    events = (
+        sqlite3.connect(server.data_dir / "events.sqlite3")
+        .execute("SELECT state FROM stored_events WHERE topic LIKE '%UserQuotasSet'")
+        .fetchall()
+    )
     admin_id = admin.get("/api/me").json()["id"]
     assert len(events) == 2 and all(f'"actor_id":"{admin_id}"'.encode() in state for (state,) in events)
     assert lifted.json()["messages_per_day"] is None
@@ -101,8 +106,11 @@ def test_an_exhausted_reply_quota_records_the_reply_as_failed(site):
     second = dee.post(f"/api/sessions/{sid}/messages", {"content": "when is the launch?"}).json()
     deadline = time.monotonic() + 20
     while True:
-        failed = sqlite3.connect(server.data_dir / "events.sqlite3").execute(
-            "SELECT state FROM stored_events WHERE topic LIKE '%AssistantReplyFailed'").fetchall()
+        failed = (
+            sqlite3.connect(server.data_dir / "events.sqlite3")
+            .execute("SELECT state FROM stored_events WHERE topic LIKE '%AssistantReplyFailed'")
+            .fetchall()
+        )
         if failed or time.monotonic() > deadline:
             break
         time.sleep(0.1)
@@ -124,8 +132,10 @@ def test_admin_stats_count_what_is_stored(site):
     assert stats["documents"] >= 2 and stats["messages"] >= 1
     db = sqlite3.connect(server.data_dir / "read.sqlite3")
     expected = db.execute("SELECT SUM(size) FROM (SELECT MAX(size) AS size FROM documents GROUP BY sha256)").fetchone()[0]
-    converted = db.execute("SELECT COALESCE(SUM(s), 0) FROM (SELECT MAX(output_size) AS s FROM conversions"
-                           " WHERE output_sha256 IS NOT NULL GROUP BY output_sha256)").fetchone()[0]
+    converted = db.execute(
+        "SELECT COALESCE(SUM(s), 0) FROM (SELECT MAX(output_size) AS s FROM conversions"
+        " WHERE output_sha256 IS NOT NULL GROUP BY output_sha256)"
+    ).fetchone()[0]
     assert stats["storage_bytes"] == expected + converted
 
 

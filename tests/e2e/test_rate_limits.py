@@ -47,16 +47,22 @@ def test_an_account_is_locked_after_failures_but_not_for_a_browser_that_signed_i
         _, user = anon.signup("ann@example.org")  # signs in once with the API (counts no failure)
         owner_browser = httpx.Client(base_url=server.url, timeout=30)
         owner_browser.get("/health")
-        signed = owner_browser.post("/api/auth/session", json={"email": user["email"], "password": "correct horse"},
-                                    headers={"x-csrftoken": owner_browser.cookies["csrftoken"]})
+        signed = owner_browser.post(
+            "/api/auth/session",
+            json={"email": user["email"], "password": "correct horse"},
+            headers={"x-csrftoken": owner_browser.cookies["csrftoken"]},
+        )
         assert signed.status_code == 200 and owner_browser.cookies.get("chronicle_device")
         attacker = server.client()
         codes = [attacker.post("/api/auth/login", {"email": "ANN@example.org", "password": f"guess {n}"}).status_code for n in range(3)]
         assert codes == [401, 401, 401]
         body = refused(attacker.post("/api/auth/login", {"email": user["email"], "password": "correct horse"}), "login_account")
         assert "retry" in body["detail"]
-        again = owner_browser.post("/api/auth/session", json={"email": user["email"], "password": "correct horse"},
-                                   headers={"x-csrftoken": owner_browser.cookies["csrftoken"]})
+        again = owner_browser.post(
+            "/api/auth/session",
+            json={"email": user["email"], "password": "correct horse"},
+            headers={"x-csrftoken": owner_browser.cookies["csrftoken"]},
+        )
         assert again.status_code == 200, again.text
     finally:
         server.stop()

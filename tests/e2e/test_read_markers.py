@@ -30,8 +30,12 @@ def test_unread_counts_others_messages_after_my_marker_and_only_a_forward_marker
         marked = bob.put(f"/api/sessions/{sid}/read", {"position": posts[1]["position"]}).json()
         assert marked["recorded"] is True and marked["read_position"] == posts[1]["position"]
         frame = json.loads(other_device.recv(timeout=10))
-        assert frame == {"position": marked["position"], "type": "session.read", "session_id": sid,
-                         "data": {"position": posts[1]["position"]}}
+        assert frame == {
+            "position": marked["position"],
+            "type": "session.read",
+            "session_id": sid,
+            "data": {"position": posts[1]["position"]},
+        }
     assert unread(bob, sid, marked["position"]) == 2
 
     head = ann.head()

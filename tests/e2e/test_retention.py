@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -30,7 +30,7 @@ def test_content_older_than_a_sessions_retention_is_erased_and_the_facts_stay(tm
     finally:
         server.stop()
 
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     same_day = cli(tmp_path, "retention", "run", "--today", today.isoformat())
     assert same_day.returncode == 0 and "0 session(s) had expired content" in same_day.stderr
     later = cli(tmp_path, "retention", "run", "--today", (today + timedelta(days=2)).isoformat())

@@ -64,8 +64,10 @@ def test_two_members_see_each_others_messages_live_and_strangers_are_refused(ser
     ann, bob, _, sid = room
     eve, _ = new_user("eve")
     head = ann.head()
-    with connect(ws_url(server, f"/api/sessions/{sid}/stream", ann.token, head)) as a, \
-            connect(ws_url(server, f"/api/sessions/{sid}/stream", bob.token, head)) as b:
+    with (
+        connect(ws_url(server, f"/api/sessions/{sid}/stream", ann.token, head)) as a,
+        connect(ws_url(server, f"/api/sessions/{sid}/stream", bob.token, head)) as b,
+    ):
         ann.post(f"/api/sessions/{sid}/messages", {"content": "from ann"})
         bob.post(f"/api/sessions/{sid}/messages", {"content": "from bob"})
         for ws in (a, b):
@@ -145,22 +147,24 @@ def test_the_user_stream_shows_new_sessions_and_invitations(server, new_user):
         ann.patch(f"/api/sessions/{theirs['id']}", {"title": "Renamed"})
         got = frames(ws, 3)
     assert [(f["type"], f["session_id"]) for f in got] == [
-        ("session.started", own["id"]), ("member.added", theirs["id"]), ("session.renamed", theirs["id"]),
+        ("session.started", own["id"]),
+        ("member.added", theirs["id"]),
+        ("session.renamed", theirs["id"]),
     ]
 
 
 def raw_frames(data: bytes) -> list[tuple[int, bytes]]:
     """Parses the server's side of a WebSocket connection (after the HTTP upgrade response)
     into (opcode, payload) pairs. Server frames are never masked."""
-    data = data[data.index(b"\r\n\r\n") + 4:]
+    data = data[data.index(b"\r\n\r\n") + 4 :]
     out, i = [], 0
     while i + 2 <= len(data):
         opcode, length, i = data[i] & 0x0F, data[i + 1] & 0x7F, i + 2
         if length == 126:
-            length, i = int.from_bytes(data[i:i + 2], "big"), i + 2
+            length, i = int.from_bytes(data[i : i + 2], "big"), i + 2
         elif length == 127:
-            length, i = int.from_bytes(data[i:i + 8], "big"), i + 8
-        out.append((opcode, data[i:i + length]))
+            length, i = int.from_bytes(data[i : i + 8], "big"), i + 8
+        out.append((opcode, data[i : i + length]))
         i += length
     return out
 

@@ -20,7 +20,10 @@ def test_register_login_session_message_read(anon, new_user):
     assert posted.status_code == 201
     message = posted.json()
     assert {k: message[k] for k in ("session_id", "author_id", "role", "content")} == {
-        "session_id": session["id"], "author_id": user["id"], "role": "user", "content": "We ship on Friday.",
+        "session_id": session["id"],
+        "author_id": user["id"],
+        "role": "user",
+        "content": "We ship on Friday.",
     }
 
     page = ann.get(f"/api/sessions/{session['id']}/messages", params={"after_position": message["position"]})
@@ -106,7 +109,14 @@ def test_members_see_and_post_and_leave(new_user):
 def test_health_metrics_and_openapi(anon):
     health = anon.get("/health").json()
     assert health["status"] == "ok" and {p["name"] for p in health["projections"]} == {
-        "users", "session_members", "sessions", "messages", "session_feed", "user_feed", "search", "documents",
+        "users",
+        "session_members",
+        "sessions",
+        "messages",
+        "session_feed",
+        "user_feed",
+        "search",
+        "documents",
         "document_search",
     }
     metrics = anon.get("/metrics")
@@ -116,7 +126,7 @@ def test_health_metrics_and_openapi(anon):
 
 
 def _lag_observations(anon) -> float:
-    line = next(l for l in anon.get("/metrics").text.splitlines() if l.startswith("chronicle_projection_lag_seconds_count"))
+    line = next(row for row in anon.get("/metrics").text.splitlines() if row.startswith("chronicle_projection_lag_seconds_count"))
     return float(line.rsplit(" ", 1)[1])
 
 

@@ -35,8 +35,7 @@ def test_a_docx_table_becomes_a_markdown_table_and_tab_separated_text(tmp_path):
 
 
 def test_a_memory_hungry_conversion_is_stopped_by_the_memory_guard(tmp_path):
-    outcome, _ = job(tmp_path, files.docx_bomb(96 * 1024 * 1024), DOCX, "markdown",
-                     max_unpacked_bytes=1024**3, memory_bytes=400 * 1024**2)
+    outcome, _ = job(tmp_path, files.docx_bomb(96 * 1024 * 1024), DOCX, "markdown", max_unpacked_bytes=1024**3, memory_bytes=400 * 1024**2)
     assert outcome.reason == "too_large", outcome
 
 
@@ -48,7 +47,7 @@ def test_markdown_to_text_keeps_words_and_drops_syntax():
 @pytest.mark.parametrize("size", [50, 200, 1000])
 def test_passages_cover_the_text_in_order_within_their_size(size):
     words = [f"word{n}" for n in range(2000)]
-    text = "\n\n".join(" ".join(words[i:i + 37]) for i in range(0, len(words), 37))
+    text = "\n\n".join(" ".join(words[i : i + 37]) for i in range(0, len(words), 37))
     cut = passages(text, size)
     assert all(len(p) <= size for p in cut)
     assert " ".join(" ".join(cut).split()) == " ".join(words)

@@ -40,8 +40,9 @@ def state_at(path, position: int) -> bytes:
 
 
 def chronicle(data_dir, *args):
-    return subprocess.run([sys.executable, "-m", "infrastructure.cli", *args, "--data-dir", str(data_dir)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "infrastructure.cli", *args, "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_an_untouched_log_verifies_and_reports_its_head(log, data_dir):
@@ -70,8 +71,7 @@ def test_a_deleted_event_is_found_even_with_its_link_deleted_too(log):
 
 def test_two_reordered_events_are_found_at_the_first(log):
     a, b = state_at(log, 20), state_at(log, 21)
-    tamper(log, ("UPDATE stored_events SET state=? WHERE rowid=?", (b, 20)),
-           ("UPDATE stored_events SET state=? WHERE rowid=?", (a, 21)))
+    tamper(log, ("UPDATE stored_events SET state=? WHERE rowid=?", (b, 20)), ("UPDATE stored_events SET state=? WHERE rowid=?", (a, 21)))
     assert verify(log).broken_at == 20
 
 

@@ -1,6 +1,6 @@
 """The msgspec transcoder stores exactly what eventsourcing's JSON transcoder stores."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
 
@@ -25,8 +25,15 @@ def reference() -> JSONTranscoder:
 
 
 STATES = [
-    {"timestamp": datetime(2026, 11, 26, 1, 2, 3, 456789, tzinfo=timezone.utc), "session_id": uuid4(),
-     "content": "héllo \"world\" \n", "client_message_id": None, "assistant": True, "n": 3, "ratio": 0.5},
+    {
+        "timestamp": datetime(2026, 11, 26, 1, 2, 3, 456789, tzinfo=UTC),
+        "session_id": uuid4(),
+        "content": 'héllo "world" \n',
+        "client_message_id": None,
+        "assistant": True,
+        "n": 3,
+        "ratio": 0.5,
+    },
     {"nested": {"ids": [uuid4(), uuid4()], "amount": Decimal("1.10")}, "empty": {}, "items": []},
 ]
 

@@ -9,8 +9,8 @@ from uuid import UUID
 from application.chat import StartSession
 from domain.chat_session import ChatSession
 from infrastructure.bootstrap import bootstrap
-from infrastructure.storage.event_chain import verify
 from infrastructure.settings import Settings
+from infrastructure.storage.event_chain import verify
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "v1"
 OWNER = UUID("23da9000-e53a-47d5-bfb1-7822733e3f59")

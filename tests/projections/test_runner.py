@@ -4,9 +4,9 @@ import threading
 
 from application.accounts import RegisterUser
 from application.chat import EditMessage, PostMessage, StartSession
-from infrastructure.workers.projection_runner import ProjectionRunner
-from infrastructure.storage.read_store import SQLiteReadStore
 from domain.message import Message
+from infrastructure.storage.read_store import SQLiteReadStore
+from infrastructure.workers.projection_runner import ProjectionRunner
 from projections.catalog import all_projectors
 from projections.messages import SessionMessagesProjector
 
