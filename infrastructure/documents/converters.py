@@ -93,8 +93,11 @@ def convert(source: Path, media_type: str, target: str, output: Path, *, max_unp
         markdown = to_markdown(kind, source)
         if kind == "pptx":
             pages = markdown.count("<!-- Slide number:")
+        if kind == "pdf":
+            markdown = plain_text_as_markdown(markdown)  # pdfminer gives text, not Markdown
+        markdown = promote_empty_table_headers(markdown)
         if target != "markdown":
-            markdown = _COMMENT.sub("", markdown)
+            markdown = keep_line_numbers(_COMMENT.sub("", markdown))
         text = markdown if target == "markdown" else markdown_to_text(markdown) if target == "text" else markdown_to_html(markdown)
     data = text.encode()
     with open(output, "wb") as f:
@@ -167,6 +170,31 @@ def _pdf_pages(source: Path) -> int:
 
 def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:300] if str(error) else type(error).__name__
+
+
+_MARKDOWN_LINE_START = re.compile(r"(?m)^(\s{0,3})([#>*+-]|\d{1,9}[.)])(?=\s|$)")
+_ORDERED_MARKER = re.compile(r"(?m)^(\s{0,3})(\d{1,9})([.)])(?=\s|$)")
+_EMPTY_HEADER = re.compile(r"(?m)^(\|(?:\s*\|)+)\n(\|(?:\s*:?-{3,}:?\s*\|)+)\n(\|.*\|)$")
+
+
+def plain_text_as_markdown(text: str) -> str:
+    """Text extracted from a PDF is not Markdown: a line that starts like Markdown syntax
+    ("2027.", "- ", "# ") is escaped so that it stays the words it was."""
+    return keep_line_numbers(
+        _MARKDOWN_LINE_START.sub(lambda m: m.group(0) if m.group(2)[0].isdigit() else m.group(1) + "\\" + m.group(2), text)
+    )
+
+
+def keep_line_numbers(markdown: str) -> str:
+    """A line beginning with a number and a dot ("2027. The budget", or a numbered list item) is
+    kept as text: the number is content, which an ordered list would move into an attribute."""
+    return _ORDERED_MARKER.sub(lambda m: f"{m.group(1)}{m.group(2)}\\{m.group(3)}", markdown)
+
+
+def promote_empty_table_headers(markdown: str) -> str:
+    """A table without header cells (Word's usual table) comes out of the converters with an
+    empty header row; its first row is the header."""
+    return _EMPTY_HEADER.sub(lambda m: f"{m.group(3)}\n{m.group(2)}", markdown)
 
 
 def markdown_to_text(markdown: str) -> str:

@@ -1,11 +1,13 @@
 """Converters on real files, in a job process, as the worker runs them."""
 
+import html
+import re
 from pathlib import Path
 
 import pytest
 
 from infrastructure.documents.conversion_jobs import JobLimits, run_job
-from infrastructure.documents.converters import markdown_to_text
+from infrastructure.documents.converters import convert, markdown_to_text
 from projections.document_search import passages
 from tests import document_files as files
 
@@ -51,3 +53,57 @@ def test_passages_cover_the_text_in_order_within_their_size(size):
     cut = passages(text, size)
     assert all(len(p) <= size for p in cut)
     assert " ".join(" ".join(cut).split()) == " ".join(words)
+
+
+NUMBERED = "2027. The budget grows.\n3) Ships leave at 0600.\n- Ropes: 12 coils\n# Hashtag notes 7"
+TABLE = [["Site", "Count"], ["Svalbard", "312"], ["Tromso", "48"]]
+CORPUS = {
+    "pdf": ("application/pdf", files.pdf([NUMBERED, "Site Count Svalbard 312 Tromso 48"], title="Walrus report 9")),
+    "docx": (DOCX, files.docx("Walrus report 9", NUMBERED.replace("\n", " / "), TABLE)),
+    "pptx": ("application/vnd.openxmlformats-officedocument.presentationml.presentation", files.pptx("Walrus report 9", NUMBERED)),
+    "xlsx": (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        files.xlsx([["Site", "Count"], ["Svalbard", 312], ["Tromso", 48]]),
+    ),
+    "html": (
+        "text/html",
+        b"<h1>Walrus report 9</h1><ol start='2027'><li>The budget grows.</li></ol><p>3) Ships leave at 0600.</p>"
+        b"<table><tr><td>Site</td><td>Count</td></tr><tr><td>Svalbard</td><td>312</td></tr></table>",
+    ),
+    "text": ("text/plain", f"Walrus report 9\n{NUMBERED}\nSite\tCount\nSvalbard\t312\n".encode()),
+}
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(html.unescape(re.sub(r"<[^>]+>", " ", text)))
+
+
+@pytest.mark.parametrize("kind", sorted(CORPUS))
+@pytest.mark.parametrize("target", ["text", "markdown", "html"])
+def test_every_word_and_number_of_the_source_survives_every_target(tmp_path, kind, target):
+    """Numbered lines ("2027. …"), tables whose first row is their header, lists: nothing is
+    lost on the way from any source type to any target (ordered-list numbers included)."""
+    media_type, data = CORPUS[kind]
+    source, output = tmp_path / "source", tmp_path / "out"
+    source.write_bytes(data)
+    convert(source, media_type, target, output, max_unpacked_bytes=10**9)
+    converted = output.read_text()
+    expected = set(_words(NUMBERED)) | {"Walrus", "report", "9"}
+    if kind in ("pdf", "docx", "text", "html"):
+        expected |= {"Site", "Count", "Svalbard", "312"}
+    if kind == "xlsx":
+        expected = {"Site", "Count", "Svalbard", "312", "Tromso", "48"}
+    if kind == "html":  # <ol start=2027> is a list whose numbering is markup, not the word 2027
+        expected = {"Walrus", "report", "9", "The", "budget", "grows", "3", "Ships", "0600", "Site", "Count", "Svalbard", "312"}
+    missing = expected - set(_words(converted))
+    assert not missing, (missing, converted)
+    if kind in ("docx", "xlsx", "html") and target != "text":
+        assert "Site" in _words(converted.split("Svalbard")[0]), "the header row keeps its words, before the data"
+
+
+def test_a_table_without_header_cells_gets_its_first_row_as_header(tmp_path):
+    source, output = tmp_path / "t.docx", tmp_path / "out"
+    source.write_bytes(files.docx("Crew", "Who sails.", TABLE))
+    convert(source, DOCX, "markdown", output, max_unpacked_bytes=10**9)
+    assert "| Site | Count |\n| --- | --- |\n| Svalbard | 312 |" in output.read_text()
