@@ -57,6 +57,8 @@ def test_passages_cover_the_text_in_order_within_their_size(size):
 
 NUMBERED = "2027. The budget grows.\n3) Ships leave at 0600.\n- Ropes: 12 coils\n# Hashtag notes 7"
 TABLE = [["Site", "Count"], ["Svalbard", "312"], ["Tromso", "48"]]
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CORPUS = {
     "pdf": ("application/pdf", files.pdf([NUMBERED, "Site Count Svalbard 312 Tromso 48"], title="Walrus report 9")),
     "docx": (DOCX, files.docx("Walrus report 9", NUMBERED.replace("\n", " / "), TABLE)),
