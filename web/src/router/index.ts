@@ -54,6 +54,8 @@ export function createAppRouter() {
         return to.fullPath
       }
     }
+    // The 403 page keeps the refused address: do not judge that address again.
+    if (to.name === 'forbidden' && account.isSignedIn) return true
     // An auditor's console starts at the audit pages.
     if (to.name === 'admin-dashboard' && role === 'auditor') return { name: 'admin-audit' }
     switch (accessFor(to.meta, account.isSignedIn, role, to.path)) {
