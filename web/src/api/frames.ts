@@ -2,6 +2,7 @@
  * WebSocket frames, hand-written from docs/streams.md (a JSON Schema will replace this).
  * Stored frames carry a global `position`; ephemeral ones (assistant deltas, typing) do not.
  */
+import type { WireSource } from './sources'
 
 interface Stored<T extends string, D> {
   position: number
@@ -21,27 +22,6 @@ export interface DocumentSource {
   passage: number
 }
 export type Source = MessageSource | DocumentSource
-
-/**
- * What the server may send in `sources`: citations (message, document; extra keys such as
- * `author_id`, `content_day`, `owner_id` are ignored) and entries of kind `context`, which say
- * what the assistant saw and are not citations.
- */
-export type WireSource = Source | { kind: string; [key: string]: unknown }
-
-/** The citations among a reply's sources, in their order (the numbering readers see). */
-export function citationsOf(sources: readonly WireSource[] | null | undefined): Source[] {
-  const out: Source[] = []
-  for (const source of sources ?? []) {
-    const s = source as Record<string, unknown>
-    if (s['kind'] === 'message' && typeof s['session_id'] === 'string' && typeof s['message_id'] === 'string') {
-      out.push({ kind: 'message', session_id: s['session_id'], message_id: s['message_id'] })
-    } else if (s['kind'] === 'document' && typeof s['document_id'] === 'string' && typeof s['passage'] === 'number') {
-      out.push({ kind: 'document', document_id: s['document_id'], passage: s['passage'] })
-    }
-  }
-  return out
-}
 
 export interface PostedData {
   id: string

@@ -70,8 +70,6 @@ export const enAdmin = {
     rebuilding: (percent: string) => `rebuilding ${percent}`,
     failedAt: (position: string, error: string) => `failed at ${position}: ${error}`,
     rate: (eps: string) => `${eps} events/s`,
-    rebuildOf: (name: string) => `Rebuild ${name}`,
-    retryOf: (name: string) => `Retry ${name}`,
     alreadyRunning: 'A rebuild is already running.',
     empty: 'No projections.',
   },

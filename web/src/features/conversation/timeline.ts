@@ -7,7 +7,8 @@
  * `shallowRef` of `items` re-renders exactly the rows that changed.
  */
 import type { MessageView } from '@/api/models'
-import { citationsOf, type Frame, type ReplyFailureReason, type Source, type StoredFrame, type WireSource } from '@/api/frames'
+import type { Frame, ReplyFailureReason, Source, StoredFrame } from '@/api/frames'
+import { citationsOf, type WireSource } from '@/api/sources'
 
 export type SendState = 'pending' | 'failed' | 'sent'
 export type ReplyState = 'streaming' | 'completed' | 'cancelled' | 'failed'

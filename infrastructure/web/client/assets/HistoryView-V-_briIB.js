@@ -1,1 +1,0 @@
-import{N as e,k as t,w as n}from"./index-DFJ8H_Na.js";import{t as r}from"./SessionTimeline-B5cTTX8P.js";var i=t({__name:`HistoryView`,props:{id:{}},setup(t){let i=t;return(t,a)=>(e(),n(r,{id:i.id},null,8,[`id`]))}});export{i as default};

@@ -1,1 +1,0 @@
-import{C as e,D as t,E as n,F as r,G as i,J as a,N as o,O as s,R as c,k as l,m as u}from"./index-DFJ8H_Na.js";var d={class:`page`},f=l({__name:`NotFoundView`,setup(l){return(l,f)=>{let p=r(`RouterLink`);return o(),n(`section`,d,[e(`h1`,null,a(i(u).app.notFound),1),s(p,{to:`/`},{default:c(()=>[t(a(i(u).app.backHome),1)]),_:1})])}}});export{f as default};

@@ -1,1 +1,0 @@
-import{C as e,E as t,G as n,J as r,N as i,k as a,m as o}from"./index-DFJ8H_Na.js";var s={class:`page`},c={class:`muted`},l=a({__name:`SessionsHomeView`,setup(a){return(a,l)=>(i(),t(`section`,s,[e(`h1`,null,r(n(o).app.name),1),e(`p`,c,r(n(o).app.home),1)]))}});export{l as default};
