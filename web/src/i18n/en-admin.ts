@@ -74,6 +74,7 @@ export const enAdmin = {
     empty: 'No projections.',
   },
   people: {
+    accounts: 'Accounts',
     search: 'Search people',
     searchButton: 'Search',
     nextPage: 'Next page',
