@@ -2,6 +2,7 @@
  * WebSocket frames, hand-written from docs/streams.md (a JSON Schema will replace this).
  * Stored frames carry a global `position`; ephemeral ones (assistant deltas, typing) do not.
  */
+import type { WireSource } from './sources'
 
 interface Stored<T extends string, D> {
   position: number
@@ -48,7 +49,7 @@ export interface ReplyCompletedData {
   prompt_tokens: number
   completion_tokens: number
   latency_ms: number
-  sources: Source[]
+  sources: WireSource[]
   created_at: string
   position: number
 }

@@ -12,6 +12,7 @@ export const en = {
     admin: 'Admin',
     loading: 'Loading…',
     notFound: 'Page not found',
+    forbidden: 'You do not have access to this page',
     backHome: 'Back to your sessions',
     home: 'Pick a session on the left, or start a new one.',
     close: 'Close',
@@ -53,6 +54,13 @@ export const en = {
     passwordChanged: 'Password changed.',
     wrongCurrentPassword: 'The current password is wrong.',
     fieldError: (field: string, message: string) => `${field}: ${message}`,
+    invitationTitle: 'Join Chronicle',
+    invitedAs: (email: string, role: string) => `You were invited as ${email} (${role}).`,
+    invitationGone: 'This invitation link is unknown, used or expired. Ask for a new one.',
+    resetTitle: 'Set a new password',
+    setPassword: 'Set password',
+    passwordSet: 'Your password is set. You can sign in with it now.',
+    resetGone: 'This reset link is unknown, used or expired. Ask an administrator for a new one.',
   },
   sessions: {
     heading: 'Sessions',
@@ -184,10 +192,6 @@ export const en = {
     noLimit: 'no limit',
     of: (used: string, limit: string) => `${used} of ${limit}`,
     resets: (at: string) => `Resets at ${at}`,
-  },
-  admin: {
-    heading: 'Admin',
-    placeholder: 'The administration console will live here.',
   },
 }
 

@@ -8,6 +8,7 @@
  */
 import type { MessageView } from '@/api/models'
 import type { Frame, ReplyFailureReason, Source, StoredFrame } from '@/api/frames'
+import { citationsOf, type WireSource } from '@/api/sources'
 
 export type SendState = 'pending' | 'failed' | 'sent'
 export type ReplyState = 'streaming' | 'completed' | 'cancelled' | 'failed'
@@ -73,7 +74,8 @@ function fromView(view: MessageView): ChatMessage {
           : 'completed'
         : null,
     failure: null,
-    sources: [],
+    // Replies read over HTTP carry their sources too (when the server sends them).
+    sources: citationsOf((view as { sources?: WireSource[] | null }).sources),
     sendState: 'sent',
     seq: 0,
   }
@@ -339,7 +341,7 @@ export class ConversationTimeline {
     if (this.byId.has(d.id)) {
       // Already known from a page: add what only the frame carries.
       const existing = this.byId.get(d.id)!
-      this.replace(existing, { ...existing, replyId: d.reply_id, sources: d.sources ?? [], replyState: d.status })
+      this.replace(existing, { ...existing, replyId: d.reply_id, sources: citationsOf(d.sources), replyState: d.status })
       this.dropStreaming(d.reply_id, existing)
       return
     }
@@ -360,7 +362,7 @@ export class ConversationTimeline {
       replyId: d.reply_id,
       replyState: d.status,
       failure: null,
-      sources: d.sources ?? [],
+      sources: citationsOf(d.sources),
       sendState: 'sent',
       seq: streaming?.seq ?? 0,
     }

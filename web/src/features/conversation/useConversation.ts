@@ -139,6 +139,10 @@ export function useConversation(sessionId: string) {
       })
       session.value = detail
       members.value = (detail.members ?? []).map((m) => ({ user_id: m.user_id, role: m.role }))
+      // Members carry their display names (newer servers): authors show by name.
+      for (const m of (detail.members ?? []) as { user_id: string; display_name?: string | null }[]) {
+        if (m.display_name) people.learn(m.user_id, m.display_name)
+      }
       publish()
       state.value = 'ready'
       stream.start(Math.max(stored, newest))

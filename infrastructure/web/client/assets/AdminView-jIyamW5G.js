@@ -1,1 +1,0 @@
-import{H as e,O as t,S as n,T as r,u as i,y as a,z as o}from"./index-BvNpi0ZR.js";var s={class:`page`},c={class:`muted`},l=r({__name:`AdminView`,setup(r){return(r,l)=>(t(),n(`section`,s,[a(`h1`,null,e(o(i).admin.heading),1),a(`p`,c,e(o(i).admin.placeholder),1)]))}});export{l as default};

@@ -1,1 +1,0 @@
-import{A as e,C as t,H as n,N as r,O as i,S as a,T as o,u as s,w as c,y as l,z as u}from"./index-BvNpi0ZR.js";var d={class:`page`},f=o({__name:`NotFoundView`,setup(o){return(o,f)=>{let p=e(`RouterLink`);return i(),a(`section`,d,[l(`h1`,null,n(u(s).app.notFound),1),c(p,{to:`/`},{default:r(()=>[t(n(u(s).app.backHome),1)]),_:1})])}}});export{f as default};
