@@ -130,8 +130,14 @@ export interface Typing {
 export interface Pong {
   type: 'pong'
 }
+/** Sent once an erasure has been applied to every read model: reload what is shown. */
+export interface UserErased {
+  type: 'user.erased'
+  session_id: string
+  user_id: string
+}
 
-export type EphemeralFrame = ReplyStarted | ReplyDelta | Typing | Pong
+export type EphemeralFrame = ReplyStarted | ReplyDelta | Typing | Pong | UserErased
 export type Frame = StoredFrame | EphemeralFrame
 
 export function isStored(frame: Frame): frame is StoredFrame {

@@ -269,3 +269,17 @@ describe('assistant replies', () => {
     expect(t.items[0]).toMatchObject({ replyState: 'failed', failure: { reason: 'timeout', detail: 'after 60 s' } })
   })
 })
+
+describe('an erasure', () => {
+  it("turns the erased person's words into [erased] and takes the server's text for replies that quoted them", () => {
+    const t = new ConversationTimeline(ME)
+    t.addPage([
+      view(10, { content: 'the vault code is 4711' }),
+      view(20, { author_id: ME, content: 'mine stays' }),
+      view(30, { id: 'r30', author_id: 'assistant', role: 'assistant', content: '> the vault code is 4711' }),
+    ])
+    t.eraseAuthor(OTHER)
+    t.refresh([view(30, { id: 'r30', author_id: 'assistant', role: 'assistant', content: '[erased]' })])
+    expect(t.items.map((m) => m.content)).toEqual(['[erased]', 'mine stays', '[erased]'])
+  })
+})

@@ -51,6 +51,8 @@ export interface SessionEvents {
   documentsChanged?(): void
 }
 
+export const ERASED = '[erased]'
+
 function fromView(view: MessageView): ChatMessage {
   const status = view.reply_status ?? null
   return {
@@ -122,6 +124,23 @@ export class ConversationTimeline {
   /** Messages read over HTTP (any order, any overlap with what is known). */
   addPage(views: readonly MessageView[]): void {
     for (const view of views) this.upsert(fromView(view), view.version ?? 1)
+  }
+
+  /** A person was erased: their words read "[erased]" everywhere, as the server now serves them. */
+  eraseAuthor(userId: string): void {
+    for (const message of [...this.byId.values()]) {
+      if (message.authorId === userId && !message.deleted) this.replace(message, { ...message, content: ERASED })
+    }
+  }
+
+  /** Takes the server's content for messages already shown (after an erasure changed some of it). */
+  refresh(views: readonly MessageView[]): void {
+    for (const view of views) {
+      const existing = this.byId.get(view.id)
+      if (existing && !existing.deleted && view.content !== existing.content) {
+        this.replace(existing, { ...existing, content: view.content ?? null })
+      }
+    }
   }
 
   /** Show a message at once while it is being sent. */

@@ -80,6 +80,15 @@ export function useConversation(sessionId: string) {
   })
 
   function onFrame(frame: Frame): void {
+    if (frame.type === 'user.erased') {
+      timeline.eraseAuthor(frame.user_id)
+      publish()
+      void newestPage(0).then((page) => {
+        timeline.refresh(page.items) // replies that quoted the erased person read "[erased]" too
+        publish()
+      })
+      return
+    }
     if (frame.type === 'typing') {
       if (frame.user_id === myId) return
       people.learn(frame.user_id, frame.display_name)
