@@ -84,6 +84,14 @@ class Person:
         self.email = email
         return email
 
+    def sign_in(self, email: str, password: str = "correct horse") -> None:
+        page = self.open("/sign-in")
+        page.get_by_label("Email").fill(email)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("button", name="New session").wait_for()
+        self.email = email
+
     def screenshot(self, name: str) -> None:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)

@@ -34,8 +34,10 @@ ALLOWED: dict[str, set[str]] = {
 }
 S, M, D, C, U = "{session_id:uuid}", "{message_id:uuid}", "{document_id:uuid}", "{conversion_id:uuid}", "{user_id:uuid}"
 ACCESS: dict[tuple[str, str], tuple[str, Any]] = {
-    ("POST", "/api/auth/register"): ("public", lambda w: {"email": f"r{uuid.uuid4().hex[:8]}@example.org", "password": "correct horse",
-                                                          "display_name": "R"}),
+    ("POST", "/api/auth/register"): (
+        "public",
+        lambda w: {"email": f"r{uuid.uuid4().hex[:8]}@example.org", "password": "correct horse", "display_name": "R"},
+    ),
     ("POST", "/api/auth/login"): ("public", lambda w: {"email": w["owner_email"], "password": "correct horse"}),
     ("GET", "/api/auth/session"): ("public", None),
     ("POST", "/api/auth/session"): ("public", "csrf"),
@@ -85,7 +87,10 @@ ACCESS: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/api/admin/users"): ("admin", None),
     ("GET", f"/api/admin/users/{U}"): ("admin", None),
     ("PATCH", f"/api/admin/users/{U}"): ("admin", lambda w: {"role": "user"}),
-    ("PUT", f"/api/admin/users/{U}/quotas"): ("admin", lambda w: {"messages_per_day": None, "replies_per_day": None, "storage_bytes": None}),
+    ("PUT", f"/api/admin/users/{U}/quotas"): (
+        "admin",
+        lambda w: {"messages_per_day": None, "replies_per_day": None, "storage_bytes": None},
+    ),
     ("POST", f"/api/admin/users/{U}/erase"): ("admin", None),
     ("POST", f"/api/admin/users/{U}/password-reset"): ("admin", None),
     ("POST", "/api/admin/invitations"): ("admin", lambda w: {"email": f"i{uuid.uuid4().hex[:8]}@example.org"}),
@@ -143,9 +148,15 @@ def people(matrix_server) -> dict[str, Api]:
     found["admin_email"] = f"matrix-admin-{uuid.uuid4().hex[:6]}@example.org"
     from tests.e2e.server import cli
 
-    assert cli(matrix_server.data_dir, "users", "create", found["admin_email"], "--role", "admin", "--password-stdin",
-               input="correct horse\n").returncode == 0
-    found["admin"] = Api(matrix_server.url, anon.post("/api/auth/login", {"email": found["admin_email"], "password": "correct horse"}).json()["access_token"])
+    assert (
+        cli(
+            matrix_server.data_dir, "users", "create", found["admin_email"], "--role", "admin", "--password-stdin", input="correct horse\n"
+        ).returncode
+        == 0
+    )
+    found["admin"] = Api(
+        matrix_server.url, anon.post("/api/auth/login", {"email": found["admin_email"], "password": "correct horse"}).json()["access_token"]
+    )
     assert found["admin"].patch(f"/api/admin/users/{found['auditor_user']['id']}", {"role": "auditor"}).status_code == 200
     login = anon.post("/api/auth/login", {"email": found["auditor_user"]["email"], "password": "correct horse"}).json()
     found["auditor"] = Api(matrix_server.url, login["access_token"])
@@ -170,9 +181,18 @@ def world(people: dict[str, Any], matrix_server: Server) -> dict[str, Any]:
     head = owner.head()
     owner.get(f"/api/sessions/{sid}", params={"after_position": head})
     return {
-        "session_id": sid, "message_id": message["id"], "document_id": document["id"], "conversion_id": conversion["id"],
-        "user_id": spare["id"], "spare_id": spare["id"], "spare_document_id": spare_document["id"], "reply_id": str(uuid.uuid4()),
-        "name": "messages", "invitation": invitation["token"], "reset": reset["token"], "owner_email": people["owner_user"]["email"],
+        "session_id": sid,
+        "message_id": message["id"],
+        "document_id": document["id"],
+        "conversion_id": conversion["id"],
+        "user_id": spare["id"],
+        "spare_id": spare["id"],
+        "spare_document_id": spare_document["id"],
+        "reply_id": str(uuid.uuid4()),
+        "name": "messages",
+        "invitation": invitation["token"],
+        "reset": reset["token"],
+        "owner_email": people["owner_user"]["email"],
     }
 
 
@@ -193,8 +213,9 @@ def request_for(role: str, method: str, path: str, how: Any, w: dict[str, Any], 
 
         browser = httpx.Client(base_url=server.url, timeout=30)
         browser.get("/health")
-        return browser.post(url, json={"email": w["owner_email"], "password": "correct horse"},
-                            headers={"x-csrftoken": browser.cookies["csrftoken"]})
+        return browser.post(
+            url, json={"email": w["owner_email"], "password": "correct horse"}, headers={"x-csrftoken": browser.cookies["csrftoken"]}
+        )
     body = how(w) if callable(how) else None
     return client.request(method, url, json=body, params=params)
 
