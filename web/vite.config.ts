@@ -1,12 +1,33 @@
 /// <reference types="vitest/config" />
+import { copyFileSync, mkdirSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { fileURLToPath, URL } from 'node:url'
-import { defineConfig } from 'vite'
+import { defineConfig, type Plugin } from 'vite'
 import vue from '@vitejs/plugin-vue'
+
+/** The API docs at /schema (RapiDoc) load their script from the server, not from a CDN. */
+function apiDocsAssets(): Plugin {
+  let outDir = ''
+  return {
+    name: 'chronicle-api-docs',
+    apply: 'build',
+    configResolved(config) {
+      outDir = resolve(config.root, config.build.outDir)
+    },
+    closeBundle() {
+      mkdirSync(resolve(outDir, 'api-docs'), { recursive: true })
+      copyFileSync(
+        fileURLToPath(new URL('./node_modules/rapidoc/dist/rapidoc-min.js', import.meta.url)),
+        resolve(outDir, 'api-docs', 'rapidoc-min.js'),
+      )
+    },
+  }
+}
 
 const backend = process.env.CHRONICLE_DEV_BACKEND ?? 'http://127.0.0.1:8765'
 
 export default defineConfig({
-  plugins: [vue()],
+  plugins: [vue(), apiDocsAssets()],
   resolve: {
     alias: { '@': fileURLToPath(new URL('./src', import.meta.url)) },
   },

@@ -17,6 +17,7 @@ from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import RapidocRenderPlugin
 from litestar.plugins.prometheus import PrometheusController
 
 from application.assistant import ANSWER_RULES, ReplyRequest, Turn, wants_reply
@@ -173,7 +174,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         }),
         plugins=[channels],
         exception_handlers=exception_handlers,
-        openapi_config=OpenAPIConfig(title="Chronicle", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="Chronicle", version="0.1.0", path="/schema",
+            render_plugins=[
+                RapidocRenderPlugin(js_url="/api-docs/rapidoc-min.js", path=["/", "/rapidoc"], favicon="<link rel='icon' href='data:,'>")
+            ],
+        ),
     )
 
 

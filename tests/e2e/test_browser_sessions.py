@@ -203,3 +203,17 @@ def test_the_browser_asks_whether_it_is_signed_in_without_a_failed_request(serve
     assert session["signed_in"] is True and session["user"]["id"] == user["id"]
     client.delete("/api/auth/session", headers=csrf(client))
     assert client.get("/api/auth/session").json()["signed_in"] is False
+
+
+def test_the_web_client_and_the_api_docs_are_served_with_nothing_from_elsewhere(server):
+    page = httpx.get(f"{server.url}/sessions/any-client-route")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["cache-control"] == "no-cache" and "script-src 'self'" in page.headers["content-security-policy"]
+    asset = next(a for a in page.text.split('"') if a.startswith("/assets/") and a.endswith(".js"))
+    served = httpx.get(f"{server.url}{asset}", headers={"accept-encoding": "gzip"})
+    assert served.status_code == 200 and "immutable" in served.headers["cache-control"]
+    assert served.headers["content-encoding"] == "gzip"
+    assert_problem(httpx.get(f"{server.url}/api/no-such-thing"), 404)
+    docs = httpx.get(f"{server.url}/schema")
+    assert docs.status_code == 200 and "/api-docs/rapidoc-min.js" in docs.text and "https://" not in docs.text.split("<body")[0]
+    assert httpx.get(f"{server.url}/api-docs/rapidoc-min.js").status_code == 200
