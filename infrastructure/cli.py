@@ -126,6 +126,20 @@ def openapi(output: Path | None) -> None:
         output.write_text(document)
 
 
+@main.command("frame-schema", help="Print the JSON Schema of every WebSocket stream frame.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A file instead of stdout.")
+def frame_schema_command(output: Path | None) -> None:
+    import json
+
+    from projections.frame_types import frame_schema
+
+    document = json.dumps(frame_schema(), indent=2, sort_keys=True) + "\n"
+    if output is None:
+        sys.stdout.write(document)
+    else:
+        output.write_text(document)
+
+
 @main.group(help="Manage users.")
 def users() -> None:
     pass

@@ -9,6 +9,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from projections.frame_types import decode_any_frame
 from tests.e2e.server import Server
 
 pytestmark = pytest.mark.e2e
@@ -22,7 +23,11 @@ def ws_url(server, path: str, token: str | None, after: int | None = None) -> st
 
 
 def frames(ws, count: int, timeout: float = 10) -> list[dict]:
-    return [json.loads(ws.recv(timeout=timeout)) for _ in range(count)]
+    """The next `count` frames, each checked against the published frame schema."""
+    received = [ws.recv(timeout=timeout) for _ in range(count)]
+    for raw in received:
+        decode_any_frame(raw)
+    return [json.loads(raw) for raw in received]
 
 
 def close_code(ws, timeout: float = 20) -> int:

@@ -33,6 +33,15 @@ def test_the_committed_openapi_document_is_the_apis(tmp_path):
         "web/openapi.json is stale: run `chronicle openapi -o web/openapi.json && npm run gen:api --prefix web`")
 
 
+def test_the_committed_frame_schema_is_the_streams(tmp_path):
+    current = tmp_path / "frames.schema.json"
+    made = subprocess.run([CHRONICLE, "frame-schema", "-o", str(current)], capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert current.read_text() == (WEB / "frames.schema.json").read_text(), (
+        "web/frames.schema.json is stale: run `chronicle frame-schema -o web/frames.schema.json`"
+    )
+
+
 def test_the_api_types_are_generated_from_the_committed_document(tmp_path):
     out = tmp_path / "schema.d.ts"
     made = npx("openapi-typescript", "./openapi.json", "-o", str(out))
