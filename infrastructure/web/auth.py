@@ -132,6 +132,8 @@ def jwt_auth(secret: str, ttl_seconds: int) -> JWTCookieAuth[Principal, Token]:
 
 def _requires(*roles: str):  # type: ignore[no-untyped-def]
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if "user" not in connection.scope:  # a request authentication skipped (e.g. OPTIONS)
+            raise NotAuthorizedException("this endpoint needs a signed-in user")
         if connection.user.role not in roles:
             raise PermissionDeniedException(f"this endpoint needs the role {' or '.join(roles)}")
 

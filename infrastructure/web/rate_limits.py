@@ -85,7 +85,8 @@ def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
 
 def _limited(limit: str, key_of: Any) -> Any:
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        connection.app.state.rate_limits.hit(limit, key_of(connection))
+        if connection.scope.get("method") != "OPTIONS":  # OPTIONS is answered without a user, and costs nothing
+            connection.app.state.rate_limits.hit(limit, key_of(connection))
 
     return guard
 

@@ -143,3 +143,13 @@ def test_a_position_beyond_the_head_is_refused_at_once_naming_the_head(new_user)
     for path in ("/api/sessions", "/api/me", "/api/documents"):
         body = assert_problem(ann.get(path, params={"after_position": head + 1_000_000}), 400, "after_position")
         assert "head" in body["detail"]
+
+
+def test_options_on_every_route_is_answered_without_a_server_error(server):
+    """Found by schemathesis: OPTIONS skips authentication, and the role guards then failed."""
+    import httpx
+
+    for path in ("/api/admin/users", "/api/admin/dashboard", "/api/audit/events", "/api/sessions", "/api/users/lookup",
+                 f"/api/sessions/{uuid.uuid4()}/messages"):
+        response = httpx.options(f"{server.url}{path}")
+        assert response.status_code < 500, (path, response.status_code, response.text)
