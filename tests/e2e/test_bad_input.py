@@ -149,7 +149,13 @@ def test_options_on_every_route_is_answered_without_a_server_error(server):
     """Found by schemathesis: OPTIONS skips authentication, and the role guards then failed."""
     import httpx
 
-    for path in ("/api/admin/users", "/api/admin/dashboard", "/api/audit/events", "/api/sessions", "/api/users/lookup",
-                 f"/api/sessions/{uuid.uuid4()}/messages"):
+    for path in (
+        "/api/admin/users",
+        "/api/admin/dashboard",
+        "/api/audit/events",
+        "/api/sessions",
+        "/api/users/lookup",
+        f"/api/sessions/{uuid.uuid4()}/messages",
+    ):
         response = httpx.options(f"{server.url}{path}")
         assert response.status_code < 500, (path, response.status_code, response.text)
