@@ -49,6 +49,13 @@ def test_the_api_types_are_generated_from_the_committed_document(tmp_path):
     assert out.read_text() == (WEB / "src" / "api" / "schema.d.ts").read_text(), "run `npm run gen:api --prefix web`"
 
 
+def test_the_frame_types_are_generated_from_the_committed_frame_schema(tmp_path):
+    out = tmp_path / "frames.schema.d.ts"
+    made = npx("json2ts", "-i", "./frames.schema.json", "-o", str(out), "--unreachableDefinitions")
+    assert made.returncode == 0, made.stderr
+    assert out.read_text() == (WEB / "src" / "api" / "frames.schema.d.ts").read_text(), "run `npm run gen:frames --prefix web`"
+
+
 def test_the_client_type_checks_in_strict_mode_and_its_unit_tests_pass():
     checked = npx("vue-tsc", "--noEmit")
     assert checked.returncode == 0, checked.stdout + checked.stderr

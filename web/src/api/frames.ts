@@ -1,15 +1,10 @@
 /**
- * WebSocket frames, hand-written from docs/streams.md (a JSON Schema will replace this).
- * Stored frames carry a global `position`; ephemeral ones (assistant deltas, typing) do not.
+ * WebSocket frames. Their shapes come from `frames.schema.d.ts`, generated from the server's
+ * published JSON Schema (`web/frames.schema.json`, `npm run gen:frames`); only the reply's
+ * sources are narrowed here. Stored frames carry a global `position`; ephemeral ones do not.
  */
+import type * as G from './frames.schema'
 import type { WireSource } from './sources'
-
-interface Stored<T extends string, D> {
-  position: number
-  type: T
-  session_id: string | null
-  data: D
-}
 
 export interface MessageSource {
   kind: 'message'
@@ -23,68 +18,35 @@ export interface DocumentSource {
 }
 export type Source = MessageSource | DocumentSource
 
-export interface PostedData {
-  id: string
-  session_id: string
-  author_id: string
-  role: string
-  content: string | null
-  created_at: string
-  position: number
-  client_message_id: string | null
-  version: number
-}
+export type PostedData = G.MessagePostedData
 
-export interface ReplyCompletedData {
-  id: string
-  reply_id: string
-  session_id: string
-  reply_to: string
-  author_id: 'assistant'
-  role: 'assistant'
-  content: string | null
-  status: 'completed' | 'cancelled'
-  provider: string
-  model: string
-  prompt_tokens: number
-  completion_tokens: number
-  latency_ms: number
+/** The generated shape, with sources narrowed to what the client reads (`./sources`). */
+export interface ReplyCompletedData extends Omit<G.ReplyCompletedData, 'sources'> {
   sources: WireSource[]
-  created_at: string
-  position: number
 }
 
-export type ReplyFailureReason = 'provider_error' | 'timeout' | 'invalid_response' | 'quota_exceeded'
+export type ReplyFailureReason = G.ReplyFailedData['reason']
 
-export type SessionStarted = Stored<'session.started', { title: string; owner_id: string; assistant: boolean; created_at: string }>
-export type SessionRenamed = Stored<'session.renamed', { title: string }>
-export type AssistantChanged = Stored<'session.assistant_changed', { assistant: boolean }>
-export type MemberAdded = Stored<'member.added', { user_id: string }>
-export type MemberRemoved = Stored<'member.removed', { user_id: string }>
-export type SessionArchived = Stored<'session.archived', Record<string, never>>
-export type SessionRead = Stored<'session.read', { position: number }>
-export type MessagePosted = Stored<'message.posted', PostedData>
-export type MessageEdited = Stored<'message.edited', { id: string; content: string | null; version: number; edited_at: string }>
-export type MessageDeleted = Stored<'message.deleted', { id: string }>
-export type ReplyCompleted = Stored<'reply.completed', ReplyCompletedData>
-export type ReplyFailed = Stored<'reply.failed', { reply_id: string; reply_to: string; reason: ReplyFailureReason; detail: string | null }>
-export type DocumentAttached = Stored<'document.attached', { document_id: string; by: string }>
-export type DocumentDetached = Stored<'document.detached', { document_id: string; by: string }>
-export type DocumentUploaded = Stored<
-  'document.uploaded',
-  { id: string; filename: string; media_type: string; size: number; sha256: string; created_at: string }
->
-export type DocumentDeleted = Stored<'document.deleted', { id: string }>
-export type ConversionPending = Stored<'conversion.pending', { id: string; document_id: string; target: string }>
-export type ConversionRunning = Stored<'conversion.running', { id: string; document_id: string; target: string }>
-export type ConversionCompleted = Stored<
-  'conversion.completed',
-  { id: string; document_id: string; target: string; size: number; pages: number | null; characters: number; duration_ms: number }
->
-export type ConversionFailed = Stored<
-  'conversion.failed',
-  { id: string; document_id: string; target: string; reason: string; detail: string | null }
->
+export type SessionStarted = G.FrameSessionStarted
+export type SessionRenamed = G.FrameSessionRenamed
+export type AssistantChanged = G.FrameSessionAssistantChanged
+export type MemberAdded = G.FrameMemberAdded
+export type MemberRemoved = G.FrameMemberRemoved
+export type SessionArchived = G.FrameSessionArchived
+export type SessionRead = G.FrameSessionRead
+export type MessagePosted = G.FrameMessagePosted
+export type MessageEdited = G.FrameMessageEdited
+export type MessageDeleted = G.FrameMessageDeleted
+export type ReplyCompleted = Omit<G.FrameReplyCompleted, 'data'> & { data: ReplyCompletedData }
+export type ReplyFailed = G.FrameReplyFailed
+export type DocumentAttached = G.FrameDocumentAttached
+export type DocumentDetached = G.FrameDocumentDetached
+export type DocumentUploaded = G.FrameDocumentUploaded
+export type DocumentDeleted = G.FrameDocumentDeleted
+export type ConversionPending = G.FrameConversionPending
+export type ConversionRunning = G.FrameConversionRunning
+export type ConversionCompleted = G.FrameConversionCompleted
+export type ConversionFailed = G.FrameConversionFailed
 
 export type StoredFrame =
   | SessionStarted
@@ -108,34 +70,11 @@ export type StoredFrame =
   | ConversionCompleted
   | ConversionFailed
 
-export interface ReplyStarted {
-  type: 'reply.started'
-  session_id: string
-  reply_id: string
-  reply_to: string
-}
-export interface ReplyDelta {
-  type: 'reply.delta'
-  session_id: string
-  reply_id: string
-  seq: number
-  delta: string
-}
-export interface Typing {
-  type: 'typing'
-  session_id: string
-  user_id: string
-  display_name: string
-}
-export interface Pong {
-  type: 'pong'
-}
-/** Sent once an erasure has been applied to every read model: reload what is shown. */
-export interface UserErased {
-  type: 'user.erased'
-  session_id: string
-  user_id: string
-}
+export type ReplyStarted = G.ReplyStarted
+export type ReplyDelta = G.ReplyDelta
+export type Typing = G.Typing
+export type Pong = G.Pong
+export type UserErased = G.UserErased
 
 export type EphemeralFrame = ReplyStarted | ReplyDelta | Typing | Pong | UserErased
 export type Frame = StoredFrame | EphemeralFrame
