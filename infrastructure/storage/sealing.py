@@ -24,7 +24,7 @@ from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.persistence import Mapper, OperationalError, StoredEvent
 
 from domain.assistant_reply import AssistantReply, AssistantReplyFailure
 from domain.document import Document
@@ -133,7 +133,14 @@ class KeyStore:
     """Another process may destroy keys: a cached key is trusted this many seconds at most."""
 
     def cipher(self, subject: str, *, create: bool) -> AESGCM | None:
-        """The key of a subject: `person` or `person.session.day`."""
+        """The key of a subject: `person` or `person.session.day`. A storage fault is raised as
+        eventsourcing's `OperationalError`, as the event store raises its own."""
+        try:
+            return self._cipher(subject, create=create)
+        except sqlite3.OperationalError as error:
+            raise OperationalError(error) from error
+
+    def _cipher(self, subject: str, *, create: bool) -> AESGCM | None:
         entry = self._cache.get(subject)
         if entry is not None and entry[1] > time.monotonic() and (entry[0] is not None or not create):
             return entry[0]

@@ -3,11 +3,13 @@ validation errors name their field; an unexpected error is logged and answered w
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 from datetime import datetime, timezone
 from typing import Any
 
+from eventsourcing.persistence import PersistenceError
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 _MEDIA_TYPE = "application/problem+json"
 _TITLES = {
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 409: "Conflict", 410: "Gone", 413: "Content Too Large", 415: "Unsupported Media Type", 416: "Range Not Satisfiable",
+    405: "Method Not Allowed", 507: "Insufficient Storage", 409: "Conflict", 410: "Gone", 413: "Content Too Large", 415: "Unsupported Media Type", 416: "Range Not Satisfiable",
     422: "Unprocessable Content", 429: "Too Many Requests", 500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -106,6 +108,22 @@ def _undecodable_body(request: Request, error: Exception) -> Response[Any]:
     return problem(400, f"the request body {reason}", errors=[{"field": "body", "message": reason}])
 
 
+def _storage_fault(request: Request, error: Exception) -> Response[Any]:
+    """The store refused a write (disk full, I/O error, locked for too long): nothing was
+    recorded, and the client may try again once an operator has made room (507) or soon (503)."""
+    full = isinstance(error, OSError) and error.errno == errno.ENOSPC or "full" in str(error).lower()
+    log.error("%s %s: storage fault: %s", request.method, request.url.path, error)
+    if full:
+        return problem(507, "the server's storage is full; nothing was recorded", {"Retry-After": "60"})
+    return problem(503, "the server's storage is unavailable; nothing was recorded, retry shortly", {"Retry-After": "5"})
+
+
+def _os_error(request: Request, error: OSError) -> Response[Any]:
+    if error.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
+        return _storage_fault(request, error)
+    return _unexpected_error(request, error)
+
+
 def _unexpected_error(request: Request, error: Exception) -> Response[Any]:
     log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
     return problem(500, "an unexpected error occurred; it has been logged")
@@ -117,6 +135,8 @@ exception_handlers: dict[Any, Any] = {
     ValidationException: _validation_error,
     HTTPException: _http_error,
     UnicodeDecodeError: _undecodable_body,
+    PersistenceError: _storage_fault,
+    OSError: _os_error,
     RecursionError: _undecodable_body,
     Exception: _unexpected_error,
 }

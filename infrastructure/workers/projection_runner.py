@@ -21,6 +21,12 @@ from projections.storage import ReadStore, ReadTransaction
 log = logging.getLogger(__name__)
 
 
+def storage_fault(error: BaseException) -> bool:
+    """A full disk, an I/O error, a lock held too long: the environment's fault, never a reason
+    to stop a projector at an event (its bug would be; it is retried, then reported)."""
+    return isinstance(error, OSError) or type(error).__name__ == "OperationalError"
+
+
 @dataclass(frozen=True)
 class ProjectionFailure:
     """A projector stopped at `position`: applying that event raised `error`."""
@@ -141,7 +147,9 @@ class ProjectionRunner:
                     projector.apply(tx, event, event_position)
             tx.flush()
             reached = events[-1][0]
-        except Exception:  # noqa: BLE001 - one projector's bug must not stop the others
+        except Exception as error:  # noqa: BLE001 - one projector's bug must not stop the others
+            if storage_fault(error):
+                raise  # the store, not the projector: the batch is retried as a whole
             tx.rollback_to("projector")
             del tx.published[published:]
             reached = self._apply_one_by_one(tx, projector, events, position)
@@ -159,6 +167,8 @@ class ProjectionRunner:
                 projector.apply(tx, event, event_position)
                 tx.flush()
             except Exception as error:  # noqa: BLE001
+                if storage_fault(error):
+                    raise
                 tx.rollback_to("event")
                 tx.release("event")
                 del tx.published[published:]

@@ -36,8 +36,9 @@ def cli(data_dir: Path, *args: str, input: str | None = None, env: dict[str, str
 
 
 class Server:
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, log_dir: Path | None = None) -> None:
         self.data_dir = data_dir
+        self.log_dir = log_dir or data_dir
         # The assistant answers every message on test servers (`all`), so that tests of reply
         # mechanics may post plain statements; tests of the default rule pass an empty value.
         self.env = {
@@ -54,7 +55,7 @@ class Server:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Server:
-        self.log = open(self.data_dir / f"server-{self.port}.log", "ab")
+        self.log = open(self.log_dir / f"server-{self.port}.log", "ab")
         self.process = subprocess.Popen(
             [CHRONICLE, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "--log-level", "warning"],
             env=self.env,
