@@ -28,6 +28,9 @@ SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
 }
 SERVER_PATHS = ("/api/", "/health", "/metrics", "/schema")
+ASSET_PATHS = ("/assets/", "/api-docs/")
+"""Built files live here; anything else that is not a file is a client route (even with a dot,
+like `/invite/<id>.<secret>`)."""
 """Paths that belong to the server: an unknown one is a 404 problem, not the client's page."""
 
 
@@ -56,7 +59,7 @@ class ClientBundle:
         file = self.files.get(path)
         immutable = file is not None and path.startswith("/assets/")
         if file is None or path == "/index.html":
-            if "." in path.rsplit("/", 1)[-1] and path != "/index.html":
+            if path.startswith(ASSET_PATHS):
                 raise NotFoundException("no such file")  # a missing asset is not a client route
             file = self.files.get("/index.html")
             if file is None:

@@ -162,3 +162,15 @@ def test_a_rebuild_of_messages_swaps_in_while_a_long_conversation_keeps_reading(
     expect(owner.page.get_by_role("log").get_by_text("entry 1999")).to_be_visible()
     count = api.get(f"/api/sessions/{sid}").json()["message_count"]
     assert count == 2000
+
+
+def test_an_invitation_link_opened_in_a_fresh_browser_creates_the_account(people, server):
+    email = f"ivy-{uuid.uuid4().hex[:6]}@example.org"
+    link = server.admin().post("/api/admin/invitations", {"email": email, "role": "user"}).json()
+    ivy = people()
+    page = ivy.open(link["url"])  # a direct navigation: the server answers the client route itself
+    expect(page.get_by_text(email)).to_be_visible()
+    page.get_by_label("Display name").fill("Ivy")
+    page.get_by_label("Password").fill("correct horse")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("button", name="New session")).to_be_visible()

@@ -214,6 +214,9 @@ def test_the_web_client_and_the_api_docs_are_served_with_nothing_from_elsewhere(
     assert served.status_code == 200 and "immutable" in served.headers["cache-control"]
     assert served.headers["content-encoding"] == "gzip"
     assert_problem(httpx.get(f"{server.url}/api/no-such-thing"), 404)
+    assert_problem(httpx.get(f"{server.url}/assets/no-such-file.js"), 404)
+    link = httpx.get(f"{server.url}/invite/0123456789abcdef0123456789abcdef.s3cr3t-With.dots")
+    assert link.status_code == 200 and link.headers["content-type"].startswith("text/html")  # a client route with dots
     docs = httpx.get(f"{server.url}/schema")
     assert docs.status_code == 200 and "/api-docs/rapidoc-min.js" in docs.text and "https://" not in docs.text.split("<body")[0]
     assert httpx.get(f"{server.url}/api-docs/rapidoc-min.js").status_code == 200
