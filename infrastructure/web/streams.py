@@ -118,12 +118,17 @@ def _after(socket: WebSocket[Any, Any, Any]) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
 
 
-def _is_ping(message: str) -> bool:
+def _client_message_type(message: str) -> str | None:
+    """The `type` of what a client sent (`ping`, `typing`); anything else, however malformed
+    or deeply nested, is None and ignored."""
+    if message.strip() == "ping":
+        return "ping"
     try:
         decoded = _decode_ephemeral(message)
-    except msgspec.DecodeError:
-        return message.strip() == "ping"
-    return isinstance(decoded, dict) and decoded.get("type") == "ping"
+    except (msgspec.DecodeError, RecursionError, ValueError):
+        return None
+    kind = decoded.get("type") if isinstance(decoded, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 async def _stream(
@@ -207,10 +212,10 @@ async def _stream(
         """Answers application-level pings, passes typing notices on; returns when the client goes away."""
         try:
             while True:
-                message = await socket.receive_data(mode="text")
-                if _is_ping(message):
+                kind = _client_message_type(await socket.receive_data(mode="text"))
+                if kind == "ping":
                     await socket.send_data('{"type":"pong"}', mode="text")
-                elif on_typing is not None and _is_typing(message):
+                elif kind == "typing" and on_typing is not None:
                     on_typing()
         except WebSocketDisconnect:
             outcome["gone"] = (0, "")
@@ -266,17 +271,9 @@ async def _stream(
 def _ephemeral(body: bytes) -> dict[str, Any]:
     try:
         frame = _decode_ephemeral(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError, ValueError):
         return {}
     return frame if isinstance(frame, dict) else {}
-
-
-def _is_typing(message: str) -> bool:
-    try:
-        decoded = _decode_ephemeral(message)
-    except msgspec.DecodeError:
-        return False
-    return isinstance(decoded, dict) and decoded.get("type") == "typing"
 
 
 _decode_ephemeral = msgspec.json.Decoder(Any).decode

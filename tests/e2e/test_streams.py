@@ -220,3 +220,19 @@ def test_a_stream_ends_with_4401_when_its_token_expires(tmp_path):
             assert time.monotonic() - started < 10
     finally:
         server.stop()
+
+
+def test_whatever_a_client_sends_on_a_stream_is_ignored_unless_it_is_a_ping_or_typing(server, room):
+    ann, bob, _, sid = room
+    with connect(ws_url(server, f"/api/sessions/{sid}/stream", bob.token, ann.head())) as ws:
+        for junk in (
+            "[" * 5000 + "]" * 5000,
+            "\udcff".encode("utf-8", "surrogatepass").decode("utf-8", "replace"),
+            "{}",
+            "42",
+            '{"type": 7}',
+        ):
+            ws.send(junk)
+        ws.send('{ "type" : "ping" }')
+        assert json.loads(ws.recv(timeout=5)) == {"type": "pong"}
+    assert "Traceback" not in (server.data_dir / f"server-{server.port}.log").read_text()
