@@ -21,10 +21,15 @@ from projections.storage import ReadStore, ReadTransaction
 log = logging.getLogger(__name__)
 
 
+_STORAGE_FAULTS = ("database or disk is full", "disk i/o error", "database is locked", "unable to open database", "readonly database")
+
+
 def storage_fault(error: BaseException) -> bool:
     """A full disk, an I/O error, a lock held too long: the environment's fault, never a reason
-    to stop a projector at an event (its bug would be; it is retried, then reported)."""
-    return isinstance(error, OSError) or type(error).__name__ == "OperationalError"
+    to stop a projector at an event (the batch is retried). A missing table or a bad statement
+    is the projector's (or its schema's): it stops at the event, as before."""
+    message = str(error).lower()
+    return isinstance(error, OSError) or any(fault in message for fault in _STORAGE_FAULTS)
 
 
 @dataclass(frozen=True)
