@@ -71,7 +71,7 @@ def test_twenty_kill_9s_under_mixed_load_lose_and_double_nothing(tmp_path):
         ]
         for thread in threads:
             thread.start()
-        time.sleep(rng.uniform(0.2, 1.2))
+        time.sleep(rng.uniform(0.2, 1.2))  # not a wait for anything: the random moment of the kill
         server.kill()
         stop.set()
         for thread in threads:

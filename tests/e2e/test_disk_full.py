@@ -73,7 +73,7 @@ def test_a_full_disk_refuses_commands_cleanly_loses_nothing_and_recovers(tmp_pat
             deadline = time.monotonic() + 30
             while (after := ann.post(f"/api/sessions/{sid}/messages", {"content": "room again"})).status_code != 201:
                 assert time.monotonic() < deadline, after.text
-                time.sleep(0.5)
+                time.sleep(0.5)  # recovery has no signal but a write that succeeds
             acknowledged.append(after.json()["id"])
             seen = [
                 m["id"]

@@ -141,23 +141,25 @@ def test_admin_stats_count_what_is_stored(site):
 
 def test_concurrent_requests_cannot_both_take_the_last_unit_of_a_quota(site):
     """Quotas are decided by the commands that consume them, one at a time on the write side."""
+    import json
     from concurrent.futures import ThreadPoolExecutor
+
+    from websockets.sync.client import connect
+
+    from tests.e2e.test_streams import ws_url
 
     server, admin = site
     eve, eve_user = server.client().signup("eve.racer@example.org")
     admin.put(f"/api/admin/users/{eve_user['id']}/quotas", {"messages_per_day": 3, "replies_per_day": 1})
     sid = eve.post("/api/sessions", {"title": "Race"}).json()["id"]
-    with ThreadPoolExecutor(8) as pool:
-        codes = list(pool.map(lambda n: eve.post(f"/api/sessions/{sid}/messages", {"content": f"Question {n}?"}).status_code, range(8)))
-    assert sorted(codes) == [201, 201, 201] + [429] * 5
-    deadline = time.monotonic() + 20
-    while True:
-        items = eve.get(f"/api/sessions/{sid}/messages", params={"after_position": eve.head()}).json()["items"]
-        outcomes = [m for m in items if m["role"] == "assistant"]
-        db = sqlite3.connect(server.data_dir / "events.sqlite3")
-        failed = db.execute("SELECT COUNT(*) FROM stored_events WHERE topic LIKE '%AssistantReplyFailed'").fetchone()[0]
-        db.close()
-        if len(outcomes) + failed >= 3 or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert len([m for m in outcomes if m["reply_status"] == "completed"]) == 1
+    with connect(ws_url(server, f"/api/sessions/{sid}/stream", eve.token, 0)) as ws:
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda n: eve.post(f"/api/sessions/{sid}/messages", {"content": f"Question {n}?"}).status_code, range(8)))
+        assert sorted(codes) == [201, 201, 201] + [429] * 5
+        outcomes = []
+        while len(outcomes) < 3:  # one outcome frame per accepted question
+            frame = json.loads(ws.recv(timeout=30))
+            if frame["type"] in ("reply.completed", "reply.failed"):
+                outcomes.append(frame)
+    assert [f["type"] for f in outcomes].count("reply.completed") == 1
+    assert [f["data"]["reason"] for f in outcomes if f["type"] == "reply.failed"] == ["quota_exceeded", "quota_exceeded"]
