@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-from uuid import UUID
-
 import asyncio
 import logging
+from typing import Annotated, Any
+from uuid import UUID
 
 import anyio
 import msgspec
@@ -16,19 +15,18 @@ from litestar.exceptions import (
     NotAuthorizedException,
     NotFoundException,
     PermissionDeniedException,
-    ValidationException,
 )
 from litestar.params import Parameter
 from litestar.security.jwt import JWTAuth
 
 from application.accounts import (
-    EraseUser,
-    SetQuotas,
     ChangePassword,
     ChangeUserRole,
     DisableUser,
     EnableUser,
+    EraseUser,
     RegisterUser,
+    SetQuotas,
     SignOut,
     user_by_email,
 )
@@ -42,13 +40,14 @@ from application.passwords import (
 )
 from domain.user import User
 from infrastructure.bootstrap import WriteSide
-from infrastructure.workers.erasure import destroy_key, rebuild_after_erasure, require_erasable
 from infrastructure.web.auth import AUTH_COOKIE, Principal, VerifiedToken, admin_only
 from infrastructure.web.commands import execute
-from infrastructure.web.quotas import Quotas, Usage, usage_of
+from infrastructure.web.edge_types import AfterPosition, Cursor, Email, Role, name
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
+from infrastructure.web.quotas import Quotas, Usage, usage_of
 from infrastructure.web.rate_limits import DEVICE_COOKIE, RateLimited, RateLimits, login_attempts
 from infrastructure.web.read_your_writes import ProjectionProgress
+from infrastructure.workers.erasure import destroy_key, rebuild_after_erasure, require_erasable
 from projections.frames import session_channel
 from projections.members import sessions_of_user
 from projections.storage import ReadConnection
@@ -75,13 +74,13 @@ class QuotasView(msgspec.Struct):
 
 
 class RegisterRequest(msgspec.Struct, forbid_unknown_fields=True):
-    email: Annotated[str, msgspec.Meta(max_length=254)]
+    email: Email
     password: Password
-    display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    display_name: Annotated[str, name(100)]
 
 
 class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
-    email: Annotated[str, msgspec.Meta(max_length=254)]
+    email: Email
     password: Annotated[str, msgspec.Meta(max_length=PASSWORD_MAX)]
 
 
@@ -108,21 +107,31 @@ class PersonDetail(msgspec.Struct):
 
 
 class UserChange(msgspec.Struct, forbid_unknown_fields=True):
-    role: str | None = None
+    role: Role | None = None
     disabled: bool | None = None
 
 
 def _from_aggregate(user: User, position: int | None) -> UserView:
     return UserView(
-        id=str(user.id), email=user.email, display_name=user.display_name, role=user.role,
-        disabled=user.disabled, created_at=user.created_on.isoformat(), position=position,
+        id=str(user.id),
+        email=user.email,
+        display_name=user.display_name,
+        role=user.role,
+        disabled=user.disabled,
+        created_at=user.created_on.isoformat(),
+        position=position,
     )
 
 
 def _from_row(row: dict[str, Any]) -> UserView:
     return UserView(
-        id=row["id"], email=row["email"], display_name=row["display_name"], role=row["role"],
-        disabled=bool(row["disabled"]), created_at=row["created_at"], position=row["position"],
+        id=row["id"],
+        email=row["email"],
+        display_name=row["display_name"],
+        role=row["role"],
+        disabled=bool(row["disabled"]),
+        created_at=row["created_at"],
+        position=row["position"],
     )
 
 
@@ -136,21 +145,26 @@ class AuthController(Controller):
         outcome = await execute(bus, request, RegisterUser(data.email, data.display_name, password_hash))
         return _from_aggregate(outcome.value, outcome.position)
 
-    @post("/login", status_code=200, guards=[login_attempts], exclude_from_auth=True)
+    @post("/login", status_code=200, guards=[login_attempts], exclude_from_auth=True, problems=(401, 403))
     async def login(self, data: LoginRequest, event_store: Chronicle, request: Request) -> TokenResponse:
         """A bearer token for API clients. 401 wrong email or password; 403 disabled."""
         token, _ = await _sign_in(request, event_store, data)
         jwt: JWTAuth = request.app.state.jwt
         return TokenResponse(access_token=token, token_type="bearer", expires_in=int(jwt.default_token_expiration.total_seconds()))
 
-    @post("/session", status_code=200, guards=[login_attempts], exclude_from_auth=True)
+    @post("/session", status_code=200, guards=[login_attempts], exclude_from_auth=True, problems=(401, 403))
     async def open_session(self, data: LoginRequest, event_store: Chronicle, request: Request) -> Response[UserView]:
         """Signs a browser in: the token goes into an httpOnly, SameSite=Strict cookie that
         scripts cannot read; state-changing requests then need the CSRF header."""
         token, user = await _sign_in(request, event_store, data)
         device = Cookie(
-            key=DEVICE_COOKIE, value=request.app.state.rate_limits.device_token(str(user.id)), path="/api/auth/",
-            httponly=True, samesite="strict", secure=request.url.scheme == "https", max_age=365 * 86400,
+            key=DEVICE_COOKIE,
+            value=request.app.state.rate_limits.device_token(str(user.id)),
+            path="/api/auth/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            max_age=365 * 86400,
         )
         return Response(_from_aggregate(user, None), cookies=[auth_cookie(request, token), device])
 
@@ -167,7 +181,9 @@ class AuthController(Controller):
         """Signs out: every token issued to this user so far stops working, on every device."""
         outcome = await execute(bus, request, SignOut(request.user.id))
         await tokens_revoked(request, request.user.id, outcome.position)
-        return Response(None, status_code=204, cookies=[Cookie(key=AUTH_COOKIE, value="", max_age=0, path="/", httponly=True, samesite="strict")])
+        return Response(
+            None, status_code=204, cookies=[Cookie(key=AUTH_COOKIE, value="", max_age=0, path="/", httponly=True, samesite="strict")]
+        )
 
 
 class BrowserSession(msgspec.Struct):
@@ -193,8 +209,9 @@ async def announce_erasure(request: Request[Any, Any, Any], user_id: str) -> Non
     ephemeral `user.erased` frame), so clients reload what they show."""
     channels = request.app.state.channels
     for session_id in await sessions_of_user(request.app.state.db, user_id):
-        channels.publish(msgspec.json.encode({"session_id": session_id, "type": "user.erased", "user_id": user_id}),
-                         session_channel(session_id))
+        channels.publish(
+            msgspec.json.encode({"session_id": session_id, "type": "user.erased", "user_id": user_id}), session_channel(session_id)
+        )
 
 
 async def tokens_revoked(request: Request[Any, Any, Any], user_id: UUID, position: int) -> None:
@@ -207,8 +224,13 @@ async def tokens_revoked(request: Request[Any, Any, Any], user_id: UUID, positio
 def auth_cookie(request: Request[Any, Any, Any], token: str) -> Cookie:
     jwt: JWTAuth = request.app.state.jwt
     return Cookie(
-        key=AUTH_COOKIE, value=token, path="/", httponly=True, samesite="strict",
-        secure=request.url.scheme == "https", max_age=int(jwt.default_token_expiration.total_seconds()),
+        key=AUTH_COOKIE,
+        value=token,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=int(jwt.default_token_expiration.total_seconds()),
     )
 
 
@@ -285,8 +307,11 @@ class MeController(Controller):
 
     @get("/usage")
     async def usage(
-        self, request: Request[Principal, Any, Any], db: ReadConnection, progress: ProjectionProgress,
-        after_position: int | None = None,
+        self,
+        request: Request[Principal, Any, Any],
+        db: ReadConnection,
+        progress: ProjectionProgress,
+        after_position: AfterPosition = None,
     ) -> Usage:
         """Today's messages and assistant replies (UTC day), stored bytes, and your quotas."""
         await progress.wait(("users", "messages", "documents"), after_position)
@@ -294,8 +319,11 @@ class MeController(Controller):
 
     @get("/")
     async def me(
-        self, request: Request[Principal, Any, Any], db: ReadConnection, progress: ProjectionProgress,
-        after_position: int | None = None,
+        self,
+        request: Request[Principal, Any, Any],
+        db: ReadConnection,
+        progress: ProjectionProgress,
+        after_position: AfterPosition = None,
     ) -> UserView:
         await progress.wait(("users",), after_position)
         row = await user_by_id(db, str(request.user.id))
@@ -311,9 +339,13 @@ class AdminUsersController(Controller):
 
     @get("/")
     async def list_users(
-        self, db: ReadConnection, progress: ProjectionProgress, cursor: str | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50, after_position: int | None = None,
-        q: Annotated[str, Parameter(max_length=254)] | None = None,
+        self,
+        db: ReadConnection,
+        progress: ProjectionProgress,
+        cursor: Cursor = None,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50,
+        after_position: AfterPosition = None,
+        q: Annotated[str | None, Parameter(max_length=254)] = None,
     ) -> Page[UserView]:
         """In registration order; `q` keeps those whose email or display name contains it."""
         await progress.wait(("users",), after_position)
@@ -322,7 +354,11 @@ class AdminUsersController(Controller):
 
     @get("/{user_id:uuid}")
     async def person(
-        self, user_id: UUID, db: ReadConnection, progress: ProjectionProgress, after_position: int | None = None,
+        self,
+        user_id: UUID,
+        db: ReadConnection,
+        progress: ProjectionProgress,
+        after_position: AfterPosition = None,
     ) -> PersonDetail:
         """One person: who they are, how many sessions they are in, today's usage and their quotas."""
         await progress.wait(("users", "session_members", "messages", "documents"), after_position)
@@ -332,9 +368,7 @@ class AdminUsersController(Controller):
         return PersonDetail(_from_row(row), await sessions_count(db, str(user_id)), await usage_of(db, str(user_id)))
 
     @post("/{user_id:uuid}/erase", status_code=202)
-    async def erase(
-        self, user_id: UUID, bus: CommandBus, write: WriteSide, request: Request[Principal, Any, Any]
-    ) -> ErasureStarted:
+    async def erase(self, user_id: UUID, bus: CommandBus, write: WriteSide, request: Request[Principal, Any, Any]) -> ErasureStarted:
         """Destroys the user's data key and records `UserErased`; every read model is then
         rebuilt in the background (see `GET /api/admin/projections`) and their files removed."""
         claim = await anyio.to_thread.run_sync(require_erasable, write.reader, user_id)
@@ -358,28 +392,26 @@ class AdminUsersController(Controller):
         return ErasureStarted(str(user_id), True, outcome.position)
 
     @put("/{user_id:uuid}/quotas")
-    async def set_quotas(
-        self, user_id: UUID, data: Quotas, bus: CommandBus, request: Request[Principal, Any, Any]
-    ) -> QuotasView:
+    async def set_quotas(self, user_id: UUID, data: Quotas, bus: CommandBus, request: Request[Principal, Any, Any]) -> QuotasView:
         """`null` is no limit. Recorded as an event with the admin as its actor."""
-        outcome = await execute(
-            bus, request, SetQuotas(user_id, data.messages_per_day, data.replies_per_day, data.storage_bytes)
-        )
+        outcome = await execute(bus, request, SetQuotas(user_id, data.messages_per_day, data.replies_per_day, data.storage_bytes))
         messages, replies, storage = outcome.value.quotas
         return QuotasView(str(user_id), messages, replies, storage, outcome.position)
 
     @patch("/{user_id:uuid}")
     async def change_user(
-        self, user_id: UUID, data: UserChange, bus: CommandBus, request: Request[Principal, Any, Any]
+        self, user_id: UUID, data: UserChange, bus: CommandBus, db: ReadConnection, request: Request[Principal, Any, Any]
     ) -> UserView:
+        """Changes the role, disables or enables; an empty change answers with the user as they are."""
         outcome = None
         if data.role is not None:
             outcome = await execute(bus, request, ChangeUserRole(user_id, data.role))
         if data.disabled is not None:
             outcome = await execute(bus, request, DisableUser(user_id) if data.disabled else EnableUser(user_id))
         if outcome is None:
-            raise ValidationException(
-                "nothing to change", extra=[{"key": "role", "message": "give a role or disabled"}]
-            )
+            row = await user_by_id(db, str(user_id))
+            if row is None:
+                raise NotFoundException("no such user")
+            return _from_row(row)
         await tokens_revoked(request, user_id, outcome.position)
         return _from_aggregate(outcome.value, outcome.position)

@@ -49,11 +49,14 @@ class AdminStorageController(Controller):
         live = await referenced_blobs(db)
         loose = [sha for sha in sizes if sha not in live]
         return StorageView(
-            blob_bytes=sum(sizes.values()), blob_count=len(sizes),
-            unreferenced_count=len(loose), unreferenced_bytes=sum(sizes[sha] for sha in loose),
+            blob_bytes=sum(sizes.values()),
+            blob_count=len(sizes),
+            unreferenced_count=len(loose),
+            unreferenced_bytes=sum(sizes[sha] for sha in loose),
             retention_default_days=write.settings.retention_days,
-            sessions_with_retention=[SessionRetention(r["session_id"], r["title"], r["retention_days"])
-                                     for r in await sessions_with_retention(db)],
+            sessions_with_retention=[
+                SessionRetention(r["session_id"], r["title"], r["retention_days"]) for r in await sessions_with_retention(db)
+            ],
             next_retention_run_at=request.app.state.get("next_retention_run_at"),
         )
 

@@ -6,14 +6,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
 from litestar import Litestar
 from litestar.channels import ChannelsPlugin
-from litestar.config.cors import CORSConfig
 from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -23,37 +23,51 @@ from litestar.plugins.prometheus import PrometheusController
 from application.assistant import ANSWER_RULES, ReplyRequest, Turn, wants_reply
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
-from infrastructure.storage.audit_log import AuditLog
-from infrastructure.workers.blob_collector import BlobCollector, wait_for_projection
-from infrastructure.bootstrap import WriteSide, bootstrap
-from infrastructure.workers.erasure import rebuild_after_erasure
-from infrastructure.workers.retention import RetentionPostponed, apply_retention
-from infrastructure.workers.chat_engine import ChatEngine
-from infrastructure.documents.conversion_jobs import JobLimits
-from infrastructure.workers.conversion_worker import ConversionWorker
 from infrastructure.assistants.local_assistant import LocalAssistant
 from infrastructure.assistants.openai_assistant import OpenAIAssistant
-from infrastructure.workers.projection_process import ProjectionProcess
-from infrastructure.storage.read_store import AioSQLiteReadConnection, SQLiteReadStore
+from infrastructure.bootstrap import WriteSide, bootstrap
+from infrastructure.documents.conversion_jobs import JobLimits
 from infrastructure.documents.media_types import MediaTypeSniffer
-from infrastructure.settings import Settings
-from infrastructure.web import accounts, admin_projections, admin_stats, audit, documents, health, messages, search, sessions, streams, users
-from infrastructure.web.client_files import ClientBundle, client_file
 from infrastructure.metrics import ACTIVE_USERS, ActiveUsers
+from infrastructure.settings import Settings
+from infrastructure.storage.audit_log import AuditLog
+from infrastructure.storage.read_store import AioSQLiteReadConnection, SQLiteReadStore
+from infrastructure.web import (
+    accounts,
+    admin_projections,
+    admin_stats,
+    audit,
+    documents,
+    health,
+    messages,
+    search,
+    sessions,
+    streams,
+    users,
+)
 from infrastructure.web.admin_storage import AdminStorageController
+from infrastructure.web.allowed_methods import AllowedMethods
 from infrastructure.web.audit import ChainVerifications
+from infrastructure.web.auth import PrincipalCache, jwt_auth
+from infrastructure.web.client_files import ClientBundle, client_file
 from infrastructure.web.csrf import csrf_middleware
 from infrastructure.web.dashboard import DashboardController, DashboardSampler
-from infrastructure.web.invitations import AdminLinksController, PublicLinksController
-from infrastructure.web.rate_limits import RateLimits
-from infrastructure.web.auth import PrincipalCache, jwt_auth
 from infrastructure.web.http_metrics import HttpMetrics
+from infrastructure.web.invitations import AdminLinksController, PublicLinksController
+from infrastructure.web.json_bodies import StrictJsonBodies
+from infrastructure.web.openapi_document import complete_openapi
 from infrastructure.web.problems import exception_handlers
 from infrastructure.web.quotas import reply_quota_left
+from infrastructure.web.rate_limits import RateLimits
 from infrastructure.web.read_your_writes import ProjectionProgress
+from infrastructure.workers.blob_collector import BlobCollector, wait_for_projection
+from infrastructure.workers.chat_engine import ChatEngine
+from infrastructure.workers.conversion_worker import ConversionWorker
+from infrastructure.workers.erasure import rebuild_after_erasure
+from infrastructure.workers.projection_process import ProjectionProcess
+from infrastructure.workers.retention import RetentionPostponed, apply_retention
 from projections.messages import recent_messages
 from projections.users import PRINCIPALS_CHANNEL
-
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +85,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         write = bootstrap(settings)
         write.runner = ProjectionProcess(settings, write.reader, write.read_store, write.runner.projectors)
         progress = ProjectionProgress(
-            write.runner.positions(), settings.read_wait_seconds, lambda: anyio.to_thread.run_sync(write.runner.head),
+            write.runner.positions(),
+            settings.read_wait_seconds,
+            lambda: anyio.to_thread.run_sync(write.runner.head),
         )
         write.runner.on_progress = lambda advanced: loop.call_soon_threadsafe(progress.update, advanced)
         db = await AioSQLiteReadConnection.open(settings.read_store_path)
@@ -87,16 +103,24 @@ def create_app(settings: Settings | None = None) -> Litestar:
         provider = assistant_provider(settings, db)
         engine_positions = SQLiteReadStore(settings.read_store_path)
         engine = ChatEngine(
-            write.reader, write.bus, engine_positions, provider,
-            lambda channel, body: channels.publish(body, channel), concurrency=settings.assistant_concurrency,
-            timeout_seconds=settings.assistant_timeout, may_reply=lambda user_id: reply_quota_left(db, user_id),
+            write.reader,
+            write.bus,
+            engine_positions,
+            provider,
+            lambda channel, body: channels.publish(body, channel),
+            concurrency=settings.assistant_concurrency,
+            timeout_seconds=settings.assistant_timeout,
+            may_reply=lambda user_id: reply_quota_left(db, user_id),
             grounded_at=lambda position: progress.wait(("messages", "search", "document_search"), position),
             answers=lambda content: wants_reply(content, settings.assistant_answers),
         )
         app.state.engine = engine
         worker_positions, collector_store = SQLiteReadStore(settings.read_store_path), SQLiteReadStore(settings.read_store_path)
         worker = ConversionWorker(
-            write.reader, write.bus, worker_positions, write.blobs,
+            write.reader,
+            write.bus,
+            worker_positions,
+            write.blobs,
             JobLimits(settings.conversion_timeout, settings.conversion_memory_bytes, settings.conversion_max_unpacked_bytes),
             concurrency=settings.conversion_concurrency,
         )
@@ -147,14 +171,30 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
         return Provide(provide, sync_to_thread=False)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
-            accounts.AuthController, accounts.MeController, accounts.AdminUsersController,
-            sessions.SessionsController, messages.MessagesController, messages.RepliesController, health.HealthController,
-            documents.DocumentsController, documents.SessionDocumentsController, search.SearchController,
-            audit.AuditController, admin_projections.AdminProjectionsController, admin_stats.AdminStatsController,
-            streams.session_stream, streams.user_stream, PrometheusController, users.UsersController, client_file,
-            DashboardController, AdminStorageController, AdminLinksController, PublicLinksController,
+            accounts.AuthController,
+            accounts.MeController,
+            accounts.AdminUsersController,
+            sessions.SessionsController,
+            messages.MessagesController,
+            messages.RepliesController,
+            health.HealthController,
+            documents.DocumentsController,
+            documents.SessionDocumentsController,
+            search.SearchController,
+            audit.AuditController,
+            admin_projections.AdminProjectionsController,
+            admin_stats.AdminStatsController,
+            streams.session_stream,
+            streams.user_stream,
+            PrometheusController,
+            users.UsersController,
+            client_file,
+            DashboardController,
+            AdminStorageController,
+            AdminLinksController,
+            PublicLinksController,
         ],
         dependencies={
             "bus": Provide(_bus, sync_to_thread=False),
@@ -167,20 +207,30 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_app_init=[auth.on_app_init],
         middleware=[HttpMetrics, csrf_middleware(settings.secret_key)],
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins), allow_credentials=True) if settings.cors_origins else None,
-        state=State({
-            "client_bundle": ClientBundle(), "settings": settings,
-            "rate_limits": RateLimits(settings.rate_limits, settings.secret_key),
-            "active_users": active_users, "verifications": ChainVerifications(),
-        }),
+        state=State(
+            {
+                "client_bundle": ClientBundle(),
+                "settings": settings,
+                "rate_limits": RateLimits(settings.rate_limits, settings.secret_key),
+                "active_users": active_users,
+                "verifications": ChainVerifications(),
+            }
+        ),
         plugins=[channels],
         exception_handlers=exception_handlers,
+        before_send=[AllowedMethods()],
+        before_request=StrictJsonBodies(),
         openapi_config=OpenAPIConfig(
-            title="Chronicle", version="0.1.0", path="/schema",
+            title="Chronicle",
+            version="0.1.0",
+            path="/schema",
             render_plugins=[
                 RapidocRenderPlugin(js_url="/api-docs/rapidoc-min.js", path=["/", "/rapidoc"], favicon="<link rel='icon' href='data:,'>")
             ],
         ),
     )
+    complete_openapi(app, auth.exclude if isinstance(auth.exclude, list) else [auth.exclude or ""])
+    return app
 
 
 def assistant_provider(settings: Settings, db: AioSQLiteReadConnection) -> LocalAssistant | OpenAIAssistant:
@@ -199,20 +249,28 @@ def assistant_provider(settings: Settings, db: AioSQLiteReadConnection) -> Local
         return [Turn(row["role"], row["content"], row["author_id"], row["content_day"]) for row in rows]
 
     return OpenAIAssistant(
-        settings.llm_base_url, settings.llm_model, settings.llm_api_key, history,
-        read_timeout=min(30.0, settings.assistant_timeout), context_chars=settings.llm_context_chars,
+        settings.llm_base_url,
+        settings.llm_model,
+        settings.llm_api_key,
+        history,
+        read_timeout=min(30.0, settings.assistant_timeout),
+        context_chars=settings.llm_context_chars,
     )
 
 
 async def _retention_job(app: Litestar, write: WriteSide, settings: Settings) -> None:
     """Every `CHRONICLE_RETENTION_INTERVAL` seconds: erase expired message content, then rebuild."""
     while True:
-        app.state.next_retention_run_at = datetime.now(timezone.utc) + timedelta(seconds=settings.retention_interval)
+        app.state.next_retention_run_at = datetime.now(UTC) + timedelta(seconds=settings.retention_interval)
         await asyncio.sleep(settings.retention_interval)
         try:
+
             def run() -> dict[str, Any]:
                 return apply_retention(
-                    write, write.reader.mapper.keys, settings.retention_days, datetime.now(timezone.utc).date(),  # type: ignore[attr-defined]
+                    write,
+                    write.reader.mapper.keys,
+                    settings.retention_days,
+                    datetime.now(UTC).date(),  # type: ignore[attr-defined]
                     lambda command: anyio.from_thread.run(write.bus.execute, command, "retention"),
                 )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
 from uuid import UUID
 
@@ -21,7 +21,6 @@ from litestar.security.jwt import JWTCookieAuth, Token
 
 from projections.storage import ReadConnection
 from projections.users import principal_of
-
 
 AUTH_COOKIE = "chronicle_token"
 
@@ -101,7 +100,7 @@ class VerifiedToken(Token):
             if len(cls._verified) >= 50_000:
                 cls._verified.clear()
             cls._verified[key] = token
-        elif token.exp <= datetime.now(timezone.utc):
+        elif token.exp <= datetime.now(UTC):
             del cls._verified[key]
             raise NotAuthorizedException("token has expired")
         return token  # type: ignore[return-value]

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -96,8 +96,7 @@ def _gauge(metric: Any) -> float:
 
 
 def _counted(metric: Any, label: str, value: str) -> float:
-    return sum(s.value for family in metric.collect() for s in family.samples
-               if s.name.endswith("_total") and s.labels.get(label) == value)
+    return sum(s.value for family in metric.collect() for s in family.samples if s.name.endswith("_total") and s.labels.get(label) == value)
 
 
 def _buckets(families: list[Metric]) -> tuple[tuple[float, float], ...]:
@@ -162,7 +161,9 @@ class DashboardSampler:
             time.monotonic(),
             sum(s.value for f in families for s in f.samples if s.name.endswith("_total")),
             sum(s.value for f in families for s in f.samples if s.name.endswith("_total") and s.labels.get("status", "").startswith("5")),
-            _buckets(list(DURATION.collect())), times.user + times.system, await self._head(),
+            _buckets(list(DURATION.collect())),
+            times.user + times.system,
+            await self._head(),
         )
 
     async def sample(self) -> tuple[Point, ResponseTimes]:
@@ -175,7 +176,7 @@ class DashboardSampler:
         times = ResponseTimes(*(None if (v := _quantile(q, deltas)) is None else round(v * 1000, 2) for q in (0.5, 0.95, 0.99)))
         rss = _rss()
         point = Point(
-            at=datetime.now(timezone.utc),
+            at=datetime.now(UTC),
             requests_per_second=round(requests / elapsed, 2) if now is not before else 0.0,
             p99_ms=times.p99,
             error_rate=round((now.errors - before.errors) / requests, 4) if requests > 0 else 0.0,
@@ -199,10 +200,15 @@ class DashboardSampler:
     async def dashboard(self) -> Dashboard:
         point, times = self._latest or await self.sample()
         return Dashboard(
-            at=point.at, head=self._previous.head if self._previous else 0,
-            requests_per_second=point.requests_per_second, response_ms=times, error_rate=point.error_rate,
-            open_websockets=int(_gauge(WEBSOCKETS)), active_users=int(_gauge(ACTIVE_USERS)),
-            events_per_second=point.events_per_second, projections=await self._projections(),
+            at=point.at,
+            head=self._previous.head if self._previous else 0,
+            requests_per_second=point.requests_per_second,
+            response_ms=times,
+            error_rate=point.error_rate,
+            open_websockets=int(_gauge(WEBSOCKETS)),
+            active_users=int(_gauge(ACTIVE_USERS)),
+            events_per_second=point.events_per_second,
+            projections=await self._projections(),
             replies=InFlight(int(_gauge(REPLIES_IN_FLIGHT)), int(_counted(REPLIES, "outcome", "failed"))),
             conversions=InFlight(int(_gauge(CONVERSIONS_IN_FLIGHT)), int(_counted(CONVERSIONS, "outcome", "failed"))),
             process=ProcessUse(point.cpu_percent, _rss(), point.memory_percent),

@@ -21,6 +21,8 @@ from infrastructure.bootstrap import WriteSide
 from infrastructure.web.auth import Principal
 from infrastructure.web.commands import execute
 from infrastructure.web.downloads import blob_response, content_disposition
+from infrastructure.web.edge_types import UUID_TEXT, AfterPosition, Cursor
+from infrastructure.web.openapi_document import binary_file, uuid_text
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
 from infrastructure.web.quotas import require_storage_quota
 from infrastructure.web.read_your_writes import ProjectionProgress
@@ -96,35 +98,59 @@ class DeletedDocument(msgspec.Struct):
 
 def _view(row: dict[str, Any]) -> DocumentView:
     return DocumentView(
-        id=row["id"], filename=row["filename"], media_type=row["media_type"], size=row["size"],
-        sha256=row["sha256"], created_at=row["created_at"], position=row["position"],
+        id=row["id"],
+        filename=row["filename"],
+        media_type=row["media_type"],
+        size=row["size"],
+        sha256=row["sha256"],
+        created_at=row["created_at"],
+        position=row["position"],
     )
 
 
 def _from_document(document: Document, position: int) -> DocumentView:
     return DocumentView(
-        id=str(document.id), filename=document.filename, media_type=document.media_type, size=document.size,
-        sha256=document.sha256, created_at=document.created_on.isoformat(), position=position,
+        id=str(document.id),
+        filename=document.filename,
+        media_type=document.media_type,
+        size=document.size,
+        sha256=document.sha256,
+        created_at=document.created_on.isoformat(),
+        position=position,
     )
 
 
 def _conversion_view(row: dict[str, Any]) -> ConversionView:
     return ConversionView(
-        id=row["id"], document_id=row["document_id"], target=row["target"], status=row["status"],
-        created_at=row["created_at"], reason=row["reason"], detail=row["detail"], completed_at=row["completed_at"],
-        size=row["output_size"], pages=row["pages"], characters=row["characters"], duration_ms=row["duration_ms"],
+        id=row["id"],
+        document_id=row["document_id"],
+        target=row["target"],
+        status=row["status"],
+        created_at=row["created_at"],
+        reason=row["reason"],
+        detail=row["detail"],
+        completed_at=row["completed_at"],
+        size=row["output_size"],
+        pages=row["pages"],
+        characters=row["characters"],
+        duration_ms=row["duration_ms"],
     )
 
 
 def _from_conversion(conversion: Conversion, position: int) -> ConversionView:
     return ConversionView(
-        id=str(conversion.id), document_id=str(conversion.document_id), target=conversion.target,
-        status=conversion.status, created_at=conversion.created_on.isoformat(), position=position,
+        id=str(conversion.id),
+        document_id=str(conversion.document_id),
+        target=conversion.target,
+        status=conversion.status,
+        created_at=conversion.created_on.isoformat(),
+        position=position,
     )
 
 
-async def _readable(db: ReadConnection, progress: ProjectionProgress, document_id: UUID, user_id: UUID,
-                    after_position: int | None) -> dict[str, Any]:
+async def _readable(
+    db: ReadConnection, progress: ProjectionProgress, document_id: UUID, user_id: UUID, after_position: int | None
+) -> dict[str, Any]:
     await progress.wait(READ_MODELS, after_position)
     row = await readable_document(db, str(document_id), str(user_id))
     if row is None:
@@ -132,11 +158,15 @@ async def _readable(db: ReadConnection, progress: ProjectionProgress, document_i
     return row
 
 
+UPLOAD_FIELDS = (("file", binary_file(), True), ("session_id", uuid_text(), False))
+"""The multipart body of an upload, for the OpenAPI document (the handler streams it itself)."""
+
+
 class DocumentsController(Controller):
     path = "/api/documents"
     tags = ["documents"]
 
-    @post("/", status_code=201, request_max_body_size=None)
+    @post("/", status_code=201, request_max_body_size=None, problems=(404, 415, 429), multipart=UPLOAD_FIELDS)
     async def upload(self, request: Request[Principal, Any, Any], bus: CommandBus, write: WriteSide) -> DocumentView:
         """multipart/form-data with the file in `file` and optionally `session_id` to attach it."""
         content_type, options = request.content_type
@@ -172,9 +202,13 @@ class DocumentsController(Controller):
 
     @get("/")
     async def mine(
-        self, request: Request[Principal, Any, Any], db: ReadConnection, progress: ProjectionProgress,
-        cursor: str | None = None, limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50,
-        after_position: int | None = None,
+        self,
+        request: Request[Principal, Any, Any],
+        db: ReadConnection,
+        progress: ProjectionProgress,
+        cursor: Cursor = None,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50,
+        after_position: AfterPosition = None,
     ) -> Page[DocumentView]:
         """The documents you uploaded, oldest first."""
         await progress.wait(READ_MODELS, after_position)
@@ -183,26 +217,43 @@ class DocumentsController(Controller):
 
     @get("/{document_id:uuid}")
     async def one(
-        self, document_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
-        progress: ProjectionProgress, after_position: int | None = None,
+        self,
+        document_id: UUID,
+        request: Request[Principal, Any, Any],
+        db: ReadConnection,
+        progress: ProjectionProgress,
+        after_position: AfterPosition = None,
     ) -> DocumentView:
         return _view(await _readable(db, progress, document_id, request.user.id, after_position))
 
-    @get("/{document_id:uuid}/content")
+    @get("/{document_id:uuid}/content", problems=(416,))
     async def content(
-        self, document_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
-        progress: ProjectionProgress, write: WriteSide, after_position: int | None = None,
+        self,
+        document_id: UUID,
+        request: Request[Principal, Any, Any],
+        db: ReadConnection,
+        progress: ProjectionProgress,
+        write: WriteSide,
+        after_position: AfterPosition = None,
     ) -> Any:
         """The bytes as uploaded, as an attachment (never rendered inline: they are not sanitized)."""
         row = await _readable(db, progress, document_id, request.user.id, after_position)
         return blob_response(
-            request, write.blobs.path(row["sha256"]), row["media_type"],
-            content_disposition("attachment", row["filename"]), row["sha256"], sandbox=True,
+            request,
+            write.blobs.path(row["sha256"]),
+            row["media_type"],
+            content_disposition("attachment", row["filename"]),
+            row["sha256"],
+            sandbox=True,
         )
 
     @delete("/{document_id:uuid}", status_code=200)
     async def remove(
-        self, document_id: UUID, request: Request[Principal, Any, Any], bus: CommandBus, db: ReadConnection,
+        self,
+        document_id: UUID,
+        request: Request[Principal, Any, Any],
+        bus: CommandBus,
+        db: ReadConnection,
         progress: ProjectionProgress,
     ) -> Response[DeletedDocument]:
         """Records the deletion; the content and conversion outputs are removed from disk once
@@ -226,16 +277,25 @@ class DocumentsController(Controller):
 
     @get("/{document_id:uuid}/conversions")
     async def conversions(
-        self, document_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
-        progress: ProjectionProgress, after_position: int | None = None,
+        self,
+        document_id: UUID,
+        request: Request[Principal, Any, Any],
+        db: ReadConnection,
+        progress: ProjectionProgress,
+        after_position: AfterPosition = None,
     ) -> list[ConversionView]:
         await _readable(db, progress, document_id, request.user.id, after_position)
         return [_conversion_view(r) for r in await conversions_of(db, str(document_id))]
 
     @get("/{document_id:uuid}/conversions/{conversion_id:uuid}")
     async def conversion(
-        self, document_id: UUID, conversion_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
-        progress: ProjectionProgress, after_position: int | None = None,
+        self,
+        document_id: UUID,
+        conversion_id: UUID,
+        request: Request[Principal, Any, Any],
+        db: ReadConnection,
+        progress: ProjectionProgress,
+        after_position: AfterPosition = None,
     ) -> ConversionView:
         await _readable(db, progress, document_id, request.user.id, after_position)
         row = await conversion_of(db, str(document_id), str(conversion_id))
@@ -243,33 +303,46 @@ class DocumentsController(Controller):
             raise NotFoundException("no such conversion")
         return _conversion_view(row)
 
-    @get("/{document_id:uuid}/conversions/{conversion_id:uuid}/content")
+    @get("/{document_id:uuid}/conversions/{conversion_id:uuid}/content", problems=(409, 416))
     async def conversion_content(
-        self, document_id: UUID, conversion_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
-        progress: ProjectionProgress, write: WriteSide, after_position: int | None = None,
+        self,
+        document_id: UUID,
+        conversion_id: UUID,
+        request: Request[Principal, Any, Any],
+        db: ReadConnection,
+        progress: ProjectionProgress,
+        write: WriteSide,
+        after_position: AfterPosition = None,
     ) -> Any:
         document = await _readable(db, progress, document_id, request.user.id, after_position)
         row = await conversion_of(db, str(document_id), str(conversion_id))
         if row is None:
             raise NotFoundException("no such conversion")
         if row["status"] != "completed":
-            raise HTTPException(status_code=409, detail=f"the conversion is {row['status']}; it has no content yet"
-                                if row["status"] in ("pending", "running") else "the conversion failed; it has no content")
+            raise HTTPException(
+                status_code=409,
+                detail=f"the conversion is {row['status']}; it has no content yet"
+                if row["status"] in ("pending", "running")
+                else "the conversion failed; it has no content",
+            )
         media_type, extension = OUTPUT_TYPES[row["target"]]
         filename = document["filename"].rsplit(".", 1)[0] + extension
         return blob_response(
-            request, write.blobs.path(row["output_sha256"]), media_type, content_disposition("inline", filename),
-            row["output_sha256"], sandbox=True,
+            request,
+            write.blobs.path(row["output_sha256"]),
+            media_type,
+            content_disposition("inline", filename),
+            row["output_sha256"],
+            sandbox=True,
         )
 
 
 def _session_id(value: str | None) -> UUID | None:
-    if not value:
+    if value is None:
         return None
-    try:
-        return UUID(value)
-    except ValueError:
-        raise ClientException("session_id is not a UUID", extra=[{"key": "session_id", "message": "not a UUID"}]) from None
+    if not UUID_TEXT.fullmatch(value):  # `UUID()` also takes braces, `urn:uuid:` and bare hex
+        raise ClientException("session_id is not a UUID", extra=[{"key": "session_id", "message": "not a UUID"}])
+    return UUID(value)
 
 
 class SessionDocumentsController(Controller):
@@ -277,17 +350,19 @@ class SessionDocumentsController(Controller):
     tags = ["documents"]
 
     @post("/", status_code=201)
-    async def attach(
-        self, session_id: UUID, data: Attachment, request: Request[Principal, Any, Any], bus: CommandBus
-    ) -> AttachmentChange:
+    async def attach(self, session_id: UUID, data: Attachment, request: Request[Principal, Any, Any], bus: CommandBus) -> AttachmentChange:
         """Shares one of your documents with a session you are a member of."""
         outcome = await execute(bus, request, AttachDocument(data.document_id, session_id, request.user.id))
         return AttachmentChange(str(session_id), str(data.document_id), outcome.position)
 
     @get("/")
     async def attached(
-        self, session_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
-        progress: ProjectionProgress, after_position: int | None = None,
+        self,
+        session_id: UUID,
+        request: Request[Principal, Any, Any],
+        db: ReadConnection,
+        progress: ProjectionProgress,
+        after_position: AfterPosition = None,
     ) -> list[DocumentView]:
         await progress.wait(READ_MODELS + ("sessions",), after_position)
         if await session_for_member(db, str(session_id), str(request.user.id)) is None:
@@ -295,8 +370,6 @@ class SessionDocumentsController(Controller):
         return [_view(r) for r in await documents_of_session(db, str(session_id))]
 
     @delete("/{document_id:uuid}", status_code=200)
-    async def detach(
-        self, session_id: UUID, document_id: UUID, request: Request[Principal, Any, Any], bus: CommandBus
-    ) -> AttachmentChange:
+    async def detach(self, session_id: UUID, document_id: UUID, request: Request[Principal, Any, Any], bus: CommandBus) -> AttachmentChange:
         outcome = await execute(bus, request, DetachDocument(document_id, session_id, request.user.id))
         return AttachmentChange(str(session_id), str(document_id), outcome.position)

@@ -79,8 +79,11 @@ def blob_response(
         raise NotFoundException("the content is no longer stored") from None
     etag = f'"{sha256}"'
     headers = {
-        "ETag": etag, "Accept-Ranges": "bytes", "Content-Disposition": disposition,
-        "X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=0, must-revalidate",
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": disposition,
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "private, max-age=0, must-revalidate",
     }
     if sandbox:
         headers["Content-Security-Policy"] = SANDBOX
@@ -94,5 +97,6 @@ def blob_response(
     headers["Content-Length"] = str(length)
     if isinstance(wanted, tuple):
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-    return _BlobStream(_read(path, first, length), status_code=206 if isinstance(wanted, tuple) else 200,
-                  headers=headers, media_type=media_type)
+    return _BlobStream(
+        _read(path, first, length), status_code=206 if isinstance(wanted, tuple) else 200, headers=headers, media_type=media_type
+    )

@@ -17,7 +17,8 @@ from infrastructure.web.read_your_writes import ProjectionProgress
 
 READY_LAG = 1000
 PROJECTION_LAG = Histogram(
-    "chronicle_projection_lag_seconds", "Time from a commit until every healthy read model has it",
+    "chronicle_projection_lag_seconds",
+    "Time from a commit until every healthy read model has it",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
 )
 
@@ -81,8 +82,9 @@ class ChronicleCollector(Collector):
         for p in health.projections:
             lag.add_metric([p.name], p.lag)
             position.add_metric([p.name], p.position)
-        failed = GaugeMetricFamily("chronicle_projection_failed", "1 when the projector stopped at an event it could not apply",
-                                   labels=["projection"])
+        failed = GaugeMetricFamily(
+            "chronicle_projection_failed", "1 when the projector stopped at an event it could not apply", labels=["projection"]
+        )
         for p in health.projections:
             failed.add_metric([p.name], 1 if p.name in self.write.runner.failures else 0)
         yield lag

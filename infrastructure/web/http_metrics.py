@@ -15,7 +15,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter("chronicle_http_requests", "HTTP requests answered", ["method", "path", "status"])
 DURATION = Histogram(
-    "chronicle_http_request_duration_seconds", "Time to answer an HTTP request", ["method", "path"],
+    "chronicle_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["method", "path"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 IN_PROGRESS = Gauge("chronicle_http_requests_in_progress", "HTTP requests being answered")

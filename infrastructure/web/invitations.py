@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -24,6 +24,7 @@ from infrastructure.bootstrap import WriteSide
 from infrastructure.web.accounts import UserView, _from_aggregate
 from infrastructure.web.auth import Principal, admin_only
 from infrastructure.web.commands import execute
+from infrastructure.web.edge_types import Email, Role, name
 
 INVITATION_DAYS = 7
 RESET_HOURS = 1
@@ -31,8 +32,8 @@ Password = Annotated[str, msgspec.Meta(min_length=PASSWORD_MIN, max_length=PASSW
 
 
 class NewInvitation(msgspec.Struct, forbid_unknown_fields=True):
-    email: Annotated[str, msgspec.Meta(max_length=254)]
-    role: str = "user"
+    email: Email
+    role: Role = "user"
 
 
 class IssuedLink(msgspec.Struct, omit_defaults=True):
@@ -51,7 +52,7 @@ class InvitationView(msgspec.Struct):
 
 
 class InvitationAnswer(msgspec.Struct, forbid_unknown_fields=True):
-    display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    display_name: Annotated[str, name(100)]
     password: Password
 
 
@@ -88,7 +89,7 @@ class AdminLinksController(Controller):
     async def invite(self, data: NewInvitation, bus: CommandBus, request: Request[Principal, Any, Any]) -> IssuedLink:
         """A one-time sign-up link for this address and role, valid for 7 days; shown once."""
         secret, digest = _new_secret()
-        expires = datetime.now(timezone.utc) + timedelta(days=INVITATION_DAYS)
+        expires = datetime.now(UTC) + timedelta(days=INVITATION_DAYS)
         outcome = await execute(bus, request, IssueInvitation(data.email, data.role, digest, expires))
         invitation: Invitation = outcome.value
         token = f"{invitation.id.hex}.{secret}"
@@ -98,7 +99,7 @@ class AdminLinksController(Controller):
     async def reset_link(self, user_id: UUID, bus: CommandBus, request: Request[Principal, Any, Any]) -> IssuedLink:
         """A one-time link to set a new password, valid for an hour; a newer one replaces it."""
         secret, digest = _new_secret()
-        expires = datetime.now(timezone.utc) + timedelta(hours=RESET_HOURS)
+        expires = datetime.now(UTC) + timedelta(hours=RESET_HOURS)
         outcome = await execute(bus, request, IssuePasswordReset(user_id, digest, expires))
         token = f"{user_id.hex}.{secret}"
         return IssuedLink(token, f"/reset/{token}", expires, outcome.position)
@@ -108,7 +109,7 @@ class PublicLinksController(Controller):
     path = "/api/auth"
     tags = ["auth"]
 
-    @get("/invitations/{token:str}", exclude_from_auth=True)
+    @get("/invitations/{token:str}", exclude_from_auth=True, problems=(410,))
     async def invitation(self, token: str, write: WriteSide) -> InvitationView:
         """What an invitation is for; 404 for an unknown link, 410 when used or expired."""
         invitation_id, secret = _parse(token)
@@ -118,9 +119,14 @@ class PublicLinksController(Controller):
         invitation.require_open(_hash(secret))
         return InvitationView(invitation.email, invitation.role, invitation.expires_at)
 
-    @post("/invitations/{token:str}", status_code=201, exclude_from_auth=True)
+    @post("/invitations/{token:str}", status_code=201, exclude_from_auth=True, problems=(410,))
     async def accept(
-        self, token: str, data: InvitationAnswer, bus: CommandBus, write: WriteSide, request: Request[Any, Any, Any],
+        self,
+        token: str,
+        data: InvitationAnswer,
+        bus: CommandBus,
+        write: WriteSide,
+        request: Request[Any, Any, Any],
     ) -> UserView:
         """Creates the invited account (sign in afterwards as usual)."""
         invitation_id, secret = _parse(token)
@@ -129,7 +135,7 @@ class PublicLinksController(Controller):
         await anyio.to_thread.run_sync(write.reader.mapper.keys.destroy, invitation_id.hex)  # type: ignore[attr-defined]
         return _from_aggregate(outcome.value, outcome.position)
 
-    @post("/password-reset/{token:str}", status_code=204, exclude_from_auth=True)
+    @post("/password-reset/{token:str}", status_code=204, exclude_from_auth=True, problems=(410,))
     async def reset(self, token: str, data: NewPassword, bus: CommandBus, request: Request[Any, Any, Any]) -> None:
         """Sets a new password with a reset link, once; every earlier token of the user ends."""
         user_id, secret = _parse(token)

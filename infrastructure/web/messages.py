@@ -12,6 +12,7 @@ from litestar.exceptions import (
     NotFoundException,
     PermissionDeniedException,
 )
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from application.chat import DeleteMessage, EditMessage, PostedMessage, PostMessage
@@ -20,6 +21,7 @@ from domain.chat_session import CONTENT_MAX
 from domain.message import CLIENT_MESSAGE_ID_MAX, Message
 from infrastructure.web.auth import Principal
 from infrastructure.web.commands import execute
+from infrastructure.web.edge_types import AfterPosition, Cursor
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
 from infrastructure.web.rate_limits import posts
 from infrastructure.web.read_your_writes import ProjectionProgress
@@ -82,19 +84,34 @@ class MessageVersion(msgspec.Struct):
 
 def _posted(message: Message, position: int) -> MessageView:
     return MessageView(
-        id=str(message.id), session_id=str(message.session_id), author_id=str(message.author_id),
-        role=message.role, content=None if message.deleted else message.content,
-        created_at=message.created_on.isoformat(), position=position,
-        client_message_id=message.client_message_id, deleted=message.deleted, version=message.version,
+        id=str(message.id),
+        session_id=str(message.session_id),
+        author_id=str(message.author_id),
+        role=message.role,
+        content=None if message.deleted else message.content,
+        created_at=message.created_on.isoformat(),
+        position=position,
+        client_message_id=message.client_message_id,
+        deleted=message.deleted,
+        version=message.version,
     )
 
 
 def _from_row(row: dict[str, Any]) -> MessageView:
     return MessageView(
-        id=row["id"], session_id=row["session_id"], author_id=row["author_id"], role=row["role"],
-        content=row["content"], created_at=row["created_at"], position=row["position"],
-        client_message_id=row["client_message_id"], edited_at=row["edited_at"], deleted=bool(row["deleted"]),
-        version=row["version"], reply_to=row["reply_to"], reply_status=row["reply_status"],
+        id=row["id"],
+        session_id=row["session_id"],
+        author_id=row["author_id"],
+        role=row["role"],
+        content=row["content"],
+        created_at=row["created_at"],
+        position=row["position"],
+        client_message_id=row["client_message_id"],
+        edited_at=row["edited_at"],
+        deleted=bool(row["deleted"]),
+        version=row["version"],
+        reply_to=row["reply_to"],
+        reply_status=row["reply_status"],
         sources=_decode_sources(row["sources"]) if row.get("sources") else None,
     )
 
@@ -104,8 +121,12 @@ _decode_sources = msgspec.json.Decoder(list[dict[str, Any]]).decode
 
 def _changed(message: Message, position: int) -> MessageChange:
     return MessageChange(
-        id=str(message.id), session_id=str(message.session_id), version=message.version,
-        content=None if message.deleted else message.content, deleted=message.deleted, position=position,
+        id=str(message.id),
+        session_id=str(message.session_id),
+        version=message.version,
+        content=None if message.deleted else message.content,
+        deleted=message.deleted,
+        position=position,
     )
 
 
@@ -113,9 +134,17 @@ class MessagesController(Controller):
     path = "/api/sessions/{session_id:uuid}/messages"
     tags = ["messages"]
 
-    @post("/", guards=[posts])
+    @post(
+        "/",
+        guards=[posts],
+        responses={200: ResponseSpec(MessageView, description="This `client_message_id` was already used: the message it recorded")},
+    )
     async def post_message(
-        self, session_id: UUID, data: NewMessage, bus: CommandBus, request: Request[Principal, Any, Any],
+        self,
+        session_id: UUID,
+        data: NewMessage,
+        bus: CommandBus,
+        request: Request[Principal, Any, Any],
     ) -> Response[MessageView]:
         """201 with the new message; 200 with the first message when `client_message_id` repeats;
         429 when the user's messages-per-day quota is used up.
@@ -130,9 +159,14 @@ class MessagesController(Controller):
 
     @get("/")
     async def page_of_messages(
-        self, session_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
-        progress: ProjectionProgress, cursor: str | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50, after_position: int | None = None,
+        self,
+        session_id: UUID,
+        request: Request[Principal, Any, Any],
+        db: ReadConnection,
+        progress: ProjectionProgress,
+        cursor: Cursor = None,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50,
+        after_position: AfterPosition = None,
         dir: Literal["f", "b"] = "f",
     ) -> Page[MessageView]:
         """`dir=f` (default): oldest first, the cursor continues with newer messages.
@@ -149,8 +183,13 @@ class MessagesController(Controller):
 
     @get("/{message_id:uuid}")
     async def one(
-        self, session_id: UUID, message_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
-        progress: ProjectionProgress, after_position: int | None = None,
+        self,
+        session_id: UUID,
+        message_id: UUID,
+        request: Request[Principal, Any, Any],
+        db: ReadConnection,
+        progress: ProjectionProgress,
+        after_position: AfterPosition = None,
     ) -> MessageView:
         await progress.wait(READ_MODELS, after_position)
         message = None
@@ -162,23 +201,30 @@ class MessagesController(Controller):
 
     @patch("/{message_id:uuid}")
     async def edit(
-        self, session_id: UUID, message_id: UUID, data: ChangedContent, bus: CommandBus,
+        self,
+        session_id: UUID,
+        message_id: UUID,
+        data: ChangedContent,
+        bus: CommandBus,
         request: Request[Principal, Any, Any],
     ) -> MessageChange:
         outcome = await execute(bus, request, EditMessage(session_id, message_id, request.user.id, data.content))
         return _changed(outcome.value, outcome.position)
 
     @delete("/{message_id:uuid}", status_code=200)
-    async def remove(
-        self, session_id: UUID, message_id: UUID, bus: CommandBus, request: Request[Principal, Any, Any]
-    ) -> MessageChange:
+    async def remove(self, session_id: UUID, message_id: UUID, bus: CommandBus, request: Request[Principal, Any, Any]) -> MessageChange:
         outcome = await execute(bus, request, DeleteMessage(session_id, message_id, request.user.id))
         return _changed(outcome.value, outcome.position)
 
     @get("/{message_id:uuid}/history")
     async def history(
-        self, session_id: UUID, message_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
-        progress: ProjectionProgress, after_position: int | None = None,
+        self,
+        session_id: UUID,
+        message_id: UUID,
+        request: Request[Principal, Any, Any],
+        db: ReadConnection,
+        progress: ProjectionProgress,
+        after_position: AfterPosition = None,
     ) -> Page[MessageVersion]:
         await progress.wait(READ_MODELS + ("sessions",), after_position)
         user = str(request.user.id)
@@ -203,8 +249,13 @@ class RepliesController(Controller):
 
     @post("/{reply_id:uuid}/cancel", status_code=202)
     async def cancel(
-        self, session_id: UUID, reply_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
-        progress: ProjectionProgress, after_position: int | None = None,
+        self,
+        session_id: UUID,
+        reply_id: UUID,
+        request: Request[Principal, Any, Any],
+        db: ReadConnection,
+        progress: ProjectionProgress,
+        after_position: AfterPosition = None,
     ) -> ReplyCancellation:
         """Stops a reply in progress; the text produced so far is stored as a cancelled reply
         (a `reply.completed` frame with `"status": "cancelled"`). Membership is read from the

@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from eventsourcing.persistence import PersistenceError
@@ -18,16 +18,27 @@ from litestar.exceptions import (
 )
 
 from domain.aggregate import Conflict, DomainError, Forbidden, InvalidValue, NotFound
-from domain.user import LinkNotValid
 from domain.usage import QuotaExceeded
+from domain.user import LinkNotValid
 
 log = logging.getLogger(__name__)
 
 _MEDIA_TYPE = "application/problem+json"
 _TITLES = {
-    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 507: "Insufficient Storage", 409: "Conflict", 410: "Gone", 413: "Content Too Large", 415: "Unsupported Media Type", 416: "Range Not Satisfiable",
-    422: "Unprocessable Content", 429: "Too Many Requests", 500: "Internal Server Error",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    507: "Insufficient Storage",
+    409: "Conflict",
+    410: "Gone",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
     503: "Service Unavailable",
 }
 
@@ -95,9 +106,16 @@ def _http_error(request: Request, error: HTTPException) -> Response[Any]:
 def _quota_exceeded(request: Request, error: QuotaExceeded) -> Response[Any]:
     headers = None
     if error.resets_at is not None:
-        headers = {"Retry-After": str(max(int((error.resets_at - datetime.now(timezone.utc)).total_seconds()), 1))}
-    return problem(429, str(error), headers, quota=error.quota, limit=error.limit, used=error.used,
-                   resets_at=error.resets_at.isoformat() if error.resets_at else None)
+        headers = {"Retry-After": str(max(int((error.resets_at - datetime.now(UTC)).total_seconds()), 1))}
+    return problem(
+        429,
+        str(error),
+        headers,
+        quota=error.quota,
+        limit=error.limit,
+        used=error.used,
+        resets_at=error.resets_at.isoformat() if error.resets_at else None,
+    )
 
 
 def _undecodable_body(request: Request, error: Exception) -> Response[Any]:

@@ -8,7 +8,7 @@ it resets (`Retry-After` too); storage frees up when documents are deleted."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import msgspec
@@ -18,7 +18,6 @@ from projections.documents import storage_used
 from projections.messages import messages_posted_since, replies_since
 from projections.storage import ReadConnection
 from projections.users import quotas_of
-
 
 Limit = Annotated[int, msgspec.Meta(ge=0)]
 
@@ -41,7 +40,7 @@ class Usage(msgspec.Struct):
 
 
 def _day(now: datetime | None = None) -> tuple[datetime, datetime]:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     return start, start + timedelta(days=1)
 
@@ -50,10 +49,12 @@ async def usage_of(db: ReadConnection, user_id: str) -> Usage:
     start, reset = _day()
     quotas = Quotas(**await quotas_of(db, user_id))
     return Usage(
-        day=start.date().isoformat(), resets_at=reset,
+        day=start.date().isoformat(),
+        resets_at=reset,
         messages_today=await messages_posted_since(db, user_id, start.isoformat()),
         replies_today=await replies_since(db, user_id, start.isoformat(), (start - timedelta(days=1)).isoformat()),
-        storage_bytes=await storage_used(db, user_id), quotas=quotas,
+        storage_bytes=await storage_used(db, user_id),
+        quotas=quotas,
     )
 
 

@@ -37,7 +37,8 @@ class RateLimited(HTTPException):
     def __init__(self, limit: str, retry_after: int) -> None:
         super().__init__(
             detail=f"too many requests for the {limit} limit; retry in {retry_after} s",
-            headers={"Retry-After": str(retry_after)}, extra={"limit": limit, "retry_after": retry_after},
+            headers={"Retry-After": str(retry_after)},
+            extra={"limit": limit, "retry_after": retry_after},
         )
         self.limit = limit
 
@@ -50,7 +51,9 @@ class RateLimits:
         self._secret = secret.encode()
         self._items: dict[str, RateLimitItem | None] = {
             "login": RateLimitItemPerMinute(settings.login_per_minute) if settings.login_per_minute > 0 else None,
-            "login_account": parse(f"{settings.login_failures_per_account}/15 minutes") if settings.login_failures_per_account > 0 else None,
+            "login_account": parse(f"{settings.login_failures_per_account}/15 minutes")
+            if settings.login_failures_per_account > 0
+            else None,
             "posts": RateLimitItemPerMinute(settings.posts_per_minute) if settings.posts_per_minute > 0 else None,
             "lookups": RateLimitItemPerMinute(settings.lookups_per_minute) if settings.lookups_per_minute > 0 else None,
         }
@@ -88,6 +91,7 @@ def _limited(limit: str, key_of: Any) -> Any:
         if connection.scope.get("method") != "OPTIONS":  # OPTIONS is answered without a user, and costs nothing
             connection.app.state.rate_limits.hit(limit, key_of(connection))
 
+    guard.rate_limit = limit  # type: ignore[attr-defined] - read by the OpenAPI document (429)
     return guard
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 
-from litestar.exceptions import ValidationException
+from litestar.exceptions import HTTPException
 
 from infrastructure.web.problems import ReadModelBehind
 
@@ -40,14 +40,13 @@ class ProjectionProgress:
 
     async def wait(self, names: tuple[str, ...], position: int | None) -> None:
         """Returns once every named read model has reached `position`; a position the log
-        has not reached is refused at once (400, naming the head) instead of held open."""
+        has not reached is refused at once (409, naming the head) instead of held open."""
         if position is None or self._reached(names, position):
             return
         head = await self._head()
         if position > head:
-            raise ValidationException(
-                f"after_position {position} is beyond the log's head ({head})",
-                extra=[{"key": "after_position", "message": f"beyond the log's head ({head})"}],
+            raise HTTPException(
+                status_code=409, detail=f"after_position {position} is beyond the log's head ({head})", extra={"head": head}
             )
         if self._reached(names, position):  # reached while the head was read
             return

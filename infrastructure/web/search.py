@@ -10,6 +10,7 @@ from litestar import Controller, Request, get
 from litestar.params import Parameter
 
 from infrastructure.web.auth import Principal
+from infrastructure.web.edge_types import AfterPosition
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.document_search import search_visible_documents
 from projections.search import search_terms, search_visible_messages
@@ -40,15 +41,23 @@ class SearchResults(msgspec.Struct):
 
 def _message_hit(row: dict[str, Any]) -> SearchHit:
     return SearchHit(
-        kind="message", snippet=row["snippet"], rank=row["rank"], session_id=row["session_id"],
-        message_id=row["message_id"], link=f"/api/sessions/{row['session_id']}/messages/{row['message_id']}",
+        kind="message",
+        snippet=row["snippet"],
+        rank=row["rank"],
+        session_id=row["session_id"],
+        message_id=row["message_id"],
+        link=f"/api/sessions/{row['session_id']}/messages/{row['message_id']}",
     )
 
 
 def _document_hit(row: dict[str, Any]) -> SearchHit:
     return SearchHit(
-        kind="document", snippet=row["snippet"], rank=row["rank"], document_id=row["document_id"],
-        filename=row["filename"], passage=row["passage"],
+        kind="document",
+        snippet=row["snippet"],
+        rank=row["rank"],
+        document_id=row["document_id"],
+        filename=row["filename"],
+        passage=row["passage"],
         link=f"/api/documents/{row['document_id']}/conversions/{row['conversion_id']}/content#passage={row['passage']}",
     )
 
@@ -59,10 +68,14 @@ class SearchController(Controller):
 
     @get("/")
     async def search(
-        self, request: Request[Principal, Any, Any], db: ReadConnection, progress: ProjectionProgress,
+        self,
+        request: Request[Principal, Any, Any],
+        db: ReadConnection,
+        progress: ProjectionProgress,
         q: Annotated[str, Parameter(min_length=1, max_length=500)],
         kind: Literal["all", "messages", "documents"] = "all",
-        limit: Annotated[int, Parameter(ge=1, le=100)] = 20, after_position: int | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        after_position: AfterPosition = None,
     ) -> SearchResults:
         """Every word of `q` must occur (common words are ignored); best matches first."""
         await progress.wait(READ_MODELS, after_position)

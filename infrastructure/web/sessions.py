@@ -8,13 +8,13 @@ from uuid import UUID
 import anyio
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post, put
-from litestar.exceptions import NotFoundException, ValidationException
+from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import Parameter
 
 from application.chat import (
-    MarkRead,
     AddMember,
     ArchiveSession,
+    MarkRead,
     RemoveMember,
     SetRetention,
     StartSession,
@@ -24,13 +24,14 @@ from application.command_bus import CommandBus
 from domain.chat_session import TITLE_MAX, ChatSession
 from infrastructure.web.auth import Principal
 from infrastructure.web.commands import execute
+from infrastructure.web.edge_types import AfterPosition, Cursor, name
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.members import members_of
 from projections.sessions import session_for_member, sessions_of_member
 from projections.storage import ReadConnection
 
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=TITLE_MAX)]
+Title = Annotated[str, name(TITLE_MAX)]
 READ_MODELS = ("sessions", "session_members")
 
 
@@ -110,17 +111,30 @@ class MemberChange(msgspec.Struct):
 
 def _from_aggregate(session: ChatSession, position: int) -> SessionView:
     return SessionView(
-        id=str(session.id), title=session.title, owner_id=str(session.owner_id), assistant=session.assistant,
-        archived=session.archived, created_at=session.created_on.isoformat(), position=position,
+        id=str(session.id),
+        title=session.title,
+        owner_id=str(session.owner_id),
+        assistant=session.assistant,
+        archived=session.archived,
+        created_at=session.created_on.isoformat(),
+        position=position,
     )
 
 
 def _from_row(row: dict[str, Any]) -> SessionDetail:
     return SessionDetail(
-        id=row["id"], title=row["title"], owner_id=row["owner_id"], assistant=bool(row["assistant"]),
-        archived=bool(row["archived"]), created_at=row["created_at"], updated_at=row["updated_at"],
-        message_count=row["message_count"], last_message_preview=row["last_message_preview"],
-        last_message_at=row["last_message_at"], position=row["position"], unread=row.get("unread"),
+        id=row["id"],
+        title=row["title"],
+        owner_id=row["owner_id"],
+        assistant=bool(row["assistant"]),
+        archived=bool(row["archived"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        message_count=row["message_count"],
+        last_message_preview=row["last_message_preview"],
+        last_message_at=row["last_message_at"],
+        position=row["position"],
+        unread=row.get("unread"),
     )
 
 
@@ -147,9 +161,13 @@ class SessionsController(Controller):
 
     @get("/")
     async def mine(
-        self, request: Request[Principal, Any, Any], db: ReadConnection, progress: ProjectionProgress,
-        cursor: str | None = None, limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50,
-        after_position: int | None = None,
+        self,
+        request: Request[Principal, Any, Any],
+        db: ReadConnection,
+        progress: ProjectionProgress,
+        cursor: Cursor = None,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50,
+        after_position: AfterPosition = None,
     ) -> Page[SessionDetail]:
         await progress.wait(READ_MODELS + ("messages",), after_position)
         rows = await sessions_of_member(db, str(request.user.id), cursor_position(cursor), limit + 1)
@@ -157,8 +175,12 @@ class SessionsController(Controller):
 
     @get("/{session_id:uuid}")
     async def one(
-        self, session_id: UUID, request: Request[Principal, Any, Any], db: ReadConnection,
-        progress: ProjectionProgress, after_position: int | None = None,
+        self,
+        session_id: UUID,
+        request: Request[Principal, Any, Any],
+        db: ReadConnection,
+        progress: ProjectionProgress,
+        after_position: AfterPosition = None,
     ) -> SessionDetail:
         await progress.wait(READ_MODELS, after_position)
         row = await session_for_member(db, str(session_id), str(request.user.id))
@@ -169,11 +191,7 @@ class SessionsController(Controller):
         return detail
 
     @patch("/{session_id:uuid}")
-    async def change(
-        self, session_id: UUID, data: ChangeSession, bus: CommandBus, request: Request[Principal, Any, Any]
-    ) -> SessionView:
-        if data.title is None and data.assistant is None:
-            raise ValidationException("nothing to change", extra=[{"key": "title", "message": "give a title or assistant"}])
+    async def change(self, session_id: UUID, data: ChangeSession, bus: CommandBus, request: Request[Principal, Any, Any]) -> SessionView:
         outcome = await execute(bus, request, UpdateSession(session_id, request.user.id, data.title, data.assistant))
         return _from_aggregate(outcome.value, outcome.position)
 
@@ -184,39 +202,34 @@ class SessionsController(Controller):
 
     @put("/{session_id:uuid}/read")
     async def mark_read(
-        self, session_id: UUID, data: ReadMarker, bus: CommandBus, request: Request[Principal, Any, Any],
+        self,
+        session_id: UUID,
+        data: ReadMarker,
+        bus: CommandBus,
+        request: Request[Principal, Any, Any],
     ) -> ReadMarkerView:
         """How far I have read (the position of the newest message I have seen): recorded only
         when it moves forward, so a client may send it every few seconds; clears my unread
         count and reaches my other devices as a `session.read` frame on `/api/stream`."""
         head = await anyio.to_thread.run_sync(request.app.state.write.runner.head)
         if data.position > head:
-            raise ValidationException(
-                f"position {data.position} is beyond the log's head ({head})",
-                extra=[{"key": "position", "message": f"beyond the log's head ({head})"}],
-            )
+            raise HTTPException(status_code=409, detail=f"position {data.position} is beyond the log's head ({head})", extra={"head": head})
         outcome = await execute(bus, request, MarkRead(session_id, request.user.id, data.position))
         return ReadMarkerView(str(session_id), data.position, bool(outcome.value), outcome.position if outcome.value else None)
 
     @put("/{session_id:uuid}/retention")
-    async def retention(
-        self, session_id: UUID, data: Retention, bus: CommandBus, request: Request[Principal, Any, Any]
-    ) -> RetentionChange:
+    async def retention(self, session_id: UUID, data: Retention, bus: CommandBus, request: Request[Principal, Any, Any]) -> RetentionChange:
         """The owner sets how long messages keep their content; older content is erased by the
         retention job (who posted what when stays)."""
         outcome = await execute(bus, request, SetRetention(session_id, request.user.id, data.retention_days))
         return RetentionChange(str(session_id), data.retention_days, outcome.position)
 
     @post("/{session_id:uuid}/members", status_code=201)
-    async def add_member(
-        self, session_id: UUID, data: NewMember, bus: CommandBus, request: Request[Principal, Any, Any]
-    ) -> MemberChange:
+    async def add_member(self, session_id: UUID, data: NewMember, bus: CommandBus, request: Request[Principal, Any, Any]) -> MemberChange:
         outcome = await execute(bus, request, AddMember(session_id, request.user.id, data.user_id))
         return MemberChange(str(session_id), str(data.user_id), outcome.position)
 
     @delete("/{session_id:uuid}/members/{user_id:uuid}", status_code=200)
-    async def remove_member(
-        self, session_id: UUID, user_id: UUID, bus: CommandBus, request: Request[Principal, Any, Any]
-    ) -> MemberChange:
+    async def remove_member(self, session_id: UUID, user_id: UUID, bus: CommandBus, request: Request[Principal, Any, Any]) -> MemberChange:
         outcome = await execute(bus, request, RemoveMember(session_id, request.user.id, user_id))
         return MemberChange(str(session_id), str(user_id), outcome.position)

@@ -19,16 +19,17 @@ A browser authenticates with its sign-in cookie; such a stream is accepted only 
 server's own origin or `CHRONICLE_ALLOWED_ORIGINS` (cross-site WebSocket hijacking).
 
 Close codes: 4400 bad request (e.g. `after` is not a position), 4401 missing or invalid token
-(also when the token expires, or the user is disabled, while the stream is open), 4403 not a member of the session (also sent when the client is removed from it), or a cookie from a foreign origin, 4429 too slow.
+(also when the token expires, or the user is disabled, while the stream is open), 4403 not a
+member of the session (also sent when the client is removed from it), or a cookie from a foreign
+origin, 4429 too slow.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -237,7 +238,7 @@ async def _stream(
         user is cut off within the principal cache's few seconds, as on HTTP)."""
         principals = socket.app.state.principals
         while True:
-            left = (token.exp - datetime.now(timezone.utc)).total_seconds()
+            left = (token.exp - datetime.now(UTC)).total_seconds()
             if left <= 0:
                 reason = "the token has expired; reconnect with a new one"
                 break
@@ -325,9 +326,14 @@ async def session_stream(socket: WebSocket[Any, Any, Any], session_id: UUID) -> 
     await socket.accept()
     user = await user_by_id(db, me)
     channels: ChannelsPlugin = socket.app.state.channels
-    typing = msgspec.json.encode({
-        "session_id": sid, "type": "typing", "user_id": me, "display_name": user["display_name"] if user else "",
-    })
+    typing = msgspec.json.encode(
+        {
+            "session_id": sid,
+            "type": "typing",
+            "user_id": me,
+            "display_name": user["display_name"] if user else "",
+        }
+    )
     typed_at = 0.0
 
     async def still_allowed(frame: Frame) -> bool:
@@ -343,8 +349,15 @@ async def session_stream(socket: WebSocket[Any, Any, Any], session_id: UUID) -> 
             channels.publish(typing, session_channel(sid))
 
     await _stream(
-        socket, session_channel(sid), after, lambda last: session_frames_after(db, sid, last, REPLAY_PAGE), token, me,
-        still_allowed, lambda: is_member(db, sid, me), on_typing,
+        socket,
+        session_channel(sid),
+        after,
+        lambda last: session_frames_after(db, sid, last, REPLAY_PAGE),
+        token,
+        me,
+        still_allowed,
+        lambda: is_member(db, sid, me),
+        on_typing,
     )
 
 

@@ -25,9 +25,11 @@ class UsersController(Controller):
     path = "/api/users"
     tags = ["users"]
 
-    @get("/lookup", guards=[lookups])
+    @get("/lookup", guards=[lookups], problems=(404,))
     async def lookup(
-        self, event_store: Chronicle, request: Request[Principal, Any, Any],
+        self,
+        event_store: Chronicle,
+        request: Request[Principal, Any, Any],
         email: Annotated[str, Parameter(min_length=3, max_length=254)],
     ) -> PersonView:
         """The person registered under exactly this address (case does not matter), by id and

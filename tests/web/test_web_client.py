@@ -6,18 +6,14 @@ toolchain builds from the source. (Needs `npm ci --prefix web`, part of the test
 from __future__ import annotations
 
 import filecmp
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
 BUNDLE = ROOT / "infrastructure" / "web" / "client"
 CHRONICLE = str(Path(sys.executable).parent / "chronicle")
-
 
 
 def npx(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -30,7 +26,8 @@ def test_the_committed_openapi_document_is_the_apis(tmp_path):
     made = subprocess.run([CHRONICLE, "openapi", "-o", str(current)], capture_output=True, text=True, timeout=120)
     assert made.returncode == 0, made.stderr
     assert current.read_text() == (WEB / "openapi.json").read_text(), (
-        "web/openapi.json is stale: run `chronicle openapi -o web/openapi.json && npm run gen:api --prefix web`")
+        "web/openapi.json is stale: run `chronicle openapi -o web/openapi.json && npm run gen:api --prefix web`"
+    )
 
 
 def test_the_committed_frame_schema_is_the_streams(tmp_path):

@@ -195,11 +195,11 @@ describe('useConversation after a reload', () => {
     expect(socket.url).toMatch(/after=35$/)
   })
 
-  it('starts afresh when the stored position is one the server never reached (400)', async () => {
+  it('starts afresh when the stored position is one the server never reached (409)', async () => {
     sessionStorage.setItem('chronicle.position.session.s1', '999999')
     const plain = globalThis.fetch as unknown as (url: string, init: RequestInit) => Promise<Response>
     vi.stubGlobal('fetch', vi.fn(async (url: string, init: RequestInit) =>
-      url.includes('after_position=999999') ? json(400, { title: 'Bad Request', detail: 'after_position beyond the head' }) : plain(url, init)))
+      url.includes('after_position=999999') ? json(409, { title: 'Conflict', detail: 'after_position beyond the head' }) : plain(url, init)))
     const { c, socket } = await openConversation()
     expect(c.state.value).toBe('ready')
     expect(socket.url).toMatch(/after=30$/)

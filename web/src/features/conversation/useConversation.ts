@@ -134,7 +134,7 @@ export function useConversation(sessionId: string) {
         page = await newestPage(stored)
       } catch (error) {
         // A stored position the server has never reached (its data was reset): start afresh.
-        if (!(stored > 0 && error instanceof ProblemError && error.status === 400)) throw error
+        if (!(stored > 0 && error instanceof ProblemError && error.status === 409)) throw error
         stored = 0
         page = await newestPage(0)
       }

@@ -1,1 +1,0 @@
-import{C as e,M as t,O as n}from"./index-D92IqI31.js";import{t as r}from"./SessionTimeline-B0wwOX0X.js";var i=n({__name:`HistoryView`,props:{id:{}},setup(n){let i=n;return(n,a)=>(t(),e(r,{id:i.id},null,8,[`id`]))}});export{i as default};
