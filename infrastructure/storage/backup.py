@@ -87,6 +87,13 @@ class RestoreReport:
 def take_backup(settings: Settings, destination: Path, keys_destination: Path) -> BackupReport:
     """Copies the log and files to `destination` and the keys to `keys_destination`, while a
     server may be serving. Both must be new or empty directories."""
+    try:
+        return _take_backup(settings, destination, keys_destination)
+    except sqlite3.Error as error:
+        raise BackupFailed(f"SQLite: {error}") from error
+
+
+def _take_backup(settings: Settings, destination: Path, keys_destination: Path) -> BackupReport:
     destination, keys_destination = destination.resolve(), keys_destination.resolve()
     if destination == keys_destination or destination in keys_destination.parents or keys_destination in destination.parents:
         raise BackupRefused("the keys must go to a directory apart from the event backup (neither inside the other)")
@@ -161,11 +168,13 @@ def restore_backup(
     _require_empty(data_dir, "restore into")
     private_directory(data_dir)
     try:
-        report = _restore_files(source, keys_source, data_dir, events, progress)
-    except BaseException:
+        return _restore_files(source, keys_source, data_dir, events, progress)
+    except sqlite3.Error as error:
         _empty(data_dir)  # it was empty: leave it so, and a second attempt may run
+        raise BackupFailed(f"SQLite: {error}") from error
+    except BaseException:
+        _empty(data_dir)
         raise
-    return report
 
 
 def _restore_files(
@@ -353,13 +362,13 @@ def _write_manifest(path: Path, content: dict[str, Any]) -> None:
 
 
 def _read_manifest(path: Path, kind: str, directory: Path) -> dict[str, Any]:
-    what = "an event backup" if kind == "events" else "a keys backup"
+    what = f"{kind.replace('events', 'event')} backup"
     try:
         content = json.loads(path.read_text())
     except FileNotFoundError:
-        raise BackupRefused(f"{directory} is not a complete Chronicle {what.split(' ', 1)[1]} (no {path.name})") from None
+        raise BackupRefused(f"{directory} is not a complete Chronicle {what} (no {path.name})") from None
     except (OSError, ValueError) as error:
         raise BackupRefused(f"{path} cannot be read: {error}") from None
     if not isinstance(content, dict) or content.get("kind") != kind or content.get("format") != FORMAT:
-        raise BackupRefused(f"{path} does not describe {what} this version of Chronicle restores")
+        raise BackupRefused(f"{path} does not describe a {what} this version of Chronicle restores")
     return content
