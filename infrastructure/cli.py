@@ -605,7 +605,7 @@ def backup(data_dir: Path, destination: Path, keys_to: Path) -> None:
         click.echo(f"error: {refused}", err=True)
         sys.exit(2)
     except (BackupFailed, OSError) as error:
-        click.echo(f"error: the backup failed: {error}", err=True)
+        click.echo(f"error: the backup failed, {destination} is incomplete (no manifest: it will not restore): {error}", err=True)
         sys.exit(1)
     click.echo(f"{report.events} events backed up, head position {report.head_position}, head hash {report.head_hash}")
     console.print(

@@ -26,6 +26,7 @@ the log says was erased."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -245,7 +246,8 @@ def _missing_files(read_store: Any, exists: Callable[[str], bool]) -> list[str]:
 
 class _FileCopier:
     """Copies `blobs/ab/cd/<sha256>` files not yet at the target, by hard link when allowed
-    and possible (same filesystem), else by copy; a file removed meanwhile is skipped."""
+    and possible (same filesystem), else by copy; a file removed meanwhile is skipped. A copy
+    whose bytes do not match their address is refused on restore (`link=False`)."""
 
     def __init__(self, source: Path, target: Path, *, link: bool) -> None:
         self.source, self.target, self.link = source, target, link
@@ -271,7 +273,8 @@ class _FileCopier:
                         if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                             raise
                         self.link = False  # another filesystem: copy from now on
-                _copy_file(path, target)
+                if _copy_file(path, target) != path.name and not self.link:
+                    raise BackupFailed(f"the stored file {path.name} is damaged (its bytes no longer have that SHA-256)")
                 self.copied += 1
             except FileNotFoundError:
                 continue  # removed as unreferenced since it was listed
@@ -303,12 +306,17 @@ def _copy_sqlite(source: Path, target: Path) -> None:
     _fsync(target)
 
 
-def _copy_file(source: Path, target: Path) -> None:
+def _copy_file(source: Path, target: Path) -> str:
+    """Copies a file (0600, fsynced); returns the SHA-256 of the bytes copied."""
+    digest = hashlib.sha256()
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out, source.open("rb") as data:
-        shutil.copyfileobj(data, out, 1024 * 1024)
+        while chunk := data.read(1024 * 1024):
+            digest.update(chunk)
+            out.write(chunk)
         out.flush()
         os.fsync(out.fileno())
+    return digest.hexdigest()
 
 
 def _fsync(path: Path) -> None:

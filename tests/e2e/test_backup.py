@@ -161,6 +161,9 @@ def test_a_restored_directory_has_the_same_chain_read_models_files_and_signing_k
     assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == ["chronicle-keys.json", "keys.sqlite3", "secret.key"]
     assert not {"keys.sqlite3", "secret.key", "read.sqlite3"} & {p.name for p in (tmp_path / "backup").iterdir()}
     assert manifest["files"] >= 2  # the upload and its conversion
+    for path in [p for top in ("backup", "keys") for p in [tmp_path / top, *(tmp_path / top).rglob("*")]]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), f"{path} has mode {mode:o}"
 
     restored_dir = tmp_path / "restored"
     done = restore(tmp_path / "backup", tmp_path / "keys", restored_dir, env={"CHRONICLE_SECRET_KEY": ""})
@@ -288,11 +291,17 @@ def test_bad_requests_are_refused_in_one_line_and_change_nothing(tmp_path):
     one_line_error(restore(tmp_path / "b", tmp_path / "other-k", tmp_path / "new"), 2, "belongs to another event log")
     assert not (tmp_path / "new").exists()
 
-    # A damaged backup is caught by its chain, and the target is left empty.
+    # A damaged backup is caught by its chain or its files' addresses, and the target is left empty.
     events = sqlite3.connect(tmp_path / "b" / "events.sqlite3")
     events.execute("UPDATE stored_events SET state = CAST('{}' AS BLOB) WHERE rowid = 1")
     events.commit()
     events.close()
     damaged = restore(tmp_path / "b", tmp_path / "k", tmp_path / "new")
     one_line_error(damaged, 1, "does not verify")
+    assert list((tmp_path / "new").iterdir()) == []
+    stored = tmp_path / "b2" / "blobs" / "ab" / "cd" / ("abcd" + "0" * 60)
+    backup(data, tmp_path / "b2", tmp_path / "k2")
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(b"not what its name says")
+    one_line_error(restore(tmp_path / "b2", tmp_path / "k2", tmp_path / "new"), 1, "is damaged")
     assert list((tmp_path / "new").iterdir()) == []
