@@ -587,7 +587,7 @@ def audit_export(data_dir: Path, session: UUID | None, actor: str | None, since:
     "while a server may be serving. Keep the two apart: see README, Backups."
 )
 @data_dir_option
-@click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("destination", metavar="DEST", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--keys-to",
     "keys_to",
