@@ -646,6 +646,11 @@ def restore(data_dir: Path, source: Path, keys_from: Path, allow_older_keys: boo
         f"{report.files} file(s); erasures re-applied: {report.erasures_applied}, expiries re-applied: {report.expiries_applied}; "
         f"read models rebuilt to position {report.read_models_at}"
     )
+    if report.erased_since:
+        console.print(
+            f"[yellow]erased after this backup[/yellow] (their fields read as erased; erase them again to remove "
+            f"their files and accounts): {', '.join(report.erased_since)} — chronicle users erase ID --data-dir {data_dir}"
+        )
     if report.missing_files:
         console.print(f"[yellow]warning:[/yellow] {len(report.missing_files)} referenced file(s) are missing from the backup")
         sys.exit(1)

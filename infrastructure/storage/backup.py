@@ -83,6 +83,10 @@ class RestoreReport:
     expiries_applied: int
     read_models_at: int
     missing_files: list[str]
+    erased_since: list[str]
+    """People the keys backup says were erased whose erasure the restored log does not record
+    (erased after the event backup): their sealed fields read as erased, but their files and
+    their account's state come back until they are erased again."""
 
 
 def take_backup(settings: Settings, destination: Path, keys_destination: Path) -> BackupReport:
@@ -195,7 +199,8 @@ def _restore_files(
     files.copy_new()
 
     settings = Settings.from_env(data_dir)
-    erasures, expiries = reapply_destructions(settings)
+    erasures, expiries, erased_in_log = reapply_destructions(settings)
+    erased_since = sorted(str(UUID(person)) for person in _erased_in_keys(settings.keys_path) - erased_in_log)
     write = bootstrap(settings)
     try:
         write.runner.catch_up(progress)
@@ -206,13 +211,15 @@ def _restore_files(
         missing = _missing_files(write.read_store, write.blobs.exists)
     finally:
         write.close()
-    return RestoreReport(restored.events, restored.head_position, restored.head_hash, files.copied, erasures, expiries, reached, missing)
+    return RestoreReport(
+        restored.events, restored.head_position, restored.head_hash, files.copied, erasures, expiries, reached, missing, erased_since
+    )
 
 
-def reapply_destructions(settings: Settings) -> tuple[int, int]:
+def reapply_destructions(settings: Settings) -> tuple[int, int, set[str]]:
     """Destroys the keys of every person whose erasure, and of every session day whose expiry,
     the log records: a keys backup older than those events must not make them readable again.
-    Returns how many erasures and expiries were applied."""
+    Returns how many erasures and expiries were applied, and the erased people (hex ids)."""
     from infrastructure.storage.event_store import open_event_store
 
     keys = KeyStore.at(settings.keys_path)
@@ -220,12 +227,15 @@ def reapply_destructions(settings: Settings) -> tuple[int, int]:
     erased = get_topic(User.UserErased)
     expired = get_topic(ChatSession.ContentExpired)
     erasures = expiries = 0
+    people: set[str] = set()
     try:
         after = 0
         while notifications := app.recorder.select_notifications(after, 1000, topics=[erased, expired], inclusive_of_start=False):
             for notification in notifications:
                 if notification.topic == erased:
-                    keys.destroy(UUID(str(notification.originator_id)).hex)
+                    person = UUID(str(notification.originator_id)).hex
+                    keys.destroy(person)
+                    people.add(person)
                     erasures += 1
                 else:
                     event = app.mapper.to_domain_event(notification)
@@ -234,7 +244,16 @@ def reapply_destructions(settings: Settings) -> tuple[int, int]:
             after = notifications[-1].id
     finally:
         app.close()
-    return erasures, expiries
+    return erasures, expiries, people
+
+
+def _erased_in_keys(keys_path: Path) -> set[str]:
+    """The people (hex ids) whose keys the key store records as destroyed by an erasure."""
+    db = sqlite3.connect(f"file:{keys_path}?mode=ro", uri=True)
+    try:
+        return {row[0] for row in db.execute("SELECT subject FROM erased_subjects")}
+    finally:
+        db.close()
 
 
 def _missing_files(read_store: Any, exists: Callable[[str], bool]) -> list[str]:

@@ -252,7 +252,10 @@ def test_a_stale_keys_backup_cannot_bring_back_an_erased_person_or_expired_conte
     assert keys_of(restored_dir / "keys.sqlite3", session=short) == 0
     # An older event backup with newer keys: the erasure (after that backup) holds too.
     older_dir = tmp_path / "older"
-    assert restore(tmp_path / "before-events", tmp_path / "after-keys", older_dir).returncode == 0
+    older = restore(tmp_path / "before-events", tmp_path / "after-keys", older_dir)
+    assert older.returncode == 0, older.stderr
+    assert "erased after this backup" in older.stderr and ann_user["id"] in older.stderr, "the operator is told whom to erase again"
+    assert ann_user["id"] not in done.stderr
 
     for directory in (restored_dir, older_dir):
         running = Server(directory, log_dir=tmp_path).start()
