@@ -582,5 +582,79 @@ def audit_export(data_dir: Path, session: UUID | None, actor: str | None, since:
     console.print(f"exported {written:,} events to {'standard output' if str(output) == '-' else output} in {elapsed:.2f}s")
 
 
+@main.command(
+    help="Copy the event log and stored files to DEST, and the data keys and signing key to --keys-to, "
+    "while a server may be serving. Keep the two apart: see README, Backups."
+)
+@data_dir_option
+@click.argument("destination", metavar="DEST", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--keys-to",
+    "keys_to",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A new or empty directory, apart from DEST, for the data keys and the signing key.",
+)
+def backup(data_dir: Path, destination: Path, keys_to: Path) -> None:
+    from infrastructure.storage.backup import BackupFailed, BackupRefused, take_backup
+
+    settings = _existing_settings(data_dir)
+    try:
+        report = take_backup(settings, destination, keys_to)
+    except BackupRefused as refused:
+        click.echo(f"error: {refused}", err=True)
+        sys.exit(2)
+    except (BackupFailed, OSError) as error:
+        click.echo(f"error: the backup failed, {destination} is incomplete (no manifest: it will not restore): {error}", err=True)
+        sys.exit(1)
+    click.echo(f"{report.events} events backed up, head position {report.head_position}, head hash {report.head_hash}")
+    console.print(
+        f"files: {report.files_linked} hard-linked, {report.files_copied} copied; keys (as of position {report.keys_position})"
+        + (" and the signing key" if report.secret_key_copied else "")
+        + f" in {keys_to}"
+    )
+
+
+@main.command(help="Restore a backup into a new or empty data directory, then rebuild the read models from the log.")
+@data_dir_option
+@click.argument("source", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--keys-from",
+    "keys_from",
+    required=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The keys backup taken with SOURCE (or a newer one).",
+)
+@click.option(
+    "--allow-older-keys",
+    is_flag=True,
+    help="Accept a keys backup older than SOURCE: what was written after it reads as erased.",
+)
+def restore(data_dir: Path, source: Path, keys_from: Path, allow_older_keys: bool) -> None:
+    from infrastructure.storage.backup import BackupFailed, BackupRefused, restore_backup
+
+    try:
+        report = restore_backup(source, keys_from, data_dir, allow_older_keys=allow_older_keys)
+    except BackupRefused as refused:
+        click.echo(f"error: {refused}", err=True)
+        sys.exit(2)
+    except (BackupFailed, OSError) as error:
+        click.echo(f"error: the restore failed, {data_dir} is left empty: {error}", err=True)
+        sys.exit(1)
+    click.echo(f"{report.events} events restored, head position {report.head_position}, head hash {report.head_hash}")
+    console.print(
+        f"{report.files} file(s); erasures re-applied: {report.erasures_applied}, expiries re-applied: {report.expiries_applied}; "
+        f"read models rebuilt to position {report.read_models_at}"
+    )
+    if report.erased_since:
+        console.print(
+            f"[yellow]erased after this backup[/yellow] (their fields read as erased; erase them again to remove "
+            f"their files and accounts): {', '.join(report.erased_since)} — chronicle users erase ID --data-dir {data_dir}"
+        )
+    if report.missing_files:
+        console.print(f"[yellow]warning:[/yellow] {len(report.missing_files)} referenced file(s) are missing from the backup")
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()
