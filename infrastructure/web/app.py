@@ -18,7 +18,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RapidocRenderPlugin
-from litestar.plugins.prometheus import PrometheusController
 
 from application.assistant import ANSWER_RULES, ReplyRequest, Turn, wants_reply
 from application.chronicle import Chronicle
@@ -39,7 +38,7 @@ from infrastructure.documents.media_types import MediaTypeSniffer
 from infrastructure.settings import Settings
 from infrastructure.web import accounts, admin_projections, admin_stats, audit, documents, health, messages, search, sessions, streams, users
 from infrastructure.web.client_files import ClientBundle, client_file
-from infrastructure.metrics import ACTIVE_USERS, ActiveUsers
+from infrastructure.metrics import ACTIVE_USERS, ActiveUsers, watch_host
 from infrastructure.web.admin_storage import AdminStorageController
 from infrastructure.web.audit import ChainVerifications
 from infrastructure.web.csrf import csrf_middleware
@@ -48,6 +47,7 @@ from infrastructure.web.invitations import AdminLinksController, PublicLinksCont
 from infrastructure.web.rate_limits import RateLimits
 from infrastructure.web.auth import PrincipalCache, jwt_auth
 from infrastructure.web.http_metrics import HttpMetrics
+from infrastructure.web.metrics_endpoint import MetricsController
 from infrastructure.web.problems import exception_handlers
 from infrastructure.web.quotas import reply_quota_left
 from infrastructure.web.read_your_writes import ProjectionProgress
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     channels = ChannelsPlugin(backend=MemoryChannelsBackend(), arbitrary_channels_allowed=True)
     active_users = ActiveUsers()
     ACTIVE_USERS.set_function(active_users.count)
+    watch_host(settings.data_dir)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -153,7 +154,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             sessions.SessionsController, messages.MessagesController, messages.RepliesController, health.HealthController,
             documents.DocumentsController, documents.SessionDocumentsController, search.SearchController,
             audit.AuditController, admin_projections.AdminProjectionsController, admin_stats.AdminStatsController,
-            streams.session_stream, streams.user_stream, PrometheusController, users.UsersController, client_file,
+            streams.session_stream, streams.user_stream, MetricsController, users.UsersController, client_file,
             DashboardController, AdminStorageController, AdminLinksController, PublicLinksController,
         ],
         dependencies={
