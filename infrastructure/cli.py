@@ -54,6 +54,7 @@ def _existing_settings(data_dir: Path):  # type: ignore[no-untyped-def]
 
 
 @click.group(help="Chronicle: an event-sourced chat and document backend.")
+@click.version_option(package_name="chronicle", message="%(prog)s %(version)s")  # the installed package's version
 def main() -> None:
     os.umask(0o077)  # every file and folder Chronicle makes is its user's alone (0600/0700)
 

@@ -3,7 +3,10 @@ admin dashboard reads the very same objects, so the two never disagree."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
+from pathlib import Path
 
 from prometheus_client import Counter, Gauge
 
@@ -31,3 +34,41 @@ class ActiveUsers:
         if len(self._seen) > 10_000:
             self._seen = {u: t for u, t in self._seen.items() if t >= cutoff}
         return sum(1 for t in self._seen.values() if t >= cutoff)
+
+
+CHAIN_BROKEN = Gauge("chronicle_chain_verification_broken", "1 when the latest verification of the hash chain found it broken")
+CHAIN_VERIFIED_AT = Gauge("chronicle_chain_verification_finished_seconds", "When the latest chain verification finished (0: none yet)")
+DATA_DIR_FREE = Gauge("chronicle_data_dir_free_bytes", "Bytes the server may still write on the data directory's file system")
+DATA_DIR_SIZE = Gauge("chronicle_data_dir_filesystem_bytes", "Size of the data directory's file system")
+CPU_CORES = Gauge("chronicle_cpu_cores", "CPUs this process may use (its affinity, or the cgroup's quota when lower)")
+MEMORY_LIMIT = Gauge("chronicle_memory_limit_bytes", "Memory this process may use (the cgroup's limit, else the machine's)")
+
+
+def watch_host(data_dir: Path) -> None:
+    """Free space, cores and the memory limit, read at scrape time: the alerts divide the process
+    collector's CPU seconds and resident memory by them."""
+    DATA_DIR_FREE.set_function(lambda: shutil.disk_usage(data_dir).free)
+    DATA_DIR_SIZE.set_function(lambda: shutil.disk_usage(data_dir).total)
+    CPU_CORES.set(_cpu_cores())
+    MEMORY_LIMIT.set(_memory_limit())
+
+
+def _cgroup(name: str) -> list[str]:
+    try:
+        return (Path("/sys/fs/cgroup") / name).read_text().split()
+    except OSError:
+        return []
+
+
+def _cpu_cores() -> float:
+    cores = float(len(os.sched_getaffinity(0)))
+    quota = _cgroup("cpu.max")
+    if len(quota) == 2 and quota[0] != "max":
+        cores = min(cores, int(quota[0]) / int(quota[1]))
+    return cores
+
+
+def _memory_limit() -> float:
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit = _cgroup("memory.max")
+    return float(min(machine, int(limit[0]))) if limit and limit[0].isdigit() else float(machine)

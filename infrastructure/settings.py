@@ -60,6 +60,8 @@ class Settings:
     body_idle_timeout: float = 15.0
     """Seconds a request body may pause between chunks."""
     """Addresses whose `X-Forwarded-For` is believed (none by default: the peer's address counts)."""
+    metrics_token: str | None = None
+    """When set, `/metrics` answers only requests carrying `Authorization: Bearer <token>`."""
 
     @property
     def event_store_path(self) -> Path:
@@ -111,6 +113,7 @@ class Settings:
             trusted_proxies=tuple(_list("CHRONICLE_TRUSTED_PROXIES")),
             header_timeout=float(os.environ.get("CHRONICLE_HEADER_TIMEOUT", "").strip() or 10),
             body_idle_timeout=float(os.environ.get("CHRONICLE_BODY_IDLE_TIMEOUT", "").strip() or 15),
+            metrics_token=os.environ.get("CHRONICLE_METRICS_TOKEN", "").strip() or None,
             rate_limits=RateLimitSettings(
                 login_per_minute=_int("CHRONICLE_RATE_LIMIT_LOGIN", 10),
                 login_failures_per_account=_int("CHRONICLE_RATE_LIMIT_LOGIN_FAILURES", 5),

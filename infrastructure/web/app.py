@@ -18,7 +18,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RapidocRenderPlugin
-from litestar.plugins.prometheus import PrometheusController
 
 from application.assistant import ANSWER_RULES, ReplyRequest, Turn, wants_reply
 from application.chronicle import Chronicle
@@ -28,7 +27,7 @@ from infrastructure.assistants.openai_assistant import OpenAIAssistant
 from infrastructure.bootstrap import WriteSide, bootstrap
 from infrastructure.documents.conversion_jobs import JobLimits
 from infrastructure.documents.media_types import MediaTypeSniffer
-from infrastructure.metrics import ACTIVE_USERS, ActiveUsers
+from infrastructure.metrics import ACTIVE_USERS, ActiveUsers, watch_host
 from infrastructure.settings import Settings
 from infrastructure.storage.audit_log import AuditLog
 from infrastructure.storage.read_store import AioSQLiteReadConnection, SQLiteReadStore
@@ -55,6 +54,7 @@ from infrastructure.web.dashboard import DashboardController, DashboardSampler
 from infrastructure.web.http_metrics import HttpMetrics
 from infrastructure.web.invitations import AdminLinksController, PublicLinksController
 from infrastructure.web.json_bodies import StrictJsonBodies
+from infrastructure.web.metrics_endpoint import MetricsController
 from infrastructure.web.openapi_document import complete_openapi
 from infrastructure.web.problems import exception_handlers
 from infrastructure.web.quotas import reply_quota_left
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     channels = ChannelsPlugin(backend=MemoryChannelsBackend(), arbitrary_channels_allowed=True)
     active_users = ActiveUsers()
     ACTIVE_USERS.set_function(active_users.count)
+    watch_host(settings.data_dir)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -188,7 +189,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             admin_stats.AdminStatsController,
             streams.session_stream,
             streams.user_stream,
-            PrometheusController,
+            MetricsController,
             users.UsersController,
             client_file,
             DashboardController,

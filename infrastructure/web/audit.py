@@ -22,6 +22,7 @@ from litestar.params import Parameter
 from litestar.response import Stream
 
 from application.session_timeline import Step
+from infrastructure.metrics import CHAIN_BROKEN, CHAIN_VERIFIED_AT
 from infrastructure.storage.audit_log import AuditLog
 from infrastructure.storage.event_chain import chain_head, verify
 from infrastructure.web.auth import Principal, auditors
@@ -218,6 +219,8 @@ class ChainVerifications:
             except Exception as error:  # noqa: BLE001 - reported as the verification's outcome
                 current.state, current.detail = "broken", f"verification failed: {error}"
             current.finished_at = datetime.now(UTC)
+            CHAIN_BROKEN.set(current.state == "broken")
+            CHAIN_VERIFIED_AT.set(current.finished_at.timestamp())
 
         self._task = asyncio.get_running_loop().create_task(run(), name="chain-verification")
         return current

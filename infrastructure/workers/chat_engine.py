@@ -248,7 +248,7 @@ class ChatEngine:
             for attempt in range(3):
                 try:
                     await self._bus.execute(outcome, ASSISTANT_ACTOR)
-                    REPLIES.labels(outcome.status if isinstance(outcome, RecordReply) else "failed").inc()
+                    REPLIES.labels(_outcome_label(outcome)).inc()
                     recorded = True
                     break
                 except Exception:  # noqa: BLE001 - retried, then left for the next start
@@ -303,3 +303,10 @@ class ChatEngine:
         if not parts:
             return RecordReplyFailure(request.message_id, request.session_id, "invalid_response", "the provider returned no text", "")
         return completed("completed")
+
+
+def _outcome_label(outcome: RecordReply | RecordReplyFailure) -> str:
+    """A used-up quota is a refusal, not a failure: the assistant failure alert counts `failed`."""
+    if isinstance(outcome, RecordReply):
+        return outcome.status
+    return "quota_exceeded" if outcome.reason == "quota_exceeded" else "failed"
