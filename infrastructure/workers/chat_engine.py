@@ -1,11 +1,11 @@
 """The chat engine: follows the event log and has the assistant answer every user message posted
 in a session whose assistant is on.
 
-It keeps its own position (`chat_engine` in the read store's tracking table) as a low-water
-mark: the position before the oldest message whose reply is not yet recorded. After a restart it
-resumes from there, skips messages that already have an outcome, and answers the rest, so no
-message is skipped. A reply's id derives from the message it answers, so the event store holds
-at most one outcome per message: none is ever answered twice.
+It follows the log with a `LogFollower` (position `chat_engine` in the read store's tracking
+table, a low-water mark: the position before the oldest message whose reply is not yet recorded),
+so after a restart it skips messages that already have an outcome and answers the rest. A
+reply's id derives from the message it answers, so the event store holds at most one outcome per
+message: none is ever answered twice.
 
 While a reply is produced its pieces go to the session's channel as ephemeral frames
 (`reply.started`, `reply.delta` with a sequence number); the outcome is stored once, as
@@ -41,6 +41,7 @@ from domain.assistant_reply import reply_id_for
 from domain.chat_session import ChatSession
 from infrastructure.metrics import REPLIES, REPLIES_IN_FLIGHT
 from infrastructure.storage.read_store import SQLiteReadStore
+from infrastructure.workers.log_follower import Found, LogFollower, recorded_with_retries
 from projections.frames import session_channel
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,6 @@ _TOPICS = (
     "domain.chat_session:ChatSession.AssistantSettingChanged",
 )
 _SCAN_LIMIT = 500
-POSITION_SAVE_SECONDS = 1.0
-"""A scan that found nothing to answer saves its position at most this often: after a restart
-the engine re-reads at most that much of the log, and skips what is answered."""
 _encode = msgspec.json.Encoder().encode
 
 
@@ -82,84 +80,39 @@ class ChatEngine:
         a message posted just before the question."""
         self._app = app
         self._bus = bus
-        self._tracking = tracking
         self._provider = provider
         self._publish = publish
-        self._slots = asyncio.Semaphore(concurrency)
         self._timeout = timeout_seconds
-        self._wakeup = asyncio.Event()
-        self._scanned = 0
-        self._in_flight: dict[int, UUID] = {}
-        self._jobs: dict[UUID, asyncio.Task[None]] = {}
+        self._follower = LogFollower(ENGINE, tracking, self._unanswered_after, self._answer, concurrency=concurrency)
         self._sessions: dict[UUID, UUID] = {}
         self._assistant_on: dict[UUID, bool] = {}
-        self._saved_at = 0.0
         self._cancelled: set[UUID] = set()
-        self._task: asyncio.Task[None] | None = None
         self._may_reply = may_reply
         self._grounded_at = grounded_at
         self._answers = answers
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="chat-engine")
+        self._follower.start()
 
     async def stop(self) -> None:
         """Stops following and abandons replies in progress without recording them: they are
         answered again after the next start."""
-        tasks = [t for t in (self._task, *self._jobs.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._follower.stop()
 
     def wake(self) -> None:
-        self._wakeup.set()
+        self._follower.wake()
 
     def cancel(self, session_id: UUID, reply_id: UUID) -> bool:
         """Stops a reply in progress in that session; its text so far is recorded as a
         cancelled reply."""
-        job = self._jobs.get(reply_id)
+        job = self._follower.jobs.get(reply_id)
         if job is None or job.done() or self._sessions.get(reply_id) != session_id:
             return False
         self._cancelled.add(reply_id)
         job.cancel()
         return True
 
-    async def _run(self) -> None:
-        self._scanned = await anyio.to_thread.run_sync(self._load_position)
-        while True:
-            try:
-                scanned = await self._scan()
-            except Exception:  # noqa: BLE001 - report and keep following
-                log.exception("chat engine scan failed")
-                scanned = 0
-            if not scanned:
-                self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), 0.25)
-                except TimeoutError:
-                    pass
-
-    def _load_position(self) -> int:
-        return self._tracking.positions().get(ENGINE, 0)
-
-    def _save_position(self) -> None:
-        low = min(self._in_flight, default=self._scanned + 1) - 1
-        with self._tracking.transaction() as tx:
-            tx.set_positions({ENGINE: min(low, self._scanned)})
-
-    async def _scan(self) -> int:
-        found, reached = await anyio.to_thread.run_sync(self._unanswered_after, self._scanned)
-        for posted, position in found:
-            await self._consider(posted, position)
-            self._scanned = position
-        advanced = reached > self._scanned
-        self._scanned = max(self._scanned, reached)
-        if found or (advanced and time.monotonic() - self._saved_at >= POSITION_SAVE_SECONDS):
-            self._saved_at = time.monotonic()
-            await anyio.to_thread.run_sync(self._save_position)
-        return len(found) + int(advanced)
-
-    def _unanswered_after(self, after: int) -> tuple[list[tuple[Any, int]], int]:
+    def _unanswered_after(self, after: int) -> tuple[list[Found[tuple[Any, int]]], int]:
         """Reads (in a worker thread) the user messages after `after` that sessions with the
         assistant on still wait on, and the position the scan reached. Only the topics that
         matter are read; each session's assistant setting is learnt from its events as they
@@ -170,7 +123,7 @@ class ChatEngine:
         head = recorder.max_notification_id() or 0
         notifications = recorder.select_notifications(start=after + 1, limit=_SCAN_LIMIT, stop=head, topics=_TOPICS)
         learnt: dict[UUID, bool] = {}
-        found: list[tuple[Any, int]] = []
+        found: list[Found[tuple[Any, int]]] = []
         for notification in notifications:
             event = mapper.to_domain_event(notification)
             if notification.topic != _POSTED:
@@ -181,7 +134,7 @@ class ChatEngine:
                 and self._answers(event.content)
                 and not self._answered(event.originator_id)
             ):
-                found.append((event, notification.id))
+                found.append(Found(notification.id, reply_id_for(event.originator_id), (event, notification.id)))
         self._assistant_on.update(learnt)
         return found, head if len(notifications) < _SCAN_LIMIT else notifications[-1].id
 
@@ -204,16 +157,6 @@ class ChatEngine:
             return False
         return True
 
-    async def _consider(self, posted: Any, position: int) -> None:
-        reply_id = reply_id_for(posted.originator_id)
-        if reply_id in self._jobs:
-            return
-        await self._slots.acquire()  # scanning pauses while every slot is busy
-        self._in_flight[position] = reply_id
-        self._sessions[reply_id] = posted.session_id
-        self._jobs[reply_id] = asyncio.get_running_loop().create_task(self._answer(posted, position, reply_id))
-        REPLIES_IN_FLIGHT.set(len(self._jobs))
-
     def _frame(self, session_id: str, **fields: Any) -> None:
         """Ephemeral frames are best effort: if they cannot be published (the server is
         shutting down), the reply goes on and its stored outcome still reaches clients."""
@@ -222,11 +165,13 @@ class ChatEngine:
         except RuntimeError:
             log.debug("reply frame not published", exc_info=True)
 
-    async def _answer(self, posted: Any, position: int, reply_id: UUID) -> None:
-        """Produces and records the reply. The message leaves `_in_flight` (so the low-water
-        mark may pass it) only once its outcome is stored; otherwise a restart answers it."""
+    async def _answer(self, found: tuple[Any, int]) -> bool:
+        """Produces and records the reply; True once its outcome is stored."""
+        posted, position = found
+        reply_id = reply_id_for(posted.originator_id)
         session_id = str(posted.session_id)
-        recorded = False
+        self._sessions[reply_id] = posted.session_id
+        REPLIES_IN_FLIGHT.inc()
         try:
             request = ReplyRequest(posted.session_id, posted.originator_id, posted.author_id, posted.content, position)
             if self._may_reply is not None and not await self._may_reply(str(posted.author_id)):
@@ -244,22 +189,15 @@ class ChatEngine:
                     except Exception:  # noqa: BLE001 - a lagging read model: answer from what it holds
                         log.warning("read models behind position %d; answering from what they hold", position)
                 outcome = await self._produce(request, session_id, reply_id)
-            outcome = replace(outcome, asker_id=posted.author_id)  # the reply is sealed with the asker's key
-            for attempt in range(3):
-                try:
-                    await self._bus.execute(outcome, ASSISTANT_ACTOR)
-                    REPLIES.labels(_outcome_label(outcome)).inc()
-                    recorded = True
-                    break
-                except Exception:  # noqa: BLE001 - retried, then left for the next start
-                    log.exception("recording the reply to %s failed (attempt %d)", posted.originator_id, attempt + 1)
-                    await asyncio.sleep(0.5 * 2**attempt)
-        finally:
-            self._slots.release()
+            recorded_outcome = replace(outcome, asker_id=posted.author_id)  # the reply is sealed with the asker's key
+            recorded = await recorded_with_retries(
+                lambda: self._bus.execute(recorded_outcome, ASSISTANT_ACTOR), f"the reply to {posted.originator_id}"
+            )
             if recorded:
-                self._in_flight.pop(position, None)
-            self._jobs.pop(reply_id, None)
-            REPLIES_IN_FLIGHT.set(len(self._jobs))
+                REPLIES.labels(_outcome_label(recorded_outcome)).inc()
+            return recorded
+        finally:
+            REPLIES_IN_FLIGHT.dec()
             self._sessions.pop(reply_id, None)
             self._cancelled.discard(reply_id)
 

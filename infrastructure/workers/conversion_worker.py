@@ -1,9 +1,7 @@
 """The conversion worker: follows the event log and performs every requested conversion.
 
-Like the chat engine it keeps a low-water position (`conversion_worker` in the read store's
-tracking table): the position before the oldest request whose outcome is not yet recorded.
-After a restart it resumes there and skips conversions that already have an outcome, so a
-request survives restarts and no conversion is done twice. Each job runs in a process of its
+It follows the log with a `LogFollower` (position `conversion_worker` in the read store's
+tracking table, a low-water mark), so a request survives restarts and no conversion is done twice. Each job runs in a process of its
 own (`conversion_jobs`) with a timeout and a memory limit; at most `concurrency` run at once,
 and the event loop only waits for them.
 
@@ -14,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -31,15 +28,13 @@ from infrastructure.documents.conversion_jobs import JobLimits, JobOutcome, Jobs
 from infrastructure.metrics import CONVERSIONS, CONVERSIONS_IN_FLIGHT
 from infrastructure.storage.blob_store import BlobStore
 from infrastructure.storage.read_store import SQLiteReadStore
+from infrastructure.workers.log_follower import Found, LogFollower, recorded_with_retries
 
 log = logging.getLogger(__name__)
 
 WORKER = "conversion_worker"
 WORKER_ACTOR = "conversion-worker"
 _TOPICS = ("domain.conversion:Conversion.ConversionRequested", "domain.conversion:Conversion.ConversionRetried")
-
-POSITION_SAVE_SECONDS = 1.0
-"""A scan with no request in it saves the position at most this often (a restart re-reads that much)."""
 
 
 class ConversionWorker:
@@ -55,86 +50,37 @@ class ConversionWorker:
     ) -> None:
         self._reader = reader
         self._bus = bus
-        self._tracking = tracking
         self._blobs = blobs
         self._limits = limits
-        self._slots = asyncio.Semaphore(concurrency)
-        self._wakeup = asyncio.Event()
-        self._scanned = 0
-        self._saved_at = 0.0
-        self._in_flight: dict[int, UUID] = {}
-        self._jobs: dict[UUID, asyncio.Task[None]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._follower = LogFollower(WORKER, tracking, self._requests_after, self._perform, concurrency=concurrency)
         self._stopping = False
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="conversion-worker")
+        self._follower.start()
 
     async def stop(self) -> None:
         """Stops following and kills the job processes; the conversions they were doing are
         not recorded and are performed again after the next start."""
         self._stopping = True
-        tasks = [t for t in (self._task, *self._jobs.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
+        following = asyncio.ensure_future(self._follower.stop())
         await anyio.to_thread.run_sync(stop_all)
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await following
 
     def wake(self) -> None:
-        self._wakeup.set()
+        self._follower.wake()
 
-    async def _run(self) -> None:
-        self._scanned = await anyio.to_thread.run_sync(lambda: self._tracking.positions().get(WORKER, 0))
-        while True:
-            try:
-                scanned = await self._scan()
-            except Exception:  # noqa: BLE001 - report and keep following
-                log.exception("conversion worker scan failed")
-                scanned = False
-            if not scanned:
-                self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), 0.25)
-                except TimeoutError:
-                    pass
-
-    async def _scan(self) -> bool:
-        """Reads the requests between the last scanned position and the head; True when the
-        scan moved."""
-        head, requests = await anyio.to_thread.run_sync(self._requests_after, self._scanned)
-        for position, conversion_id in requests:
-            await self._consider(conversion_id, position)
-        if head == self._scanned:
-            return False
-        self._scanned = head
-        if requests or time.monotonic() - self._saved_at >= POSITION_SAVE_SECONDS:
-            self._saved_at = time.monotonic()
-            await anyio.to_thread.run_sync(self._save_position)
-        return True
-
-    def _requests_after(self, scanned: int) -> tuple[int, list[tuple[int, UUID]]]:
+    def _requests_after(self, scanned: int) -> tuple[list[Found[Conversion]], int]:
+        """The conversions requested after `scanned` that have no outcome yet, and the head."""
         recorder = self._reader.recorder
         head = recorder.max_notification_id() or 0
         if head <= scanned:
-            return scanned, []
-        found = recorder.select_notifications(start=scanned + 1, limit=head - scanned, stop=head, topics=_TOPICS)
-        return head, [(n.id, n.originator_id) for n in found]
-
-    def _save_position(self) -> None:
-        low = min(self._in_flight, default=self._scanned + 1) - 1
-        with self._tracking.transaction() as tx:
-            tx.set_positions({WORKER: min(low, self._scanned)})
-
-    async def _consider(self, conversion_id: UUID, position: int) -> None:
-        if conversion_id in self._jobs:
-            return
-        conversion = await anyio.to_thread.run_sync(self._get, conversion_id)
-        if not isinstance(conversion, Conversion) or conversion.finished:
-            return
-        await self._slots.acquire()  # scanning pauses while every slot is busy
-        self._in_flight[position] = conversion_id
-        self._jobs[conversion_id] = asyncio.get_running_loop().create_task(self._perform(conversion, position))
-        CONVERSIONS_IN_FLIGHT.set(len(self._jobs))
+            return [], scanned
+        found = []
+        for notification in recorder.select_notifications(start=scanned + 1, limit=head - scanned, stop=head, topics=_TOPICS):
+            conversion = self._get(notification.originator_id)
+            if isinstance(conversion, Conversion) and not conversion.finished:
+                found.append(Found(notification.id, conversion.id, conversion))
+        return found, head
 
     def _get(self, aggregate_id: UUID) -> Any:
         try:
@@ -142,23 +88,17 @@ class ConversionWorker:
         except AggregateNotFoundError:
             return None
 
-    async def _perform(self, conversion: Conversion, position: int) -> None:
-        recorded = False
+    async def _perform(self, conversion: Conversion) -> bool:
         output = self._blobs.incoming_path()
+        CONVERSIONS_IN_FLIGHT.inc()
         try:
             outcome = await self._convert(conversion, output)
-            recorded = await self._record(conversion.id, outcome, output)
+            return await self._record(conversion.id, outcome, output)
         except JobsStopped:
-            pass  # the server is stopping: done again after the next start
-        except Exception:  # noqa: BLE001 - left for the next start
-            log.exception("conversion %s could not be performed", conversion.id)
+            return False  # the server is stopping: done again after the next start
         finally:
             output.unlink(missing_ok=True)
-            self._slots.release()
-            if recorded:
-                self._in_flight.pop(position, None)
-            self._jobs.pop(conversion.id, None)
-            CONVERSIONS_IN_FLIGHT.set(len(self._jobs))
+            CONVERSIONS_IN_FLIGHT.dec()
 
     async def _convert(self, conversion: Conversion, output: Path) -> JobOutcome | FailConversion:
         document = await anyio.to_thread.run_sync(self._get, conversion.document_id)
@@ -171,25 +111,21 @@ class ConversionWorker:
         return await anyio.to_thread.run_sync(run_job, source, document.media_type, conversion.target, output, self._limits)
 
     async def _record(self, conversion_id: UUID, outcome: JobOutcome | FailConversion, output: Path) -> bool:
-        """Records the outcome (retried a few times if the store is busy); False leaves the
-        conversion to be done again after the next start."""
+        """Records the outcome (retried if the store is busy); False leaves the conversion to be
+        done again after the next start."""
         if self._stopping:
             return False  # a job killed by the shutdown is no outcome
         if isinstance(outcome, JobOutcome) and outcome.sha256 is None:
             outcome = FailConversion(conversion_id, outcome.reason or "corrupt_file", outcome.detail, outcome.duration_ms)
-        for attempt in range(3):
-            try:
-                if isinstance(outcome, FailConversion):
-                    await self._bus.execute(outcome, WORKER_ACTOR)
-                    CONVERSIONS.labels("failed").inc()
-                else:
-                    await self._complete(conversion_id, outcome, output)
-                    CONVERSIONS.labels("completed").inc()
-                return True
-            except Exception:  # noqa: BLE001 - retried, then left for the next start
-                log.exception("recording conversion %s failed (attempt %d)", conversion_id, attempt + 1)
-                await asyncio.sleep(0.5 * 2**attempt)
-        return False
+        if isinstance(outcome, FailConversion):
+            failure = outcome
+            recorded = await recorded_with_retries(lambda: self._bus.execute(failure, WORKER_ACTOR), f"conversion {conversion_id}")
+        else:
+            completed = outcome
+            recorded = await recorded_with_retries(lambda: self._complete(conversion_id, completed, output), f"conversion {conversion_id}")
+        if recorded:
+            CONVERSIONS.labels("failed" if isinstance(outcome, FailConversion) else "completed").inc()
+        return recorded
 
     async def _complete(self, conversion_id: UUID, outcome: JobOutcome, output: Path) -> None:
         """The output is placed and its event recorded under the blob lock, so a collector
