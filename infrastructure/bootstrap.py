@@ -1,49 +1,303 @@
-"""The one place that wires Chronicle together: event store, command bus, read store, projectors."""
+"""The composition root: the one place that builds Chronicle's runtime, for each of its roles.
+
+- `bootstrap(settings)`: the command line's write side, with the projectors run in a thread of
+  the same process (`chronicle users create`, `projections rebuild`, the tests).
+- `projection_child(settings, ...)`: the projection process's own part (the log, the read store
+  and the projectors; no command bus).
+- `ServerRuntime.open(settings, ...)`: the server's, with the projection process, the chat engine,
+  the conversion worker, the blob collector, the retention job and what the web layer serves
+  from. Every collaborator and every hook is passed in here; the app's lifespan only starts and
+  stops what this built, and the web handlers find it in the app's state."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
+from litestar.channels import ChannelsPlugin
+from prometheus_client import REGISTRY
+
 from application import accounts, assistant, chat, documents
-from application.chronicle import Chronicle
+from application.assistant import ANSWER_RULES, ReplyRequest, Turn, wants_reply
 from application.command_bus import CommandBus
+from infrastructure.assistants.local_assistant import LocalAssistant
+from infrastructure.assistants.openai_assistant import OpenAIAssistant
+from infrastructure.documents.conversion_jobs import ConversionJobs, JobLimits
+from infrastructure.documents.media_types import MediaTypeSniffer
 from infrastructure.settings import Settings
+from infrastructure.storage.audit_log import AuditLog
 from infrastructure.storage.blob_store import BlobStore
-from infrastructure.storage.event_store import SQLiteEventLog, open_event_store
-from infrastructure.storage.read_store import SQLiteReadStore
+from infrastructure.storage.event_store import SQLiteEventLog, data_keys, open_event_store
+from infrastructure.storage.read_store import AioSQLiteReadConnection, SQLiteReadStore
+from infrastructure.web.admin_projections import read_statuses
+from infrastructure.web.auth import PrincipalCache
+from infrastructure.web.dashboard import DashboardSampler
+from infrastructure.web.health import PROJECTION_LAG, ChronicleCollector
+from infrastructure.web.quotas import reply_quota_left
+from infrastructure.web.read_your_writes import ProjectionProgress
+from infrastructure.web.streams import LiveStreams
+from infrastructure.workers.blob_collector import BlobCollector, wait_for_projection
+from infrastructure.workers.chat_engine import ChatEngine
+from infrastructure.workers.conversion_worker import ConversionWorker
+from infrastructure.workers.erasure import rebuild_after_erasure
+from infrastructure.workers.projection_process import ProjectionProcess
 from infrastructure.workers.projection_runner import ProjectionRunner
+from infrastructure.workers.retention import RetentionPostponed, apply_retention
+from infrastructure.write_side import WriteSide
 from projections.catalog import all_projectors
+from projections.messages import recent_messages
+from projections.users import PRINCIPALS_CHANNEL
+
+log = logging.getLogger(__name__)
 
 HANDLERS = {**accounts.HANDLERS, **chat.HANDLERS, **assistant.HANDLERS, **documents.HANDLERS}
 
 
-@dataclass
-class WriteSide:
-    settings: Settings
-    app: Chronicle
-    bus: CommandBus
-    read_store: SQLiteReadStore
-    runner: Any
-    """A `ProjectionRunner` (a thread of this process: the CLI) or, in the server, a
-    `ProjectionProcess` with the same interface. (`Any`: Litestar converts this dataclass
-    with msgspec, which takes no union of two classes.)"""
-    reader: Chronicle
-    """The event store for reads outside the command bus (login, the chat engine): uncached."""
-    blobs: BlobStore
-
-    def close(self) -> None:
-        self.bus.stop()
-        self.runner.stop()
-        self.read_store.close()
-        self.reader.close()
-        self.app.close()
-
-
 def bootstrap(settings: Settings) -> WriteSide:
+    """The command line's write side: the projectors run in a thread of this process."""
     app = open_event_store(settings)
     read_store = SQLiteReadStore(settings.read_store_path)
     blobs = BlobStore(settings.blobs_path)
     runner = ProjectionRunner(app, read_store, all_projectors(blobs.read_text))
     bus = CommandBus(app, SQLiteEventLog(app), HANDLERS, on_commit=runner.wake)
     return WriteSide(settings, app, bus, read_store, runner, open_event_store(settings, cached=False), blobs)
+
+
+def projection_child(
+    settings: Settings,
+    *,
+    on_progress: Callable[[dict[str, int]], None],
+    on_publish: Callable[[list[tuple[str, bytes]]], None],
+    on_lag: Callable[[float], None],
+) -> tuple[ProjectionRunner, Callable[[], None]]:
+    """The projection process's runner, and what closes its stores once it has stopped."""
+    app = open_event_store(settings)
+    read_store = SQLiteReadStore(settings.read_store_path)
+    blobs = BlobStore(settings.blobs_path)
+    runner = ProjectionRunner(
+        app, read_store, all_projectors(blobs.read_text), on_progress=on_progress, on_publish=on_publish, on_lag=on_lag
+    )
+
+    def close() -> None:
+        read_store.close()
+        app.close()
+
+    return runner, close
+
+
+def assistant_provider(settings: Settings, db: AioSQLiteReadConnection) -> LocalAssistant | OpenAIAssistant:
+    """`CHRONICLE_ASSISTANT_PROVIDER`: `local` (default, no network) or `openai`."""
+    if settings.assistant_answers not in ANSWER_RULES:
+        raise ValueError(f"CHRONICLE_ASSISTANT_ANSWERS must be one of {', '.join(ANSWER_RULES)}, not {settings.assistant_answers!r}")
+    if settings.assistant_provider == "local":
+        return LocalAssistant(db, settings.assistant_pace)
+    if settings.assistant_provider != "openai":
+        raise ValueError(f"CHRONICLE_ASSISTANT_PROVIDER must be local or openai, not {settings.assistant_provider!r}")
+    if not (settings.llm_base_url and settings.llm_model):
+        raise ValueError("the openai provider needs CHRONICLE_LLM_BASE_URL and CHRONICLE_LLM_MODEL")
+
+    async def history(request: ReplyRequest) -> list[Turn]:
+        rows = await recent_messages(db, str(request.session_id), request.position, 50)
+        return [Turn(row["role"], row["content"], row["author_id"], row["content_day"]) for row in rows]
+
+    return OpenAIAssistant(
+        settings.llm_base_url,
+        settings.llm_model,
+        settings.llm_api_key,
+        history,
+        read_timeout=min(30.0, settings.assistant_timeout),
+        context_chars=settings.llm_context_chars,
+    )
+
+
+@dataclass
+class ServerRuntime:
+    """Everything a serving process runs, built by `open` and started and stopped as one."""
+
+    settings: Settings
+    write: WriteSide
+    progress: ProjectionProgress
+    db: AioSQLiteReadConnection
+    principals: PrincipalCache
+    engine: ChatEngine
+    worker: ConversionWorker
+    blob_collector: BlobCollector
+    dashboard: DashboardSampler
+    live_streams: LiveStreams
+    provider: LocalAssistant | OpenAIAssistant
+    audit: AuditLog
+    sniffer: MediaTypeSniffer
+    health: ChronicleCollector
+    next_retention_run_at: datetime | None = None
+    _stores: list[SQLiteReadStore] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def open(cls, settings: Settings, channels: ChannelsPlugin) -> ServerRuntime:
+        """Builds the server's runtime on the running event loop, wiring every hook; starts nothing."""
+        loop = asyncio.get_running_loop()
+        app = open_event_store(settings)
+        reader = open_event_store(settings, cached=False)
+        read_store = SQLiteReadStore(settings.read_store_path)
+        blobs = BlobStore(settings.blobs_path)
+        projectors = all_projectors(blobs.read_text)
+        read_store.ensure_schema(projectors)  # before the child starts: it serves queries at once
+        known = read_store.positions()
+        progress = ProjectionProgress(
+            {p.name: known.get(p.name, 0) for p in projectors},
+            settings.read_wait_seconds,
+            lambda: anyio.to_thread.run_sync(lambda: reader.recorder.max_notification_id() or 0),
+        )
+        db = await AioSQLiteReadConnection.open(settings.read_store_path)
+        principals = PrincipalCache(db)
+        live_streams = LiveStreams()
+        keys = data_keys(reader)
+
+        def published(frames: list[tuple[str, bytes]]) -> None:
+            """Hands committed frames to the channels plugin (gone once the server is shutting
+            down: clients replay the frames from the feed on reconnect), and drops the cached
+            principals and data keys of people whose role, state or keys changed."""
+            try:
+                for channel, body in frames:
+                    if channel == PRINCIPALS_CHANNEL:
+                        principals.forget(body.decode())
+                        keys.forget()  # erased or expired, maybe by another process
+                    else:
+                        channels.publish(body, channel)
+            except RuntimeError:
+                pass
+
+        runner = ProjectionProcess(
+            settings,
+            reader,
+            read_store,
+            projectors,
+            on_progress=progress.update,
+            on_publish=published,
+            on_lag=PROJECTION_LAG.observe,
+            on_restart=live_streams.replay_missed_frames,
+        )
+        commit_listeners: list[Callable[[], None]] = []
+
+        def committed(position: int) -> None:
+            """Runs on the command bus's thread after each commit."""
+            runner.wake(position)
+            for listener in commit_listeners:
+                loop.call_soon_threadsafe(listener)
+
+        bus = CommandBus(app, SQLiteEventLog(app), HANDLERS, on_commit=committed)
+        write = WriteSide(settings, app, bus, read_store, runner, reader, blobs)
+        provider = assistant_provider(settings, db)
+        stores = [SQLiteReadStore(settings.read_store_path) for _ in range(3)]  # the engine's, the worker's, the collector's
+        engine = ChatEngine(
+            reader,
+            bus,
+            stores[0],
+            provider,
+            lambda channel, body: channels.publish(body, channel),
+            concurrency=settings.assistant_concurrency,
+            timeout_seconds=settings.assistant_timeout,
+            may_reply=lambda user_id: reply_quota_left(db, user_id),
+            grounded_at=lambda position: progress.wait(("messages", "search", "document_search"), position),
+            answers=lambda content: wants_reply(content, settings.assistant_answers),
+        )
+        worker = ConversionWorker(
+            reader,
+            bus,
+            stores[1],
+            blobs,
+            ConversionJobs(
+                JobLimits(settings.conversion_timeout, settings.conversion_memory_bytes, settings.conversion_max_unpacked_bytes)
+            ),
+            concurrency=settings.conversion_concurrency,
+        )
+        commit_listeners += [engine.wake, worker.wake]
+        dashboard = DashboardSampler(lambda: anyio.to_thread.run_sync(runner.head), lambda: anyio.to_thread.run_sync(read_statuses, write))
+        return cls(
+            settings=settings,
+            write=write,
+            progress=progress,
+            db=db,
+            principals=principals,
+            engine=engine,
+            worker=worker,
+            blob_collector=BlobCollector(blobs, stores[2], runner.head, wait_for_projection(stores[2])),
+            dashboard=dashboard,
+            live_streams=live_streams,
+            provider=provider,
+            audit=AuditLog(settings.event_store_path, reader.mapper),
+            sniffer=MediaTypeSniffer(),
+            health=ChronicleCollector(write, progress),
+            _stores=stores,
+        )
+
+    def state(self) -> dict[str, Any]:
+        """What the web handlers read from the app's state."""
+        return {
+            "runtime": self,
+            "write": self.write,
+            "progress": self.progress,
+            "db": self.db,
+            "principals": self.principals,
+            "engine": self.engine,
+            "blob_collector": self.blob_collector,
+            "dashboard": self.dashboard,
+            "live_streams": self.live_streams,
+            "audit": self.audit,
+            "sniffer": self.sniffer,
+        }
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.write.blobs.forget_incoming(older_than_seconds=0)  # nothing is in flight before the server starts
+        self.write.runner.start()
+        self.write.bus.start()
+        self.engine.start()
+        self.worker.start()
+        REGISTRY.register(self.health)
+        self._tasks = [
+            loop.create_task(self._retention_job(), name="retention"),
+            loop.create_task(self.dashboard.run(), name="dashboard-sampler"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        REGISTRY.unregister(self.health)
+        await self.engine.stop()
+        await self.worker.stop()
+        for store in self._stores:
+            store.close()
+        if isinstance(self.provider, OpenAIAssistant):
+            await self.provider.close()
+        await self.db.close()
+        self.write.close()
+
+    async def _retention_job(self) -> None:
+        """Every `CHRONICLE_RETENTION_INTERVAL` seconds: erase expired message content, then rebuild."""
+        write = self.write
+        while True:
+            self.next_retention_run_at = datetime.now(UTC) + timedelta(seconds=self.settings.retention_interval)
+            await asyncio.sleep(self.settings.retention_interval)
+            try:
+
+                def run() -> dict[str, Any]:
+                    return apply_retention(
+                        write,
+                        datetime.now(UTC).date(),
+                        lambda command: anyio.from_thread.run(write.bus.execute, command, "retention"),
+                    )
+
+                if await anyio.to_thread.run_sync(run):
+                    await anyio.to_thread.run_sync(rebuild_after_erasure, write, lambda: None)
+                    await self.blob_collector.collect_from_loop(list(write.blobs.stored()))
+            except RetentionPostponed as postponed:
+                log.warning("retention postponed: %s", postponed)
+            except Exception:  # noqa: BLE001 - logged; the next round tries again
+                log.exception("the retention job failed")

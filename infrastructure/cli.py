@@ -180,21 +180,19 @@ def create_user(data_dir: Path, email: str, role: str, display_name: str | None,
 @data_dir_option
 @click.argument("user_id", type=click.UUID)
 def erase_user(data_dir: Path, user_id: UUID) -> None:
-    from application.accounts import EraseUser
+    from application.erasure import erase_person
     from domain.aggregate import DomainError
     from infrastructure.bootstrap import bootstrap
     from infrastructure.workers.blob_collector import BlobCollector
-    from infrastructure.workers.erasure import destroy_key, rebuild_after_erasure, require_erasable
+    from infrastructure.workers.erasure import rebuild_after_erasure
 
     write = bootstrap(_settings(data_dir))
     try:
         try:
-            claim = require_erasable(write.reader, user_id)
+            outcome = erase_person(write.reader, write.keys, lambda command: write.bus.execute_now(command, "cli"), user_id)
         except DomainError as error:
             console.print(f"[red]error:[/red] {error}")
             sys.exit(1)
-        destroy_key(write.reader, user_id)
-        outcome = write.bus.execute_now(EraseUser(user_id, claim), "cli")
         console.print(f"erased {user_id} at position {outcome.position}; rebuilding the read models")
         collector = BlobCollector(write.blobs, write.read_store, write.runner.head, _caught_up(write))
         removed: list[str] = []
@@ -302,11 +300,8 @@ def retention_run(data_dir: Path, today) -> None:  # type: ignore[no-untyped-def
     try:
         _caught_up(write)(write.runner.head())
         day = (today or datetime.now(UTC)).date()
-        keys = write.reader.mapper.keys  # type: ignore[attr-defined]
         try:
-            expired = apply_retention(
-                write, keys, write.settings.retention_days, day, lambda command: write.bus.execute_now(command, "retention")
-            )
+            expired = apply_retention(write, day, lambda command: write.bus.execute_now(command, "retention"))
         except RetentionPostponed as postponed:
             console.print(f"[red]postponed:[/red] {postponed}")
             sys.exit(1)

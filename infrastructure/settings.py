@@ -43,6 +43,8 @@ class Settings:
     llm_api_key: str | None
     llm_context_chars: int
     upload_max_bytes: int
+    stream_queue_frames: int
+    """How many frames a WebSocket stream may have waiting before the client counts as too slow (4429)."""
     conversion_concurrency: int
     conversion_timeout: float
     conversion_memory_bytes: int
@@ -102,6 +104,7 @@ class Settings:
             llm_api_key=os.environ.get("CHRONICLE_LLM_API_KEY") or None,
             llm_context_chars=_int("CHRONICLE_LLM_CONTEXT_CHARS", 12_000),
             upload_max_bytes=_int("CHRONICLE_UPLOAD_MAX_MB", 50) * MiB,
+            stream_queue_frames=_int("CHRONICLE_WS_QUEUE", 1000),
             conversion_concurrency=_int("CHRONICLE_CONVERSION_CONCURRENCY", 2),
             conversion_timeout=float(os.environ.get("CHRONICLE_CONVERSION_TIMEOUT", "").strip() or 120),
             conversion_memory_bytes=_int("CHRONICLE_CONVERSION_MEMORY_MB", 2048) * MiB,

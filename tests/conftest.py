@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from infrastructure.bootstrap import WriteSide, bootstrap
+from infrastructure.bootstrap import bootstrap
 from infrastructure.settings import Settings
+from infrastructure.write_side import WriteSide
 
 
 @pytest.fixture

@@ -18,35 +18,11 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-_context = multiprocessing.get_context("forkserver")
-_context.set_forkserver_preload(["infrastructure.documents.converters"])
-_running: set[multiprocessing.process.BaseProcess] = set()
-_guard = threading.Lock()
-_starting = 0
-_closing = False
 _PR_SET_PDEATHSIG = 1
 
 
 class JobsStopped(Exception):
     """The server is shutting down: no new job starts."""
-
-
-def stop_all(wait_seconds: float = 5.0) -> int:
-    """Kills every job process of this server (on shutdown), including one whose process was
-    still being started: nothing converts unsupervised after the server has gone."""
-    global _closing
-    with _guard:
-        _closing = True
-    deadline = time.monotonic() + wait_seconds
-    while _starting and time.monotonic() < deadline:
-        time.sleep(0.01)
-    killed = 0
-    with _guard:
-        for process in list(_running):
-            if process.is_alive():
-                process.kill()
-                killed += 1
-    return killed
 
 
 @dataclass(frozen=True)
@@ -71,51 +47,82 @@ class JobOutcome:
     detail: str = ""
 
 
-def run_job(source: Path, media_type: str, target: str, output: Path, limits: JobLimits) -> JobOutcome:
-    """Blocks until the job has finished, failed, or been killed at its timeout."""
-    started = time.perf_counter()
-    receiving, sending = _context.Pipe(duplex=False)
-    process = _context.Process(
-        target=_job,
-        args=(str(source), media_type, target, str(output), limits, sending),
-        daemon=True,
-        name="chronicle-conversion",
-    )
-    global _starting
-    with _guard:
-        if _closing:
-            raise JobsStopped()
-        _starting += 1
-    try:
-        process.start()
-    finally:
-        with _guard:
-            _starting -= 1
-            _running.add(process)
-            if _closing:
+class ConversionJobs:
+    """The job processes of one server: started with `run`, all killed by `stop_all` (on
+    shutdown), including one whose process was still being started, so that nothing converts
+    unsupervised after the server has gone."""
+
+    def __init__(self, limits: JobLimits) -> None:
+        self.limits = limits
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(["infrastructure.documents.converters"])
+        self._running: set[multiprocessing.process.BaseProcess] = set()
+        self._guard = threading.Lock()
+        self._starting = 0
+        self._closing = False
+
+    def stop_all(self, wait_seconds: float = 5.0) -> int:
+        with self._guard:
+            self._closing = True
+        deadline = time.monotonic() + wait_seconds
+        while self._starting and time.monotonic() < deadline:
+            time.sleep(0.01)
+        killed = 0
+        with self._guard:
+            for process in list(self._running):
+                if process.is_alive():
+                    process.kill()
+                    killed += 1
+        return killed
+
+    def run(self, source: Path, media_type: str, target: str, output: Path) -> JobOutcome:
+        """Blocks until the job has finished, failed, or been killed at its timeout."""
+        limits = self.limits
+        started = time.perf_counter()
+        receiving, sending = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=_job,
+            args=(str(source), media_type, target, str(output), limits, sending),
+            daemon=True,
+            name="chronicle-conversion",
+        )
+        with self._guard:
+            if self._closing:
+                raise JobsStopped()
+            self._starting += 1
+        try:
+            process.start()
+        finally:
+            with self._guard:
+                self._starting -= 1
+                self._running.add(process)
+                if self._closing:
+                    process.kill()
+        sending.close()
+        try:
+            if receiving.poll(limits.timeout_seconds):
+                try:
+                    message = receiving.recv()
+                except EOFError:
+                    message = None
+            else:
+                message = ("failed", "timeout", f"the conversion ran past its timeout of {limits.timeout_seconds:g} s")
+        finally:
+            receiving.close()
+            if process.is_alive():
                 process.kill()
-    sending.close()
-    try:
-        if receiving.poll(limits.timeout_seconds):
-            try:
-                message = receiving.recv()
-            except EOFError:
-                message = None
-        else:
-            message = ("failed", "timeout", f"the conversion ran past its timeout of {limits.timeout_seconds:g} s")
-    finally:
-        receiving.close()
-        if process.is_alive():
-            process.kill()
-        process.join()
-        _running.discard(process)
-    elapsed = int((time.perf_counter() - started) * 1000)
+            process.join()
+            self._running.discard(process)
+        return _outcome(message, process.exitcode, int((time.perf_counter() - started) * 1000))
+
+
+def _outcome(message: tuple | None, exitcode: int | None, elapsed: int) -> JobOutcome:
     if message is None:
-        if process.exitcode == -signal.SIGXCPU:
+        if exitcode == -signal.SIGXCPU:
             return JobOutcome(elapsed, reason="timeout", detail="the conversion used up its CPU time")
-        if process.exitcode == -signal.SIGKILL:
+        if exitcode == -signal.SIGKILL:
             return JobOutcome(elapsed, reason="too_large", detail="the converter process was killed, most likely for its memory use")
-        return JobOutcome(elapsed, reason="corrupt_file", detail=f"the converter process crashed (exit code {process.exitcode})")
+        return JobOutcome(elapsed, reason="corrupt_file", detail=f"the converter process crashed (exit code {exitcode})")
     if message[0] == "ok":
         _, sha256, size, pages, characters = message
         return JobOutcome(elapsed, sha256=sha256, size=size, pages=pages, characters=characters)

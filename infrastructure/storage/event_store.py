@@ -35,6 +35,13 @@ def open_event_store(settings: Settings, *, cached: bool = True) -> Chronicle:
     return app
 
 
+def data_keys(app: Chronicle) -> KeyStore:
+    """The data keys of crypto-shredding, which the sealing mapper opens events with."""
+    mapper = app.mapper
+    assert isinstance(mapper, SealingMapper) and mapper.keys is not None
+    return mapper.keys
+
+
 def _recorder(app: Chronicle) -> SQLiteApplicationRecorder:
     recorder = app.recorder
     assert isinstance(recorder, SQLiteApplicationRecorder)

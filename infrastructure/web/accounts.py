@@ -24,7 +24,6 @@ from application.accounts import (
     ChangeUserRole,
     DisableUser,
     EnableUser,
-    EraseUser,
     RegisterUser,
     SetQuotas,
     SignOut,
@@ -32,6 +31,7 @@ from application.accounts import (
 )
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
+from application.erasure import erase_person
 from application.passwords import (
     PASSWORD_MAX,
     PASSWORD_MIN,
@@ -39,15 +39,15 @@ from application.passwords import (
     verify_password,
 )
 from domain.user import User
-from infrastructure.bootstrap import WriteSide
-from infrastructure.web.auth import AUTH_COOKIE, Principal, VerifiedToken, admin_only
+from infrastructure.web.auth import AUTH_COOKIE, Principal, admin_only
 from infrastructure.web.commands import execute
 from infrastructure.web.edge_types import AfterPosition, Cursor, Email, Role, name
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
 from infrastructure.web.quotas import Quotas, Usage, usage_of
 from infrastructure.web.rate_limits import DEVICE_COOKIE, RateLimited, RateLimits, login_attempts
 from infrastructure.web.read_your_writes import ProjectionProgress
-from infrastructure.workers.erasure import destroy_key, rebuild_after_erasure, require_erasable
+from infrastructure.workers.erasure import rebuild_after_erasure
+from infrastructure.write_side import WriteSide
 from projections.frames import session_channel
 from projections.members import sessions_of_user
 from projections.storage import ReadConnection
@@ -198,7 +198,7 @@ async def cookie_principal(request: Request[Any, Any, Any]) -> Principal | None:
         return None
     jwt: JWTAuth = request.app.state.jwt
     try:
-        token = VerifiedToken.decode(encoded, jwt.token_secret, jwt.algorithm)
+        token = jwt.token_cls.decode(encoded, jwt.token_secret, jwt.algorithm)
     except NotAuthorizedException:
         return None
     return await request.app.state.principals.principal(token)
@@ -371,9 +371,9 @@ class AdminUsersController(Controller):
     async def erase(self, user_id: UUID, bus: CommandBus, write: WriteSide, request: Request[Principal, Any, Any]) -> ErasureStarted:
         """Destroys the user's data key and records `UserErased`; every read model is then
         rebuilt in the background (see `GET /api/admin/projections`) and their files removed."""
-        claim = await anyio.to_thread.run_sync(require_erasable, write.reader, user_id)
-        await anyio.to_thread.run_sync(destroy_key, write.reader, user_id)
-        outcome = await execute(bus, request, EraseUser(user_id, claim))
+        outcome = await anyio.to_thread.run_sync(
+            erase_person, write.reader, write.keys, lambda command: anyio.from_thread.run(execute, bus, request, command), user_id
+        )
         await tokens_revoked(request, user_id, outcome.position)
         collector = request.app.state.blob_collector
 

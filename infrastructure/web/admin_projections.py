@@ -13,11 +13,11 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.exceptions import HTTPException, NotFoundException
 
-from infrastructure.bootstrap import WriteSide
 from infrastructure.storage.read_store import SQLiteReadStore
 from infrastructure.storage.shadow_rebuild import rebuild, rebuilding
 from infrastructure.web.auth import admin_only
 from infrastructure.workers.projection_status import ProjectionStatus, projection_statuses
+from infrastructure.write_side import WriteSide
 
 log = logging.getLogger(__name__)
 

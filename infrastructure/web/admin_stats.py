@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 from litestar import Controller, get
 
-from infrastructure.bootstrap import WriteSide
 from infrastructure.web.auth import admin_only
+from infrastructure.write_side import WriteSide
 from projections.storage import ReadConnection
 
 _COUNTS = (

@@ -10,8 +10,8 @@ import anyio
 import msgspec
 from litestar import Controller, Request, get, post
 
-from infrastructure.bootstrap import WriteSide
 from infrastructure.web.auth import admin_only
+from infrastructure.write_side import WriteSide
 from projections.documents import referenced_blobs
 from projections.sessions import sessions_with_retention
 from projections.storage import ReadConnection
@@ -57,7 +57,7 @@ class AdminStorageController(Controller):
             sessions_with_retention=[
                 SessionRetention(r["session_id"], r["title"], r["retention_days"]) for r in await sessions_with_retention(db)
             ],
-            next_retention_run_at=request.app.state.get("next_retention_run_at"),
+            next_retention_run_at=request.app.state.runtime.next_retention_run_at,
         )
 
     @post("/collect", status_code=200)

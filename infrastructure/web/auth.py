@@ -89,7 +89,8 @@ class VerifiedToken(Token):
     """A token whose signature was verified once is remembered by its exact encoded string,
     so later requests skip PyJWT (a third of a request's CPU time) and only check expiry."""
 
-    _verified: ClassVar[dict[tuple[str, str], Token]] = {}
+    _verified: ClassVar[dict[tuple[str, str], Token]]
+    """Set on the subclass each app's authentication makes (`jwt_auth`): no cache is shared."""
 
     @classmethod
     def decode(cls, encoded_token: str, secret: str, *args: Any, **kwargs: Any) -> Self:
@@ -119,7 +120,7 @@ def jwt_auth(secret: str, ttl_seconds: int) -> JWTCookieAuth[Principal, Token]:
     the web client's files, health, metrics and the API docs do not."""
     return JWTCookieAuth[Principal, Token](
         retrieve_user_handler=_retrieve_principal,
-        token_cls=VerifiedToken,
+        token_cls=type("AppVerifiedToken", (VerifiedToken,), {"_verified": {}}),
         token_secret=secret,
         algorithm="HS256",
         default_token_expiration=timedelta(seconds=ttl_seconds),

@@ -17,7 +17,6 @@ from application.command_bus import CommandBus
 from application.documents import AttachDocument, DeleteDocument, DetachDocument, RequestConversion, UploadDocument
 from domain.conversion import TARGETS, Conversion
 from domain.document import Document
-from infrastructure.bootstrap import WriteSide
 from infrastructure.web.auth import Principal
 from infrastructure.web.commands import execute
 from infrastructure.web.downloads import blob_response, content_disposition
@@ -27,6 +26,7 @@ from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
 from infrastructure.web.quotas import require_storage_quota
 from infrastructure.web.read_your_writes import ProjectionProgress
 from infrastructure.web.uploads import receive_upload, refuse_announced_size
+from infrastructure.write_side import WriteSide
 from projections.documents import (
     conversion_of,
     conversions_of,

@@ -8,12 +8,12 @@ from typing import Any
 import anyio
 import msgspec
 from litestar import Controller, Response, get
-from prometheus_client import REGISTRY, Histogram
+from prometheus_client import Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from infrastructure.bootstrap import WriteSide
 from infrastructure.web.read_your_writes import ProjectionProgress
+from infrastructure.write_side import WriteSide
 
 READY_LAG = 1000
 PROJECTION_LAG = Histogram(
@@ -68,13 +68,11 @@ class HealthController(Controller):
 class ChronicleCollector(Collector):
     """Event-log head, projection positions and lag, and command-bus counters, read at scrape time."""
 
-    def __init__(self) -> None:
-        self.write: WriteSide | None = None
-        self.progress: ProjectionProgress | None = None
+    def __init__(self, write: WriteSide, progress: ProjectionProgress) -> None:
+        self.write = write
+        self.progress = progress
 
     def collect(self) -> Iterator[Any]:
-        if self.write is None or self.progress is None:
-            return
         health = health_of(self.write, self.progress)
         yield GaugeMetricFamily("chronicle_event_log_head", "Position of the newest event", value=health.head)
         lag = GaugeMetricFamily("chronicle_projection_lag_events", "Events not yet applied", labels=["projection"])
@@ -92,7 +90,3 @@ class ChronicleCollector(Collector):
         yield failed
         yield CounterMetricFamily("chronicle_commands", "Commands handled", value=self.write.bus.commands)
         yield CounterMetricFamily("chronicle_command_batches", "Group commits", value=self.write.bus.batches)
-
-
-collector = ChronicleCollector()
-REGISTRY.register(collector)

@@ -20,11 +20,11 @@ from application.accounts import AcceptInvitation, IssueInvitation, IssuePasswor
 from application.command_bus import CommandBus
 from application.passwords import PASSWORD_MAX, PASSWORD_MIN, hash_password
 from domain.invitation import Invitation
-from infrastructure.bootstrap import WriteSide
 from infrastructure.web.accounts import UserView, _from_aggregate
 from infrastructure.web.auth import Principal, admin_only
 from infrastructure.web.commands import execute
 from infrastructure.web.edge_types import Email, Role, name
+from infrastructure.write_side import WriteSide
 
 INVITATION_DAYS = 7
 RESET_HOURS = 1
@@ -132,7 +132,7 @@ class PublicLinksController(Controller):
         invitation_id, secret = _parse(token)
         password_hash = await anyio.to_thread.run_sync(hash_password, data.password)
         outcome = await execute(bus, request, AcceptInvitation(invitation_id, _hash(secret), data.display_name, password_hash))
-        await anyio.to_thread.run_sync(write.reader.mapper.keys.destroy, invitation_id.hex)  # type: ignore[attr-defined]
+        await anyio.to_thread.run_sync(write.keys.destroy, invitation_id.hex)
         return _from_aggregate(outcome.value, outcome.position)
 
     @post("/password-reset/{token:str}", status_code=204, exclude_from_auth=True, problems=(410,))

@@ -26,7 +26,6 @@ origin, 4429 too slow.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -41,7 +40,7 @@ from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
 from litestar.security.jwt import Token
 
 from infrastructure.metrics import WEBSOCKETS
-from infrastructure.web.auth import AUTH_COOKIE, Principal, VerifiedToken
+from infrastructure.web.auth import AUTH_COOKIE, Principal
 from projections.frames import (
     POSITIONED,
     Frame,
@@ -69,18 +68,25 @@ TYPING_SECONDS = 2.0
 
 REPLAY = b"replay"
 """Put in a stream's queue: replay the stored frames after the last one sent."""
-_LIVE: set[Any] = set()
 
 
-def replay_missed_frames() -> None:
-    """Every open stream replays from its position: the projection process restarted, and the
-    frames of a batch it had committed but not reported were never published."""
-    for subscriber in list(_LIVE):
-        subscriber.put_nowait(REPLAY)
+class LiveStreams:
+    """The subscribers of the streams open in this server."""
 
+    def __init__(self) -> None:
+        self._subscribers: set[Any] = set()
 
-def _queue_limit() -> int:
-    return int(os.environ.get("CHRONICLE_WS_QUEUE", "").strip() or 1000)
+    def add(self, subscriber: Any) -> None:
+        self._subscribers.add(subscriber)
+
+    def discard(self, subscriber: Any) -> None:
+        self._subscribers.discard(subscriber)
+
+    def replay_missed_frames(self) -> None:
+        """Every open stream replays from its position: the projection process restarted, and
+        the frames of a batch it had committed but not reported were never published."""
+        for subscriber in list(self._subscribers):
+            subscriber.put_nowait(REPLAY)
 
 
 def _same_origin(socket: WebSocket[Any, Any, Any]) -> bool:
@@ -107,7 +113,7 @@ async def _principal(socket: WebSocket[Any, Any, Any]) -> tuple[Principal, Token
         return None
     jwt = socket.app.state.jwt
     try:
-        decoded = VerifiedToken.decode(token, jwt.token_secret, jwt.algorithm)
+        decoded = jwt.token_cls.decode(token, jwt.token_secret, jwt.algorithm)
     except NotAuthorizedException:
         return None
     principal = await socket.app.state.principals.principal(decoded)
@@ -149,9 +155,10 @@ async def _stream(
     before its first ephemeral frame goes out."""
     channels: ChannelsPlugin = socket.app.state.channels
     subscriber = await channels.subscribe([channel])
-    _LIVE.add(subscriber)
+    live: LiveStreams = socket.app.state.live_streams
+    live.add(subscriber)
     WEBSOCKETS.inc()
-    limit = _queue_limit()
+    limit = socket.app.state.settings.stream_queue_frames
     outcome: dict[str, tuple[int, str]] = {}
     last = after
     finished_replies: set[str] = set()
@@ -265,7 +272,7 @@ async def _stream(
                 await socket.close(code, reason)  # waits until the client has read what was already sent
     finally:
         WEBSOCKETS.dec()
-        _LIVE.discard(subscriber)
+        live.discard(subscriber)
         await channels.unsubscribe(subscriber, channel)
 
 

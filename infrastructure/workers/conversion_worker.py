@@ -24,7 +24,7 @@ from application.command_bus import CommandBus
 from application.documents import CompleteConversion, FailConversion, StartConversion
 from domain.conversion import Conversion
 from domain.document import Document
-from infrastructure.documents.conversion_jobs import JobLimits, JobOutcome, JobsStopped, run_job, stop_all
+from infrastructure.documents.conversion_jobs import ConversionJobs, JobOutcome, JobsStopped
 from infrastructure.metrics import CONVERSIONS, CONVERSIONS_IN_FLIGHT
 from infrastructure.storage.blob_store import BlobStore
 from infrastructure.storage.read_store import SQLiteReadStore
@@ -44,14 +44,14 @@ class ConversionWorker:
         bus: CommandBus,
         tracking: SQLiteReadStore,
         blobs: BlobStore,
-        limits: JobLimits,
+        jobs: ConversionJobs,
         *,
         concurrency: int = 2,
     ) -> None:
         self._reader = reader
         self._bus = bus
         self._blobs = blobs
-        self._limits = limits
+        self._jobs = jobs
         self._follower = LogFollower(WORKER, tracking, self._requests_after, self._perform, concurrency=concurrency)
         self._stopping = False
 
@@ -63,7 +63,7 @@ class ConversionWorker:
         not recorded and are performed again after the next start."""
         self._stopping = True
         following = asyncio.ensure_future(self._follower.stop())
-        await anyio.to_thread.run_sync(stop_all)
+        await anyio.to_thread.run_sync(self._jobs.stop_all)
         await following
 
     def wake(self) -> None:
@@ -108,7 +108,7 @@ class ConversionWorker:
         if not source.is_file():
             return FailConversion(conversion.id, "document_deleted", "the document's content is gone", 0)
         await self._bus.execute(StartConversion(conversion.id), WORKER_ACTOR)
-        return await anyio.to_thread.run_sync(run_job, source, document.media_type, conversion.target, output, self._limits)
+        return await anyio.to_thread.run_sync(self._jobs.run, source, document.media_type, conversion.target, output)
 
     async def _record(self, conversion_id: UUID, outcome: JobOutcome | FailConversion, output: Path) -> bool:
         """Records the outcome (retried if the store is busy); False leaves the conversion to be

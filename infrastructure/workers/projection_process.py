@@ -47,16 +47,30 @@ RESTART_SECONDS = 1.0
 
 
 class ProjectionProcess:
-    def __init__(self, settings: Settings, app: Chronicle, read_store: SQLiteReadStore, projectors: list[Projector]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        app: Chronicle,
+        read_store: SQLiteReadStore,
+        projectors: list[Projector],
+        *,
+        on_progress: Callable[[dict[str, int]], None] = lambda positions: None,
+        on_publish: Callable[[list[tuple[str, bytes]]], None] = lambda published: None,
+        on_lag: Callable[[float], None] = lambda seconds: None,
+        on_restart: Callable[[], None] = lambda: None,
+    ) -> None:
+        """The hooks are called on the event loop that called `start`: `on_progress` with the
+        positions a batch reached, `on_publish` with its frames, `on_lag` with each commit's
+        lag, `on_restart` when the child was started again."""
         self._settings = settings
         self._app = app
         self._store = read_store
         self.projectors = projectors
         self.error: str | None = None
-        self.on_progress: Callable[[dict[str, int]], None] = lambda positions: None
-        self.on_publish: Callable[[list[tuple[str, bytes]]], None] = lambda published: None
-        self.on_lag: Callable[[float], None] = lambda seconds: None
-        self.on_restart: Callable[[], None] = lambda: None
+        self.on_progress = on_progress
+        self.on_publish = on_publish
+        self.on_lag = on_lag
+        self.on_restart = on_restart
         self._wakes: Connection | None = None
         self._wakes_lock = threading.Lock()
         """Held while writing to or closing the wake-up pipe: a write never lands on a closed
@@ -200,11 +214,8 @@ def _child_main(settings: Settings, connection: Connection, wakes: Connection) -
     except (OSError, AttributeError):
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
-    from infrastructure.bootstrap import bootstrap
+    from infrastructure.bootstrap import projection_child
 
-    write = bootstrap(settings)
-    runner = write.runner
-    signal.signal(signal.SIGTERM, lambda number, frame: runner.stop_soon())
     send_lock = threading.Lock()
     published: list[tuple[str, bytes]] = []
     lags: list[float] = []
@@ -219,9 +230,6 @@ def _child_main(settings: Settings, connection: Connection, wakes: Connection) -
         with send_lock:
             lags.append(seconds)
 
-    runner.on_publish = published.extend
-    runner.on_lag = lagged
-
     def progressed(advanced: dict[str, int]) -> None:
         """A batch committed: whatever failed before is over (the runner clears `error` next)."""
         with send_lock:
@@ -230,7 +238,8 @@ def _child_main(settings: Settings, connection: Connection, wakes: Connection) -
             lags.clear()
         send("batch", advanced, frames, samples, error=None)
 
-    runner.on_progress = progressed
+    runner, close = projection_child(settings, on_progress=progressed, on_publish=published.extend, on_lag=lagged)
+    signal.signal(signal.SIGTERM, lambda number, frame: runner.stop_soon())
 
     def listen() -> None:
         """Until the parent says stop or goes away (end of file)."""
@@ -265,6 +274,4 @@ def _child_main(settings: Settings, connection: Connection, wakes: Connection) -
     try:
         runner.run()
     finally:
-        write.read_store.close()
-        write.reader.close()
-        write.app.close()
+        close()

@@ -3,18 +3,19 @@
 lose it by crypto-shredding. Message content is sealed with a key per author, session and day,
 so expiring a day destroys keys and rewrites nothing: the events stay (who posted, where, when),
 their content reads as "[erased]", the hash chain still verifies. Each expiry is recorded as
-`ContentExpired(before)` on the session, and the read models are then rebuilt."""
+`ContentExpired(before)` on the session (`application.erasure.expire_content`), and the read
+models are then rebuilt. The server runs it every `CHRONICLE_RETENTION_INTERVAL` seconds, an
+operator with `chronicle retention run`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
-from uuid import UUID
+from datetime import date
 
 from application.chat import ExpireContent
-from infrastructure.bootstrap import WriteSide
+from application.erasure import expire_content
 from infrastructure.storage.read_store import SQLiteReadStore
-from infrastructure.storage.sealing import KeyStore
+from infrastructure.write_side import WriteSide
 from projections.sessions import retention_overrides
 
 
@@ -23,13 +24,7 @@ class RetentionPostponed(Exception):
     asked to keep, so nothing is destroyed until it has caught up."""
 
 
-def apply_retention(
-    write: WriteSide,
-    keys: KeyStore,
-    default_days: int | None,
-    today: date,
-    execute: Callable[[ExpireContent], object],
-) -> dict[str, tuple[str, int]]:
+def apply_retention(write: WriteSide, today: date, execute: Callable[[ExpireContent], object]) -> dict[str, tuple[str, int]]:
     """Destroys the keys of expired days; returns, per session id, the first day kept and how
     many keys went. `execute` records each session's `ContentExpired`."""
     store = SQLiteReadStore(write.settings.read_store_path)  # its own connection: the runner's is busy
@@ -40,16 +35,4 @@ def apply_retention(
             overrides = retention_overrides(tx)
     finally:
         store.close()
-    expired: dict[str, tuple[str, int]] = {}
-    for session_id, days in overrides.items():
-        before = (today - timedelta(days=days)).isoformat()
-        for session_hex, count in keys.expire(before, [UUID(session_id).hex]).items():
-            expired[session_hex] = (before, count)
-    if default_days:
-        before = (today - timedelta(days=default_days)).isoformat()
-        keep = {UUID(session_id).hex for session_id in overrides}
-        for session_hex, count in keys.expire(before, None, keep=keep).items():
-            expired[session_hex] = (before, count)
-    for session_hex, (before, _) in expired.items():
-        execute(ExpireContent(UUID(session_hex), before))
-    return {str(UUID(h)): value for h, value in expired.items()}
+    return expire_content(write.keys, overrides, write.settings.retention_days, today, execute)

@@ -50,6 +50,7 @@ def test_read_markers_are_refused_for_strangers_and_beyond_the_head(new_user):
     sid = ann.post("/api/sessions", {"title": "Closed"}).json()["id"]
     head = ann.head()
     assert eve.put(f"/api/sessions/{sid}/read", {"position": 1}).status_code in (403, 404)
-    assert_problem(ann.put(f"/api/sessions/{sid}/read", {"position": head + 1000}), 400, "position")
+    beyond = assert_problem(ann.put(f"/api/sessions/{sid}/read", {"position": head + 1000}), 409)
+    assert beyond["head"] >= head and "position" in beyond["detail"]
     assert_problem(ann.put(f"/api/sessions/{sid}/read", {"position": -1}), 400)
     assert ann.head() == head

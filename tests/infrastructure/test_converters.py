@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from infrastructure.documents.conversion_jobs import JobLimits, run_job
+from infrastructure.documents.conversion_jobs import ConversionJobs, JobLimits
 from infrastructure.documents.converters import convert, markdown_to_text
 from projections.document_search import passages
 from tests import document_files as files
@@ -18,7 +18,7 @@ def job(tmp_path: Path, data: bytes, media_type: str, target: str, **limits) -> 
     source = tmp_path / "source"
     source.write_bytes(data)
     output = tmp_path / f"out.{target}"
-    outcome = run_job(source, media_type, target, output, JobLimits(**limits))
+    outcome = ConversionJobs(JobLimits(**limits)).run(source, media_type, target, output)
     return outcome, output.read_text() if outcome.sha256 else None
 
 
