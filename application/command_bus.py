@@ -133,7 +133,7 @@ class CommandBus:
                 batch.append(item)
             try:
                 self._process(batch)
-            except BaseException as error:  # noqa: BLE001 - every waiter must hear back
+            except BaseException as error:  # every waiter must hear back, whatever stopped the batch
                 log.exception("command batch failed")
                 for item in batch:
                     if item.result is None:

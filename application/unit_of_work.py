@@ -20,7 +20,7 @@ class RetryAfterSave(Exception):
 
 
 class UnitOfWork:
-    def __init__(self, repository: Repository, event_log: EventLog) -> None:
+    def __init__(self, repository: Repository[UUID], event_log: EventLog) -> None:
         self._repository = repository
         self.event_log = event_log
         self._aggregates: dict[UUID, Aggregate | None] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -53,7 +54,7 @@ class ChatSession(ChronicleAggregate):
         retention_days: int | None
 
         @staticmethod
-        def upcast_v1_v2(state: dict) -> None:
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["retention_days"] = None
 
     @event(SessionStarted)

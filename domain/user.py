@@ -121,7 +121,7 @@ class User(ChronicleAggregate):
     @event(UserPasswordChanged)
     def _password_changed(self, password_hash: str) -> None:
         self.password_hash = password_hash
-        self._reset = None
+        self._reset: tuple[str, datetime] | None = None  # (secret hash, expiry) of the live reset link
         self._revoke()
 
     def issue_password_reset(self, secret_hash: str, expires_at: datetime) -> None:
