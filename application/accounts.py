@@ -10,7 +10,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from application.chronicle import Chronicle
 from application.unit_of_work import UnitOfWork
-from domain.aggregate import NotFound
+from domain.aggregate import ChronicleAggregate, NotFound
 from domain.invitation import Invitation
 from domain.user import (
     EmailAlreadyRegistered,
@@ -206,8 +206,8 @@ def enable_user(uow: UnitOfWork, cmd: EnableUser) -> User:
 def user_by_email(app: Chronicle, email: str) -> User | None:
     """Looks the user up in the write model, so a login right after registering works."""
     try:
-        claim = app.repository.get(email_claim_id(email))
-        user = app.repository.get(claim.user_id)
+        claim: EmailClaim = app.repository.get(email_claim_id(email))  # the id is derived from the address
+        user: ChronicleAggregate = app.repository.get(claim.user_id)
     except AggregateNotFoundError:
         return None
     return user if isinstance(user, User) else None

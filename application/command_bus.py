@@ -16,7 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
+from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.persistence import IntegrityError
 
 from application.chronicle import Chronicle
@@ -133,7 +135,7 @@ class CommandBus:
                 batch.append(item)
             try:
                 self._process(batch)
-            except BaseException as error:  # noqa: BLE001 - every waiter must hear back
+            except BaseException as error:  # every waiter must hear back, whatever stopped the batch
                 log.exception("command batch failed")
                 for item in batch:
                     if item.result is None:
@@ -188,7 +190,7 @@ class CommandBus:
             raise
 
     def _decide_and_save_in(self, uow: UnitOfWork, batch: list[_Pending]) -> list[_Pending]:
-        decided: list[tuple[_Pending, Any, list[Any]]] = []
+        decided: list[tuple[_Pending, Any, list[CanMutateAggregate[UUID]]]] = []
         deferred: list[_Pending] = []
         for item in batch:
             uow.begin_command()

@@ -5,11 +5,13 @@ auditor sees what happened, not what a read model says."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from domain.aggregate import ChronicleAggregate
 from domain.assistant_reply import AssistantReply, AssistantReplyFailure
 from domain.chat_session import ChatSession
 from domain.conversion import Conversion
@@ -98,26 +100,26 @@ class SessionTimeline:
             "conversions": list(self.conversions.values()),
         }
 
-    def _started(self, e: Any, position: int, at: str) -> None:
+    def _started(self, e: ChatSession.SessionStarted, position: int, at: datetime) -> None:
         self.title, self.owner_id, self.assistant = e.title, str(e.owner_id), e.assistant
         self.members[str(e.owner_id)] = at
 
-    def _renamed(self, e: Any, position: int, at: str) -> None:
+    def _renamed(self, e: ChatSession.SessionRenamed, position: int, at: datetime) -> None:
         self.title = e.title
 
-    def _assistant(self, e: Any, position: int, at: str) -> None:
+    def _assistant(self, e: ChatSession.AssistantSettingChanged, position: int, at: datetime) -> None:
         self.assistant = e.assistant
 
-    def _member_added(self, e: Any, position: int, at: str) -> None:
+    def _member_added(self, e: ChatSession.MemberAdded, position: int, at: datetime) -> None:
         self.members.setdefault(str(e.user_id), at)
 
-    def _member_removed(self, e: Any, position: int, at: str) -> None:
+    def _member_removed(self, e: ChatSession.MemberRemoved, position: int, at: datetime) -> None:
         self.members.pop(str(e.user_id), None)
 
-    def _archived(self, e: Any, position: int, at: str) -> None:
+    def _archived(self, e: ChatSession.SessionArchived, position: int, at: datetime) -> None:
         self.archived = True
 
-    def _posted(self, e: Any, position: int, at: str) -> None:
+    def _posted(self, e: Message.MessagePosted, position: int, at: datetime) -> None:
         self.messages[str(e.originator_id)] = {
             "id": str(e.originator_id),
             "author_id": str(e.author_id),
@@ -130,17 +132,17 @@ class SessionTimeline:
             "deleted": False,
         }
 
-    def _edited(self, e: Any, position: int, at: str) -> None:
+    def _edited(self, e: Message.MessageEdited, position: int, at: datetime) -> None:
         message = self.messages.get(str(e.originator_id))
         if message is not None:
             message.update(content=e.content, version=e.originator_version, edited_at=at)
 
-    def _deleted(self, e: Any, position: int, at: str) -> None:
+    def _deleted(self, e: Message.MessageDeleted, position: int, at: datetime) -> None:
         message = self.messages.get(str(e.originator_id))
         if message is not None:
             message.update(content=None, deleted=True)
 
-    def _replied(self, e: Any, position: int, at: str) -> None:
+    def _replied(self, e: AssistantReply.AssistantReplyCompleted, position: int, at: datetime) -> None:
         self.messages[str(e.originator_id)] = {
             "id": str(e.originator_id),
             "author_id": "assistant",
@@ -155,21 +157,21 @@ class SessionTimeline:
             "status": e.status,
         }
 
-    def _attached(self, e: Any, position: int, at: str) -> None:
+    def _attached(self, e: Document.DocumentAttached, position: int, at: datetime) -> None:
         document_id = str(e.originator_id)
         self.documents[document_id] = {**self._uploads.get(document_id, {"id": document_id}), "attached_at": at}
 
-    def _detached(self, e: Any, position: int, at: str) -> None:
+    def _detached(self, e: Document.DocumentDetached, position: int, at: datetime) -> None:
         self.documents.pop(str(e.originator_id), None)
 
-    def _document_deleted(self, e: Any, position: int, at: str) -> None:
+    def _document_deleted(self, e: Document.DocumentDeleted, position: int, at: datetime) -> None:
         document_id = str(e.originator_id)
         self.documents.pop(document_id, None)
         for conversion in self.conversions.values():
             if conversion["document_id"] == document_id:
                 conversion["document_deleted"] = True
 
-    def _conversion_requested(self, e: Any, position: int, at: str) -> None:
+    def _conversion_requested(self, e: Conversion.ConversionRequested, position: int, at: datetime) -> None:
         self.conversions[str(e.originator_id)] = {
             "id": str(e.originator_id),
             "document_id": str(e.document_id),
@@ -178,20 +180,22 @@ class SessionTimeline:
             "requested_at": at,
         }
 
-    def _conversion_changed(self, e: Any, position: int, at: str) -> None:
+    def _conversion_changed(self, e: Conversion.Event, position: int, at: datetime) -> None:
         conversion = self.conversions[str(e.originator_id)]
-        kind = type(e)
-        if kind is Conversion.ConversionRetried:
+        if type(e) is Conversion.ConversionRetried:
             conversion.update(status="pending", reason=None)
-        elif kind is Conversion.ConversionStarted:
+        elif type(e) is Conversion.ConversionStarted:
             conversion["status"] = "running"
-        elif kind is Conversion.ConversionCompleted:
+        elif type(e) is Conversion.ConversionCompleted:
             conversion.update(status="completed", completed_at=at, output_sha256=e.output_sha256, characters=e.characters)
-        elif kind is Conversion.ConversionFailed:
+        elif type(e) is Conversion.ConversionFailed:
             conversion.update(status="failed", completed_at=at, reason=e.reason)
 
 
-_HANDLERS = {
+TimelineHandler = Callable[[SessionTimeline, Any, int, datetime], None]
+"""Applies one kind of event to a timeline: (timeline, event, position, time of the event)."""
+
+_HANDLERS: dict[type[ChronicleAggregate.Event], TimelineHandler] = {
     ChatSession.SessionStarted: SessionTimeline._started,
     ChatSession.SessionRenamed: SessionTimeline._renamed,
     ChatSession.AssistantSettingChanged: SessionTimeline._assistant,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Repository
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, CanMutateAggregate
 
 from application.event_log import EventLog
 
@@ -20,7 +20,7 @@ class RetryAfterSave(Exception):
 
 
 class UnitOfWork:
-    def __init__(self, repository: Repository, event_log: EventLog) -> None:
+    def __init__(self, repository: Repository[UUID], event_log: EventLog) -> None:
         self._repository = repository
         self.event_log = event_log
         self._aggregates: dict[UUID, Aggregate | None] = {}
@@ -59,9 +59,9 @@ class UnitOfWork:
             self._aggregates[aggregate.id] = aggregate
             self._marks[aggregate.id] = 0
 
-    def command_events(self) -> list[Any]:
+    def command_events(self) -> list[CanMutateAggregate[UUID]]:
         """Events the current command has triggered so far, on the aggregates it touched."""
-        events: list[Any] = []
+        events: list[CanMutateAggregate[UUID]] = []
         for key, mark in self._marks.items():
             aggregate = self._aggregates[key]
             if aggregate is not None:

@@ -4,6 +4,7 @@ store holds at most one outcome per message."""
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import event
@@ -37,11 +38,11 @@ class AssistantReply(ChronicleAggregate):
         prompt_tokens: int
         completion_tokens: int
         latency_ms: int
-        sources: list
+        sources: list[dict[str, str]]
         asker_id: UUID | None
 
         @staticmethod
-        def upcast_v1_v2(state: dict) -> None:
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["asker_id"] = None
 
     @event(AssistantReplyCompleted)
@@ -56,7 +57,7 @@ class AssistantReply(ChronicleAggregate):
         prompt_tokens: int,
         completion_tokens: int,
         latency_ms: int,
-        sources: list,
+        sources: list[dict[str, str]],
         asker_id: UUID | None,
     ) -> None:
         self.message_id = message_id
@@ -85,7 +86,7 @@ class AssistantReplyFailure(ChronicleAggregate):
         asker_id: UUID | None
 
         @staticmethod
-        def upcast_v1_v2(state: dict) -> None:
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["asker_id"] = None
 
     @event(AssistantReplyFailed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -53,7 +54,7 @@ class ChatSession(ChronicleAggregate):
         retention_days: int | None
 
         @staticmethod
-        def upcast_v1_v2(state: dict) -> None:
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["retention_days"] = None
 
     @event(SessionStarted)
@@ -93,7 +94,10 @@ class ChatSession(ChronicleAggregate):
         if title != self.title:
             self._renamed(title=title)
 
-    @event("SessionRenamed")
+    class SessionRenamed(ChronicleAggregate.Event):
+        title: str
+
+    @event(SessionRenamed)
     def _renamed(self, title: str) -> None:
         self.title = title
 
@@ -103,7 +107,10 @@ class ChatSession(ChronicleAggregate):
         if bool(assistant) != self.assistant:
             self._assistant_changed(assistant=bool(assistant))
 
-    @event("AssistantSettingChanged")
+    class AssistantSettingChanged(ChronicleAggregate.Event):
+        assistant: bool
+
+    @event(AssistantSettingChanged)
     def _assistant_changed(self, assistant: bool) -> None:
         self.assistant = assistant
 
@@ -113,7 +120,10 @@ class ChatSession(ChronicleAggregate):
         if user_id not in self.members:
             self._member_added(user_id=user_id)
 
-    @event("MemberAdded")
+    class MemberAdded(ChronicleAggregate.Event):
+        user_id: UUID
+
+    @event(MemberAdded)
     def _member_added(self, user_id: UUID) -> None:
         self.members.add(user_id)
 
@@ -128,7 +138,10 @@ class ChatSession(ChronicleAggregate):
             raise NotFound("no such member")
         self._member_removed(user_id=user_id)
 
-    @event("MemberRemoved")
+    class MemberRemoved(ChronicleAggregate.Event):
+        user_id: UUID
+
+    @event(MemberRemoved)
     def _member_removed(self, user_id: UUID) -> None:
         self.members.discard(user_id)
 
@@ -149,7 +162,11 @@ class ChatSession(ChronicleAggregate):
         self._messages_read(user_id=user_id, position=position)
         return True
 
-    @event("MessagesRead")
+    class MessagesRead(ChronicleAggregate.Event):
+        user_id: UUID
+        position: int
+
+    @event(MessagesRead)
     def _messages_read(self, user_id: UUID, position: int) -> None:
         self._read_markers = {**self.read_markers, user_id: position}
 
@@ -160,7 +177,10 @@ class ChatSession(ChronicleAggregate):
         if days != self.retention_days:
             self._retention_changed(retention_days=days)
 
-    @event("RetentionChanged")
+    class RetentionChanged(ChronicleAggregate.Event):
+        retention_days: int | None
+
+    @event(RetentionChanged)
     def _retention_changed(self, retention_days: int | None) -> None:
         self.retention_days = retention_days
 
@@ -169,7 +189,10 @@ class ChatSession(ChronicleAggregate):
         by the retention policy; the messages themselves, their authors and times stay."""
         self._content_expired(before=before)
 
-    @event("ContentExpired")
+    class ContentExpired(ChronicleAggregate.Event):
+        before: str
+
+    @event(ContentExpired)
     def _content_expired(self, before: str) -> None:
         self.expired_before = before
 
@@ -178,7 +201,10 @@ class ChatSession(ChronicleAggregate):
         if not self.archived:
             self._archived()
 
-    @event("SessionArchived")
+    class SessionArchived(ChronicleAggregate.Event):
+        pass
+
+    @event(SessionArchived)
     def _archived(self) -> None:
         self.archived = True
 

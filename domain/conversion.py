@@ -30,7 +30,12 @@ class Conversion(ChronicleAggregate):
     def create_id(document_id: UUID, target: str) -> UUID:
         return conversion_id_for(document_id, target)
 
-    @event("ConversionRequested")
+    class ConversionRequested(ChronicleAggregate.Created):
+        document_id: UUID
+        owner_id: UUID
+        target: str
+
+    @event(ConversionRequested)
     def __init__(self, document_id: UUID, owner_id: UUID, target: str) -> None:
         self.document_id = document_id
         self.owner_id = owner_id
@@ -54,7 +59,10 @@ class Conversion(ChronicleAggregate):
             raise Conflict(f"only a failed conversion can be retried; this one is {self.status}")
         self._retried(attempt=self.attempt + 1)
 
-    @event("ConversionRetried")
+    class ConversionRetried(ChronicleAggregate.Event):
+        attempt: int
+
+    @event(ConversionRetried)
     def _retried(self, attempt: int) -> None:
         self.status = "pending"
         self.attempt = attempt
@@ -64,7 +72,10 @@ class Conversion(ChronicleAggregate):
         if self.status == "pending":
             self._started(attempt=self.attempt)
 
-    @event("ConversionStarted")
+    class ConversionStarted(ChronicleAggregate.Event):
+        attempt: int
+
+    @event(ConversionStarted)
     def _started(self, attempt: int) -> None:
         self.status = "running"
 
@@ -78,7 +89,14 @@ class Conversion(ChronicleAggregate):
             duration_ms=duration_ms,
         )
 
-    @event("ConversionCompleted")
+    class ConversionCompleted(ChronicleAggregate.Event):
+        output_sha256: str
+        output_size: int
+        pages: int | None
+        characters: int
+        duration_ms: int
+
+    @event(ConversionCompleted)
     def _completed(self, output_sha256: str, output_size: int, pages: int | None, characters: int, duration_ms: int) -> None:
         self.status = "completed"
         self.output_sha256 = output_sha256
@@ -89,7 +107,12 @@ class Conversion(ChronicleAggregate):
         self._require_open()
         self._failed(reason=reason, detail=detail[:500], duration_ms=duration_ms)
 
-    @event("ConversionFailed")
+    class ConversionFailed(ChronicleAggregate.Event):
+        reason: str
+        detail: str
+        duration_ms: int
+
+    @event(ConversionFailed)
     def _failed(self, reason: str, detail: str, duration_ms: int) -> None:
         self.status = "failed"
 

@@ -44,7 +44,14 @@ def clean_filename(name: str) -> str:
 
 
 class Document(ChronicleAggregate):
-    @event("DocumentUploaded")
+    class DocumentUploaded(ChronicleAggregate.Created):
+        owner_id: UUID
+        filename: str
+        media_type: str
+        size: int
+        sha256: str
+
+    @event(DocumentUploaded)
     def __init__(self, owner_id: UUID, filename: str, media_type: str, size: int, sha256: str) -> None:
         self.owner_id = owner_id
         self.filename = filename
@@ -82,7 +89,10 @@ class Document(ChronicleAggregate):
         if session.id not in self.sessions:
             self._attached(session_id=session.id)
 
-    @event("DocumentAttached")
+    class DocumentAttached(ChronicleAggregate.Event):
+        session_id: UUID
+
+    @event(DocumentAttached)
     def _attached(self, session_id: UUID) -> None:
         self.sessions.add(session_id)
 
@@ -97,7 +107,10 @@ class Document(ChronicleAggregate):
             raise NotFound("the document is not attached to this session")
         self._detached(session_id=session.id)
 
-    @event("DocumentDetached")
+    class DocumentDetached(ChronicleAggregate.Event):
+        session_id: UUID
+
+    @event(DocumentDetached)
     def _detached(self, session_id: UUID) -> None:
         self.sessions.discard(session_id)
 
@@ -106,7 +119,11 @@ class Document(ChronicleAggregate):
         self._require_present()
         self._deleted(sha256=self.sha256, session_ids=sorted(self.sessions, key=str))
 
-    @event("DocumentDeleted")
+    class DocumentDeleted(ChronicleAggregate.Event):
+        sha256: str
+        session_ids: list[UUID]
+
+    @event(DocumentDeleted)
     def _deleted(self, sha256: str, session_ids: list[UUID]) -> None:
         self.deleted = True
         self.sessions = set()

@@ -21,7 +21,13 @@ class Invitation(ChronicleAggregate):
     def issue(cls, email: str, role: str, secret_hash: str, expires_at: datetime) -> Invitation:
         return cls(email=normalize_email(email), role=require_role(role), secret_hash=secret_hash, expires_at=expires_at)
 
-    @event("InvitationIssued")
+    class InvitationIssued(ChronicleAggregate.Created):
+        email: str
+        role: str
+        secret_hash: str
+        expires_at: datetime
+
+    @event(InvitationIssued)
     def __init__(self, email: str, role: str, secret_hash: str, expires_at: datetime) -> None:
         self.email = email
         self.role = role
@@ -37,6 +43,9 @@ class Invitation(ChronicleAggregate):
         self.require_open(secret_hash)
         self._accepted(user_id=user_id)
 
-    @event("InvitationAccepted")
+    class InvitationAccepted(ChronicleAggregate.Event):
+        user_id: UUID
+
+    @event(InvitationAccepted)
     def _accepted(self, user_id: UUID) -> None:
         self.accepted_by = user_id

@@ -31,7 +31,14 @@ class Message(ChronicleAggregate):
     def create_id(session_id: UUID, author_id: UUID, client_message_id: str | None) -> UUID:
         return message_id_for(session_id, author_id, client_message_id)
 
-    @event("MessagePosted")
+    class MessagePosted(ChronicleAggregate.Created):
+        session_id: UUID
+        author_id: UUID
+        role: str
+        content: str
+        client_message_id: str | None
+
+    @event(MessagePosted)
     def __init__(
         self,
         session_id: UUID,
@@ -76,7 +83,11 @@ class Message(ChronicleAggregate):
         if content != self.content:
             self._edited(session_id=self.session_id, content=content)
 
-    @event("MessageEdited")
+    class MessageEdited(ChronicleAggregate.Event):
+        session_id: UUID
+        content: str
+
+    @event(MessageEdited)
     def _edited(self, session_id: UUID, content: str) -> None:
         self.content = content
 
@@ -86,6 +97,9 @@ class Message(ChronicleAggregate):
         if not self.deleted:
             self._deleted(session_id=self.session_id)
 
-    @event("MessageDeleted")
+    class MessageDeleted(ChronicleAggregate.Event):
+        session_id: UUID
+
+    @event(MessageDeleted)
     def _deleted(self, session_id: UUID) -> None:
         self.deleted = True

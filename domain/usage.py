@@ -33,7 +33,11 @@ class DailyUsage(ChronicleAggregate):
     def create_id(user_id: UUID, day: str) -> UUID:
         return usage_id(user_id, date.fromisoformat(day))
 
-    @event("DailyUsageStarted")
+    class DailyUsageStarted(ChronicleAggregate.Created):
+        user_id: UUID
+        day: str
+
+    @event(DailyUsageStarted)
     def __init__(self, user_id: UUID, day: str) -> None:
         self.user_id = user_id
         self.day = day
@@ -47,6 +51,9 @@ class DailyUsage(ChronicleAggregate):
             raise QuotaExceeded(quota, limit, used, midnight)
         self._consumed(quota=quota)
 
-    @event("QuotaConsumed")
+    class QuotaConsumed(ChronicleAggregate.Event):
+        quota: str
+
+    @event(QuotaConsumed)
     def _consumed(self, quota: str) -> None:
         self.used = {**self.used, quota: self.used.get(quota, 0) + 1}

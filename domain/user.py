@@ -53,7 +53,13 @@ def require_role(role: str) -> str:
 
 
 class User(ChronicleAggregate):
-    @event("UserRegistered")
+    class UserRegistered(ChronicleAggregate.Created):
+        email: str
+        display_name: str
+        role: str
+        password_hash: str
+
+    @event(UserRegistered)
     def __init__(self, email: str, display_name: str, role: str, password_hash: str) -> None:
         self.email = email
         self.display_name = display_name
@@ -75,7 +81,10 @@ class User(ChronicleAggregate):
         if role != self.role:
             self._role_changed(role=role)
 
-    @event("UserRoleChanged")
+    class UserRoleChanged(ChronicleAggregate.Event):
+        role: str
+
+    @event(UserRoleChanged)
     def _role_changed(self, role: str) -> None:
         self.role = role
         self._revoke()
@@ -94,7 +103,10 @@ class User(ChronicleAggregate):
         """Ends every session of this user (every token issued so far)."""
         self._signed_out()
 
-    @event("UserSignedOut")
+    class UserSignedOut(ChronicleAggregate.Event):
+        pass
+
+    @event(UserSignedOut)
     def _signed_out(self) -> None:
         self._revoke()
 
@@ -103,10 +115,13 @@ class User(ChronicleAggregate):
             raise UserIsDisabled()
         self._password_changed(password_hash=password_hash)
 
-    @event("UserPasswordChanged")
+    class UserPasswordChanged(ChronicleAggregate.Event):
+        password_hash: str
+
+    @event(UserPasswordChanged)
     def _password_changed(self, password_hash: str) -> None:
         self.password_hash = password_hash
-        self._reset = None
+        self._reset: tuple[str, datetime] | None = None  # (secret hash, expiry) of the live reset link
         self._revoke()
 
     def issue_password_reset(self, secret_hash: str, expires_at: datetime) -> None:
@@ -115,7 +130,11 @@ class User(ChronicleAggregate):
             raise Conflict("the user is erased")
         self._password_reset_issued(secret_hash=secret_hash, expires_at=expires_at)
 
-    @event("PasswordResetIssued")
+    class PasswordResetIssued(ChronicleAggregate.Event):
+        secret_hash: str
+        expires_at: datetime
+
+    @event(PasswordResetIssued)
     def _password_reset_issued(self, secret_hash: str, expires_at: datetime) -> None:
         self._reset = (secret_hash, expires_at)
 
@@ -141,7 +160,12 @@ class User(ChronicleAggregate):
     def quotas(self) -> tuple[int | None, int | None, int | None]:
         return getattr(self, "_quotas", (None, None, None))
 
-    @event("UserQuotasSet")
+    class UserQuotasSet(ChronicleAggregate.Event):
+        messages_per_day: int | None
+        replies_per_day: int | None
+        storage_bytes: int | None
+
+    @event(UserQuotasSet)
     def _quotas_set(self, messages_per_day: int | None, replies_per_day: int | None, storage_bytes: int | None) -> None:
         self._quotas = (messages_per_day, replies_per_day, storage_bytes)
 
@@ -152,7 +176,10 @@ class User(ChronicleAggregate):
             raise Conflict("the user is already erased")
         self._erased()
 
-    @event("UserErased")
+    class UserErased(ChronicleAggregate.Event):
+        pass
+
+    @event(UserErased)
     def _erased(self) -> None:
         self.erased = True
         self.disabled = True
@@ -162,7 +189,10 @@ class User(ChronicleAggregate):
         if not self.disabled:
             self._disabled()
 
-    @event("UserDisabled")
+    class UserDisabled(ChronicleAggregate.Event):
+        pass
+
+    @event(UserDisabled)
     def _disabled(self) -> None:
         self.disabled = True
         self._revoke()
@@ -173,7 +203,10 @@ class User(ChronicleAggregate):
         if self.disabled:
             self._enabled()
 
-    @event("UserEnabled")
+    class UserEnabled(ChronicleAggregate.Event):
+        pass
+
+    @event(UserEnabled)
     def _enabled(self) -> None:
         self.disabled = False
 
@@ -198,7 +231,11 @@ class EmailClaim(ChronicleAggregate):
     def create_id(email: str) -> UUID:
         return email_claim_id(email)
 
-    @event("EmailClaimed")
+    class EmailClaimed(ChronicleAggregate.Created):
+        email: str
+        user_id: UUID
+
+    @event(EmailClaimed)
     def __init__(self, email: str, user_id: UUID) -> None:
         self.user_id = user_id
         self.released = False
@@ -208,7 +245,10 @@ class EmailClaim(ChronicleAggregate):
         if not getattr(self, "released", False):
             self._released()
 
-    @event("EmailReleased")
+    class EmailReleased(ChronicleAggregate.Event):
+        pass
+
+    @event(EmailReleased)
     def _released(self) -> None:
         self.released = True
 
@@ -217,7 +257,11 @@ class EmailClaim(ChronicleAggregate):
             raise EmailAlreadyRegistered(email)
         self._reclaimed(email=email, user_id=user_id)
 
-    @event("EmailReclaimed")
+    class EmailReclaimed(ChronicleAggregate.Event):
+        email: str
+        user_id: UUID
+
+    @event(EmailReclaimed)
     def _reclaimed(self, email: str, user_id: UUID) -> None:
         self.user_id = user_id
         self.released = False

@@ -146,7 +146,7 @@ def _stored(tag: str, data: type[_Data]) -> type[msgspec.Struct]:
     )
 
 
-STORED = {
+STORED: dict[str, type[_Data]] = {
     "session.started": SessionStartedData,
     "session.renamed": TitleData,
     "session.assistant_changed": AssistantData,

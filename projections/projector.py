@@ -35,7 +35,7 @@ def handles(*event_classes: type) -> Callable[[Apply], Apply]:
     """Marks a projector method as the handler of these event classes."""
 
     def mark(method: Apply) -> Apply:
-        method.handles = event_classes  # type: ignore[attr-defined]
+        method.handles = event_classes  # type: ignore[attr-defined]  # an attribute on a function, which mypy does not model
         return method
 
     return mark

@@ -28,6 +28,7 @@ class SessionFeedProjector(Projector):
     )
 
     def _store(self, tx: ReadTransaction, frame: Frame, message_id: str | None = None) -> None:
+        assert frame.session_id is not None, "a session frame names its session (session_frames.session_id is NOT NULL)"
         body = encode_frame(frame)
         tx.insert("INSERT INTO session_frames VALUES (?,?,?,?)", (frame.position, frame.session_id, message_id, body))
         tx.publish(session_channel(frame.session_id), body)

@@ -59,7 +59,7 @@ class SessionsProjector(Projector):
         if e.retention_days is not None:
             tx.execute("INSERT INTO session_retention (session_id, retention_days) VALUES (?,?)", (str(e.originator_id), e.retention_days))
 
-    def _touch(self, tx: ReadTransaction, e: Any, position: int, assignments: str, params: tuple) -> None:
+    def _touch(self, tx: ReadTransaction, e: Any, position: int, assignments: str, params: tuple[object, ...]) -> None:
         tx.execute(
             f"UPDATE sessions SET {assignments}updated_at=?, position=? WHERE id=?",
             (*params, iso(e.timestamp), position, str(e.originator_id)),

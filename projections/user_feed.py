@@ -107,7 +107,7 @@ class UserFeedProjector(Projector):
             tx.publish(user_channel(user_id), body)
 
 
-_CONVERSION_STATUS = {
+_CONVERSION_STATUS: dict[type[Conversion.Event], str] = {
     Conversion.ConversionRequested: "pending",
     Conversion.ConversionRetried: "pending",
     Conversion.ConversionStarted: "running",
