@@ -31,6 +31,7 @@ from infrastructure.metrics import ACTIVE_USERS, ActiveUsers, watch_host
 from infrastructure.settings import Settings
 from infrastructure.storage.audit_log import AuditLog
 from infrastructure.storage.read_store import AioSQLiteReadConnection, SQLiteReadStore
+from infrastructure.tracing import request_tracing
 from infrastructure.web import (
     accounts,
     admin_projections,
@@ -39,6 +40,7 @@ from infrastructure.web import (
     documents,
     health,
     messages,
+    request_context,
     search,
     sessions,
     streams,
@@ -217,7 +219,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "verifications": ChainVerifications(),
             }
         ),
-        plugins=[channels],
+        plugins=[channels, *request_tracing(settings)],
         exception_handlers=exception_handlers,
         before_send=[AllowedMethods()],
         before_request=StrictJsonBodies(),
@@ -231,7 +233,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
     )
     complete_openapi(app, auth.exclude if isinstance(auth.exclude, list) else [auth.exclude or ""])
-    return app
+    return request_context.attach(app, settings.access_log)
 
 
 def assistant_provider(settings: Settings, db: AioSQLiteReadConnection) -> LocalAssistant | OpenAIAssistant:

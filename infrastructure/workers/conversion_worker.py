@@ -13,26 +13,29 @@ blob store first, under the blob lock) or `ConversionFailed` with a reason."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import anyio
+import structlog
 from eventsourcing.application import AggregateNotFoundError
+from opentelemetry import trace
 
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
 from application.documents import CompleteConversion, FailConversion, StartConversion
 from domain.conversion import Conversion
 from domain.document import Document
+from domain.identity import new_id
 from infrastructure.documents.conversion_jobs import JobLimits, JobOutcome, JobsStopped, run_job, stop_all
-from infrastructure.metrics import CONVERSIONS, CONVERSIONS_IN_FLIGHT
+from infrastructure.metrics import CONVERSION_SECONDS, CONVERSIONS, CONVERSIONS_IN_FLIGHT
 from infrastructure.storage.blob_store import BlobStore
 from infrastructure.storage.read_store import SQLiteReadStore
 
-log = logging.getLogger(__name__)
+log = structlog.stdlib.get_logger(__name__)
+tracer = trace.get_tracer("chronicle.conversions")
 
 WORKER = "conversion_worker"
 WORKER_ACTOR = "conversion-worker"
@@ -143,11 +146,33 @@ class ConversionWorker:
             return None
 
     async def _perform(self, conversion: Conversion, position: int) -> None:
+        """One conversion, under a correlation id of its own (on its log lines, its events and
+        its span), timed from start to recorded outcome."""
         recorded = False
         output = self._blobs.incoming_path()
+        correlation_id = str(new_id())
+        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)  # this task's context only
+        started = time.perf_counter()
         try:
-            outcome = await self._convert(conversion, output)
-            recorded = await self._record(conversion.id, outcome, output)
+            with tracer.start_as_current_span("conversion") as span:
+                span.set_attribute("chronicle.correlation_id", correlation_id)
+                span.set_attribute("chronicle.conversion.type", conversion.target)
+                log.info("conversion started", conversion_id=str(conversion.id), type=conversion.target, position=position)
+                outcome = await self._convert(conversion, output, correlation_id)
+                if isinstance(outcome, JobOutcome) and outcome.sha256 is None:
+                    outcome = FailConversion(conversion.id, outcome.reason or "corrupt_file", outcome.detail, outcome.duration_ms)
+                recorded = await self._record(conversion.id, outcome, output, correlation_id)
+                result = "failed" if isinstance(outcome, FailConversion) else "completed"
+                span.set_attribute("chronicle.conversion.outcome", result if recorded else "unrecorded")
+            seconds = time.perf_counter() - started
+            if recorded:
+                CONVERSIONS.labels(conversion.target, result).inc()
+                CONVERSION_SECONDS.labels(conversion.target, result).observe(seconds)
+                facts = {"conversion_id": str(conversion.id), "type": conversion.target, "duration_ms": round(seconds * 1000)}
+                if isinstance(outcome, FailConversion):
+                    log.warning("conversion failed", reason=outcome.reason, **facts)
+                else:
+                    log.info("conversion finished", characters=outcome.characters, pages=outcome.pages, **facts)
         except JobsStopped:
             pass  # the server is stopping: done again after the next start
         except Exception:  # noqa: BLE001 - left for the next start
@@ -160,38 +185,34 @@ class ConversionWorker:
             self._jobs.pop(conversion.id, None)
             CONVERSIONS_IN_FLIGHT.set(len(self._jobs))
 
-    async def _convert(self, conversion: Conversion, output: Path) -> JobOutcome | FailConversion:
+    async def _convert(self, conversion: Conversion, output: Path, correlation_id: str) -> JobOutcome | FailConversion:
         document = await anyio.to_thread.run_sync(self._get, conversion.document_id)
         if not isinstance(document, Document) or document.deleted:
             return FailConversion(conversion.id, "document_deleted", "the document was deleted", 0)
         source = self._blobs.path(document.sha256)
         if not source.is_file():
             return FailConversion(conversion.id, "document_deleted", "the document's content is gone", 0)
-        await self._bus.execute(StartConversion(conversion.id), WORKER_ACTOR)
+        await self._bus.execute(StartConversion(conversion.id), WORKER_ACTOR, correlation_id)
         return await anyio.to_thread.run_sync(run_job, source, document.media_type, conversion.target, output, self._limits)
 
-    async def _record(self, conversion_id: UUID, outcome: JobOutcome | FailConversion, output: Path) -> bool:
+    async def _record(self, conversion_id: UUID, outcome: JobOutcome | FailConversion, output: Path, correlation_id: str) -> bool:
         """Records the outcome (retried a few times if the store is busy); False leaves the
         conversion to be done again after the next start."""
         if self._stopping:
             return False  # a job killed by the shutdown is no outcome
-        if isinstance(outcome, JobOutcome) and outcome.sha256 is None:
-            outcome = FailConversion(conversion_id, outcome.reason or "corrupt_file", outcome.detail, outcome.duration_ms)
         for attempt in range(3):
             try:
                 if isinstance(outcome, FailConversion):
-                    await self._bus.execute(outcome, WORKER_ACTOR)
-                    CONVERSIONS.labels("failed").inc()
+                    await self._bus.execute(outcome, WORKER_ACTOR, correlation_id)
                 else:
-                    await self._complete(conversion_id, outcome, output)
-                    CONVERSIONS.labels("completed").inc()
+                    await self._complete(conversion_id, outcome, output, correlation_id)
                 return True
             except Exception:  # noqa: BLE001 - retried, then left for the next start
                 log.exception("recording conversion %s failed (attempt %d)", conversion_id, attempt + 1)
                 await asyncio.sleep(0.5 * 2**attempt)
         return False
 
-    async def _complete(self, conversion_id: UUID, outcome: JobOutcome, output: Path) -> None:
+    async def _complete(self, conversion_id: UUID, outcome: JobOutcome, output: Path, correlation_id: str) -> None:
         """The output is placed and its event recorded under the blob lock, so a collector
         never sees the blob unreferenced in between."""
         assert outcome.sha256 is not None
@@ -203,4 +224,5 @@ class ConversionWorker:
             await self._bus.execute(
                 CompleteConversion(conversion_id, outcome.sha256, outcome.size, outcome.pages, outcome.characters, outcome.duration_ms),
                 WORKER_ACTOR,
+                correlation_id,
             )

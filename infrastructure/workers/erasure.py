@@ -5,9 +5,10 @@ files only they referenced are removed. The log keeps its shape and its hash cha
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from uuid import UUID
+
+import structlog
 
 from application.accounts import UserNotFound
 from application.chronicle import Chronicle
@@ -17,7 +18,7 @@ from infrastructure.bootstrap import WriteSide
 from infrastructure.storage.sealing import SealingMapper
 from infrastructure.storage.shadow_rebuild import rebuild
 
-log = logging.getLogger(__name__)
+log = structlog.stdlib.get_logger(__name__)
 
 
 def require_erasable(reader: Chronicle, user_id: UUID) -> UUID:
@@ -38,13 +39,16 @@ def destroy_key(reader: Chronicle, user_id: UUID) -> None:
     mapper = reader.mapper
     assert isinstance(mapper, SealingMapper) and mapper.keys is not None
     mapper.keys.destroy(user_id.hex)
+    log.info("erasure: personal data key destroyed", user_id=str(user_id))
 
 
 def rebuild_after_erasure(
     write: WriteSide, collect: Callable[[], object], progress: Callable[[int, int], None] = lambda done, head: None
 ) -> int:
     """Rebuilds every read model from the log and removes the blobs nobody references now."""
+    log.info("erasure: rebuilding every read model")
     reached = rebuild(write.reader, write.settings.read_store_path, write.runner.projectors, progress)
     write.runner.wake()
     collect()
+    log.info("erasure: read models rebuilt and unreferenced files removed", position=reached)
     return reached

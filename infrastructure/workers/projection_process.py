@@ -201,7 +201,11 @@ def _child_main(settings: Settings, connection: Connection, wakes: Connection) -
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     from infrastructure.bootstrap import bootstrap
+    from infrastructure.structured_logs import configure_logging
+    from infrastructure.tracing import install_tracing
 
+    configure_logging(settings.log_format, settings.log_level)  # a spawned interpreter starts unconfigured
+    tracing = install_tracing(settings, "projections")
     write = bootstrap(settings)
     runner = write.runner
     signal.signal(signal.SIGTERM, lambda number, frame: runner.stop_soon())
@@ -268,3 +272,5 @@ def _child_main(settings: Settings, connection: Connection, wakes: Connection) -
         write.read_store.close()
         write.reader.close()
         write.app.close()
+        if tracing is not None:
+            tracing.shutdown()

@@ -11,11 +11,16 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from uuid import UUID
 
+import structlog
+
 from application.chat import ExpireContent
+from domain.identity import new_id
 from infrastructure.bootstrap import WriteSide
 from infrastructure.storage.read_store import SQLiteReadStore
 from infrastructure.storage.sealing import KeyStore
 from projections.sessions import retention_overrides
+
+log = structlog.stdlib.get_logger(__name__)
 
 
 class RetentionPostponed(Exception):
@@ -32,6 +37,19 @@ def apply_retention(
 ) -> dict[str, tuple[str, int]]:
     """Destroys the keys of expired days; returns, per session id, the first day kept and how
     many keys went. `execute` records each session's `ContentExpired`."""
+    if "correlation_id" in structlog.contextvars.get_contextvars():  # a CLI command's own id
+        return _apply_retention(write, keys, default_days, today, execute)
+    with structlog.contextvars.bound_contextvars(correlation_id=str(new_id())):  # the server's job: one id per run
+        return _apply_retention(write, keys, default_days, today, execute)
+
+
+def _apply_retention(
+    write: WriteSide,
+    keys: KeyStore,
+    default_days: int | None,
+    today: date,
+    execute: Callable[[ExpireContent], object],
+) -> dict[str, tuple[str, int]]:
     store = SQLiteReadStore(write.settings.read_store_path)  # its own connection: the runner's is busy
     try:
         with store.transaction() as tx:
@@ -52,4 +70,11 @@ def apply_retention(
             expired[session_hex] = (before, count)
     for session_hex, (before, _) in expired.items():
         execute(ExpireContent(UUID(session_hex), before))
+    log.info(
+        "retention run",
+        today=today.isoformat(),
+        default_days=default_days,
+        sessions_expired=len(expired),
+        keys_destroyed=sum(count for _, count in expired.values()),
+    )
     return {str(UUID(h)): value for h, value in expired.items()}
