@@ -20,6 +20,7 @@ from uuid import UUID
 
 from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.persistence import IntegrityError
+from opentelemetry import trace
 
 from application.chronicle import Chronicle
 from application.event_log import EventLog
@@ -29,6 +30,8 @@ from domain.identity import new_id
 from domain.provenance import acting_as
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("chronicle.command_bus")
+"""A proxy: spans are recorded only once the process has installed a tracer provider."""
 
 Handler = Callable[[UnitOfWork, Any], Any]
 
@@ -55,6 +58,8 @@ class _Pending:
     settle: Callable[[Outcome | BaseException], None]
     loop: asyncio.AbstractEventLoop | None = None
     result: Outcome | BaseException | None = field(default=None)
+    span: trace.SpanContext = field(default_factory=lambda: trace.get_current_span().get_span_context())
+    """The caller's span (its command's), which the group commit's span continues."""
 
 
 class _Tainted(Exception):
@@ -111,7 +116,7 @@ class CommandBus:
     def execute_now(self, command: Any, actor_id: str, correlation_id: str | None = None) -> Outcome:
         """Runs one command in the calling thread (for the CLI, which has no server)."""
         pending = _Pending(command, actor_id, correlation_id or str(new_id()), lambda result: None)
-        self._process([pending])
+        self._commit_group([pending])
         assert pending.result is not None
         if isinstance(pending.result, BaseException):
             raise pending.result
@@ -134,7 +139,7 @@ class CommandBus:
                     break
                 batch.append(item)
             try:
-                self._process(batch)
+                self._commit_group(batch)
             except BaseException as error:  # every waiter must hear back, whatever stopped the batch
                 log.exception("command batch failed")
                 for item in batch:
@@ -155,6 +160,17 @@ class CommandBus:
                 loop.call_soon_threadsafe(_settle_all, items)
             except RuntimeError:
                 log.warning("an event loop closed before its commands completed")
+
+    def _commit_group(self, batch: list[_Pending]) -> None:
+        """One span per group commit: a child of its first command's span, linked to the others'."""
+        traced = [item.span for item in batch if item.span.is_valid]
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(traced[0])) if traced else None
+        links = [trace.Link(context) for context in traced[1:100]]
+        with tracer.start_as_current_span("group commit", context=parent, links=links) as span:
+            if span.is_recording():
+                span.set_attribute("chronicle.commands", len(batch))
+                span.set_attribute("chronicle.correlation_ids", [item.correlation_id for item in batch[:100]])
+            self._process(batch)
 
     def _process(self, batch: list[_Pending]) -> None:
         try:

@@ -6,6 +6,7 @@ the `ReadModels` port."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, timedelta
 from typing import Protocol
@@ -17,6 +18,8 @@ from application.chronicle import Chronicle
 from application.command_bus import Outcome
 from domain.aggregate import Conflict
 from domain.user import User, email_claim_id
+
+log = logging.getLogger(__name__)
 
 
 class DataKeys(Protocol):
@@ -39,7 +42,7 @@ def erase_person(reader: Chronicle, keys: DataKeys, execute: Callable[[EraseUser
     destroys their key and records `UserErased`, with the id of their email claim read while the
     address can still be read (so that the address may be registered again)."""
     try:
-        user = reader.repository.get(user_id)
+        user: object = reader.repository.get(user_id)
     except Exception:  # noqa: BLE001 - AggregateNotFoundError, and anything that is not a user
         raise UserNotFound() from None
     if not isinstance(user, User):
@@ -48,6 +51,7 @@ def erase_person(reader: Chronicle, keys: DataKeys, execute: Callable[[EraseUser
         raise Conflict("the user is already erased")
     claim = email_claim_id(user.email)
     keys.destroy(user_id.hex)
+    log.info("erasure: personal data key destroyed", extra={"user_id": str(user_id)})
     return execute(EraseUser(user_id, claim))
 
 

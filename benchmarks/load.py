@@ -23,9 +23,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
@@ -264,9 +266,41 @@ async def _read_side(url: str, targets: list[tuple[str, str]]) -> tuple[float, l
         return catch_up, ryw
 
 
-def chronicle(engine: str, clients: int, sessions: int, seconds: float, max_requests: int) -> Run:
+class OtlpSink:
+    """Accepts OTLP/HTTP exports and throws them away: the server pays for tracing in full
+    (spans, batching, protobuf, HTTP) while nothing here competes for the CPU."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                self.rfile.read(int(self.headers["content-length"]))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+
+
+def chronicle(
+    engine: str, clients: int, sessions: int, seconds: float, max_requests: int, log_level: str = "warning", otlp: bool = False
+) -> Run:
+    sink = OtlpSink() if otlp else None
+    env = {"CHRONICLE_RATE_LIMIT_POSTS": "0", "CHRONICLE_RATE_LIMIT_LOGIN": "0", "CHRONICLE_LOG_FORMAT": "json"}
+    if sink is not None:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.url
     with tempfile.TemporaryDirectory(prefix="chronicle-load-") as tmp:
-        server = Server(Path(tmp), env={"CHRONICLE_RATE_LIMIT_POSTS": "0", "CHRONICLE_RATE_LIMIT_LOGIN": "0"}).start()
+        server = Server(Path(tmp), env=env, log_level=log_level).start()
         try:
             targets = asyncio.run(_users_and_sessions(server.url, sessions))
             _pin(server.process.pid, "server")
@@ -278,9 +312,11 @@ def chronicle(engine: str, clients: int, sessions: int, seconds: float, max_requ
             catch_up, ryw = asyncio.run(_read_side(server.url, targets))
         finally:
             server.stop()
+            if sink is not None:
+                sink.close()
     ryw_ms = [x * 1000 for x in ryw]
     return Run(
-        "chronicle",
+        f"chronicle (log {log_level}{', tracing' if otlp else ''})",
         engine,
         clients,
         round(raw["elapsed"], 2),
@@ -403,7 +439,7 @@ def markdown(runs: list[Run]) -> str:
         "|" + "---|" * 15,
     ]
     for r in runs:
-        ratio = f"{r.per_second / ceilings[r.clients]:.0%}" if r.target == "chronicle" and ceilings.get(r.clients) else "—"
+        ratio = f"{r.per_second / ceilings[r.clients]:.0%}" if r.target.startswith("chronicle") and ceilings.get(r.clients) else "—"
         ryw = "—" if r.read_after_write_p50_ms is None else f"{r.read_after_write_p50_ms} / {r.read_after_write_p99_ms}"
         lag = "—" if r.projection_lag_p50_ms is None else f"{r.projection_lag_p50_ms:g} / {r.projection_lag_p99_ms:g}"
         rows.append(
@@ -424,6 +460,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-ceiling", action="store_true", help="skip the trivial-endpoint reference")
     parser.add_argument("--pin", action="store_true", help="server on CPU 0, load generator on CPU 1 (wrk only)")
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
+    parser.add_argument("--log-level", default="warning", help="the server's; info writes one access line per request")
+    parser.add_argument("--otlp", action="store_true", help="trace every request, exported over OTLP/HTTP to a sink in this process")
     args = parser.parse_args(argv)
     if args.pin and args.engine == "wrk":
         PIN.update(server={0}, load={1})
@@ -431,7 +469,7 @@ def main(argv: list[str] | None = None) -> None:
     for clients in args.clients:
         if not args.no_ceiling:
             runs.append(ceiling(args.engine, clients, args.sessions, args.seconds, args.max_requests))
-        runs.append(chronicle(args.engine, clients, args.sessions, args.seconds, args.max_requests))
+        runs.append(chronicle(args.engine, clients, args.sessions, args.seconds, args.max_requests, args.log_level, args.otlp))
     print(markdown(runs))
     save_json(args.json, [asdict(r) for r in runs])
 

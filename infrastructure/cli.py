@@ -39,7 +39,37 @@ def _settings(data_dir: Path):  # type: ignore[no-untyped-def]
     from infrastructure.settings import Settings
 
     os.environ["CHRONICLE_DATA_DIR"] = str(data_dir)
-    return Settings.from_env(data_dir)
+    return _logged(Settings.from_env(data_dir))
+
+
+def _logged(settings):  # type: ignore[no-untyped-def]
+    """Logs as the server does (`CHRONICLE_LOG_FORMAT`), every line of this command carrying
+    one correlation id, also recorded on the events its commands append (`_cli_id`)."""
+    import structlog
+
+    from domain.identity import new_id
+    from infrastructure.structured_logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+    structlog.contextvars.bind_contextvars(correlation_id=str(new_id()))
+    return settings
+
+
+def _cli_id() -> str | None:
+    import structlog
+
+    return structlog.contextvars.get_contextvars().get("correlation_id")
+
+
+def _observe(settings, role: str):  # type: ignore[no-untyped-def]
+    import structlog
+
+    from infrastructure.structured_logs import configure_logging
+    from infrastructure.tracing import install_tracing
+
+    configure_logging(settings.log_format, settings.log_level)
+    structlog.contextvars.clear_contextvars()  # a server's lines carry their request's id, not one for the process
+    return install_tracing(settings, role)
 
 
 def _existing_settings(data_dir: Path):  # type: ignore[no-untyped-def]
@@ -50,7 +80,7 @@ def _existing_settings(data_dir: Path):  # type: ignore[no-untyped-def]
     if not (data_dir / "events.sqlite3").is_file():
         click.echo(f"error: {data_dir} holds no Chronicle event store (events.sqlite3); check --data-dir", err=True)
         sys.exit(2)
-    return Settings.from_env(data_dir, read_only=True)
+    return _logged(Settings.from_env(data_dir, read_only=True))
 
 
 @click.group(help="Chronicle: an event-sourced chat and document backend.")
@@ -63,15 +93,17 @@ def main() -> None:
 @data_dir_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--log-level", default="info", show_default=True)
+@click.option("--log-level", envvar="CHRONICLE_LOG_LEVEL", default="info", show_default=True, help="(env CHRONICLE_LOG_LEVEL)")
 def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
     import fcntl
 
     import uvicorn
 
+    from infrastructure.structured_logs import log_start_up
     from infrastructure.web.app import create_app
     from infrastructure.web.http_protocol import BoundedHttpToolsProtocol
 
+    os.environ["CHRONICLE_LOG_LEVEL"] = log_level
     settings = _settings(data_dir)
     lock = open(settings.data_dir / "serve.lock", "a+")  # held for the life of this process
     try:
@@ -80,11 +112,14 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
         click.echo(f"error: another chronicle serve is already using {settings.data_dir}; one server per data directory", err=True)
         sys.exit(1)
     app = create_app(settings)
+    tracing = _observe(settings, "server")  # after create_app: Litestar configures logging too, this has the last word
+    log_start_up(settings, f"http://{host}:{port}")
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
-        log_level=log_level,
+        log_level=settings.log_level,
+        log_config=None,
         loop="uvloop",
         ws="websockets-sansio",
         http=BoundedHttpToolsProtocol.bounded(settings.header_timeout, settings.body_idle_timeout),
@@ -95,7 +130,11 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
         forwarded_allow_ips=list(app.state.settings.trusted_proxies) or None,
     )
     logging.getLogger("uvicorn.error").addFilter(_redact_tokens)
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        if tracing is not None:
+            tracing.shutdown()  # flushes the last spans
 
 
 _TOKEN = re.compile(r"(token=)[^&\s\"]+")
@@ -166,7 +205,8 @@ def create_user(data_dir: Path, email: str, role: str, display_name: str | None,
         raise click.UsageError(f"the password must have at least {PASSWORD_MIN} characters")
     write = bootstrap(_settings(data_dir))
     try:
-        outcome = write.bus.execute_now(RegisterUser(email, display_name or email.split("@")[0], hash_password(password), role), "cli")
+        register = RegisterUser(email, display_name or email.split("@")[0], hash_password(password), role)
+        outcome = write.bus.execute_now(register, "cli", _cli_id())
     except DomainError as error:
         console.print(f"[red]error:[/red] {error}")
         sys.exit(1)
@@ -189,7 +229,7 @@ def erase_user(data_dir: Path, user_id: UUID) -> None:
     write = bootstrap(_settings(data_dir))
     try:
         try:
-            outcome = erase_person(write.reader, write.keys, lambda command: write.bus.execute_now(command, "cli"), user_id)
+            outcome = erase_person(write.reader, write.keys, lambda command: write.bus.execute_now(command, "cli", _cli_id()), user_id)
         except DomainError as error:
             console.print(f"[red]error:[/red] {error}")
             sys.exit(1)
@@ -301,7 +341,7 @@ def retention_run(data_dir: Path, today) -> None:  # type: ignore[no-untyped-def
         _caught_up(write)(write.runner.head())
         day = (today or datetime.now(UTC)).date()
         try:
-            expired = apply_retention(write, day, lambda command: write.bus.execute_now(command, "retention"))
+            expired = apply_retention(write, day, lambda command: write.bus.execute_now(command, "retention", _cli_id()))
         except RetentionPostponed as postponed:
             console.print(f"[red]postponed:[/red] {postponed}")
             sys.exit(1)
@@ -378,7 +418,7 @@ def documents_reconvert(data_dir: Path, failed: bool) -> None:
             chosen = failed_conversions(tx)
         for conversion_id in chosen:
             try:
-                write.bus.execute_now(RetryConversion(UUID(conversion_id)), "cli")
+                write.bus.execute_now(RetryConversion(UUID(conversion_id)), "cli", _cli_id())
                 retried += 1
             except DomainError as error:
                 console.print(f"[yellow]skipped[/yellow] {conversion_id}: {error}")
@@ -627,7 +667,10 @@ def backup(data_dir: Path, destination: Path, keys_to: Path) -> None:
     help="Accept a keys backup older than SOURCE: what was written after it reads as erased.",
 )
 def restore(data_dir: Path, source: Path, keys_from: Path, allow_older_keys: bool) -> None:
+    from infrastructure.settings import Settings
     from infrastructure.storage.backup import BackupFailed, BackupRefused, restore_backup
+
+    _logged(Settings.from_env(data_dir, read_only=True))
 
     try:
         report = restore_backup(source, keys_from, data_dir, allow_older_keys=allow_older_keys)

@@ -8,13 +8,32 @@ import shutil
 import time
 from pathlib import Path
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
+
+_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 REPLIES = Counter("chronicle_assistant_replies", "Assistant reply outcomes recorded", ["outcome"])
+REPLY_SECONDS = Histogram(
+    "chronicle_assistant_reply_duration_seconds", "From the start of a reply to its recorded outcome", ["outcome"], buckets=_SECONDS
+)
 REPLIES_IN_FLIGHT = Gauge("chronicle_assistant_replies_in_flight", "Assistant replies being produced")
-CONVERSIONS = Counter("chronicle_conversions", "Conversion outcomes recorded", ["outcome"])
+CONVERSIONS = Counter("chronicle_conversions", "Conversion outcomes recorded, by target type", ["type", "outcome"])
+CONVERSION_SECONDS = Histogram(
+    "chronicle_conversion_duration_seconds", "Time a conversion took, to its recorded outcome", ["type", "outcome"], buckets=_SECONDS
+)
 CONVERSIONS_IN_FLIGHT = Gauge("chronicle_conversions_in_flight", "Conversions running")
 WEBSOCKETS = Gauge("chronicle_websocket_connections", "Open WebSocket streams")
+WEBSOCKETS_OPENED = Counter("chronicle_websocket_connections_opened", "WebSocket streams accepted")
+FRAMES_SENT = Counter("chronicle_websocket_frames_sent", "Frames sent on WebSocket streams (stored or ephemeral)", ["kind"])
+FRAMES_DROPPED = Counter(
+    "chronicle_websocket_frames_dropped", "Frames queued for a stream that was closed for being too slow (it replays them)", ["reason"]
+)
+SLOW_CONSUMER_CLOSES = Counter("chronicle_websocket_slow_consumer_closes", "Streams closed with 4429 because the client fell behind")
+RATE_LIMITED = Counter("chronicle_rate_limit_refusals", "Requests refused by a rate limit (429)", ["limit"])
+QUOTA_REFUSED = Counter("chronicle_quota_refusals", "Requests refused because a quota is used up (429)", ["quota"])
+REBUILD_DONE = Gauge("chronicle_rebuild_position", "Position a running rebuild has replayed to (0 when none runs)", ["projections"])
+REBUILD_HEAD = Gauge("chronicle_rebuild_head", "Head of the log the running rebuild is replaying towards", ["projections"])
+REBUILDS = Counter("chronicle_rebuilds", "Read-model rebuilds finished, by outcome", ["outcome"])
 ACTIVE_USERS = Gauge("chronicle_active_users", "Users who made an authenticated request in the last 5 minutes")
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any, ClassVar
 
 MiB = 1024 * 1024
 log = logging.getLogger(__name__)
@@ -64,6 +65,35 @@ class Settings:
     """Addresses whose `X-Forwarded-For` is believed (none by default: the peer's address counts)."""
     metrics_token: str | None = None
     """When set, `/metrics` answers only requests carrying `Authorization: Bearer <token>`."""
+    log_format: str = "console"
+    """`console` (aligned, coloured on a terminal) or `json` (one object per line, for a collector)."""
+    log_level: str = "info"
+    access_log: bool = True
+    """One line per HTTP request (method, route, status, duration, user, correlation id, bytes)."""
+    otlp_endpoint: str | None = None
+    """`OTEL_EXPORTER_OTLP_ENDPOINT`: traces go there over OTLP/HTTP; unset, no tracer is installed."""
+
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("secret_key", "llm_api_key", "metrics_token")
+
+    def effective(self) -> dict[str, Any]:
+        """Every setting as it is in force, for the start-up log line: secrets show only whether
+        they are set, and a URL's user and password are cut out."""
+        shown: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name in self.SECRET_FIELDS:
+                value = "***" if value else None
+            elif isinstance(value, str) and "@" in value and "://" in value:
+                scheme, _, rest = value.partition("://")
+                value = f"{scheme}://***@{rest.rpartition('@')[2]}"
+            elif isinstance(value, RateLimitSettings):
+                value = asdict(value)
+            elif isinstance(value, frozenset | tuple):
+                value = sorted(value) if isinstance(value, frozenset) else list(value)
+            elif isinstance(value, Path):
+                value = str(value)
+            shown[item.name] = value
+        return shown
 
     @property
     def event_store_path(self) -> Path:
@@ -117,6 +147,10 @@ class Settings:
             header_timeout=float(os.environ.get("CHRONICLE_HEADER_TIMEOUT", "").strip() or 10),
             body_idle_timeout=float(os.environ.get("CHRONICLE_BODY_IDLE_TIMEOUT", "").strip() or 15),
             metrics_token=os.environ.get("CHRONICLE_METRICS_TOKEN", "").strip() or None,
+            log_format=_choice("CHRONICLE_LOG_FORMAT", ("console", "json")),
+            log_level=_choice("CHRONICLE_LOG_LEVEL", ("info", "debug", "warning", "error", "critical", "trace")),
+            access_log=_choice("CHRONICLE_ACCESS_LOG", ("on", "off")) == "on",
+            otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip().rstrip("/") or None,
             rate_limits=RateLimitSettings(
                 login_per_minute=_int("CHRONICLE_RATE_LIMIT_LOGIN", 10),
                 login_failures_per_account=_int("CHRONICLE_RATE_LIMIT_LOGIN_FAILURES", 5),
@@ -135,6 +169,14 @@ def private_directory(path: Path) -> Path:
     elif path.stat().st_mode & 0o077:
         log.warning("the data directory %s is readable by others (mode %o); chmod 700 it", path, path.stat().st_mode & 0o777)
     return path
+
+
+def _choice(name: str, allowed: tuple[str, ...]) -> str:
+    """One of `allowed` (the first is the default); anything else stops the start with a clear message."""
+    value = os.environ.get(name, "").strip().lower() or allowed[0]
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
 
 
 def _list(name: str) -> list[str]:

@@ -14,14 +14,21 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import structlog
+
 from application.chronicle import Chronicle
+from infrastructure.metrics import REBUILD_DONE, REBUILD_HEAD, REBUILDS
 from infrastructure.storage.blob_store import BlobLock
 from infrastructure.storage.read_store import SQLiteReadStore
 from infrastructure.workers.projection_runner import ProjectionRunner
 from projections.projector import Projector
+
+log = structlog.stdlib.get_logger(__name__)
+PROGRESS_LOG_SECONDS = 5.0
 
 SHADOW_PREFIX = "read.rebuild."
 
@@ -64,8 +71,34 @@ def rebuild(
     """Rebuilds `projectors` without taking their tables away; returns the position swapped in.
     If keys were destroyed (an erasure, a retention run) while the shadow was built, it may hold
     content that is no longer readable: it is thrown away and built again."""
+    names = ",".join(p.name for p in projectors)
+    done, head = REBUILD_DONE.labels(names), REBUILD_HEAD.labels(names)
+    started = logged = time.monotonic()
+
+    def reported(position: int, now_head: int) -> None:
+        """Progress on /metrics at every batch, and in the log every few seconds."""
+        nonlocal logged
+        done.set(position)
+        head.set(now_head)
+        if time.monotonic() - logged >= PROGRESS_LOG_SECONDS:
+            logged = time.monotonic()
+            log.info("rebuild progress", projections=names, position=position, head=now_head)
+        progress(position, now_head)
+
     with BlobLock(read_store_path.with_name("read.rebuild.lock")):  # one rebuild at a time, across processes
-        return _rebuild(app, read_store_path, projectors, progress)
+        log.info("rebuild started", projections=names, head=app.recorder.max_notification_id() or 0)
+        try:
+            reached = _rebuild(app, read_store_path, projectors, reported)
+        except BaseException as error:
+            REBUILDS.labels("failed").inc()
+            log.warning("rebuild failed; the live tables are unchanged", projections=names, error=str(error))
+            raise
+        finally:
+            done.set(0)
+            head.set(0)
+        REBUILDS.labels("swapped").inc()
+        log.info("rebuild swapped in", projections=names, position=reached, duration_ms=round((time.monotonic() - started) * 1000))
+        return reached
 
 
 def _rebuild(

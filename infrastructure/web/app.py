@@ -23,6 +23,7 @@ from application.command_bus import CommandBus
 from infrastructure.bootstrap import ServerRuntime
 from infrastructure.metrics import ACTIVE_USERS, ActiveUsers, watch_host
 from infrastructure.settings import Settings
+from infrastructure.tracing import request_tracing
 from infrastructure.web import (
     accounts,
     admin_projections,
@@ -31,6 +32,7 @@ from infrastructure.web import (
     documents,
     health,
     messages,
+    request_context,
     search,
     sessions,
     streams,
@@ -126,7 +128,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "channels": channels,
             }
         ),
-        plugins=[channels],
+        plugins=[channels, *request_tracing(settings)],
         exception_handlers=exception_handlers,
         before_send=[AllowedMethods()],
         before_request=StrictJsonBodies(),
@@ -140,7 +142,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
     )
     complete_openapi(app, auth.exclude if isinstance(auth.exclude, list) else [auth.exclude or ""])
-    return app
+    return request_context.attach(app, settings.access_log)
 
 
 def _bus(state: State) -> CommandBus:

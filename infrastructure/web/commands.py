@@ -1,16 +1,26 @@
 """Runs a command on behalf of an HTTP request: the authenticated user is the actor, and the
-client's `X-Request-Id` (or a new id) is the correlation id recorded on every event."""
+request's correlation id (its valid `X-Request-ID` or `traceparent`, or a new id: see
+`request_context`) is recorded on every event; the command gets a span of its own."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from litestar import Request
+from opentelemetry import trace
 
 from application.command_bus import CommandBus, Outcome
+from infrastructure.web.request_context import correlation_id_of
+
+tracer = trace.get_tracer("chronicle.commands")
 
 
 async def execute(bus: CommandBus, request: Request[Any, Any, Any], command: Any) -> Outcome:
     user = request.scope.get("user")
     actor = str(user.id) if user is not None else "anonymous"
-    return await bus.execute(command, actor, request.headers.get("x-request-id"))
+    correlation_id = correlation_id_of(request.scope)
+    with tracer.start_as_current_span(f"command {type(command).__name__}") as span:
+        if span.is_recording():
+            span.set_attribute("chronicle.correlation_id", correlation_id or "")
+            span.set_attribute("chronicle.actor_id", actor)
+        return await bus.execute(command, actor, correlation_id)

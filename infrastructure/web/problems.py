@@ -20,6 +20,7 @@ from litestar.exceptions import (
 from domain.aggregate import Conflict, DomainError, Forbidden, InvalidValue, NotFound
 from domain.usage import QuotaExceeded
 from domain.user import LinkNotValid
+from infrastructure.metrics import QUOTA_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ def _http_error(request: Request, error: HTTPException) -> Response[Any]:
 
 
 def _quota_exceeded(request: Request, error: QuotaExceeded) -> Response[Any]:
+    QUOTA_REFUSED.labels(error.quota).inc()
     headers = None
     if error.resets_at is not None:
         headers = {"Retry-After": str(max(int((error.resets_at - datetime.now(UTC)).total_seconds()), 1))}

@@ -26,6 +26,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 
+from infrastructure.metrics import RATE_LIMITED
 from infrastructure.settings import RateLimitSettings
 
 DEVICE_COOKIE = "chronicle_device"
@@ -41,6 +42,7 @@ class RateLimited(HTTPException):
             extra={"limit": limit, "retry_after": retry_after},
         )
         self.limit = limit
+        RATE_LIMITED.labels(limit).inc()
 
 
 class RateLimits:

@@ -34,12 +34,13 @@ from uuid import UUID
 
 import anyio
 import msgspec
+import structlog
 from litestar import WebSocket, websocket
 from litestar.channels import ChannelsPlugin
 from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
 from litestar.security.jwt import Token
 
-from infrastructure.metrics import WEBSOCKETS
+from infrastructure.metrics import FRAMES_DROPPED, FRAMES_SENT, SLOW_CONSUMER_CLOSES, WEBSOCKETS, WEBSOCKETS_OPENED
 from infrastructure.web.auth import AUTH_COOKIE, Principal
 from projections.frames import (
     POSITIONED,
@@ -54,6 +55,8 @@ from projections.session_feed import session_frames_after
 from projections.storage import Row
 from projections.user_feed import user_frames_after
 from projections.users import user_by_id
+
+log = structlog.stdlib.get_logger(__name__)
 
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
@@ -158,6 +161,8 @@ async def _stream(
     live: LiveStreams = socket.app.state.live_streams
     live.add(subscriber)
     WEBSOCKETS.inc()
+    WEBSOCKETS_OPENED.inc()
+    sent_stored, sent_ephemeral = FRAMES_SENT.labels("stored"), FRAMES_SENT.labels("ephemeral")
     limit = socket.app.state.settings.stream_queue_frames
     outcome: dict[str, tuple[int, str]] = {}
     last = after
@@ -184,11 +189,13 @@ async def _stream(
             if frame.get("type") == "typing" and frame.get("user_id") == me:
                 return True
             await socket.send_data(body, mode="text")
+            sent_ephemeral.inc()
             return True
         position = frame_position(body)
         head = body[:64]  # `{"position":N,"type":"…"`: the type is read without decoding the frame
         if position > last:
             await socket.send_data(body, mode="text")
+            sent_stored.inc()
             last = position
             if b'"type":"reply.' in head:
                 finished_replies.add(str(decode_frame(body).data.get("reply_id", "")))
@@ -238,6 +245,9 @@ async def _stream(
             await anyio.sleep(BACKLOG_CHECK_SECONDS)
             over = over + 1 if subscriber.qsize >= limit else 0
         outcome["close"] = (CLOSE_TOO_SLOW, f"too slow; reconnect with after={last}")
+        SLOW_CONSUMER_CLOSES.inc()
+        FRAMES_DROPPED.labels("slow_consumer").inc(subscriber.qsize)
+        log.info("stream closed: the client is too slow", channel=channel, backlog=subscriber.qsize, resume_after=last)
         tg.cancel_scope.cancel()
 
     async def keep_authorized() -> None:

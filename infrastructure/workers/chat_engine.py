@@ -16,7 +16,6 @@ and sources) or `AssistantReplyFailed` (with a reason), and reaches subscribers 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -25,7 +24,9 @@ from uuid import UUID
 
 import anyio
 import msgspec
+import structlog
 from eventsourcing.application import AggregateNotFoundError
+from opentelemetry import trace
 
 from application.assistant import (
     AssistantProvider,
@@ -39,12 +40,14 @@ from application.chronicle import Chronicle
 from application.command_bus import CommandBus
 from domain.assistant_reply import reply_id_for
 from domain.chat_session import ChatSession
-from infrastructure.metrics import REPLIES, REPLIES_IN_FLIGHT
+from domain.identity import new_id
+from infrastructure.metrics import REPLIES, REPLIES_IN_FLIGHT, REPLY_SECONDS
 from infrastructure.storage.read_store import SQLiteReadStore
 from infrastructure.workers.log_follower import Found, LogFollower, recorded_with_retries
 from projections.frames import session_channel
 
-log = logging.getLogger(__name__)
+log = structlog.stdlib.get_logger(__name__)
+tracer = trace.get_tracer("chronicle.assistant")
 
 ENGINE = "chat_engine"
 ASSISTANT_ACTOR = "assistant"
@@ -172,6 +175,10 @@ class ChatEngine:
         session_id = str(posted.session_id)
         self._sessions[reply_id] = posted.session_id
         REPLIES_IN_FLIGHT.inc()
+        correlation_id = str(new_id())
+        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)  # this task's context only
+        started = time.perf_counter()
+        span = tracer.start_span("assistant reply", attributes={"chronicle.correlation_id": correlation_id})
         try:
             request = ReplyRequest(posted.session_id, posted.originator_id, posted.author_id, posted.content, position)
             if self._may_reply is not None and not await self._may_reply(str(posted.author_id)):
@@ -188,15 +195,29 @@ class ChatEngine:
                         await self._grounded_at(position)
                     except Exception:  # noqa: BLE001 - a lagging read model: answer from what it holds
                         log.warning("read models behind position %d; answering from what they hold", position)
-                outcome = await self._produce(request, session_id, reply_id)
+                with trace.use_span(span):
+                    outcome = await self._produce(request, session_id, reply_id)
             recorded_outcome = replace(outcome, asker_id=posted.author_id)  # the reply is sealed with the asker's key
-            recorded = await recorded_with_retries(
-                lambda: self._bus.execute(recorded_outcome, ASSISTANT_ACTOR), f"the reply to {posted.originator_id}"
-            )
+            label = _outcome_label(recorded_outcome)
+            span.set_attribute("chronicle.reply.outcome", label)
+
+            async def record() -> None:
+                with trace.use_span(span):
+                    await self._bus.execute(recorded_outcome, ASSISTANT_ACTOR, correlation_id)
+
+            recorded = await recorded_with_retries(record, f"the reply to {posted.originator_id}")
             if recorded:
-                REPLIES.labels(_outcome_label(recorded_outcome)).inc()
+                seconds = time.perf_counter() - started
+                REPLIES.labels(label).inc()
+                REPLY_SECONDS.labels(label).observe(seconds)
+                facts = {"reply_id": str(reply_id), "session_id": session_id, "outcome": label, "duration_ms": round(seconds * 1000)}
+                if isinstance(recorded_outcome, RecordReplyFailure):
+                    log.warning("assistant reply failed", reason=recorded_outcome.reason, provider=self._provider.name, **facts)
+                else:
+                    log.info("assistant replied", provider=self._provider.name, **facts)
             return recorded
         finally:
+            span.end()
             REPLIES_IN_FLIGHT.dec()
             self._sessions.pop(reply_id, None)
             self._cancelled.discard(reply_id)
@@ -236,7 +257,7 @@ class ChatEngine:
                 return completed("cancelled")
             raise
         except Exception as error:  # noqa: BLE001 - every failure is recorded with its reason
-            log.warning("assistant provider failed: %s", error)
+            log.warning("assistant provider failed", error_type=type(error).__name__, error=str(error)[:300])
             return RecordReplyFailure(request.message_id, request.session_id, "provider_error", str(error), "".join(parts))
         if not parts:
             return RecordReplyFailure(request.message_id, request.session_id, "invalid_response", "the provider returned no text", "")

@@ -11,26 +11,30 @@ blob store first, under the blob lock) or `ConversionFailed` with a reason."""
 from __future__ import annotations
 
 import asyncio
-import logging
+import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import anyio
+import structlog
 from eventsourcing.application import AggregateNotFoundError
+from opentelemetry import trace
 
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
 from application.documents import CompleteConversion, FailConversion, StartConversion
 from domain.conversion import Conversion
 from domain.document import Document
+from domain.identity import new_id
 from infrastructure.documents.conversion_jobs import ConversionJobs, JobOutcome, JobsStopped
-from infrastructure.metrics import CONVERSIONS, CONVERSIONS_IN_FLIGHT
+from infrastructure.metrics import CONVERSION_SECONDS, CONVERSIONS, CONVERSIONS_IN_FLIGHT
 from infrastructure.storage.blob_store import BlobStore
 from infrastructure.storage.read_store import SQLiteReadStore
 from infrastructure.workers.log_follower import Found, LogFollower, recorded_with_retries
 
-log = logging.getLogger(__name__)
+log = structlog.stdlib.get_logger(__name__)
+tracer = trace.get_tracer("chronicle.conversions")
 
 WORKER = "conversion_worker"
 WORKER_ACTOR = "conversion-worker"
@@ -89,45 +93,66 @@ class ConversionWorker:
             return None
 
     async def _perform(self, conversion: Conversion) -> bool:
+        """One conversion, under a correlation id of its own (on its log lines, its events and
+        its span), timed from start to recorded outcome; True once the outcome is recorded."""
         output = self._blobs.incoming_path()
+        correlation_id = str(new_id())
+        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)  # this task's context only
+        started = time.perf_counter()
         CONVERSIONS_IN_FLIGHT.inc()
         try:
-            outcome = await self._convert(conversion, output)
-            return await self._record(conversion.id, outcome, output)
+            with tracer.start_as_current_span("conversion") as span:
+                span.set_attribute("chronicle.correlation_id", correlation_id)
+                span.set_attribute("chronicle.conversion.type", conversion.target)
+                log.info("conversion started", conversion_id=str(conversion.id), type=conversion.target)
+                outcome = await self._convert(conversion, output, correlation_id)
+                if isinstance(outcome, JobOutcome) and outcome.sha256 is None:
+                    outcome = FailConversion(conversion.id, outcome.reason or "corrupt_file", outcome.detail, outcome.duration_ms)
+                recorded = await self._record(conversion.id, outcome, output, correlation_id)
+                result = "failed" if isinstance(outcome, FailConversion) else "completed"
+                span.set_attribute("chronicle.conversion.outcome", result if recorded else "unrecorded")
+            if recorded:
+                seconds = time.perf_counter() - started
+                CONVERSIONS.labels(conversion.target, result).inc()
+                CONVERSION_SECONDS.labels(conversion.target, result).observe(seconds)
+                facts = {"conversion_id": str(conversion.id), "type": conversion.target, "duration_ms": round(seconds * 1000)}
+                if isinstance(outcome, FailConversion):
+                    log.warning("conversion failed", reason=outcome.reason, **facts)
+                else:
+                    log.info("conversion finished", characters=outcome.characters, pages=outcome.pages, **facts)
+            return recorded
         except JobsStopped:
             return False  # the server is stopping: done again after the next start
         finally:
             output.unlink(missing_ok=True)
             CONVERSIONS_IN_FLIGHT.dec()
 
-    async def _convert(self, conversion: Conversion, output: Path) -> JobOutcome | FailConversion:
+    async def _convert(self, conversion: Conversion, output: Path, correlation_id: str) -> JobOutcome | FailConversion:
         document = await anyio.to_thread.run_sync(self._get, conversion.document_id)
         if not isinstance(document, Document) or document.deleted:
             return FailConversion(conversion.id, "document_deleted", "the document was deleted", 0)
         source = self._blobs.path(document.sha256)
         if not source.is_file():
             return FailConversion(conversion.id, "document_deleted", "the document's content is gone", 0)
-        await self._bus.execute(StartConversion(conversion.id), WORKER_ACTOR)
+        await self._bus.execute(StartConversion(conversion.id), WORKER_ACTOR, correlation_id)
         return await anyio.to_thread.run_sync(self._jobs.run, source, document.media_type, conversion.target, output)
 
-    async def _record(self, conversion_id: UUID, outcome: JobOutcome | FailConversion, output: Path) -> bool:
+    async def _record(self, conversion_id: UUID, outcome: JobOutcome | FailConversion, output: Path, correlation_id: str) -> bool:
         """Records the outcome (retried if the store is busy); False leaves the conversion to be
         done again after the next start."""
         if self._stopping:
             return False  # a job killed by the shutdown is no outcome
-        if isinstance(outcome, JobOutcome) and outcome.sha256 is None:
-            outcome = FailConversion(conversion_id, outcome.reason or "corrupt_file", outcome.detail, outcome.duration_ms)
         if isinstance(outcome, FailConversion):
             failure = outcome
-            recorded = await recorded_with_retries(lambda: self._bus.execute(failure, WORKER_ACTOR), f"conversion {conversion_id}")
-        else:
-            completed = outcome
-            recorded = await recorded_with_retries(lambda: self._complete(conversion_id, completed, output), f"conversion {conversion_id}")
-        if recorded:
-            CONVERSIONS.labels("failed" if isinstance(outcome, FailConversion) else "completed").inc()
-        return recorded
+            return await recorded_with_retries(
+                lambda: self._bus.execute(failure, WORKER_ACTOR, correlation_id), f"conversion {conversion_id}"
+            )
+        completed = outcome
+        return await recorded_with_retries(
+            lambda: self._complete(conversion_id, completed, output, correlation_id), f"conversion {conversion_id}"
+        )
 
-    async def _complete(self, conversion_id: UUID, outcome: JobOutcome, output: Path) -> None:
+    async def _complete(self, conversion_id: UUID, outcome: JobOutcome, output: Path, correlation_id: str) -> None:
         """The output is placed and its event recorded under the blob lock, so a collector
         never sees the blob unreferenced in between."""
         assert outcome.sha256 is not None
@@ -139,4 +164,5 @@ class ConversionWorker:
             await self._bus.execute(
                 CompleteConversion(conversion_id, outcome.sha256, outcome.size, outcome.pages, outcome.characters, outcome.duration_ms),
                 WORKER_ACTOR,
+                correlation_id,
             )

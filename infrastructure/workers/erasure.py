@@ -7,14 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import structlog
+
 from infrastructure.storage.shadow_rebuild import rebuild
 from infrastructure.write_side import WriteSide
+
+log = structlog.stdlib.get_logger(__name__)
 
 
 def rebuild_after_erasure(
     write: WriteSide, collect: Callable[[], object], progress: Callable[[int, int], None] = lambda done, head: None
 ) -> int:
     """Rebuilds every read model from the log, then `collect`s the files nobody references now."""
+    log.info("erasure: rebuilding every read model")
     reached = rebuild(write.reader, write.settings.read_store_path, write.runner.projectors, progress)
     write.runner.wake()
     collect()

@@ -215,7 +215,11 @@ def _child_main(settings: Settings, connection: Connection, wakes: Connection) -
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     from infrastructure.bootstrap import projection_child
+    from infrastructure.structured_logs import configure_logging
+    from infrastructure.tracing import install_tracing
 
+    configure_logging(settings.log_format, settings.log_level)  # a spawned interpreter starts unconfigured
+    tracing = install_tracing(settings, "projections")
     send_lock = threading.Lock()
     published: list[tuple[str, bytes]] = []
     lags: list[float] = []
@@ -275,3 +279,5 @@ def _child_main(settings: Settings, connection: Connection, wakes: Connection) -
         runner.run()
     finally:
         close()
+        if tracing is not None:
+            tracing.shutdown()

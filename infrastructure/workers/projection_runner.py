@@ -14,11 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
+
 from application.chronicle import Chronicle
 from projections.projector import Projector
 from projections.storage import ReadStore, ReadTransaction
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("chronicle.projections")
 
 
 _STORAGE_FAULTS = ("database or disk is full", "disk i/o error", "database is locked", "unable to open database", "readonly database")
@@ -106,6 +109,15 @@ class ProjectionRunner:
         if not notifications:
             self._known = None
             return 0
+        with tracer.start_as_current_span("projection batch") as span:
+            if span.is_recording():
+                span.set_attribute("chronicle.first_position", notifications[0].id)
+                span.set_attribute("chronicle.last_position", notifications[-1].id)
+                span.set_attribute("chronicle.events", len(notifications))
+            return self._apply_batch(notifications)
+
+    def _apply_batch(self, notifications: list[Any]) -> int:
+        assert self._known is not None
         events = [(n.id, self._app.mapper.to_domain_event(n)) for n in notifications]
         first, last = events[0][0], events[-1][0]
         kinds = {type(event) for _, event in events}

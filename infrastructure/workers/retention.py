@@ -12,11 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 
+import structlog
+
 from application.chat import ExpireContent
 from application.erasure import expire_content
+from domain.identity import new_id
 from infrastructure.storage.read_store import SQLiteReadStore
 from infrastructure.write_side import WriteSide
 from projections.sessions import retention_overrides
+
+log = structlog.stdlib.get_logger(__name__)
 
 
 class RetentionPostponed(Exception):
@@ -27,6 +32,13 @@ class RetentionPostponed(Exception):
 def apply_retention(write: WriteSide, today: date, execute: Callable[[ExpireContent], object]) -> dict[str, tuple[str, int]]:
     """Destroys the keys of expired days; returns, per session id, the first day kept and how
     many keys went. `execute` records each session's `ContentExpired`."""
+    if "correlation_id" in structlog.contextvars.get_contextvars():  # a CLI command's own id
+        return _apply_retention(write, today, execute)
+    with structlog.contextvars.bound_contextvars(correlation_id=str(new_id())):  # the server's job: one id per run
+        return _apply_retention(write, today, execute)
+
+
+def _apply_retention(write: WriteSide, today: date, execute: Callable[[ExpireContent], object]) -> dict[str, tuple[str, int]]:
     store = SQLiteReadStore(write.settings.read_store_path)  # its own connection: the runner's is busy
     try:
         with store.transaction() as tx:
@@ -35,4 +47,12 @@ def apply_retention(write: WriteSide, today: date, execute: Callable[[ExpireCont
             overrides = retention_overrides(tx)
     finally:
         store.close()
-    return expire_content(write.keys, overrides, write.settings.retention_days, today, execute)
+    expired = expire_content(write.keys, overrides, write.settings.retention_days, today, execute)
+    log.info(
+        "retention run",
+        today=today.isoformat(),
+        default_days=write.settings.retention_days,
+        sessions_expired=len(expired),
+        keys_destroyed=sum(count for _, count in expired.values()),
+    )
+    return expired

@@ -36,8 +36,9 @@ def cli(data_dir: Path, *args: str, input: str | None = None, env: dict[str, str
 
 
 class Server:
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, log_dir: Path | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, log_dir: Path | None = None, log_level: str = "warning") -> None:
         self.data_dir = data_dir
+        self.log_level = log_level
         self.log_dir = log_dir or data_dir
         # The assistant answers every message on test servers (`all`), so that tests of reply
         # mechanics may post plain statements; tests of the default rule pass an empty value.
@@ -54,10 +55,14 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"server-{self.port}.log"
+
     def start(self) -> Server:
-        self.log = open(self.log_dir / f"server-{self.port}.log", "ab")
+        self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [CHRONICLE, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "--log-level", "warning"],
+            [CHRONICLE, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "--log-level", self.log_level],
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
