@@ -74,7 +74,7 @@ class DocumentSearchProjector(Projector):
     def _requested(self, tx: ReadTransaction, e: Any, position: int) -> None:
         if e.target in INDEXED_TARGETS:
             tx.execute(
-                "INSERT OR IGNORE INTO document_search_conversions VALUES (?,?,?,?)",
+                "INSERT INTO document_search_conversions VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
                 (str(e.originator_id), str(e.document_id), e.target, str(e.owner_id)),
             )
 

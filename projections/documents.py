@@ -54,7 +54,7 @@ class DocumentsProjector(Projector):
     @handles(Document.DocumentAttached)
     def _attached(self, tx: ReadTransaction, e: Any, position: int) -> None:
         tx.execute(
-            "INSERT OR IGNORE INTO document_sessions VALUES (?,?,?,?)",
+            "INSERT INTO document_sessions VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
             (str(e.originator_id), str(e.session_id), iso(e.timestamp), position),
         )
 
@@ -100,7 +100,11 @@ class DocumentsProjector(Projector):
             " characters=?, duration_ms=? WHERE id=?",
             (iso(e.timestamp), e.output_sha256, e.output_size, e.pages, e.characters, e.duration_ms, conversion_id),
         )
-        tx.execute("INSERT OR REPLACE INTO blob_references SELECT id, ? FROM conversions WHERE id=?", (e.output_sha256, conversion_id))
+        tx.execute(
+            "INSERT INTO blob_references SELECT id, ? FROM conversions WHERE id=?"
+            " ON CONFLICT (holder_id) DO UPDATE SET sha256=excluded.sha256",
+            (e.output_sha256, conversion_id),
+        )
 
     @handles(Conversion.ConversionFailed)
     def _failed(self, tx: ReadTransaction, e: Any, position: int) -> None:

@@ -31,7 +31,9 @@ class SessionMembersProjector(Projector):
     @handles(ChatSession.MemberAdded)
     def _added(self, tx: ReadTransaction, e: Any, position: int) -> None:
         tx.execute(
-            "INSERT OR REPLACE INTO session_members (session_id, user_id, role, added_at, position) VALUES (?,?,?,?,?)",
+            "INSERT INTO session_members (session_id, user_id, role, added_at, position) VALUES (?,?,?,?,?)"
+            " ON CONFLICT (session_id, user_id) DO UPDATE SET role=excluded.role, added_at=excluded.added_at,"
+            " position=excluded.position, read_position=0",
             (str(e.originator_id), str(e.user_id), "member", iso(e.timestamp), position),
         )
 

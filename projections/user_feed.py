@@ -71,7 +71,7 @@ class UserFeedProjector(Projector):
         conversion_id = str(e.originator_id)
         if type(e) is Conversion.ConversionRequested:
             tx.execute(
-                "INSERT OR IGNORE INTO user_feed_conversions VALUES (?,?,?,?)",
+                "INSERT INTO user_feed_conversions VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
                 (conversion_id, str(e.owner_id), str(e.document_id), e.target),
             )
         row = tx.fetch_one("SELECT * FROM user_feed_conversions WHERE conversion_id=?", (conversion_id,))
@@ -97,7 +97,7 @@ class UserFeedProjector(Projector):
         if kind is ChatSession.SessionStarted:
             tx.execute("INSERT INTO user_feed_members VALUES (?,?)", (session_id, str(e.owner_id)))
         elif kind is ChatSession.MemberAdded:
-            tx.execute("INSERT OR IGNORE INTO user_feed_members VALUES (?,?)", (session_id, str(e.user_id)))
+            tx.execute("INSERT INTO user_feed_members VALUES (?,?) ON CONFLICT DO NOTHING", (session_id, str(e.user_id)))
         recipients = [r["user_id"] for r in tx.fetch_all("SELECT user_id FROM user_feed_members WHERE session_id=?", (session_id,))]
         if kind is ChatSession.MemberRemoved:
             tx.execute("DELETE FROM user_feed_members WHERE session_id=? AND user_id=?", (session_id, str(e.user_id)))

@@ -33,7 +33,8 @@ class UsersProjector(Projector):
     @handles(User.UserQuotasSet)
     def _quotas_set(self, tx: ReadTransaction, e: Any, position: int) -> None:
         tx.execute(
-            "INSERT OR REPLACE INTO user_quotas VALUES (?,?,?,?,?)",
+            "INSERT INTO user_quotas VALUES (?,?,?,?,?) ON CONFLICT (user_id) DO UPDATE SET messages_per_day=excluded.messages_per_day,"
+            " replies_per_day=excluded.replies_per_day, storage_bytes=excluded.storage_bytes, position=excluded.position",
             (str(e.originator_id), e.messages_per_day, e.replies_per_day, e.storage_bytes, position),
         )
         tx.publish(PRINCIPALS_CHANNEL, str(e.originator_id).encode())
