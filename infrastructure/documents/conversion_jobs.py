@@ -31,6 +31,13 @@ class JobsStopped(Exception):
     """The server is shutting down: no new job starts."""
 
 
+def allow_jobs() -> None:
+    """Jobs may start again (a worker started after another one stopped in this process)."""
+    global _closing
+    with _guard:
+        _closing = False
+
+
 def stop_all(wait_seconds: float = 5.0) -> int:
     """Kills every job process of this server (on shutdown), including one whose process was
     still being started: nothing converts unsupervised after the server has gone."""

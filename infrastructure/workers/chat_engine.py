@@ -135,7 +135,8 @@ class ChatEngine:
             if not scanned:
                 self._wakeup.clear()
                 try:
-                    await asyncio.wait_for(self._wakeup.wait(), 0.25)
+                    async with asyncio.timeout(0.25):  # not wait_for: on 3.11 it can swallow stop()'s cancel
+                        await self._wakeup.wait()
                 except TimeoutError:
                     pass
 

@@ -27,7 +27,7 @@ from application.command_bus import CommandBus
 from application.documents import CompleteConversion, FailConversion, StartConversion
 from domain.conversion import Conversion
 from domain.document import Document
-from infrastructure.documents.conversion_jobs import JobLimits, JobOutcome, JobsStopped, run_job, stop_all
+from infrastructure.documents.conversion_jobs import JobLimits, JobOutcome, JobsStopped, allow_jobs, run_job, stop_all
 from infrastructure.metrics import CONVERSIONS, CONVERSIONS_IN_FLIGHT
 from infrastructure.storage.blob_store import BlobStore
 from infrastructure.storage.read_store import SQLiteReadStore
@@ -68,6 +68,7 @@ class ConversionWorker:
         self._stopping = False
 
     def start(self) -> None:
+        allow_jobs()  # a worker stopped before in this process forbade them
         self._task = asyncio.get_running_loop().create_task(self._run(), name="conversion-worker")
 
     async def stop(self) -> None:
@@ -94,7 +95,8 @@ class ConversionWorker:
             if not scanned:
                 self._wakeup.clear()
                 try:
-                    await asyncio.wait_for(self._wakeup.wait(), 0.25)
+                    async with asyncio.timeout(0.25):  # not wait_for: on 3.11 it can swallow stop()'s cancel
+                        await self._wakeup.wait()
                 except TimeoutError:
                     pass
 
