@@ -13,7 +13,7 @@ import pytest
 
 from application.documents import DeleteDocument, RequestConversion
 from domain.conversion import Conversion
-from infrastructure.documents.conversion_jobs import JobLimits
+from infrastructure.documents.conversion_jobs import JobLimits, allow_jobs
 from infrastructure.storage.read_store import SQLiteReadStore
 from infrastructure.workers.conversion_worker import WORKER, ConversionWorker
 from tests.projections.projection_log import ChatLog
@@ -42,6 +42,7 @@ class Worker:
     async def stop(self):
         await self.worker.stop()
         self.positions.close()
+        allow_jobs()  # stop_all forbids jobs process-wide; other tests run jobs directly
 
 
 def conversion(side, conversion_id) -> Conversion:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from litestar.testing import TestClient
 
+from infrastructure.documents.conversion_jobs import allow_jobs
 from infrastructure.settings import Settings
 from infrastructure.web.app import create_app
 
@@ -20,6 +21,7 @@ def client(tmp_path_factory):
     settings = Settings.from_env(tmp_path_factory.mktemp("data"))
     with TestClient(create_app(settings), base_url="http://localhost") as client:
         yield client
+    allow_jobs()  # the lifespan's shutdown forbade conversion jobs process-wide; other tests run them
 
 
 @pytest.fixture(scope="module")
