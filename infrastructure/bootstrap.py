@@ -134,6 +134,7 @@ class ServerRuntime:
     sniffer: MediaTypeSniffer
     health: ChronicleCollector
     next_retention_run_at: datetime | None = None
+    _metrics_registered: bool = False
     _stores: list[SQLiteReadStore] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -259,7 +260,11 @@ class ServerRuntime:
         self.write.bus.start()
         self.engine.start()
         self.worker.start()
-        REGISTRY.register(self.health)
+        try:
+            REGISTRY.register(self.health)
+            self._metrics_registered = True
+        except ValueError:  # another app's runtime in this process (in-process tests) reports these
+            log.warning("the log and projection metrics are already reported by another app in this process")
         self._tasks = [
             loop.create_task(self._retention_job(), name="retention"),
             loop.create_task(self.dashboard.run(), name="dashboard-sampler"),
@@ -269,7 +274,8 @@ class ServerRuntime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        REGISTRY.unregister(self.health)
+        if self._metrics_registered:
+            REGISTRY.unregister(self.health)
         await self.engine.stop()
         await self.worker.stop()
         for store in self._stores:

@@ -91,8 +91,9 @@ class LogFollower(Generic[Item]):
                 moved = False
             if not moved:
                 self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), IDLE_SECONDS)
+                try:  # not `asyncio.wait_for`, which on 3.11 can swallow a cancel that arrives with a wake-up
+                    async with asyncio.timeout(IDLE_SECONDS):
+                        await self._wakeup.wait()
                 except TimeoutError:
                     pass
 

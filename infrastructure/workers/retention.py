@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
+from types import EllipsisType
 
 import structlog
 
@@ -29,16 +30,22 @@ class RetentionPostponed(Exception):
     asked to keep, so nothing is destroyed until it has caught up."""
 
 
-def apply_retention(write: WriteSide, today: date, execute: Callable[[ExpireContent], object]) -> dict[str, tuple[str, int]]:
+def apply_retention(
+    write: WriteSide, today: date, execute: Callable[[ExpireContent], object], *, default_days: int | None | EllipsisType = ...
+) -> dict[str, tuple[str, int]]:
     """Destroys the keys of expired days; returns, per session id, the first day kept and how
-    many keys went. `execute` records each session's `ContentExpired`."""
+    many keys went. `execute` records each session's `ContentExpired`. `default_days` is the
+    global retention (`CHRONICLE_RETENTION_DAYS` unless given)."""
+    days = write.settings.retention_days if default_days is ... else default_days
     if "correlation_id" in structlog.contextvars.get_contextvars():  # a CLI command's own id
-        return _apply_retention(write, today, execute)
+        return _apply_retention(write, days, today, execute)
     with structlog.contextvars.bound_contextvars(correlation_id=str(new_id())):  # the server's job: one id per run
-        return _apply_retention(write, today, execute)
+        return _apply_retention(write, days, today, execute)
 
 
-def _apply_retention(write: WriteSide, today: date, execute: Callable[[ExpireContent], object]) -> dict[str, tuple[str, int]]:
+def _apply_retention(
+    write: WriteSide, default_days: int | None, today: date, execute: Callable[[ExpireContent], object]
+) -> dict[str, tuple[str, int]]:
     store = SQLiteReadStore(write.settings.read_store_path)  # its own connection: the runner's is busy
     try:
         with store.transaction() as tx:
@@ -47,11 +54,11 @@ def _apply_retention(write: WriteSide, today: date, execute: Callable[[ExpireCon
             overrides = retention_overrides(tx)
     finally:
         store.close()
-    expired = expire_content(write.keys, overrides, write.settings.retention_days, today, execute)
+    expired = expire_content(write.keys, overrides, default_days, today, execute)
     log.info(
         "retention run",
         today=today.isoformat(),
-        default_days=write.settings.retention_days,
+        default_days=default_days,
         sessions_expired=len(expired),
         keys_destroyed=sum(count for _, count in expired.values()),
     )

@@ -67,7 +67,9 @@ def test_every_acknowledged_message_survives_kill_9_exactly_once(tmp_path):
     threads = [threading.Thread(target=burst, args=(c,)) for c in clients]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+    deadline = time.monotonic() + 30
+    while len(acked) < 200 and time.monotonic() < deadline:  # kill it in the middle of a load, not before one
+        time.sleep(0.05)  # polling interval of an explicit wait
     server.kill()
     stop.set()
     for t in threads:

@@ -113,7 +113,8 @@ def test_no_gap_and_no_duplicate_while_posts_continue_during_connect(server, roo
 
     poster = threading.Thread(target=keep_posting)
     poster.start()
-    time.sleep(0.2)
+    while not acked and poster.is_alive():  # connect while posting is under way
+        time.sleep(0.01)  # polling interval of an explicit wait
     with connect(ws_url(server, f"/api/sessions/{sid}/stream", bob.token, start)) as ws:
         seen: list[int] = []
         poster.join()

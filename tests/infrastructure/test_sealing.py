@@ -1,0 +1,119 @@
+"""Sealing (crypto-shredding, infrastructure/storage/sealing.py), on a real key store and event
+store in tmp_path: personal fields round-trip for any text and are stored only sealed; a
+destroyed key (erasure) or an expired day (retention) leaves the erased marker while the stored
+bytes stay as they were; a reply quoting someone is erased with them; altered ciphertext reads
+as unreadable, never as someone else's text; nothing is sealed for an erased person again."""
+
+from __future__ import annotations
+
+from datetime import date
+from uuid import uuid4
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.assistant_reply import AssistantReply
+from domain.message import Message
+from domain.provenance import acting_as
+from domain.user import ERASED
+from infrastructure.settings import Settings
+from infrastructure.storage.event_encoding import MsgspecTranscoder
+from infrastructure.storage.event_store import open_event_store
+from infrastructure.storage.sealing import PREFIX, UNREADABLE, SealingMapper
+
+
+@pytest.fixture(scope="module")
+def mapper(tmp_path_factory) -> SealingMapper:
+    app = open_event_store(Settings.from_env(tmp_path_factory.mktemp("data")))
+    yield app.mapper
+    app.close()
+
+
+def posted(content: str, author=None, session=None):
+    author, session = author or uuid4(), session or uuid4()
+    with acting_as(str(author), "test"):
+        message = Message.post(session, author, "user", content, None)
+    [event] = message.collect_events()
+    return event
+
+
+def stored_content(mapper, stored) -> str:
+    return MsgspecTranscoder().decode(stored.state)["content"]
+
+
+contents = st.text() | st.text().map(lambda s: PREFIX + s) | st.just(ERASED)
+
+
+@settings(max_examples=200, deadline=None)
+@given(contents)
+def test_any_content_is_stored_sealed_and_reads_back_exactly(mapper, content):
+    event = posted(content)
+    stored = mapper.to_stored_event(event)
+    sealed = stored_content(mapper, stored)
+    assert sealed.startswith(f"{PREFIX}{event.author_id.hex}.{event.session_id.hex}.")
+    assert mapper.to_domain_event(stored).content == content
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(min_size=1))
+def test_a_destroyed_key_leaves_only_the_erased_marker_and_the_stored_bytes_unchanged(mapper, content):
+    event = posted(content)
+    stored = mapper.to_stored_event(event)
+    before = bytes(stored.state)
+    mapper.keys.destroy(event.author_id.hex)
+    assert mapper.to_domain_event(stored).content == ERASED
+    assert stored.state == before
+
+
+def test_an_erased_persons_new_fields_are_not_sealed_but_stored_as_erased(mapper):
+    author = uuid4()
+    mapper.keys.destroy(author.hex)
+    stored = mapper.to_stored_event(posted("after the erasure", author))
+    assert stored_content(mapper, stored) == ERASED
+    assert mapper.to_domain_event(stored).content == ERASED
+
+
+def test_an_expired_day_erases_that_sessions_messages_and_keeps_the_others(mapper):
+    author, old_session, kept_session = uuid4(), uuid4(), uuid4()
+    old, kept = posted("old news", author, old_session), posted("kept news", author, kept_session)
+    stored_old, stored_kept = mapper.to_stored_event(old), mapper.to_stored_event(kept)
+    day_after = old.timestamp.date().toordinal() + 1
+    expired = mapper.keys.expire(date.fromordinal(day_after).isoformat(), [old_session.hex])
+    assert expired == {old_session.hex: 1}
+    assert mapper.to_domain_event(stored_old).content == ERASED
+    assert mapper.to_domain_event(stored_kept).content == "kept news"
+
+
+def test_a_reply_quoting_someone_is_erased_with_them_and_readable_before(mapper):
+    asker, quoted, session = uuid4(), uuid4(), uuid4()
+    day = posted("x").timestamp.date().isoformat()
+    sources = [{"kind": "message", "author_id": str(quoted), "session_id": str(session), "content_day": day}]
+    with acting_as("assistant", "test"):
+        reply = AssistantReply(
+            message_id=uuid4(),
+            session_id=session,
+            content="they said so",
+            status="completed",
+            provider="local",
+            model="m",
+            prompt_tokens=1,
+            completion_tokens=1,
+            latency_ms=1,
+            sources=sources,
+            asker_id=asker,
+        )
+    [event] = reply.collect_events()
+    stored = mapper.to_stored_event(event)
+    assert mapper.to_domain_event(stored).content == "they said so"
+    mapper.keys.destroy(quoted.hex)
+    assert mapper.to_domain_event(stored).content == ERASED
+
+
+def test_altered_ciphertext_reads_as_unreadable(mapper):
+    stored = mapper.to_stored_event(posted("original"))
+    sealed = stored_content(mapper, stored)
+    flipped = sealed[:-3] + ("A" if sealed[-3] != "A" else "B") + sealed[-2:]
+    state = stored.state.replace(sealed.encode(), flipped.encode())
+    altered = type(stored)(stored.originator_id, stored.originator_version, stored.topic, state)
+    assert mapper.to_domain_event(altered).content == UNREADABLE

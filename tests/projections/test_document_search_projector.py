@@ -1,0 +1,106 @@
+"""The document search projector (`document_passages` FTS5, `document_search_conversions`):
+the text of a completed markdown or text conversion is indexed in passages (read from the
+output blob), other targets are not, a newer conversion replaces the passages, deletion and
+the owner's erasure remove them, a vanished blob indexes nothing; replay and rebuild stability."""
+
+import pytest
+
+from application.documents import DeleteDocument
+from projections.document_search import PASSAGE_CHARS, DocumentSearchProjector
+from tests.projections.projection_log import (
+    ChatLog,
+    Projected,
+    assert_rebuild_gives_the_same_rows,
+    assert_replay_changes_nothing,
+)
+
+
+@pytest.fixture
+def log(write_side):
+    return ChatLog(write_side)
+
+
+@pytest.fixture
+def projected(write_side, tmp_path):
+    projected = Projected(write_side, DocumentSearchProjector(write_side.blobs.read_text), tmp_path / "read.sqlite3")
+    yield projected
+    projected.close()
+
+
+def found(projected, word):
+    rows = projected.rows("SELECT document_id, passage FROM document_passages WHERE document_passages MATCH ?", (word,))
+    return [(r["document_id"], r["passage"]) for r in rows]
+
+
+def test_a_completed_markdown_conversion_is_found_by_passage(log, projected):
+    ann = log.user("ann@example.org")
+    document = log.upload(ann, b"source")
+    long_paragraph = " ".join(["filler"] * (PASSAGE_CHARS // 7 + 10))
+    log.complete_conversion(log.request_conversion(document, ann), f"{long_paragraph}\n\nthe giraffe paragraph")
+    projected.catch_up()
+    assert found(projected, "giraffe") == [(str(document), 2)]
+
+
+def test_an_html_conversion_is_not_indexed(log, projected):
+    ann = log.user("ann@example.org")
+    document = log.upload(ann, b"source")
+    log.complete_conversion(log.request_conversion(document, ann, "html"), "<p>giraffe</p>")
+    projected.catch_up()
+    assert found(projected, "giraffe") == []
+
+
+def test_the_latest_completed_conversion_replaces_the_documents_passages(log, projected):
+    ann = log.user("ann@example.org")
+    document = log.upload(ann, b"source")
+    log.complete_conversion(log.request_conversion(document, ann, "markdown"), "giraffe")
+    log.complete_conversion(log.request_conversion(document, ann, "text"), "zebra")
+    projected.catch_up()
+    assert (found(projected, "giraffe"), found(projected, "zebra")) == ([], [(str(document), 1)])
+
+
+def test_a_deleted_document_is_no_longer_found(log, projected):
+    ann = log.user("ann@example.org")
+    document = log.upload(ann, b"source")
+    log.complete_conversion(log.request_conversion(document, ann), "giraffe")
+    log.run(DeleteDocument(document, ann), ann)
+    projected.catch_up()
+    assert found(projected, "giraffe") == [] and projected.rows("SELECT * FROM document_search_conversions") == []
+
+
+def test_an_erased_owners_documents_are_no_longer_found(log, projected):
+    ann, bob = log.user("ann@example.org"), log.user("bob@example.org")
+    for owner, word in ((ann, "giraffe"), (bob, "giraffe zebra")):
+        log.complete_conversion(log.request_conversion(log.upload(owner, word.encode()), owner), word)
+    log.erase(bob)
+    projected.catch_up()
+    assert len(found(projected, "giraffe")) == 1 and found(projected, "zebra") == []
+
+
+def test_an_output_blob_that_is_gone_indexes_nothing(write_side, log, projected):
+    ann = log.user("ann@example.org")
+    document = log.upload(ann, b"source")
+    output = log.complete_conversion(log.request_conversion(document, ann), "giraffe")
+    write_side.blobs.remove(output)
+    projected.catch_up()
+    assert found(projected, "giraffe") == []
+
+
+def scenario(log):
+    ann = log.user("ann@example.org")
+    for n in range(4):
+        document = log.upload(ann, f"source {n}".encode())
+        log.complete_conversion(log.request_conversion(document, ann), f"passage about animal{n}\n\nand more")
+        if n == 2:
+            log.run(DeleteDocument(document, ann), ann)
+
+
+def test_replaying_the_log_changes_no_row(write_side, log, projected, tmp_path):
+    scenario(log)
+    projected.catch_up()
+    assert_replay_changes_nothing(write_side, projected, tmp_path)
+
+
+def test_a_rebuild_from_the_log_gives_the_same_rows(write_side, log, projected, tmp_path):
+    scenario(log)
+    projected.catch_up()
+    assert_rebuild_gives_the_same_rows(write_side, projected, tmp_path)
