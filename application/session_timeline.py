@@ -1,7 +1,11 @@
 """A session as its events made it, up to a chosen moment: title, members, messages (with every
 edit and deletion), attached documents and their conversions, and each step that led there —
 who did it, when, under which correlation id, at which position. Built from events only, so an
-auditor sees what happened, not what a read model says."""
+auditor sees what happened, not what a read model says.
+
+Records (a message, a document, a conversion, a step) are never changed once stored: a change
+stores a new record. So `fork` copies only the containers, which is what makes a snapshot of
+the fold cheap to keep and to start from."""
 
 from __future__ import annotations
 
@@ -88,6 +92,7 @@ class SessionTimeline:
         self.steps.append(Step(position, at, event.actor_id, event.correlation_id, event_type(event), subject, event_data(event)))
 
     def view(self) -> dict[str, Any]:
+        """The session's state; its records are shared with cached snapshots: read, never change them."""
         return {
             "session_id": str(self.session_id),
             "title": self.title,
@@ -99,6 +104,22 @@ class SessionTimeline:
             "documents": list(self.documents.values()),
             "conversions": list(self.conversions.values()),
         }
+
+    def fork(self) -> SessionTimeline:
+        """An independent copy that shares the (never changed) records with this one."""
+        return SessionTimeline(
+            self.session_id,
+            self.title,
+            self.owner_id,
+            self.assistant,
+            self.archived,
+            dict(self.members),
+            dict(self.messages),
+            dict(self.documents),
+            dict(self.conversions),
+            list(self.steps),
+            dict(self._uploads),
+        )
 
     def _started(self, e: ChatSession.SessionStarted, position: int, at: datetime) -> None:
         self.title, self.owner_id, self.assistant = e.title, str(e.owner_id), e.assistant
@@ -120,8 +141,9 @@ class SessionTimeline:
         self.archived = True
 
     def _posted(self, e: Message.MessagePosted, position: int, at: datetime) -> None:
-        self.messages[str(e.originator_id)] = {
-            "id": str(e.originator_id),
+        message_id = str(e.originator_id)
+        self.messages[message_id] = {
+            "id": message_id,
             "author_id": str(e.author_id),
             "role": e.role,
             "content": e.content,
@@ -135,12 +157,12 @@ class SessionTimeline:
     def _edited(self, e: Message.MessageEdited, position: int, at: datetime) -> None:
         message = self.messages.get(str(e.originator_id))
         if message is not None:
-            message.update(content=e.content, version=e.originator_version, edited_at=at)
+            self.messages[message["id"]] = {**message, "content": e.content, "version": e.originator_version, "edited_at": at}
 
     def _deleted(self, e: Message.MessageDeleted, position: int, at: datetime) -> None:
         message = self.messages.get(str(e.originator_id))
         if message is not None:
-            message.update(content=None, deleted=True)
+            self.messages[message["id"]] = {**message, "content": None, "deleted": True}
 
     def _replied(self, e: AssistantReply.AssistantReplyCompleted, position: int, at: datetime) -> None:
         self.messages[str(e.originator_id)] = {
@@ -167,9 +189,9 @@ class SessionTimeline:
     def _document_deleted(self, e: Document.DocumentDeleted, position: int, at: datetime) -> None:
         document_id = str(e.originator_id)
         self.documents.pop(document_id, None)
-        for conversion in self.conversions.values():
+        for conversion_id, conversion in list(self.conversions.items()):
             if conversion["document_id"] == document_id:
-                conversion["document_deleted"] = True
+                self.conversions[conversion_id] = {**conversion, "document_deleted": True}
 
     def _conversion_requested(self, e: Conversion.ConversionRequested, position: int, at: datetime) -> None:
         self.conversions[str(e.originator_id)] = {
@@ -181,15 +203,18 @@ class SessionTimeline:
         }
 
     def _conversion_changed(self, e: Conversion.Event, position: int, at: datetime) -> None:
-        conversion = self.conversions[str(e.originator_id)]
+        conversion_id = str(e.originator_id)
+        conversion = self.conversions[conversion_id]
         if type(e) is Conversion.ConversionRetried:
-            conversion.update(status="pending", reason=None)
+            conversion = {**conversion, "status": "pending", "reason": None}
         elif type(e) is Conversion.ConversionStarted:
-            conversion["status"] = "running"
+            conversion = {**conversion, "status": "running"}
         elif type(e) is Conversion.ConversionCompleted:
-            conversion.update(status="completed", completed_at=at, output_sha256=e.output_sha256, characters=e.characters)
+            completed = {"status": "completed", "completed_at": at, "output_sha256": e.output_sha256, "characters": e.characters}
+            conversion = {**conversion, **completed}
         elif type(e) is Conversion.ConversionFailed:
-            conversion.update(status="failed", completed_at=at, reason=e.reason)
+            conversion = {**conversion, "status": "failed", "completed_at": at, "reason": e.reason}
+        self.conversions[conversion_id] = conversion
 
 
 TimelineHandler = Callable[[SessionTimeline, Any, int, datetime], None]

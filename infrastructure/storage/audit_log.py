@@ -18,15 +18,21 @@ from eventsourcing.persistence import Mapper, StoredEvent
 
 from application.session_timeline import SessionTimeline, event_data, event_type
 from domain.conversion import TARGETS, conversion_id_for
+from infrastructure.storage.event_reading import EventDecoder
+from infrastructure.storage.sealing import KeyStore
+from infrastructure.storage.timeline_snapshots import TimelineSnapshot, TimelineSnapshots
 
 _COLUMNS = "rowid, originator_id, originator_version, topic, state"
 _ATTACHED = "domain.document:Document.DocumentAttached"
 
 
 class AuditLog:
-    def __init__(self, path: Path, mapper: Mapper[Any]) -> None:
+    def __init__(self, path: Path, mapper: Mapper[Any], snapshots: TimelineSnapshots | None = None) -> None:
         self._path = path
         self._mapper = mapper
+        keys = getattr(mapper, "keys", None)
+        self._keys: KeyStore | None = keys if isinstance(keys, KeyStore) else None
+        self._snapshots = snapshots if snapshots is not None else TimelineSnapshots()
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(f"file:{self._path}?mode=ro", uri=True)
@@ -66,24 +72,79 @@ class AuditLog:
         return owner if isinstance(owner, UUID) else None
 
     def timeline(self, session_id: UUID, as_of: int) -> SessionTimeline:
-        """The session as the events up to position `as_of` made it."""
-        timeline = SessionTimeline(session_id)
+        """The session as the events up to position `as_of` made it: folded from the nearest
+        cached snapshot at or before `as_of` (or from the start), over rows decoded by the
+        fast path. Snapshots are taken every `snapshots.every` rows on the way."""
+        generation = self._keys.generation() if self._keys is not None else 0
+        base = self._snapshots.nearest(session_id, generation, as_of)
         with self._connect() as db:
-            rows = db.execute(
-                "SELECT s.rowid, s.originator_id, s.originator_version, s.topic, s.state FROM event_chain c"
-                " JOIN stored_events s ON s.rowid = c.position WHERE c.session=? AND c.position <= ? ORDER BY c.position",
-                (session_id.hex, as_of),
+            rows, documents, attached_at = self._timeline_rows(db, session_id, base, as_of)
+            if rows is None:  # a document attached after the snapshot has events before it
+                base = None
+                rows, documents, attached_at = self._timeline_rows(db, session_id, None, as_of)
+        assert rows is not None
+        return self._fold(session_id, generation, base, rows, documents, attached_at)
+
+    def _timeline_rows(
+        self, db: sqlite3.Connection, session_id: UUID, base: TimelineSnapshot | None, as_of: int
+    ) -> tuple[list[tuple] | None, dict[str, str], dict[str, int]]:
+        """The rows to fold after `base` up to `as_of` (in position order), which document each
+        related aggregate belongs to, and where each document was first attached. None when
+        `base` cannot be used."""
+        start = base.position if base is not None else 0
+        rows = db.execute(
+            "SELECT s.rowid, s.originator_id, s.originator_version, s.topic, s.state FROM event_chain c"
+            " JOIN stored_events s ON s.rowid = c.position WHERE c.session=? AND c.position > ? AND c.position <= ? ORDER BY c.position",
+            (session_id.hex, start, as_of),
+        ).fetchall()
+        attached_at = dict.fromkeys(base.documents, start) if base is not None else {}
+        for row in rows:
+            if row[3] == _ATTACHED:
+                attached_at.setdefault(row[1], row[0])
+        document_of = {}
+        for document in attached_at:
+            document_of[document] = document
+            for target in TARGETS:
+                document_of[conversion_id_for(UUID(document), target).hex] = document
+        new = [a for a, d in document_of.items() if attached_at[d] > start]
+        if base is not None and new and _any_at_or_before(db, new, start):
+            return None, {}, {}
+        related = list(document_of)
+        for first in range(0, len(related), 500):
+            chunk = related[first : first + 500]
+            rows += db.execute(
+                f"SELECT {_COLUMNS} FROM stored_events WHERE originator_id IN ({','.join('?' * len(chunk))}) AND rowid > ? AND rowid <= ?",
+                (*chunk, start, as_of),
             ).fetchall()
-            documents = {self._event(r).originator_id for r in rows if r[3] == _ATTACHED}
-            related = [d.hex for d in documents] + [conversion_id_for(d, t).hex for d in documents for t in TARGETS]
-            for start in range(0, len(related), 500):
-                chunk = related[start : start + 500]
-                rows += db.execute(
-                    f"SELECT {_COLUMNS} FROM stored_events WHERE originator_id IN ({','.join('?' * len(chunk))}) AND rowid <= ?",
-                    (*chunk, as_of),
-                ).fetchall()
-        for row in sorted(rows, key=lambda r: r[0]):
-            timeline.apply(self._event(row), row[0])
+        rows.sort(key=lambda r: r[0])
+        return rows, document_of, attached_at
+
+    def _fold(
+        self,
+        session_id: UUID,
+        generation: int,
+        base: TimelineSnapshot | None,
+        rows: list[tuple],
+        document_of: dict[str, str],
+        attached_at: dict[str, int],
+    ) -> SessionTimeline:
+        """Applies the rows, keeping a snapshot every `every` rows where the fold is one a later
+        replay may start from: every document folded in so far was attached by then."""
+        timeline = base.timeline.fork() if base is not None else SessionTimeline(session_id)
+        applied = base.events if base is not None else 0
+        needed = 0  # the latest attachment of a document folded in so far
+        decode = EventDecoder(self._keys).decode
+        every = self._snapshots.every
+        last = len(rows) - 1
+        for index, (position, originator, version, topic, state) in enumerate(rows):
+            timeline.apply(decode(originator, version, topic, state), position)
+            document = document_of.get(originator)
+            if document is not None:
+                needed = max(needed, attached_at[document])
+            applied += 1
+            if applied % every == 0 and (index == last or rows[index + 1][0] > position) and needed <= position:
+                documents = frozenset(d for d, at in attached_at.items() if at <= position)
+                self._snapshots.keep(session_id, generation, TimelineSnapshot(position, applied, documents, timeline.fork()))
         return timeline
 
     def events(
@@ -160,3 +221,15 @@ def describe(event: Any, position: int) -> dict[str, Any]:
         "correlation_id": event.correlation_id,
         "data": event_data(event),
     }
+
+
+def _any_at_or_before(db: sqlite3.Connection, aggregates: list[str], position: int) -> bool:
+    """Whether any of these aggregates has an event at or before `position`."""
+    for first in range(0, len(aggregates), 500):
+        chunk = aggregates[first : first + 500]
+        found = db.execute(
+            f"SELECT 1 FROM stored_events WHERE originator_id IN ({','.join('?' * len(chunk))}) AND rowid <= ? LIMIT 1", (*chunk, position)
+        ).fetchone()
+        if found is not None:
+            return True
+    return False
