@@ -20,7 +20,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from psycopg import Cursor
+from psycopg import Cursor, IsolationLevel
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
@@ -139,7 +139,7 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
         server-side cursors stream them in batches."""
         with self.datastore.get_connection() as conn:
             conn.autocommit = False
-            conn.isolation_level = 3  # psycopg.IsolationLevel.REPEATABLE_READ
+            conn.isolation_level = IsolationLevel.REPEATABLE_READ
             try:
                 with conn.transaction():
                     conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")  # hashing between batches is not idleness

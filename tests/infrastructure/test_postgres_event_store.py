@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
 
@@ -25,7 +26,7 @@ from domain.user import ERASED
 from infrastructure.bootstrap import bootstrap
 from infrastructure.settings import Settings
 from infrastructure.storage.event_chain import chain_head, verify
-from infrastructure.storage.event_store import chain_of, open_event_store
+from infrastructure.storage.event_store import audit_log, chain_of, open_event_store
 from infrastructure.storage.postgres_keys import PostgresKeyStore
 from infrastructure.storage.postgres_log import ChainedPostgresRecorder
 from infrastructure.write_side import WriteSide
@@ -282,3 +283,17 @@ def test_global_positions_follow_commit_order_under_writers_in_four_processes(da
         assert verify(chain_of(app)).events == total
     finally:
         app.close()
+
+
+def test_the_audit_log_replays_and_filters_the_postgresql_log(pg_side: WriteSide):
+    owner, other = register(pg_side), register(pg_side, "bob@example.org")
+    session = pg_side.bus.execute_now(StartSession(owner.id, "Plans"), str(owner.id)).value
+    pg_side.bus.execute_now(StartSession(other.id, "Elsewhere"), str(other.id))
+    posted = pg_side.bus.execute_now(PostMessage(session.id, owner.id, "hello"), str(owner.id))
+    audit = audit_log(pg_side.settings, pg_side.reader)
+    assert audit.head() == posted.position and audit.session_exists(session.id) and audit.owner_of(session.id) == owner.id
+    timeline = audit.timeline(session.id, posted.position)
+    assert timeline.title == "Plans" and [m["content"] for m in timeline.view()["messages"]] == ["hello"]
+    assert audit.position_at(datetime.now(UTC)) == posted.position
+    found, reached = audit.events(0, 100, session=session.id, actor=str(owner.id))
+    assert [item["type"] for item in found] == ["SessionStarted", "MessagePosted"] and reached == posted.position
