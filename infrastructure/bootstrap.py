@@ -32,7 +32,7 @@ from infrastructure.documents.media_types import MediaTypeSniffer
 from infrastructure.settings import Settings
 from infrastructure.storage.audit_log import AuditLog
 from infrastructure.storage.blob_store import BlobStore
-from infrastructure.storage.event_store import SQLiteEventLog, data_keys, open_event_store
+from infrastructure.storage.event_store import audit_log, data_keys, event_log, open_event_store
 from infrastructure.storage.read_store import AioSQLiteReadConnection, SQLiteReadStore
 from infrastructure.web.admin_projections import read_statuses
 from infrastructure.web.auth import PrincipalCache
@@ -64,7 +64,7 @@ def bootstrap(settings: Settings) -> WriteSide:
     read_store = SQLiteReadStore(settings.read_store_path)
     blobs = BlobStore(settings.blobs_path)
     runner = ProjectionRunner(app, read_store, all_projectors(blobs.read_text))
-    bus = CommandBus(app, SQLiteEventLog(app), HANDLERS, on_commit=runner.wake)
+    bus = CommandBus(app, event_log(app), HANDLERS, on_commit=runner.wake)
     return WriteSide(settings, app, bus, read_store, runner, open_event_store(settings, cached=False), blobs)
 
 
@@ -191,7 +191,7 @@ class ServerRuntime:
             for listener in commit_listeners:
                 loop.call_soon_threadsafe(listener)
 
-        bus = CommandBus(app, SQLiteEventLog(app), HANDLERS, on_commit=committed)
+        bus = CommandBus(app, event_log(app), HANDLERS, on_commit=committed)
         write = WriteSide(settings, app, bus, read_store, runner, reader, blobs)
         provider = assistant_provider(settings, db)
         stores = [SQLiteReadStore(settings.read_store_path) for _ in range(3)]  # the engine's, the worker's, the collector's
@@ -231,7 +231,7 @@ class ServerRuntime:
             dashboard=dashboard,
             live_streams=live_streams,
             provider=provider,
-            audit=AuditLog(settings.event_store_path, reader.mapper),
+            audit=audit_log(settings, reader),
             sniffer=MediaTypeSniffer(),
             health=ChronicleCollector(write, progress),
             _stores=stores,

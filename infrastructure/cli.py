@@ -25,7 +25,7 @@ from rich.table import Table
 
 console = Console(stderr=True, soft_wrap=True)
 
-data_dir_option = click.option(
+_data_dir = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     envvar="CHRONICLE_DATA_DIR",
@@ -33,6 +33,28 @@ data_dir_option = click.option(
     show_default=True,
     help="Where the event store, read store and keys live (env CHRONICLE_DATA_DIR).",
 )
+
+
+def _use_database_url(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        os.environ["CHRONICLE_DATABASE_URL"] = value  # Settings, the only source of configuration, reads it
+
+
+_database_url = click.option(
+    "--database-url",
+    envvar="CHRONICLE_DATABASE_URL",
+    default=None,
+    expose_value=False,
+    callback=_use_database_url,
+    metavar="postgresql://…",
+    help="Keep the event log and the data keys in this PostgreSQL database; the read models stay in "
+    "--data-dir (env CHRONICLE_DATABASE_URL; unset: SQLite files in --data-dir).",
+)
+
+
+def data_dir_option(command):  # type: ignore[no-untyped-def]
+    """`--data-dir` and `--database-url`, on every command that opens the stores."""
+    return _data_dir(_database_url(command))
 
 
 def _settings(data_dir: Path):  # type: ignore[no-untyped-def]
@@ -77,7 +99,7 @@ def _existing_settings(data_dir: Path):  # type: ignore[no-untyped-def]
     is refused (exit 2, one line), and nothing is created in it."""
     from infrastructure.settings import Settings
 
-    if not (data_dir / "events.sqlite3").is_file():
+    if not os.environ.get("CHRONICLE_DATABASE_URL") and not (data_dir / "events.sqlite3").is_file():
         click.echo(f"error: {data_dir} holds no Chronicle event store (events.sqlite3); check --data-dir", err=True)
         sys.exit(2)
     return _logged(Settings.from_env(data_dir, read_only=True))
@@ -439,14 +461,19 @@ def audit() -> None:
 )
 def audit_verify(data_dir: Path, expect_head: str | None) -> None:
     from infrastructure.storage.event_chain import verify
+    from infrastructure.storage.event_store import chain_of, open_event_store
 
     settings = _existing_settings(data_dir)
     started = time.perf_counter()
-    with Progress(
-        TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True
-    ) as bar:
-        task = bar.add_task("events", total=None)
-        result = verify(settings.event_store_path, expect_head=expect_head, progress=lambda done: bar.update(task, completed=done))
+    reader = open_event_store(settings, cached=False)
+    try:
+        with Progress(
+            TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True
+        ) as bar:
+            task = bar.add_task("events", total=None)
+            result = verify(chain_of(reader), expect_head=expect_head, progress=lambda done: bar.update(task, completed=done))
+    finally:
+        reader.close()
     elapsed = time.perf_counter() - started
     if not result.ok:
         where = f" at position {result.broken_at}" if result.broken_at else ""
@@ -479,13 +506,12 @@ def _as_of(audit, value: str | None) -> int:  # type: ignore[no-untyped-def]
 def audit_replay(data_dir: Path, session_id: UUID, as_of: str | None, form: str) -> None:
     import msgspec
 
-    from infrastructure.storage.audit_log import AuditLog
-    from infrastructure.storage.event_store import open_event_store
+    from infrastructure.storage.event_store import audit_log, open_event_store
 
     settings = _existing_settings(data_dir)
     reader = open_event_store(settings, cached=False)
     try:
-        log = AuditLog(settings.event_store_path, reader.mapper)
+        log = audit_log(settings, reader)
         position = _as_of(log, as_of)
         timeline = log.timeline(session_id, position)
         if timeline.title is None:
@@ -572,8 +598,7 @@ def audit_export(data_dir: Path, session: UUID | None, actor: str | None, since:
 
     import msgspec
 
-    from infrastructure.storage.audit_log import AuditLog
-    from infrastructure.storage.event_store import open_event_store
+    from infrastructure.storage.event_store import audit_log, open_event_store
 
     def moment(value: str | None) -> datetime | None:
         if value is None:
@@ -590,7 +615,7 @@ def audit_export(data_dir: Path, session: UUID | None, actor: str | None, since:
     written = 0
     started = time.perf_counter()
     try:
-        log = AuditLog(settings.event_store_path, reader.mapper)
+        log = audit_log(settings, reader)
         head = log.head()
         after = 0
         to_stdout = str(output) == "-"
@@ -635,6 +660,9 @@ def backup(data_dir: Path, destination: Path, keys_to: Path) -> None:
     from infrastructure.storage.backup import BackupFailed, BackupRefused, take_backup
 
     settings = _existing_settings(data_dir)
+    if settings.database_url is not None:
+        click.echo(_NO_BACKUP_ON_POSTGRES, err=True)
+        sys.exit(2)
     try:
         report = take_backup(settings, destination, keys_to)
     except BackupRefused as refused:
@@ -670,8 +698,9 @@ def restore(data_dir: Path, source: Path, keys_from: Path, allow_older_keys: boo
     from infrastructure.settings import Settings
     from infrastructure.storage.backup import BackupFailed, BackupRefused, restore_backup
 
-    _logged(Settings.from_env(data_dir, read_only=True))
-
+    if _logged(Settings.from_env(data_dir, read_only=True)).database_url is not None:
+        click.echo(_NO_BACKUP_ON_POSTGRES, err=True)
+        sys.exit(2)
     try:
         report = restore_backup(source, keys_from, data_dir, allow_older_keys=allow_older_keys)
     except BackupRefused as refused:
@@ -693,6 +722,12 @@ def restore(data_dir: Path, source: Path, keys_from: Path, allow_older_keys: boo
     if report.missing_files:
         console.print(f"[yellow]warning:[/yellow] {len(report.missing_files)} referenced file(s) are missing from the backup")
         sys.exit(1)
+
+
+_NO_BACKUP_ON_POSTGRES = (
+    "error: the event log and the data keys are in PostgreSQL (CHRONICLE_DATABASE_URL): back them up with "
+    "PostgreSQL's tools (pg_dump of the database, keeping data_keys apart: see README, PostgreSQL), not chronicle backup/restore"
+)
 
 
 if __name__ == "__main__":

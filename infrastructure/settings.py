@@ -72,6 +72,9 @@ class Settings:
     """One line per HTTP request (method, route, status, duration, user, correlation id, bytes)."""
     otlp_endpoint: str | None = None
     """`OTEL_EXPORTER_OTLP_ENDPOINT`: traces go there over OTLP/HTTP; unset, no tracer is installed."""
+    database_url: str | None = None
+    """`CHRONICLE_DATABASE_URL` (`postgresql://user:password@host:port/dbname`): the event log and
+    the data keys live in that PostgreSQL database; unset, in SQLite files of the data directory."""
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("secret_key", "llm_api_key", "metrics_token")
 
@@ -94,6 +97,11 @@ class Settings:
                 value = str(value)
             shown[item.name] = value
         return shown
+
+    @property
+    def on_postgres(self) -> bool:
+        """Whether the event log and the data keys are in PostgreSQL (else SQLite files)."""
+        return self.database_url is not None
 
     @property
     def event_store_path(self) -> Path:
@@ -151,6 +159,7 @@ class Settings:
             log_level=_choice("CHRONICLE_LOG_LEVEL", ("info", "debug", "warning", "error", "critical", "trace")),
             access_log=_choice("CHRONICLE_ACCESS_LOG", ("on", "off")) == "on",
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip().rstrip("/") or None,
+            database_url=_database_url(),
             rate_limits=RateLimitSettings(
                 login_per_minute=_int("CHRONICLE_RATE_LIMIT_LOGIN", 10),
                 login_failures_per_account=_int("CHRONICLE_RATE_LIMIT_LOGIN_FAILURES", 5),
@@ -176,6 +185,16 @@ def _choice(name: str, allowed: tuple[str, ...]) -> str:
     value = os.environ.get(name, "").strip().lower() or allowed[0]
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def _database_url() -> str | None:
+    """`CHRONICLE_DATABASE_URL`: a `postgresql://` URL, or unset for the embedded SQLite files."""
+    value = os.environ.get("CHRONICLE_DATABASE_URL", "").strip()
+    if not value:
+        return None
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"CHRONICLE_DATABASE_URL must be a postgresql:// URL, not {value.split('://')[0]!r}")
     return value
 
 

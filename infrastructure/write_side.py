@@ -13,7 +13,7 @@ from infrastructure.settings import Settings
 from infrastructure.storage.blob_store import BlobStore
 from infrastructure.storage.event_store import data_keys
 from infrastructure.storage.read_store import SQLiteReadStore
-from infrastructure.storage.sealing import KeyStore
+from infrastructure.storage.sealing import DataKeys
 
 
 @dataclass
@@ -31,7 +31,7 @@ class WriteSide:
     blobs: BlobStore
 
     @property
-    def keys(self) -> KeyStore:
+    def keys(self) -> DataKeys:
         """The data keys of crypto-shredding."""
         return data_keys(self.reader)
 

@@ -1,6 +1,8 @@
 """Reading the event log for auditors: a session's timeline as of a moment, and the raw event
-stream filtered by session, actor, type and time. Reads the event store file directly (read-only,
-its own connection per call), never the read models.
+stream filtered by session, actor, type and time. Reads the event store directly (the SQLite file
+read-only with its own connection per call, or a connection of the PostgreSQL recorder's pool),
+never the read models. The queries are written for SQLite; `_PostgresDialect` renames what
+differs (placeholders, `rowid`, the table, `instr`).
 
 A session's events are found through the `session` column of `event_chain` (written with each
 event); its documents' and conversions' events by their aggregate ids."""
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,27 +22,67 @@ from eventsourcing.persistence import Mapper, StoredEvent
 from application.session_timeline import SessionTimeline, event_data, event_type
 from domain.conversion import TARGETS, conversion_id_for
 from infrastructure.storage.event_reading import EventDecoder
-from infrastructure.storage.sealing import KeyStore
+from infrastructure.storage.sealing import DataKeys
 from infrastructure.storage.timeline_snapshots import TimelineSnapshot, TimelineSnapshots
 
 _COLUMNS = "rowid, originator_id, originator_version, topic, state"
 _ATTACHED = "domain.document:Document.DocumentAttached"
 
 
-class AuditLog:
-    def __init__(self, path: Path, mapper: Mapper[Any], snapshots: TimelineSnapshots | None = None) -> None:
+class _SQLiteFile:
+    def __init__(self, path: Path) -> None:
         self._path = path
+
+    def connect(self) -> AbstractContextManager[Any]:
+        return closing(sqlite3.connect(f"file:{self._path}?mode=ro", uri=True))
+
+
+class _PostgresDialect:
+    """A connection of the PostgreSQL recorder's pool, whose `execute` takes the SQLite queries."""
+
+    def __init__(self, recorder: Any) -> None:
+        self._recorder = recorder
+        self._table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
+        self._chain = f'"{recorder.datastore.schema}".event_chain'
+
+    @contextmanager
+    def connect(self) -> Iterator[Any]:
+        from psycopg.rows import tuple_row
+
+        with self._recorder.datastore.get_connection() as conn:
+            yield _Translating(conn.cursor(row_factory=tuple_row), self)
+
+    def translate(self, sql: str, params: Any) -> tuple[str, list[Any]]:
+        sql = sql.replace("instr(s.state, ?) > 0", "position(?::bytea in s.state) > 0")
+        sql = sql.replace("stored_events", self._table).replace("event_chain", self._chain).replace("rowid", "notification_id")
+        values = [value.encode() if isinstance(value, str) and value.startswith('"actor_id"') else value for value in params]
+        return sql.replace("?", "%s"), values
+
+
+class _Translating:
+    def __init__(self, cursor: Any, dialect: _PostgresDialect) -> None:
+        self._cursor, self._dialect = cursor, dialect
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        return self._cursor.execute(*self._dialect.translate(sql, params))
+
+
+class AuditLog:
+    def __init__(self, source: Path | Any, mapper: Mapper[Any], snapshots: TimelineSnapshots | None = None) -> None:
+        """`source`: the events.sqlite3 file, or the PostgreSQL recorder (`ChainedPostgresRecorder`)."""
+        self._source = _SQLiteFile(source) if isinstance(source, Path) else _PostgresDialect(source)
         self._mapper = mapper
         keys = getattr(mapper, "keys", None)
-        self._keys: KeyStore | None = keys if isinstance(keys, KeyStore) else None
+        self._keys: DataKeys | None = keys if hasattr(keys, "stored_cipher") else None
         self._snapshots = snapshots if snapshots is not None else TimelineSnapshots()
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(f"file:{self._path}?mode=ro", uri=True)
+    def _connect(self) -> AbstractContextManager[Any]:
+        return self._source.connect()
 
     def _event(self, row: tuple) -> Any:
         rowid, originator, version, topic, state = row
-        return self._mapper.to_domain_event(StoredEvent(UUID(originator), version, topic, state))
+        originator = originator if isinstance(originator, UUID) else UUID(originator)
+        return self._mapper.to_domain_event(StoredEvent(originator, version, topic, bytes(state)))
 
     def head(self) -> int:
         with self._connect() as db:

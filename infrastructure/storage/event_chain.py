@@ -1,8 +1,9 @@
 """Tamper evidence: every stored event gets a link in a SHA-256 hash chain, in global order.
 
 link(n) = SHA-256(link(n-1) ‖ n ‖ originator id ‖ version ‖ topic ‖ state as stored), with
-link(0) = 32 zero bytes. The links live in `event_chain` beside `stored_events` in the same
-SQLite file and are written in the same transaction as the events they cover. Changing a byte of
+link(0) = 32 zero bytes. The links live in `event_chain` beside the stored events in the same
+database (the SQLite file, or the PostgreSQL database of `CHRONICLE_DATABASE_URL`) and are
+written in the same transaction as the events they cover. Changing a byte of
 a stored event, deleting one or reordering two breaks the chain at that position; cutting events
 off the end is caught by comparing with a head hash kept elsewhere (`verify(expect_head=…)`).
 
@@ -16,8 +17,10 @@ import re
 import sqlite3
 import struct
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
@@ -63,8 +66,62 @@ _PACK = struct.Struct(">QQ").pack
 _VERSION = struct.Struct(">Qq").pack
 
 
+ChainedEvent = tuple[int, str, int, str, bytes]
+"""(position, originator id as 32 hex digits, version, topic, state as stored)."""
+
+
+class ChainSource(Protocol):
+    """A log with its chain, as `verify` and `chain_head` read it (read-only)."""
+
+    def chain_head(self) -> tuple[int, str]:
+        """The last position and its link (hex)."""
+
+    def chain_walk(self) -> AbstractContextManager[ChainWalk]:
+        """How many events, the events in position order, and the links in position order,
+        all from one snapshot of the log."""
+
+
+ChainWalk = tuple[int, Iterator[ChainedEvent], Iterator[tuple[int, bytes]]]
+
+
+class SQLiteChainFile:
+    """The chain of an events.sqlite3 file (a live store or a backup copy), read-only."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = path
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+
+    def chain_head(self) -> tuple[int, str]:
+        db = self._connect()
+        try:
+            row = db.execute("SELECT position, hash FROM event_chain ORDER BY position DESC LIMIT 1").fetchone()
+        finally:
+            db.close()
+        return (int(row[0]), bytes(row[1]).hex()) if row else (0, GENESIS.hex())
+
+    @contextmanager
+    def chain_walk(self) -> Iterator[ChainWalk]:
+        db = self._connect()  # one connection: both cursors read the same snapshot while either is open
+        try:
+            total = db.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0]
+            events = _rows(db, "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events ORDER BY rowid")
+            links = _rows(db, "SELECT position, hash FROM event_chain ORDER BY position")
+            yield total, events, ((position, bytes(digest)) for position, digest in links)
+        finally:
+            db.close()
+
+
 class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
     """eventsourcing's SQLite recorder, plus a chain link per inserted event (same transaction)."""
+
+    def chain_head(self) -> tuple[int, str]:
+        return SQLiteChainFile(self.datastore.pool.db_name).chain_head()
+
+    def chain_walk(self) -> AbstractContextManager[ChainWalk]:
+        """Through its own read-only connection, so a long walk holds none of the store's."""
+        return SQLiteChainFile(self.datastore.pool.db_name).chain_walk()
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *CHAIN_TABLES]
@@ -118,14 +175,13 @@ class Verification:
         return self.broken_at is None and not self.problem
 
 
-def chain_head(path: Any) -> tuple[int, str]:
+def chain_head(source: ChainSource | Path | str) -> tuple[int, str]:
     """The last position and its link: what `verify` must end at, and what an auditor writes down."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        row = db.execute("SELECT position, hash FROM event_chain ORDER BY position DESC LIMIT 1").fetchone()
-    finally:
-        db.close()
-    return (int(row[0]), bytes(row[1]).hex()) if row else (0, GENESIS.hex())
+    return _source(source).chain_head()
+
+
+def _source(source: ChainSource | Path | str) -> ChainSource:
+    return SQLiteChainFile(source) if isinstance(source, Path | str) else source
 
 
 def _rows(db: sqlite3.Connection, sql: str, batch: int = 10_000) -> Iterator[tuple]:
@@ -134,13 +190,12 @@ def _rows(db: sqlite3.Connection, sql: str, batch: int = 10_000) -> Iterator[tup
         yield from rows
 
 
-def verify(path: Any, *, expect_head: str | None = None, progress: Callable[[int], None] = lambda done: None) -> Verification:
-    """Walks the whole log in position order, recomputing every link (read-only)."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        total = db.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0]
-        events = _rows(db, "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events ORDER BY rowid")
-        links = _rows(db, "SELECT position, hash FROM event_chain ORDER BY position")
+def verify(
+    source: ChainSource | Path | str, *, expect_head: str | None = None, progress: Callable[[int], None] = lambda done: None
+) -> Verification:
+    """Walks the whole log in position order, recomputing every link (read-only). `source` is a
+    chained recorder (SQLite or PostgreSQL) or the path of an events.sqlite3 file (a backup)."""
+    with _source(source).chain_walk() as (total, events, links):
         previous, expected, count, seen_expected = GENESIS, 1, 0, expect_head is None
         for event in events:
             position = event[0]
@@ -150,11 +205,11 @@ def verify(path: Any, *, expect_head: str | None = None, progress: Callable[[int
             if stored is None or stored[0] != position:
                 return Verification(count, position - 1, previous.hex(), position, f"event {position} has no chain link")
             previous = link(previous, *event)
-            if previous != bytes(stored[1]):
+            if previous != stored[1]:
                 return Verification(
                     count,
                     position - 1,
-                    bytes(stored[1]).hex(),
+                    stored[1].hex(),
                     position,
                     f"event {position} does not match its chain link (changed, reordered or replaced)",
                 )
@@ -176,5 +231,3 @@ def verify(path: Any, *, expect_head: str | None = None, progress: Callable[[int
                 f"the expected head {expect_head} is not in the log: it was truncated or rewritten",
             )
         return Verification(count, expected - 1, previous.hex())
-    finally:
-        db.close()

@@ -21,7 +21,7 @@ from eventsourcing.persistence import TranscodingNotRegisteredError
 from eventsourcing.utils import resolve_topic
 
 from infrastructure.storage.event_encoding import _uuid_from_hex
-from infrastructure.storage.sealing import PERSONAL, KeyStore, open_personal_fields
+from infrastructure.storage.sealing import PERSONAL, DataKeys, open_personal_fields
 
 _decode_json = msgspec.json.Decoder().decode
 
@@ -29,13 +29,13 @@ _decode_json = msgspec.json.Decoder().decode
 class EventDecoder:
     """Decodes rows for one read (a replay): keys and ids are remembered for its length only."""
 
-    def __init__(self, keys: KeyStore | None) -> None:
+    def __init__(self, keys: DataKeys | None) -> None:
         self._keys = keys
         self._ciphers: dict[str, AESGCM | None] = {}
         self._uuids: dict[str, UUID] = {}
         self._classes: dict[str, tuple[type, int]] = {}
 
-    def decode(self, originator_id: str, version: int, topic: str, state: bytes) -> Any:
+    def decode(self, originator_id: str | UUID, version: int, topic: str, state: bytes) -> Any:
         known = self._classes.get(topic)
         if known is None:
             cls = resolve_topic(topic)
@@ -67,7 +67,9 @@ class EventDecoder:
         cipher = self._ciphers[subject] = self._keys.stored_cipher(subject)
         return cipher
 
-    def _uuid(self, text: str) -> UUID:
+    def _uuid(self, text: str | UUID) -> UUID:
+        if isinstance(text, UUID):  # PostgreSQL's uuid column
+            return text
         uuid = self._uuids.get(text)
         if uuid is None:
             uuid = self._uuids[text] = _uuid_from_hex(text)

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
@@ -93,6 +93,22 @@ def quoted_subjects(event: Any) -> list[str]:
 
 
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+class DataKeys(Protocol):
+    """The data keys of crypto-shredding: `KeyStore` (keys.sqlite3) or `PostgresKeyStore`."""
+
+    def cipher(self, subject: str, *, create: bool) -> AESGCM | None: ...
+
+    def stored_cipher(self, subject: str) -> AESGCM | None: ...
+
+    def destroy(self, person: str) -> None: ...
+
+    def expire(self, before_day: str, sessions: Iterable[str] | None = None, *, keep: Iterable[str] = ()) -> dict[str, int]: ...
+
+    def generation(self) -> int: ...
+
+    def forget(self) -> None: ...
 
 
 class KeyStore:
@@ -236,7 +252,7 @@ class SealingMapper(Mapper[UUID]):
     """eventsourcing's Mapper, sealing personal fields on the way in and opening them on the way
     out. `keys` is set by `open_event_store`."""
 
-    keys: KeyStore | None = None
+    keys: DataKeys | None = None
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         personal = PERSONAL.get(type(domain_event))

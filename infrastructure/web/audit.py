@@ -25,6 +25,7 @@ from application.session_timeline import Step
 from infrastructure.metrics import CHAIN_BROKEN, CHAIN_VERIFIED_AT
 from infrastructure.storage.audit_log import AuditLog
 from infrastructure.storage.event_chain import chain_head, verify
+from infrastructure.storage.event_store import chain_of
 from infrastructure.web.auth import Principal, auditors
 from infrastructure.web.edge_types import MAX_POSITION
 
@@ -162,14 +163,14 @@ class AuditController(Controller):
     @get("/chain", guards=[auditors])
     async def chain(self, request: Request[Principal, Any, Any]) -> ChainHead:
         """The hash chain's head: the last position and its link."""
-        position, digest = await anyio.to_thread.run_sync(chain_head, request.app.state.settings.event_store_path)
+        position, digest = await anyio.to_thread.run_sync(chain_head, chain_of(request.app.state.write.reader))
         return ChainHead(position, digest)
 
     @post("/verifications", guards=[auditors], status_code=202)
     async def start_verification(self, request: Request[Principal, Any, Any]) -> ChainVerification:
         """Walks the whole log in the background, recomputing every link (`chronicle audit verify`)."""
         verifications: ChainVerifications = request.app.state.verifications
-        return verifications.start(request.app.state.settings.event_store_path)
+        return verifications.start(chain_of(request.app.state.write.reader))
 
     @get("/verifications/latest", guards=[auditors])
     async def latest_verification(self, request: Request[Principal, Any, Any]) -> ChainVerification:

@@ -1,0 +1,181 @@
+"""The data keys of crypto-shredding in PostgreSQL (`CHRONICLE_DATABASE_URL`): the same tables
+and behaviour as `sealing.KeyStore`'s keys.sqlite3, in the database of the event log.
+
+A deleted row stays in the table's pages as a dead tuple until vacuum, and plain VACUUM only
+marks its space free (the bytes stay in the page until overwritten). So every destroy or expire
+ends with `VACUUM FULL data_keys`, which writes the live rows into new files and unlinks the old
+ones: nothing of a destroyed key can be read back through the database (not even with
+pageinspect). VACUUM FULL must keep a dead row that a transaction older than the delete could
+still see: it then says so, and the store logs a warning naming the table to vacuum again.
+What PostgreSQL keeps outside the table (WAL until recycled, WAL archives, base backups,
+replicas' WAL) is the operator's to bound: see ADR-039 and the README."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable
+
+import psycopg
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.persistence import OperationalError
+
+log = logging.getLogger(__name__)
+_KEPT = re.compile(r"(\d+) dead row versions cannot be removed yet")
+
+_SCHEMA_LOCK = 0x43485243  # the same advisory lock as the event log's schema creation
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS data_keys (subject text PRIMARY KEY, key bytea NOT NULL, person text NOT NULL, session text, day text)",
+    "CREATE INDEX IF NOT EXISTS data_keys_by_person ON data_keys (person)",
+    "CREATE INDEX IF NOT EXISTS data_keys_by_day ON data_keys (day, session)",
+    "CREATE TABLE IF NOT EXISTS erased_subjects (subject text PRIMARY KEY, at double precision NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS key_generation (id integer PRIMARY KEY CHECK (id = 1), value bigint NOT NULL)",
+    "INSERT INTO key_generation VALUES (1, 0) ON CONFLICT DO NOTHING",
+)
+
+
+class PostgresKeyStore:
+    """Data keys by subject, in PostgreSQL; the interface of `sealing.KeyStore`."""
+
+    _open: dict[str, PostgresKeyStore] = {}
+    _opening = threading.Lock()
+    TTL = 5.0
+    """Another process may destroy keys: a cached key is trusted this many seconds at most."""
+
+    def __init__(self, database_url: str) -> None:
+        self._url = database_url
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[AESGCM | None, float]] = {}
+        self._notices: list[str] = []
+        self._db = self._connect()
+        with self._db.transaction():
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+
+    def _connect(self) -> psycopg.Connection[tuple]:
+        try:
+            db = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as error:
+            raise OperationalError(error) from error
+        db.add_notice_handler(lambda notice: self._notices.append(f"{notice.message_primary} {notice.message_detail}"))
+        return db
+
+    @classmethod
+    def at(cls, database_url: str) -> PostgresKeyStore:
+        """One store per database and process, shared by every mapper (so `forget` reaches all)."""
+        with cls._opening:
+            store = cls._open.get(database_url)
+            if store is None or store._db.closed:
+                store = cls._open[database_url] = cls(database_url)
+            return store
+
+    def _connection(self) -> psycopg.Connection[tuple]:
+        """The store's connection, opened again if it was lost (a restarted server)."""
+        if self._db.broken or self._db.closed:
+            self._db = self._connect()
+        return self._db
+
+    def stored_cipher(self, subject: str) -> AESGCM | None:
+        """The key of a subject as the database holds it now, past this process's cache."""
+        with self._lock:
+            try:
+                row = self._connection().execute("SELECT key FROM data_keys WHERE subject=%s", (subject,)).fetchone()
+            except psycopg.OperationalError as error:
+                raise OperationalError(error) from error
+        return AESGCM(bytes(row[0])) if row else None
+
+    def cipher(self, subject: str, *, create: bool) -> AESGCM | None:
+        """The key of a subject: `person` or `person.session.day`. A storage fault is raised as
+        eventsourcing's `OperationalError`, as the event store raises its own."""
+        entry = self._cache.get(subject)
+        if entry is not None and entry[1] > time.monotonic() and (entry[0] is not None or not create):
+            return entry[0]
+        person, _, rest = subject.partition(".")
+        with self._lock:
+            try:
+                db = self._connection()
+                row = db.execute("SELECT key FROM data_keys WHERE subject=%s", (subject,)).fetchone()
+                if row is None and create:
+                    if db.execute("SELECT 1 FROM erased_subjects WHERE subject=%s", (person,)).fetchone():
+                        return None
+                    session, _, day = rest.partition(".")
+                    db.execute(
+                        "INSERT INTO data_keys VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        (subject, AESGCM.generate_key(256), person, session or None, day or None),
+                    )
+                    row = db.execute("SELECT key FROM data_keys WHERE subject=%s", (subject,)).fetchone()
+            except psycopg.OperationalError as error:
+                raise OperationalError(error) from error
+            cipher = AESGCM(bytes(row[0])) if row else None
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[subject] = (cipher, time.monotonic() + self.TTL)
+            return cipher
+
+    def destroy(self, person: str) -> None:
+        """Every key of the person, scrubbed from the table's files; no new key is ever made for them."""
+        with self._lock:
+            db = self._connection()
+            with db.transaction():
+                db.execute("DELETE FROM data_keys WHERE person=%s", (person,))
+                db.execute("INSERT INTO erased_subjects VALUES (%s, extract(epoch from now())) ON CONFLICT DO NOTHING", (person,))
+                db.execute("UPDATE key_generation SET value = value + 1")
+            self._cache.clear()
+            self._scrub(db)
+
+    def expire(self, before_day: str, sessions: Iterable[str] | None = None, *, keep: Iterable[str] = ()) -> dict[str, int]:
+        """Destroys message keys of days before `before_day`, in `sessions` (all sessions when
+        None, except those in `keep`); returns how many per session."""
+        with self._lock:
+            db = self._connection()
+            with db.transaction():
+                if sessions is None:
+                    kept = set(keep)
+                    found = db.execute(
+                        "SELECT session, COUNT(*) FROM data_keys WHERE day < %s AND session IS NOT NULL GROUP BY session", (before_day,)
+                    ).fetchall()
+                    rows = [(r[0], int(r[1])) for r in found if r[0] not in kept]
+                else:
+                    rows = []
+                    for session in sessions:
+                        count = db.execute(
+                            "SELECT COUNT(*) FROM data_keys WHERE day < %s AND session = %s", (before_day, session)
+                        ).fetchone()
+                        if count and count[0]:
+                            rows.append((session, int(count[0])))
+                for session, _ in rows:
+                    db.execute("DELETE FROM data_keys WHERE day < %s AND session = %s", (before_day, session))
+                if rows:
+                    db.execute("UPDATE key_generation SET value = value + 1")
+            if rows:
+                self._cache.clear()
+                self._scrub(db)
+            return dict(rows)
+
+    def _scrub(self, db: psycopg.Connection[tuple]) -> None:
+        """Rewrites the key table without its deleted rows (outside any transaction: autocommit)."""
+        self._notices.clear()
+        db.execute("VACUUM (FULL, VERBOSE) data_keys")
+        kept = [found.group(0) for notice in self._notices if (found := _KEPT.search(notice)) and found.group(1) != "0"]
+        if kept:
+            log.warning(
+                "destroyed data keys may stay in data_keys' files while an older transaction is open: "
+                "run VACUUM FULL data_keys once it has ended (%s)",
+                "; ".join(kept),
+            )
+
+    def generation(self) -> int:
+        """Goes up whenever keys are destroyed (by any process)."""
+        with self._lock:
+            row = self._connection().execute("SELECT value FROM key_generation").fetchone()
+            return int(row[0]) if row else 0
+
+    def forget(self) -> None:
+        """Drops every cached key (another process destroyed some)."""
+        self._cache.clear()
+
+    def close(self) -> None:
+        self._db.close()
