@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import sys
 import time
 from datetime import UTC
@@ -152,11 +153,22 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
         forwarded_allow_ips=list(app.state.settings.trusted_proxies) or None,
     )
     logging.getLogger("uvicorn.error").addFilter(_redact_tokens)
+    signal.signal(signal.SIGTERM, _flush_logs_then_terminate)  # uvicorn raises SIGTERM again once it has shut down
     try:
         uvicorn.Server(config).run()
     finally:
         if tracing is not None:
             tracing.shutdown()  # flushes the last spans
+
+
+def _flush_logs_then_terminate(number: int, frame: object) -> None:
+    """After a graceful shutdown uvicorn raises the signal that asked for it again, to end with
+    it; the lines still queued for standard error are written first (`atexit` would not run)."""
+    from infrastructure.structured_logs import flush_logs
+
+    flush_logs()
+    signal.signal(number, signal.SIG_DFL)
+    signal.raise_signal(number)
 
 
 _TOKEN = re.compile(r"(token=)[^&\s\"]+")
