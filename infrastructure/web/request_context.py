@@ -28,11 +28,11 @@ log = structlog.stdlib.get_logger("chronicle.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 CORRELATION_ID = "correlation_id"
+"""The key under which the correlation id is kept in the connection's state."""
 SERVER_SEND = "server_send"
 """The scope-state key under which a WebSocket handler finds the `send` that reached this
 middleware: the ASGI server's own, since Litestar wraps it only when it has `before_send` hooks.
 Streams send their frames through it and skip the wrappers inside (see `streams.FrameSender`)."""
-"""The key under which the correlation id is kept in the connection's state."""
 
 
 def correlation_id_of(scope: Scope) -> str | None:

@@ -98,10 +98,10 @@ class FrameSender:
 
     A frame is JSON-encoded once, by its projector; every subscriber gets the same bytes,
     decoded to the `str` that ASGI asks for text messages (≈ 0.1 µs for a frame). Litestar's
-    `send_data` and the middleware wrappers around its `send` (exception handling, request
-    context) did nothing for a WebSocket frame but cost a coroutine each, per frame and
-    subscriber; this skips them. A closed connection raises the server's disconnect error (an
-    `OSError`)."""
+    `send_data` and the wrappers around its `send` (the WebSocket's state check, two exception
+    middlewares, the request context) do nothing for a frame but cost a coroutine each, per frame
+    and subscriber; this skips them (ADR-035). A closed connection raises the server's disconnect
+    error (an `OSError`)."""
 
     def __init__(self, socket: WebSocket[Any, Any, Any]) -> None:
         self._send = socket.scope["state"][SERVER_SEND]
