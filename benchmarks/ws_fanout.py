@@ -5,7 +5,10 @@ and the server's memory.
 
     python -m benchmarks.ws_fanout --subscribers 500 --sessions 50 --rate 1000 --seconds 30
 
-Loopback only; the posting loop is bounded by count and time.
+The assistant follows its default rule (it answers questions; the posts are not questions), so
+every frame counted is a post's. `--profile FILE` runs the server under cProfile and writes its
+statistics to FILE when the server stops (the profiler slows the server: use it for where the
+time goes, not for rates). Loopback only; the posting loop is bounded by count and time.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -55,6 +60,8 @@ class FanoutResult:
     projection_lag_p99_ms: float | None
     server_rss_mb: float
     server_cpu_seconds: float
+    server_cpu_us_per_frame: float
+    """Server CPU (all its processes) during posting, per frame delivered: posts included."""
 
 
 async def _run(url: str, subscribers: int, sessions: int, rate: float, seconds: float, cpu: Callable[[], float] = lambda: 0.0) -> dict:
@@ -148,14 +155,21 @@ async def _run(url: str, subscribers: int, sessions: int, rate: float, seconds: 
     }
 
 
-def run(subscribers: int, sessions: int, rate: float, seconds: float) -> FanoutResult:
+def run(subscribers: int, sessions: int, rate: float, seconds: float, profile: Path | None = None) -> FanoutResult:
+    launcher = (sys.executable, "-m", "cProfile", "-o", str(profile.resolve())) if profile else ()
+    env = {"CHRONICLE_RATE_LIMIT_POSTS": "0", "CHRONICLE_RATE_LIMIT_LOGIN": "0", "CHRONICLE_ASSISTANT_ANSWERS": ""}
     with tempfile.TemporaryDirectory(prefix="chronicle-ws-") as tmp:
-        server = Server(Path(tmp), env={"CHRONICLE_RATE_LIMIT_POSTS": "0", "CHRONICLE_RATE_LIMIT_LOGIN": "0"}).start()
+        server = Server(Path(tmp), env=env, launcher=launcher).start()
         try:
             pid = server.process.pid
             raw = asyncio.run(_run(server.url, subscribers, sessions, rate, seconds, lambda: _proc_stat(pid)[1]))
             rss, _ = _proc_stat(pid)
         finally:
+            if profile and server.process is not None:
+                # uvicorn re-raises the signal it stopped on: SIGTERM would kill the profiler
+                # before it writes, SIGINT unwinds through it.
+                server.process.send_signal(signal.SIGINT)
+                server.process.wait(60)
             server.stop()
     delays = raw["delays"]
     return FanoutResult(
@@ -176,6 +190,7 @@ def run(subscribers: int, sessions: int, rate: float, seconds: float) -> FanoutR
         *raw["lag"],
         round(rss, 1),
         round(raw["cpu"], 2),
+        round(raw["cpu"] / raw["delivered"] * 1e6, 1) if raw["delivered"] else float("nan"),
     )
 
 
@@ -186,17 +201,18 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="posts per second, all sessions together")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--profile", type=Path, help="run the server under cProfile; its statistics go to this file")
     args = parser.parse_args()
-    result = run(args.subscribers, args.sessions, args.rate, args.seconds)
+    result = run(args.subscribers, args.sessions, args.rate, args.seconds, args.profile)
     print(
-        "| subscribers | sessions | posts/s (target) | frames delivered/s | lost | duplicated | delivery p50 ms | p99 ms | max ms | projection lag p50 / p99 ms (≤ bucket) | server RSS MB | server CPU s |"  # noqa: E501 - one Markdown table header
+        "| subscribers | sessions | posts/s (target) | frames delivered/s | lost | duplicated | delivery p50 ms | p99 ms | max ms | projection lag p50 / p99 ms (≤ bucket) | server RSS MB | server CPU s | server CPU µs per frame |"  # noqa: E501 - one Markdown table header
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(
         f"| {result.subscribers} | {result.sessions} | {result.posts_per_second:,.0f} ({result.target_rate:,.0f}) | "
         f"{result.frames_per_second:,.0f} | {result.frames_lost} | {result.frames_duplicated} | {result.delivery_p50_ms} | "
         f"{result.delivery_p99_ms} | {result.delivery_max_ms} | {result.projection_lag_p50_ms} / {result.projection_lag_p99_ms} | "
-        f"{result.server_rss_mb} | {result.server_cpu_seconds} |"
+        f"{result.server_rss_mb} | {result.server_cpu_seconds} | {result.server_cpu_us_per_frame} |"
     )
     save_json(args.json, asdict(result))
 

@@ -130,7 +130,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         plugins=[channels, *request_tracing(settings)],
         exception_handlers=exception_handlers,
-        before_send=[AllowedMethods()],
         before_request=StrictJsonBodies(),
         openapi_config=OpenAPIConfig(
             title="Chronicle",
@@ -142,6 +141,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
     )
     complete_openapi(app, auth.exclude if isinstance(auth.exclude, list) else [auth.exclude or ""])
+    app.asgi_handler = AllowedMethods(app.asgi_handler)
     return request_context.attach(app, settings.access_log)
 
 

@@ -29,6 +29,10 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 CORRELATION_ID = "correlation_id"
 """The key under which the correlation id is kept in the connection's state."""
+SERVER_SEND = "server_send"
+"""The scope-state key under which a WebSocket handler finds the `send` that reached this
+middleware: the ASGI server's own, since Litestar wraps it only when it has `before_send` hooks.
+Streams send their frames through it and skip the wrappers inside (see `streams.FrameSender`)."""
 
 
 def correlation_id_of(scope: Scope) -> str | None:
@@ -82,6 +86,8 @@ class RequestContext:
             await _refuse(correlation_id, send)
             return
         scope["state"][CORRELATION_ID] = correlation_id  # type: ignore[index]
+        if scope["type"] == "websocket":
+            scope["state"][SERVER_SEND] = send  # type: ignore[index]
         echoed = (b"x-request-id", correlation_id.encode())
         structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
         started = perf_counter()

@@ -36,8 +36,17 @@ def cli(data_dir: Path, *args: str, input: str | None = None, env: dict[str, str
 
 
 class Server:
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, log_dir: Path | None = None, log_level: str = "warning") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+        log_level: str = "warning",
+        launcher: tuple[str, ...] = (),
+    ) -> None:
+        """`launcher` runs the `chronicle` script under another program (e.g. a profiler)."""
         self.data_dir = data_dir
+        self.launcher = launcher
         self.log_level = log_level
         self.log_dir = log_dir or data_dir
         # The assistant answers every message on test servers (`all`), so that tests of reply
@@ -62,7 +71,7 @@ class Server:
     def start(self) -> Server:
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [CHRONICLE, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "--log-level", self.log_level],
+            [*self.launcher, CHRONICLE, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "--log-level", self.log_level],
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,

@@ -186,3 +186,14 @@ def test_options_on_every_route_is_answered_without_a_server_error(server):
     ):
         response = httpx.options(f"{server.url}{path}")
         assert response.status_code < 500, (path, response.status_code, response.text)
+
+
+def test_options_lists_every_method_of_the_path(server):
+    """Litestar 2 names only the first handler's methods (litestar#4169); `AllowedMethods`
+    corrects `Allow` from the final route table."""
+    import httpx
+
+    response = httpx.options(f"{server.url}/api/sessions")
+    assert response.status_code == 204, response.text
+    allowed = {method.strip() for method in response.headers["allow"].split(",")}
+    assert {"GET", "POST", "OPTIONS"} <= allowed, allowed

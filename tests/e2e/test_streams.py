@@ -143,6 +143,41 @@ def test_a_removed_member_is_closed_with_4403(server, room):
         assert close_code(ws) == 4403
 
 
+def received_until_closed(ws, timeout: float = 20) -> tuple[list[dict], int]:
+    """Every frame until the server closes, and its close code."""
+    got: list[dict] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            got.append(json.loads(ws.recv(timeout=timeout)))
+    except ConnectionClosed as closed:
+        return got, closed.rcvd.code if closed.rcvd else -1
+    raise AssertionError("the server did not close the stream")
+
+
+def test_a_removed_member_gets_nothing_sent_to_the_others_after_removal(server, room, new_user):
+    """Frames go out to many subscribers from one encoding; each is still authorized for each
+    subscriber: the removed member's stream ends at its removal while the others get the posts."""
+    ann, bob, bob_user, sid = room
+    carol, carol_user = new_user("carol")
+    ann.post(f"/api/sessions/{sid}/members", {"user_id": carol_user["id"]})
+    head = ann.head()
+    with (
+        connect(ws_url(server, f"/api/sessions/{sid}/stream", bob.token, head)) as bobs,
+        connect(ws_url(server, f"/api/sessions/{sid}/stream", carol.token, head)) as carols,
+    ):
+        before = ann.post(f"/api/sessions/{sid}/messages", {"content": "before"}).json()
+        assert frames(bobs, 1)[0]["position"] == before["position"]
+        ann.delete(f"/api/sessions/{sid}/members/{bob_user['id']}")
+        after = [ann.post(f"/api/sessions/{sid}/messages", {"content": f"after {n}"}).json() for n in range(5)]
+        seen_by_carol = frames(carols, 7)
+        seen_by_bob, code = received_until_closed(bobs)
+    assert [f["type"] for f in seen_by_carol] == ["message.posted", "member.removed", *["message.posted"] * 5]
+    assert [f["position"] for f in seen_by_carol[2:]] == [a["position"] for a in after]
+    assert [f["type"] for f in seen_by_bob] == ["member.removed"]
+    assert code == 4403
+
+
 def test_the_user_stream_shows_new_sessions_and_invitations(server, new_user):
     ann, _ = new_user("ann")
     bob, bob_user = new_user("bob")
