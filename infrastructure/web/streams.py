@@ -100,7 +100,7 @@ class FrameSender:
     decoded to the `str` that ASGI asks for text messages (≈ 0.1 µs for a frame). Litestar's
     `send_data` and the wrappers around its `send` (the WebSocket's state check, two exception
     middlewares, the request context) do nothing for a frame but cost a coroutine each, per frame
-    and subscriber; this skips them (ADR-035). A closed connection raises the server's disconnect
+    and subscriber; this skips them (ADR-040). A closed connection raises the server's disconnect
     error (an `OSError`)."""
 
     def __init__(self, socket: WebSocket[Any, Any, Any]) -> None:
