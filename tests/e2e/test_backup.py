@@ -74,6 +74,7 @@ def test_a_backup_under_load_keeps_every_message_acknowledged_before_it_started(
         acked: list[tuple[str, int, str]] = []
         lock = threading.Lock()
         stop = threading.Event()
+        going = threading.Event()  # set once 50 posts are acknowledged
 
         def load() -> None:
             """About 50 posts a second, each recorded once the server has acknowledged it."""
@@ -87,16 +88,15 @@ def test_a_backup_under_load_keeps_every_message_acknowledged_before_it_started(
                 if response.status_code == 201:
                     with lock:
                         acked.append((response.json()["id"], response.json()["position"], content))
+                        if len(acked) >= 50:
+                            going.set()
                 n += 1
 
         loader = threading.Thread(target=load)
         load_began = time.monotonic()
         loader.start()
         try:
-            deadline = time.monotonic() + 30
-            while len(acked) < 50:
-                assert time.monotonic() < deadline, f"the load did not get going ({len(acked)} acknowledged)"
-                time.sleep(0.05)
+            assert going.wait(30), f"the load did not get going ({len(acked)} acknowledged)"
             with lock:
                 before = list(acked)
             started = time.monotonic()

@@ -3,28 +3,17 @@ the text of a completed markdown or text conversion is indexed in passages (read
 output blob), other targets are not, a newer conversion replaces the passages, deletion and
 the owner's erasure remove them, a vanished blob indexes nothing; replay and rebuild stability."""
 
-import pytest
-
 from application.documents import DeleteDocument
 from projections.document_search import PASSAGE_CHARS, DocumentSearchProjector
 from tests.projections.projection_log import (
-    ChatLog,
-    Projected,
     assert_rebuild_gives_the_same_rows,
     assert_replay_changes_nothing,
 )
 
 
-@pytest.fixture
-def log(write_side):
-    return ChatLog(write_side)
-
-
-@pytest.fixture
-def projected(write_side, tmp_path):
-    projected = Projected(write_side, DocumentSearchProjector(write_side.blobs.read_text), tmp_path / "read.sqlite3")
-    yield projected
-    projected.close()
+def projector(write_side):
+    """The projector under test (the `projected` fixture in conftest.py builds it)."""
+    return DocumentSearchProjector(write_side.blobs.read_text)
 
 
 def found(projected, word):

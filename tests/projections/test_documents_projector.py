@@ -2,28 +2,17 @@
 uploads, attaching and detaching, conversions through their statuses, deletion and erasure
 removing every reference to the bytes; replay and rebuild stability."""
 
-import pytest
-
 from application.documents import AttachDocument, DeleteDocument, DetachDocument, RetryConversion
 from projections.documents import DocumentsProjector, failed_conversions, referenced
 from tests.projections.projection_log import (
-    ChatLog,
-    Projected,
     assert_rebuild_gives_the_same_rows,
     assert_replay_changes_nothing,
 )
 
 
-@pytest.fixture
-def log(write_side):
-    return ChatLog(write_side)
-
-
-@pytest.fixture
-def projected(write_side, tmp_path):
-    projected = Projected(write_side, DocumentsProjector(), tmp_path / "read.sqlite3")
-    yield projected
-    projected.close()
+def projector(write_side):
+    """The projector under test (the `projected` fixture in conftest.py builds it)."""
+    return DocumentsProjector()
 
 
 def referenced_blobs(projected):

@@ -1,27 +1,16 @@
 """The session members projector (`session_members`): the owner from the start, members added
 and removed (and added again), read markers per member; replay and rebuild stability."""
 
-import pytest
-
 from projections.members import SessionMembersProjector
 from tests.projections.projection_log import (
-    ChatLog,
-    Projected,
     assert_rebuild_gives_the_same_rows,
     assert_replay_changes_nothing,
 )
 
 
-@pytest.fixture
-def log(write_side):
-    return ChatLog(write_side)
-
-
-@pytest.fixture
-def projected(write_side, tmp_path):
-    projected = Projected(write_side, SessionMembersProjector(), tmp_path / "read.sqlite3")
-    yield projected
-    projected.close()
+def projector(write_side):
+    """The projector under test (the `projected` fixture in conftest.py builds it)."""
+    return SessionMembersProjector()
 
 
 def members(projected, session):

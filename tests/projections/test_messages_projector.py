@@ -2,29 +2,18 @@
 deletion clearing every version's content, assistant replies as messages, erasure after a
 rebuild, replay and rebuild stability. Events come from real commands; rows from a real read store."""
 
-import pytest
-
 from application.assistant import RecordReply
 from domain.user import ERASED
 from projections.messages import SessionMessagesProjector
 from tests.projections.projection_log import (
-    ChatLog,
-    Projected,
     assert_rebuild_gives_the_same_rows,
     assert_replay_changes_nothing,
 )
 
 
-@pytest.fixture
-def log(write_side):
-    return ChatLog(write_side)
-
-
-@pytest.fixture
-def projected(write_side, tmp_path):
-    projected = Projected(write_side, SessionMessagesProjector(), tmp_path / "read.sqlite3")
-    yield projected
-    projected.close()
+def projector(write_side):
+    """The projector under test (the `projected` fixture in conftest.py builds it)."""
+    return SessionMessagesProjector()
 
 
 def messages(projected):

@@ -3,30 +3,21 @@ found by its words, an edit replaces them, a deletion removes them, assistant re
 indexed, search respects membership; erasure after a rebuild; replay and rebuild stability."""
 
 import anyio
-import pytest
 
 from application.chat import PostMessage
 from infrastructure.storage.read_store import AioSQLiteReadConnection
 from projections.members import SessionMembersProjector
 from projections.search import SearchIndexProjector, search_visible_messages
 from tests.projections.projection_log import (
-    ChatLog,
     Projected,
     assert_rebuild_gives_the_same_rows,
     assert_replay_changes_nothing,
 )
 
 
-@pytest.fixture
-def log(write_side):
-    return ChatLog(write_side)
-
-
-@pytest.fixture
-def projected(write_side, tmp_path):
-    projected = Projected(write_side, SearchIndexProjector(), tmp_path / "read.sqlite3")
-    yield projected
-    projected.close()
+def projector(write_side):
+    """The projector under test (the `projected` fixture in conftest.py builds it)."""
+    return SearchIndexProjector()
 
 
 def found(projected, word):

@@ -4,30 +4,19 @@ frame with its version; a deletion is a frame of its own and takes the content o
 earlier frames; replies, documents and session changes; erasure after a rebuild; replay and
 rebuild stability. Shared session-change frames (projections/session_changes.py) are checked here."""
 
-import pytest
-
 from application.assistant import RecordReply, RecordReplyFailure
 from domain.user import ERASED
 from projections.frames import decode_frame, frame_position, session_channel
 from projections.session_feed import SessionFeedProjector
 from tests.projections.projection_log import (
-    ChatLog,
-    Projected,
     assert_rebuild_gives_the_same_rows,
     assert_replay_changes_nothing,
 )
 
 
-@pytest.fixture
-def log(write_side):
-    return ChatLog(write_side)
-
-
-@pytest.fixture
-def projected(write_side, tmp_path):
-    projected = Projected(write_side, SessionFeedProjector(), tmp_path / "read.sqlite3")
-    yield projected
-    projected.close()
+def projector(write_side):
+    """The projector under test (the `projected` fixture in conftest.py builds it)."""
+    return SessionFeedProjector()
 
 
 def frames(projected, session):

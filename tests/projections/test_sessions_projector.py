@@ -2,29 +2,18 @@
 renames, assistant setting, archiving, the message count and last-message preview through
 posts, edits and deletions, retention settings and expiries; replay and rebuild stability."""
 
-import pytest
-
 from application.chat import ExpireContent, SetRetention, UpdateSession
 from domain.user import ERASED
 from projections.sessions import PREVIEW_LENGTH, SessionsProjector, retention_overrides
 from tests.projections.projection_log import (
-    ChatLog,
-    Projected,
     assert_rebuild_gives_the_same_rows,
     assert_replay_changes_nothing,
 )
 
 
-@pytest.fixture
-def log(write_side):
-    return ChatLog(write_side)
-
-
-@pytest.fixture
-def projected(write_side, tmp_path):
-    projected = Projected(write_side, SessionsProjector(), tmp_path / "read.sqlite3")
-    yield projected
-    projected.close()
+def projector(write_side):
+    """The projector under test (the `projected` fixture in conftest.py builds it)."""
+    return SessionsProjector()
 
 
 def session_row(projected, session):

@@ -3,30 +3,19 @@ session changes of the sessions they are in (a removed member gets their removal
 nothing), a reader alone gets their read marker, an owner gets their documents and the
 progress of their conversions; replay and rebuild stability."""
 
-import pytest
-
 from application.documents import DeleteDocument
 from domain.user import ERASED
 from projections.frames import decode_frame, user_channel
 from projections.user_feed import UserFeedProjector
 from tests.projections.projection_log import (
-    ChatLog,
-    Projected,
     assert_rebuild_gives_the_same_rows,
     assert_replay_changes_nothing,
 )
 
 
-@pytest.fixture
-def log(write_side):
-    return ChatLog(write_side)
-
-
-@pytest.fixture
-def projected(write_side, tmp_path):
-    projected = Projected(write_side, UserFeedProjector(), tmp_path / "read.sqlite3")
-    yield projected
-    projected.close()
+def projector(write_side):
+    """The projector under test (the `projected` fixture in conftest.py builds it)."""
+    return UserFeedProjector()
 
 
 def kinds(projected, user):

@@ -2,29 +2,18 @@
 revocations (each bumps the token generation and is announced on the principals channel),
 disabling and enabling, quotas, erasure; replay and rebuild stability."""
 
-import pytest
-
 from application.accounts import ChangePassword, ChangeUserRole, DisableUser, EnableUser, SetQuotas, SignOut
 from domain.user import ERASED
 from projections.users import PRINCIPALS_CHANNEL, UsersProjector
 from tests.projections.projection_log import (
-    ChatLog,
-    Projected,
     assert_rebuild_gives_the_same_rows,
     assert_replay_changes_nothing,
 )
 
 
-@pytest.fixture
-def log(write_side):
-    return ChatLog(write_side)
-
-
-@pytest.fixture
-def projected(write_side, tmp_path):
-    projected = Projected(write_side, UsersProjector(), tmp_path / "read.sqlite3")
-    yield projected
-    projected.close()
+def projector(write_side):
+    """The projector under test (the `projected` fixture in conftest.py builds it)."""
+    return UsersProjector()
 
 
 def user_row(projected, user):
