@@ -11,6 +11,7 @@ one access line per HTTP request when `CHRONICLE_ACCESS_LOG` is on: method, rout
 
 from __future__ import annotations
 
+import logging
 import re
 from time import perf_counter
 from typing import Any
@@ -22,6 +23,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from opentelemetry import trace
 
 from domain.identity import new_id
+from infrastructure.tracing import tracing_installed
 
 log = structlog.stdlib.get_logger("chronicle.access")
 
@@ -107,7 +109,7 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             structlog.contextvars.unbind_contextvars("correlation_id")
-            if self.access_log and scope["type"] == "http":
+            if self.access_log and scope["type"] == "http" and log.is_enabled_for(logging.INFO):
                 user = scope.get("user")
                 log.info(
                     "request",
@@ -125,6 +127,8 @@ class RequestContext:
 def _name_span(scope: Scope, correlation_id: str, facts: dict[str, Any]) -> None:
     """Names the request's span after its route template (known only once routed), and links
     it to the correlation id; remembers its trace id for the access line."""
+    if not tracing_installed():
+        return
     span = trace.get_current_span()
     if not span.is_recording():
         return
