@@ -66,3 +66,11 @@ def test_the_storage_ceiling_appends_durably():
 
     run = sqlite_appends(0.5)
     assert run.requests > 0 and run.target == "raw SQLite append (FULL)"
+
+
+def test_the_conditional_get_benchmark_answers_304_and_200_without_errors():
+    from benchmarks.http_cache import run
+
+    result = run(messages=50, clients=10 if FULL else 4, seconds=5 if FULL else 1, rounds=3 if FULL else 1)
+    assert result["errors"] == 0 and result["page_bytes"] > 0
+    assert all(rate > 0 for rate in result["median_requests_per_s"].values())
