@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from benchmarks.load import percentile
+from benchmarks.load import _proc_stat, percentile
 from benchmarks.report import save_json
 from tests.e2e.server import Server, free_port
 
@@ -66,6 +66,7 @@ end
         raise RuntimeError(f"wrk gave no result: {out}")
     requests, errors, duration_us, p50, p99 = next(r for r in out.splitlines() if r.startswith("RESULT")).split()[1:]
     return {
+        "requests": int(requests) - int(errors),
         "requests_per_s": (int(requests) - int(errors)) / (int(duration_us) / 1e6),
         "errors": int(errors),
         "p50_ms": float(p50) / 1000,
@@ -94,16 +95,29 @@ async def _aiohttp(url: str, headers: dict[str, str], clients: int, seconds: flo
         await asyncio.gather(*(client() for _ in range(clients)))
         elapsed = time.perf_counter() - started
     ms = [x * 1000 for x in latencies]
-    return {"requests_per_s": len(ms) / elapsed, "errors": errors, "p50_ms": percentile(ms, 0.5), "p99_ms": percentile(ms, 0.99)}
+    return {
+        "requests": len(ms),
+        "requests_per_s": len(ms) / elapsed,
+        "errors": errors,
+        "p50_ms": percentile(ms, 0.5),
+        "p99_ms": percentile(ms, 0.99),
+    }
 
 
-def _measure(url: str, headers: dict[str, str], clients: int, seconds: float, expect: int) -> dict[str, float]:
-    """One round against `url`; the status is checked once first (wrk counts only >= 400 as errors)."""
+def _measure(url: str, headers: dict[str, str], clients: int, seconds: float, expect: int, pid: int) -> dict[str, float]:
+    """One round against `url`; the status is checked once first (wrk counts only >= 400 as errors).
+    Besides the rate: the server's CPU time per request (its process and children), which a loaded
+    host disturbs far less than the rate."""
     status = httpx.get(url, headers=headers, timeout=30).status_code
     assert status == expect, f"{url} answered {status}, not {expect}"
+    _, cpu_before = _proc_stat(pid)
     if shutil.which("wrk"):
-        return _wrk(url, headers, clients, seconds)
-    return asyncio.run(_aiohttp(url, headers, clients, seconds, expect))
+        result = _wrk(url, headers, clients, seconds)
+    else:
+        result = asyncio.run(_aiohttp(url, headers, clients, seconds, expect))
+    _, cpu_after = _proc_stat(pid)
+    result["server_cpu_us_per_request"] = (cpu_after - cpu_before) * 1e6 / max(1, result["requests"])
+    return result
 
 
 def _trivial_app() -> tuple[subprocess.Popen[bytes], str]:
@@ -125,9 +139,27 @@ def _trivial_app() -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.1)
 
 
+def _started(server: Server, patience: float = 120) -> Server:
+    """`Server.start` waits 30 s for health; on a host this loaded the imports alone may take longer."""
+    try:
+        return server.start()
+    except RuntimeError:
+        if server.process is None or server.process.poll() is not None:
+            raise
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.2)
+    server.stop()
+    raise RuntimeError("the server did not become healthy")
+
+
 def run(messages: int = 50, clients: int = 10, seconds: float = 5, rounds: int = 3) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp), env={"CHRONICLE_READ_WAIT": "60"}).start()
+        server = _started(Server(Path(tmp), env={"CHRONICLE_READ_WAIT": "60"}))
         trivial, trivial_url = _trivial_app()
         try:
             api, _ = server.client().signup("bench@example.org")
@@ -142,23 +174,26 @@ def run(messages: int = 50, clients: int = 10, seconds: float = 5, rounds: int =
             assert full.status_code == 200 and len(full.json()["items"]) == min(50, messages), full.text
             page_tag = full.headers["etag"]
             list_tag = api.get("/api/sessions", params={"after_position": last}).headers["etag"]
+            assert server.process is not None
+            chronicle = server.process.pid
             scenarios = {
-                "full": (page_url, auth, 200),
-                "not_modified": (page_url, {**auth, "If-None-Match": page_tag}, 304),
-                "sessions_full": (list_url, auth, 200),
-                "sessions_not_modified": (list_url, {**auth, "If-None-Match": list_tag}, 304),
-                "trivial": (f"{trivial_url}/api/trivial", {}, 200),
+                "full": (page_url, auth, 200, chronicle),
+                "not_modified": (page_url, {**auth, "If-None-Match": page_tag}, 304, chronicle),
+                "sessions_full": (list_url, auth, 200, chronicle),
+                "sessions_not_modified": (list_url, {**auth, "If-None-Match": list_tag}, 304, chronicle),
+                "trivial": (f"{trivial_url}/api/trivial", {}, 200, trivial.pid),
             }
             results: dict[str, list[dict[str, float]]] = {name: [] for name in scenarios}
             for _ in range(rounds):
-                for name, (url, headers, expect) in scenarios.items():
-                    results[name].append(_measure(url, headers, clients, seconds, expect))
+                for name, (url, headers, expect, pid) in scenarios.items():
+                    results[name].append(_measure(url, headers, clients, seconds, expect, pid))
             page_bytes = len(full.content)
         finally:
             trivial.terminate()
             trivial.wait(10)
             server.stop()
     median = {name: statistics.median(r["requests_per_s"] for r in runs) for name, runs in results.items()}
+    cpu = {name: statistics.median(r["server_cpu_us_per_request"] for r in runs) for name, runs in results.items()}
     return {
         "messages_per_page": min(50, messages),
         "page_bytes": page_bytes,
@@ -169,6 +204,12 @@ def run(messages: int = 50, clients: int = 10, seconds: float = 5, rounds: int =
         "load_average": os.getloadavg()[0],
         "runs": results,
         "median_requests_per_s": median,
+        "median_server_cpu_us_per_request": cpu,
+        "cpu_ratios": {
+            "not_modified_to_full": cpu["not_modified"] / cpu["full"],
+            "not_modified_to_trivial": cpu["not_modified"] / cpu["trivial"],
+            "sessions_not_modified_to_full": cpu["sessions_not_modified"] / cpu["sessions_full"],
+        },
         "ratios": {
             "not_modified_to_full": median["not_modified"] / median["full"],
             "not_modified_to_trivial": median["not_modified"] / median["trivial"],
@@ -188,13 +229,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     result = run(args.messages, args.clients, args.seconds, args.rounds)
-    print(f"{'scenario':24} {'req/s (median)':>15} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'scenario':24} {'req/s (median)':>15} {'p50 ms':>8} {'p99 ms':>8} {'server CPU µs/req':>18}")
     for name, runs in result["runs"].items():
         p50 = statistics.median(r["p50_ms"] for r in runs)
         p99 = statistics.median(r["p99_ms"] for r in runs)
-        print(f"{name:24} {result['median_requests_per_s'][name]:15.0f} {p50:8.1f} {p99:8.1f}")
+        cpu = result["median_server_cpu_us_per_request"][name]
+        print(f"{name:24} {result['median_requests_per_s'][name]:15.0f} {p50:8.1f} {p99:8.1f} {cpu:18.0f}")
     for name, ratio in result["ratios"].items():
-        print(f"{name}: {ratio:.2f}")
+        print(f"rate {name}: {ratio:.2f}")
+    for name, ratio in result["cpu_ratios"].items():
+        print(f"server CPU per request {name}: {ratio:.2f}")
     print(f"errors: {result['errors']}, load average {result['load_average']:.1f}")
     save_json(args.json, result)
 
