@@ -66,3 +66,18 @@ def test_the_storage_ceiling_appends_durably():
 
     run = sqlite_appends(0.5)
     assert run.requests > 0 and run.target == "raw SQLite append (FULL)"
+
+
+def test_the_conditional_get_benchmark_answers_304_and_200_without_errors():
+    from benchmarks.http_cache import run
+
+    result = run(messages=50, clients=10 if FULL else 4, seconds=5 if FULL else 1, rounds=3 if FULL else 1)
+    assert result["errors"] == 0 and result["page_bytes"] > 0
+    assert all(rate > 0 for rate in result["median_requests_per_s"].values())
+
+
+def test_the_change_positions_cost_benchmark_rebuilds_with_and_without_the_projector():
+    from benchmarks.change_positions_cost import run
+
+    result = run(events=1_000, rounds=1)
+    assert result["events"] >= 1_000 and all(rate > 0 for rate in result["events_per_s"].values())

@@ -5,7 +5,7 @@ message (path parameter, msgspec body in, msgspec body out), served exactly like
 from __future__ import annotations
 
 import msgspec
-from litestar import Litestar, post
+from litestar import Litestar, get, post
 
 
 class Body(msgspec.Struct):
@@ -23,4 +23,14 @@ async def post_message(session_id: str, data: Body) -> Posted:
     return Posted(session_id, data.content, 1)
 
 
-app = Litestar([post_message])
+class Pong(msgspec.Struct):
+    ok: bool
+
+
+@get("/api/trivial")
+async def trivial_get() -> Pong:
+    """The GET ceiling: the least a Litestar read can cost (the conditional-GET benchmark's reference)."""
+    return Pong(True)
+
+
+app = Litestar([post_message, trivial_get])

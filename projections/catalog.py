@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from projections.change_positions import ChangePositionsProjector
 from projections.document_search import DocumentSearchProjector, ReadText
 from projections.documents import DocumentsProjector
 from projections.members import SessionMembersProjector
@@ -26,4 +27,5 @@ def all_projectors(read_text: ReadText) -> list[Projector]:
         SearchIndexProjector(),
         DocumentsProjector(),
         DocumentSearchProjector(read_text),
+        ChangePositionsProjector(),
     ]

@@ -25,6 +25,14 @@ _FAILURES = (
     " name TEXT PRIMARY KEY, position INTEGER NOT NULL, error TEXT NOT NULL, at REAL NOT NULL)"
 )
 _SCHEMAS = "CREATE TABLE IF NOT EXISTS projection_schemas (name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL)"
+GENERATION = (
+    "CREATE TABLE IF NOT EXISTS read_generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO read_generation VALUES (1, 0)",
+)
+"""Goes up whenever read tables are replaced or emptied rather than moved forward by events (a
+rebuild's swap, a reset, a schema change): what they show may then differ at the same positions
+(an erasure rebuild reads "[erased]"), so the HTTP layer's ETags, which it is part of, all change."""
+BUMP_GENERATION = "UPDATE read_generation SET value = value + 1 WHERE id = 1"
 
 
 def schema_fingerprint(projector: Projector) -> str:
@@ -154,6 +162,8 @@ class SQLiteReadStore:
             tx.execute(_TRACKING)
             tx.execute(_FAILURES)
             tx.execute(_SCHEMAS)
+            for statement in GENERATION:
+                tx.execute(statement)
             tx.flush()
             known = dict(self._connection.execute("SELECT name, fingerprint FROM projection_schemas").fetchall())
             positions = self.positions()
@@ -166,6 +176,7 @@ class SQLiteReadStore:
                             tx.execute(f"DROP TABLE IF EXISTS {table}")
                         tx.set_positions({projector.name: 0})
                         tx.execute("DELETE FROM projection_failures WHERE name=?", (projector.name,))
+                        tx.execute(BUMP_GENERATION)
                     tx.execute("INSERT OR REPLACE INTO projection_schemas VALUES (?,?)", (projector.name, fingerprint))
                 for statement in projector.schema:
                     tx.execute(statement)
@@ -199,6 +210,9 @@ class SQLiteReadStore:
             tx.execute(_TRACKING)
             tx.execute(_FAILURES)
             tx.execute(_SCHEMAS)
+            for statement in GENERATION:
+                tx.execute(statement)
+            tx.execute(BUMP_GENERATION)
             for projector in projectors:
                 tx.execute("INSERT OR REPLACE INTO projection_schemas VALUES (?,?)", (projector.name, schema_fingerprint(projector)))
                 for table in projector.tables:

@@ -23,7 +23,7 @@ import structlog
 from application.chronicle import Chronicle
 from infrastructure.metrics import REBUILD_DONE, REBUILD_HEAD, REBUILDS
 from infrastructure.storage.blob_store import BlobLock
-from infrastructure.storage.read_store import SQLiteReadStore
+from infrastructure.storage.read_store import BUMP_GENERATION, GENERATION, SQLiteReadStore
 from infrastructure.workers.projection_runner import ProjectionRunner
 from projections.projector import Projector
 
@@ -146,6 +146,9 @@ def _swap(read_store_path: Path, path: Path, projectors: Sequence[Projector], re
         db.execute("ATTACH DATABASE ? AS shadow", (str(path),))
         db.execute("BEGIN IMMEDIATE")
         try:
+            for statement in GENERATION:  # the live store's (`main.`): the shadow has one too
+                db.execute(statement.replace("read_generation", "main.read_generation"))
+            db.execute(BUMP_GENERATION.replace("read_generation", "main.read_generation"))
             for projector in projectors:
                 for table in projector.tables:
                     db.execute(f"DROP TABLE IF EXISTS main.{table}")

@@ -21,12 +21,14 @@ from infrastructure.web.auth import Principal
 from infrastructure.web.commands import execute
 from infrastructure.web.downloads import blob_response, content_disposition
 from infrastructure.web.edge_types import UUID_TEXT, AfterPosition, Cursor
+from infrastructure.web.entity_tags import REVALIDATED, not_modified, tagged, view_tag
 from infrastructure.web.openapi_document import binary_file, uuid_text
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
 from infrastructure.web.quotas import require_storage_quota
 from infrastructure.web.read_your_writes import ProjectionProgress
 from infrastructure.web.uploads import receive_upload, refuse_announced_size
 from infrastructure.write_side import WriteSide
+from projections.change_positions import read_generation
 from projections.documents import (
     conversion_of,
     conversions_of,
@@ -215,7 +217,7 @@ class DocumentsController(Controller):
         rows = await documents_of_owner(db, str(request.user.id), cursor_position(cursor), limit + 1)
         return page(rows, limit, _view)
 
-    @get("/{document_id:uuid}")
+    @get("/{document_id:uuid}", opt=REVALIDATED)
     async def one(
         self,
         document_id: UUID,
@@ -223,8 +225,13 @@ class DocumentsController(Controller):
         db: ReadConnection,
         progress: ProjectionProgress,
         after_position: AfterPosition = None,
-    ) -> DocumentView:
-        return _view(await _readable(db, progress, document_id, request.user.id, after_position))
+    ) -> Response[DocumentView]:
+        """A document's metadata never changes after its upload: its ETag is its upload's
+        position (and the read store's generation); deleted or no longer shared, it is a 404."""
+        generation = await read_generation(db)  # before the row: a rebuild in between only costs a 200
+        row = await _readable(db, progress, document_id, request.user.id, after_position)
+        tag = view_tag({"generation": generation, "changed": row["position"], "in_step": True}, request, DocumentView)
+        return not_modified(request, tag) or tagged(_view(row), tag)
 
     @get("/{document_id:uuid}/content", problems=(416,))
     async def content(

@@ -22,9 +22,11 @@ from domain.message import CLIENT_MESSAGE_ID_MAX, Message
 from infrastructure.web.auth import Principal
 from infrastructure.web.commands import execute
 from infrastructure.web.edge_types import AfterPosition, Cursor
+from infrastructure.web.entity_tags import REVALIDATED, not_modified, tagged, view_tag
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
 from infrastructure.web.rate_limits import posts
 from infrastructure.web.read_your_writes import ProjectionProgress
+from projections.change_positions import session_view_state
 from projections.members import is_member
 from projections.messages import message_in_session, message_versions, messages_before, messages_page
 from projections.sessions import session_for_member
@@ -157,7 +159,7 @@ class MessagesController(Controller):
             return Response(_posted(posted.message, posted.first_position), status_code=200)
         return Response(_posted(posted.message, outcome.position), status_code=201)
 
-    @get("/")
+    @get("/", opt=REVALIDATED)
     async def page_of_messages(
         self,
         session_id: UUID,
@@ -168,18 +170,23 @@ class MessagesController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50,
         after_position: AfterPosition = None,
         dir: Literal["f", "b"] = "f",
-    ) -> Page[MessageView]:
+    ) -> Response[Page[MessageView]]:
         """`dir=f` (default): oldest first, the cursor continues with newer messages.
-        `dir=b`: newest first, starting at the newest message; the cursor continues with older ones."""
+        `dir=b`: newest first, starting at the newest message; the cursor continues with older ones.
+        With an ETag that is still current in `If-None-Match`: 304, nothing read but membership."""
         position = cursor_position(cursor)
         await progress.wait(READ_MODELS, after_position)
-        if not await is_member(db, str(session_id), str(request.user.id)):
+        state = await session_view_state(db, str(session_id), str(request.user.id), ("messages:{session}",), READ_MODELS)
+        if state is None:
             raise NotFoundException("no such session")
+        tag = view_tag(state, request, Page[MessageView], cursor or "", limit, dir)
+        if unchanged := not_modified(request, tag):
+            return unchanged
         if dir == "b":
             rows = await messages_before(db, str(session_id), position if cursor else None, limit + 1)
         else:
             rows = await messages_page(db, str(session_id), position, limit + 1)
-        return page(rows, limit, _from_row)
+        return tagged(page(rows, limit, _from_row), tag)
 
     @get("/{message_id:uuid}")
     async def one(

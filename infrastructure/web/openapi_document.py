@@ -26,6 +26,7 @@ from litestar.openapi.spec import (
     OpenAPIMediaType,
     OpenAPIResponse,
     Operation,
+    Parameter,
     Reference,
     RequestBody,
     Schema,
@@ -126,12 +127,38 @@ def complete_openapi(app: Litestar, public_paths: Iterable[str]) -> OpenAPI:
                 _complete_body_schema(document, handler)
                 if handler.opt.get("multipart"):
                     operation.request_body = _multipart_body(handler.opt["multipart"])
+                if handler.opt.get("revalidated"):
+                    _revalidated(operation)
                 statuses = _statuses(operation, handler, method, public)
                 responses = operation.responses or {}
                 for status in sorted(statuses):
                     responses[str(status)] = _problem_response(status)
                 operation.responses = responses
     return document
+
+
+def _revalidated(operation: Operation) -> None:
+    """A view with an ETag (ADR-045): `If-None-Match` may be sent, and a current tag answers 304."""
+    text = Schema(type=OpenAPIType.STRING)
+    tag_headers = {
+        "ETag": OpenAPIHeader(schema=text, description="A weak tag of the read-model state shown (absent while it is rebuilt)."),
+        "Cache-Control": OpenAPIHeader(schema=text, description="`private, no-cache`: revalidate every time; shared caches keep nothing."),
+    }
+    operation.parameters = [
+        *(operation.parameters or []),
+        Parameter(
+            name="If-None-Match",
+            param_in="header",
+            schema=text,
+            description="ETags of copies the client holds; a current one answers 304 without a body.",
+        ),
+    ]
+    responses = operation.responses or {}
+    for status, response in responses.items():
+        if status.startswith("2") and isinstance(response, OpenAPIResponse):
+            response.headers = {**(response.headers or {}), **tag_headers}
+    responses["304"] = OpenAPIResponse(description="Not Modified: the copy whose ETag was sent is current.", headers=tag_headers)
+    operation.responses = responses
 
 
 def _statuses(operation: Operation, handler: Any, method: str, public: bool) -> set[int]:

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import anyio
 import msgspec
-from litestar import Controller, Request, delete, get, patch, post, put
+from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import Parameter
 
@@ -25,8 +25,10 @@ from domain.chat_session import TITLE_MAX, ChatSession
 from infrastructure.web.auth import Principal
 from infrastructure.web.commands import execute
 from infrastructure.web.edge_types import AfterPosition, Cursor, name
+from infrastructure.web.entity_tags import REVALIDATED, not_modified, tagged, view_tag
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
 from infrastructure.web.read_your_writes import ProjectionProgress
+from projections.change_positions import NAMES, member_view_state, session_view_state
 from projections.members import members_of
 from projections.sessions import session_for_member, sessions_of_member
 from projections.storage import ReadConnection
@@ -159,7 +161,7 @@ class SessionsController(Controller):
         outcome = await execute(bus, request, StartSession(request.user.id, data.title, data.assistant, data.retention_days))
         return _from_aggregate(outcome.value, outcome.position)
 
-    @get("/")
+    @get("/", opt=REVALIDATED)
     async def mine(
         self,
         request: Request[Principal, Any, Any],
@@ -168,12 +170,19 @@ class SessionsController(Controller):
         cursor: Cursor = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50,
         after_position: AfterPosition = None,
-    ) -> Page[SessionDetail]:
+    ) -> Response[Page[SessionDetail]]:
+        """The sessions I am a member of, oldest first, with my unread counts. Its ETag changes
+        with any change to one of them, to my memberships or to my read markers."""
+        position = cursor_position(cursor)
         await progress.wait(READ_MODELS + ("messages",), after_position)
-        rows = await sessions_of_member(db, str(request.user.id), cursor_position(cursor), limit + 1)
-        return page(rows, limit, _from_row, key="created_position")
+        state = await member_view_state(db, str(request.user.id), READ_MODELS + ("messages",))
+        tag = view_tag(state, request, Page[SessionDetail], cursor or "", limit)
+        if unchanged := not_modified(request, tag):
+            return unchanged
+        rows = await sessions_of_member(db, str(request.user.id), position, limit + 1)
+        return tagged(page(rows, limit, _from_row, key="created_position"), tag)
 
-    @get("/{session_id:uuid}")
+    @get("/{session_id:uuid}", opt=REVALIDATED)
     async def one(
         self,
         session_id: UUID,
@@ -181,14 +190,22 @@ class SessionsController(Controller):
         db: ReadConnection,
         progress: ProjectionProgress,
         after_position: AfterPosition = None,
-    ) -> SessionDetail:
+    ) -> Response[SessionDetail]:
+        """The session with its members. Its ETag changes with the session, its messages' count
+        and preview, its members, or anyone's display name."""
         await progress.wait(READ_MODELS, after_position)
+        state = await session_view_state(db, str(session_id), str(request.user.id), ("session:{session}", NAMES), READ_MODELS + ("users",))
+        if state is None:
+            raise NotFoundException("no such session")
+        tag = view_tag(state, request, SessionDetail)
+        if unchanged := not_modified(request, tag):
+            return unchanged
         row = await session_for_member(db, str(session_id), str(request.user.id))
         if row is None:
             raise NotFoundException("no such session")
         detail = _from_row(row)
         detail.members = [Member(**m) for m in await members_of(db, str(session_id))]
-        return detail
+        return tagged(detail, tag)
 
     @patch("/{session_id:uuid}")
     async def change(self, session_id: UUID, data: ChangeSession, bus: CommandBus, request: Request[Principal, Any, Any]) -> SessionView:

@@ -118,6 +118,7 @@ def test_health_metrics_and_openapi(anon):
         "search",
         "documents",
         "document_search",
+        "changes",
     }
     metrics = anon.get("/metrics")
     assert metrics.status_code == 200 and "chronicle_projection_lag_events" in metrics.text
