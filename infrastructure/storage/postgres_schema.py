@@ -70,7 +70,7 @@ STEPS: tuple[Step, ...] = (
         2,
         "log_import: a copy by chronicle migrate, and whether it has finished",
         (
-            "CREATE TABLE log_import (id integer PRIMARY KEY CHECK (id = 1), source text NOT NULL,"
+            "CREATE TABLE log_import (id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1), source text NOT NULL,"
             " source_head_position bigint NOT NULL, source_head_hash text NOT NULL,"
             " started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz)",
         ),

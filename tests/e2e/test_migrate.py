@@ -213,7 +213,8 @@ def test_a_database_that_is_not_empty_is_refused_and_left_as_it_was(source: dict
 def test_an_interrupted_migration_resumes_after_the_verified_prefix(source: dict, database_url: str, tmp_path: Path):
     data_dir = source["data_dir"]
     pg = {"CHRONICLE_DATABASE_URL": database_url}
-    assert cli(tmp_path, "db", "upgrade", env=pg).returncode == 0
+    upgraded = subprocess.run([CHRONICLE, "db", "upgrade", "--database-url", database_url], capture_output=True, text=True, timeout=120)
+    assert upgraded.returncode == 0, upgraded.stderr
     # The copy is stopped for real: a transaction of ours holds position 25's link uncommitted, so
     # the third batch (21..30) waits on it, after two batches have committed; then it is killed.
     blocker = psycopg.connect(database_url)
