@@ -22,6 +22,7 @@ from tests.postgres import fresh_database
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
+START = 120  # seconds for a server to answer /health: generous, the machine is shared
 PASSWORD = "correct horse"
 SLOW_HOST = {"CHRONICLE_READ_WAIT": "60"}  # a new node rebuilds its read models first: queries wait for them
 
@@ -59,7 +60,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> dict:
     data_dir = tmp_path_factory.mktemp("sqlite-node")
     made = cli(data_dir, "users", "create", "root@example.org", "--role", "admin", "--password-stdin", input="admin password\n")
     assert made.returncode == 0, made.stderr
-    server = Server(data_dir).start()
+    server = Server(data_dir).start(timeout=START)
     try:
         admin = server.client(
             server.client().post("/api/auth/login", {"email": "root@example.org", "password": "admin password"}).json()["access_token"]
@@ -106,7 +107,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> dict:
     expired = cli(data_dir, "retention", "run", "--today", later)
     assert expired.returncode == 0 and f"session {short}: content before" in expired.stderr, expired.stderr
 
-    server.start()
+    server.start(timeout=START)
     try:
         answers = everything_seen(server, plans, document["id"])
     finally:
@@ -180,7 +181,7 @@ def test_a_migrated_log_is_served_from_postgresql_with_the_same_answers_and_head
     node = tmp_path / "pg-node"
     node.mkdir(mode=0o700)
     shutil.copytree(data_dir / "blobs", node / "blobs")  # the stored files: README, Moving to PostgreSQL, step 4
-    server = Server(node, env={**pg, **SLOW_HOST}, log_dir=tmp_path).start()
+    server = Server(node, env={**pg, **SLOW_HOST}, log_dir=tmp_path).start(timeout=START)
     try:
         plans, _ = source["sessions"]
         answers = everything_seen(server, plans, source["document"])
@@ -265,7 +266,7 @@ def test_bad_inputs_and_a_running_server_are_refused_with_exit_2(database_url: s
     empty = migrate(tmp_path, database_url)
     assert empty.returncode == 2 and "holds no Chronicle event store" in empty.stderr
     node = tmp_path / "serving"
-    server = Server(node, log_dir=tmp_path).start()
+    server = Server(node, log_dir=tmp_path).start(timeout=START)
     try:
         busy = migrate(node, database_url)
     finally:

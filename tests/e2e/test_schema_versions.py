@@ -17,6 +17,7 @@ from tests.e2e.server import CHRONICLE, SECRET, Server, cli, free_port
 from tests.postgres import fresh_database
 
 pytestmark = pytest.mark.e2e
+START = 120  # seconds for a server to answer /health: generous, the machine is shared
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "postgres-v1" / "chronicle.sql"
 """`pg_dump --inserts` of a database made by the code before schema versions (commit 7fdbd38):
 two users created with `chronicle users create`, head hash below."""
@@ -71,7 +72,7 @@ def test_a_database_made_before_versions_is_recognised_and_served(database_url: 
         conn.execute(FIXTURE.read_text())
         conn.execute("SELECT pg_catalog.set_config('search_path', 'public', false)")
     env = {"CHRONICLE_DATABASE_URL": database_url}
-    server = Server(tmp_path / "node", env=env, log_dir=tmp_path).start()
+    server = Server(tmp_path / "node", env={**env, "CHRONICLE_READ_WAIT": "60"}, log_dir=tmp_path).start(timeout=START)
     try:
         login = server.client().post("/api/auth/login", {"email": "ann@example.org", "password": "correct horse"})
         assert login.status_code == 200, login.text
