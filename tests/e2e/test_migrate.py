@@ -21,7 +21,7 @@ from tests.e2e.test_erasure import wait_until_rebuilt
 from tests.postgres import fresh_database
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]  # servers on a shared 2-core machine start slowly
 START = 120  # seconds for a server to answer /health: generous, the machine is shared
 PASSWORD = "correct horse"
 SLOW_HOST = {"CHRONICLE_READ_WAIT": "60"}  # a new node rebuilds its read models first: queries wait for them
@@ -31,10 +31,15 @@ def migrate(data_dir: Path, url: str, *extra: str) -> subprocess.CompletedProces
     return cli(data_dir, "migrate", "--to", url, *extra)
 
 
-def login(server: Server, email: str) -> Api:
-    response = server.client().post("/api/auth/login", {"email": email, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    return server.client(response.json()["access_token"])
+def login(server: Server, email: str, password: str = PASSWORD) -> Api:
+    """Signed in, once the node's read models know the person (a node just started is building them)."""
+
+    def signed_in():
+        response = server.client().post("/api/auth/login", {"email": email, "password": password})
+        assert response.status_code in (200, 503), response.text
+        return response.status_code == 200 and server.client(response.json()["access_token"])
+
+    return wait_for(signed_in, f"{email} signed in", timeout=60)
 
 
 def head_hash(data_dir: Path, env: dict[str, str] | None = None) -> str:
@@ -60,11 +65,9 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> dict:
     data_dir = tmp_path_factory.mktemp("sqlite-node")
     made = cli(data_dir, "users", "create", "root@example.org", "--role", "admin", "--password-stdin", input="admin password\n")
     assert made.returncode == 0, made.stderr
-    server = Server(data_dir).start(timeout=START)
+    server = Server(data_dir, env=SLOW_HOST).start(timeout=START)
     try:
-        admin = server.client(
-            server.client().post("/api/auth/login", {"email": "root@example.org", "password": "admin password"}).json()["access_token"]
-        )
+        admin = login(server, "root@example.org", "admin password")
         ann, ann_user = server.client().signup("ann@example.org", name="Ann")
         bob, bob_user = server.client().signup("bob@example.org", name="Bob")
         carol, carol_user = server.client().signup("carol@example.org", name="Carol Erasable")
@@ -121,11 +124,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def everything_seen(server: Server, plans: str, document_id: str) -> dict:
     """What each person (and the admin) is answered on the endpoints a client reads."""
 
-    def signed_in_admin():
-        response = server.client().post("/api/auth/login", {"email": "root@example.org", "password": "admin password"})
-        return response.status_code == 200 and server.client(response.json()["access_token"])
-
-    admin = wait_for(signed_in_admin, "the admin signed in", timeout=60)  # a new node answers once its read models know the admin
+    admin = login(server, "root@example.org", "admin password")
     wait_until_rebuilt(admin)
     seen: dict = {}
     head = server.client().head()

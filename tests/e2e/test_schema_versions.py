@@ -16,7 +16,7 @@ from infrastructure.storage.postgres_schema import LATEST
 from tests.e2e.server import CHRONICLE, SECRET, Server, cli, free_port
 from tests.postgres import fresh_database
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]  # servers on a shared 2-core machine start slowly
 START = 120  # seconds for a server to answer /health: generous, the machine is shared
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "postgres-v1" / "chronicle.sql"
 """`pg_dump --inserts` of a database made by the code before schema versions (commit 7fdbd38):
