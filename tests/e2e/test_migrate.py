@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -117,7 +118,8 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> dict:
         server.stop()
     kumquat = answers["ann@example.org"]["messages"][short]
     assert [m["content"] for m in kumquat] == ["[erased]"], "the retention run erased the ephemeral session's content"
-    assert "quokka" not in str(answers), "Carol's erasure took her words and files with it"
+    assert "quokka-secret-4411" not in str(answers) and "quokka-notes" not in str(answers), "Carol's erasure took her words and files"
+    assert all(not answers[email]["search"][1]["hits"] for email in ("ann@example.org", "bob@example.org", "ivy@example.org"))
     return {"data_dir": data_dir, "answers": answers, "sessions": (plans, short), "document": document["id"], "erased": carol_user["id"]}
 
 
@@ -174,7 +176,13 @@ def test_a_migrated_log_is_served_from_postgresql_with_the_same_answers_and_head
         people_keys = {row[0] for row in db.execute("SELECT person FROM data_keys")}
         erased = [row[0] for row in db.execute("SELECT subject FROM erased_subjects")]
         status = db.execute("SELECT finished_at IS NOT NULL FROM log_import").fetchone()
-    assert erased == [source["erased"].replace("-", "")] and erased[0] not in people_keys, "Carol's key stays destroyed"
+    keys_file = sqlite3.connect(data_dir / "keys.sqlite3")
+    source_keys = {row[0] for row in keys_file.execute("SELECT person FROM data_keys")}
+    source_erased = {row[0] for row in keys_file.execute("SELECT subject FROM erased_subjects")}
+    keys_file.close()
+    carol = source["erased"].replace("-", "")
+    assert carol in erased and carol not in people_keys, "Carol's key stays destroyed"
+    assert (people_keys, set(erased)) == (source_keys, source_erased)
     assert status == (True,)
 
     node = tmp_path / "pg-node"
