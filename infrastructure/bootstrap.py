@@ -68,6 +68,15 @@ def bootstrap(settings: Settings) -> WriteSide:
     return WriteSide(settings, app, bus, read_store, runner, open_event_store(settings, cached=False), blobs)
 
 
+def prepare_storage(settings: Settings) -> None:
+    """Before a node serves: on PostgreSQL, the schema upgraded to this code's version, or
+    `DatabaseRefused` saying why it cannot be used (a newer schema, an unfinished migrate)."""
+    if settings.database_url is not None:
+        from infrastructure.storage.postgres_schema import prepare_database
+
+        prepare_database(settings.database_url)
+
+
 def projection_child(
     settings: Settings,
     *,

@@ -106,7 +106,21 @@ def _existing_settings(data_dir: Path):  # type: ignore[no-untyped-def]
     return _logged(Settings.from_env(data_dir, read_only=True))
 
 
-@click.group(help="Chronicle: an event-sourced chat and document backend.")
+class ChronicleGroup(click.Group):
+    """Every command: a PostgreSQL database this node cannot use as it is (a newer schema, an
+    unfinished migrate) stops it with the reason and exit status 2."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        from infrastructure.storage.postgres_schema import DatabaseRefused
+
+        try:
+            return super().invoke(ctx)
+        except DatabaseRefused as refused:
+            click.echo(f"error: {refused}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=ChronicleGroup, help="Chronicle: an event-sourced chat and document backend.")
 @click.version_option(package_name="chronicle", message="%(prog)s %(version)s")  # the installed package's version
 def main() -> None:
     os.umask(0o077)  # every file and folder Chronicle makes is its user's alone (0600/0700)
@@ -122,6 +136,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
 
     import uvicorn
 
+    from infrastructure.bootstrap import prepare_storage
     from infrastructure.structured_logs import log_start_up
     from infrastructure.web.app import create_app
     from infrastructure.web.http_protocol import BoundedHttpToolsProtocol
@@ -134,6 +149,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
     except BlockingIOError:
         click.echo(f"error: another chronicle serve is already using {settings.data_dir}; one server per data directory", err=True)
         sys.exit(1)
+    prepare_storage(settings)  # before serving: the schema upgraded, or the reason it cannot be (exit 2)
     app = create_app(settings)
     tracing = _observe(settings, "server")  # after create_app: Litestar configures logging too, this has the last word
     log_start_up(settings, f"http://{host}:{port}")
@@ -734,6 +750,108 @@ def restore(data_dir: Path, source: Path, keys_from: Path, allow_older_keys: boo
     if report.missing_files:
         console.print(f"[yellow]warning:[/yellow] {len(report.missing_files)} referenced file(s) are missing from the backup")
         sys.exit(1)
+
+
+@main.group(help="The PostgreSQL schema: its version, and the upgrade to this Chronicle's.")
+def db() -> None:
+    pass
+
+
+def _database(database_url: str | None) -> str:
+    from infrastructure.settings import Settings
+
+    if database_url is None:
+        click.echo(
+            "error: no PostgreSQL database: give --database-url or CHRONICLE_DATABASE_URL (SQLite files have no schema versions)", err=True
+        )
+        sys.exit(2)
+    os.environ["CHRONICLE_DATABASE_URL"] = database_url
+    try:
+        url = Settings.from_env(read_only=True).database_url
+    except ValueError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    assert url is not None
+    return url
+
+
+_db_url = click.option(
+    "--database-url", envvar="CHRONICLE_DATABASE_URL", default=None, metavar="postgresql://…", help="(env CHRONICLE_DATABASE_URL)"
+)
+
+
+@db.command("status", help="The schema version the database has, each step applied and when, and what this Chronicle would apply.")
+@_db_url
+def db_status(database_url: str | None) -> None:
+    from infrastructure.storage.postgres_schema import LATEST, SchemaTooNew, connect, status
+
+    with connect(_database(database_url)) as conn:
+        found = status(conn)
+    table = Table("version", "step", "applied at", "how", "by")
+    for step in found.applied:
+        table.add_row(str(step.version), step.name, f"{step.applied_at:%Y-%m-%d %H:%M:%S %Z}", step.how, step.applied_by)
+    Console().print(table)
+    for pending in found.pending:
+        click.echo(f"pending: {pending.version} {pending.name}")
+    if found.import_source is not None:
+        click.echo(f"chronicle migrate from {found.import_source}: {'finished' if found.import_finished else 'NOT finished'}")
+    click.echo(f"schema version {found.version}; this Chronicle's is {LATEST}")
+    if found.version > LATEST:
+        raise SchemaTooNew(f"the database's schema (version {found.version}) is newer than this Chronicle's ({LATEST})")
+
+
+@db.command("upgrade", help="Apply the schema steps the database lacks (nodes also do this when they start).")
+@_db_url
+def db_upgrade(database_url: str | None) -> None:
+    from infrastructure.storage.postgres_schema import connect, upgrade
+
+    with connect(_database(database_url)) as conn:
+        found = upgrade(conn, on_step=lambda step, how: click.echo(f"{how} version {step.version}: {step.name}"))
+    click.echo(f"schema version {found.version}")
+
+
+@main.command(
+    help="Copy a SQLite data directory's event log and data keys into an empty PostgreSQL database (see README, "
+    "Moving to PostgreSQL). Stop the server first; run it again to resume an interrupted copy."
+)
+@_data_dir
+@click.option(
+    "--to", "to", required=True, metavar="postgresql://…", help="The PostgreSQL database to copy into (empty, or an interrupted copy)."
+)
+@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1, 1_000_000), help="Events per transaction.")
+def migrate(data_dir: Path, to: str, batch_size: int) -> None:
+    from infrastructure.storage.log_migration import MigrationRefused, migrate_log
+
+    if not to.startswith(("postgresql://", "postgres://")):
+        click.echo(f"error: --to must be a postgresql:// URL, not {to.split('://')[0]!r}", err=True)
+        sys.exit(2)
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("copying events"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>9,.0f} events/s"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("events", total=None, rate=0.0)
+
+        def advance(done: int, total: int) -> None:
+            elapsed = time.perf_counter() - started
+            bar.update(task, completed=done, total=max(total, 1), rate=done / elapsed if elapsed else 0.0)
+
+        try:
+            report = migrate_log(data_dir.resolve(), to, batch_size=batch_size, progress=advance)
+        except MigrationRefused as refused:
+            bar.stop()
+            click.echo(f"error: {refused}", err=True)
+            sys.exit(2)
+    resumed = f", resumed after position {report.resumed_after}" if report.resumed_after else ""
+    click.echo(
+        f"{report.events} events in the database ({report.copied} copied now{resumed}), {report.keys} data keys, "
+        f"{report.erased_subjects} erased subjects; head position {report.head_position}, head hash {report.head_hash}; "
+        f"{report.seconds:.2f}s ({report.events_per_second:,.0f} events/s)"
+    )
 
 
 _NO_BACKUP_ON_POSTGRES = (

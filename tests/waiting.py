@@ -22,3 +22,15 @@ async def until(condition: Callable[[], T], what: str, timeout: float = 10.0, po
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(poll)
+
+
+def wait_for(condition: Callable[[], T], what: str, timeout: float = 10.0, poll: float = 0.02) -> T:
+    """Blocks until `condition()` is truthy (returning it), for tests that follow another process."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(poll)

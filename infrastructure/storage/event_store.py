@@ -32,7 +32,9 @@ def open_event_store(settings: Settings, *, cached: bool = True) -> Chronicle:
     if settings.database_url is not None:
         from infrastructure.storage.postgres_keys import PostgresKeyStore
         from infrastructure.storage.postgres_log import postgres_env
+        from infrastructure.storage.postgres_schema import prepare_database
 
+        prepare_database(settings.database_url)  # the schema at this code's version, or a clear refusal
         persistence = postgres_env(settings.database_url)
         keys: DataKeys = PostgresKeyStore.at(settings.database_url)
     else:

@@ -25,16 +25,6 @@ from eventsourcing.persistence import OperationalError
 log = logging.getLogger(__name__)
 _KEPT = re.compile(r"(\d+) dead row versions cannot be removed yet")
 
-_SCHEMA_LOCK = 0x43485243  # the same advisory lock as the event log's schema creation
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS data_keys (subject text PRIMARY KEY, key bytea NOT NULL, person text NOT NULL, session text, day text)",
-    "CREATE INDEX IF NOT EXISTS data_keys_by_person ON data_keys (person)",
-    "CREATE INDEX IF NOT EXISTS data_keys_by_day ON data_keys (day, session)",
-    "CREATE TABLE IF NOT EXISTS erased_subjects (subject text PRIMARY KEY, at double precision NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS key_generation (id integer PRIMARY KEY CHECK (id = 1), value bigint NOT NULL)",
-    "INSERT INTO key_generation VALUES (1, 0) ON CONFLICT DO NOTHING",
-)
-
 
 class PostgresKeyStore:
     """Data keys by subject, in PostgreSQL; the interface of `sealing.KeyStore`."""
@@ -49,11 +39,7 @@ class PostgresKeyStore:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[AESGCM | None, float]] = {}
         self._notices: list[str] = []
-        self._db = self._connect()
-        with self._db.transaction():
-            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            for statement in _SCHEMA:
-                self._db.execute(statement)
+        self._db = self._connect()  # the tables are made by postgres_schema's steps, before the store opens
 
     def _connect(self) -> psycopg.Connection[tuple]:
         try:

@@ -27,8 +27,7 @@ from psycopg.sql import SQL, Identifier
 
 from application.chronicle import Chronicle
 from infrastructure.storage.event_chain import GENESIS, ChainWalk, link, session_of
-
-_SCHEMA_LOCK = 0x43485243  # "CHRC": the advisory lock under which nodes create the schema, one at a time
+from infrastructure.storage.postgres_schema import EVENTS_TABLE
 
 
 def postgres_env(database_url: str) -> dict[str, str]:
@@ -48,6 +47,7 @@ def postgres_env(database_url: str) -> dict[str, str]:
         "POSTGRES_MAX_OVERFLOW": "8",
         "POSTGRES_PRE_PING": "y",
         "APPLICATION_RECORDER_TOPIC": "infrastructure.storage.postgres_log:ChainedPostgresRecorder",
+        "CREATE_TABLE": "n",  # the schema is made and upgraded by postgres_schema's numbered steps, before the store opens
     }
 
 
@@ -58,17 +58,10 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
         if datastore.enable_db_functions:
             raise ProgrammingError("POSTGRES_ENABLE_DB_FUNCTIONS inserts without the chain: leave it unset")
+        if events_table_name != EVENTS_TABLE:
+            raise ProgrammingError(f"the schema's steps make {EVENTS_TABLE}, not {events_table_name}")
         super().__init__(datastore, events_table_name=events_table_name)
-        del self.sql_create_statements[self.create_insert_function_statement_index]  # the unchained insert function
         schema, table = Identifier(datastore.schema), Identifier(events_table_name)
-        self.sql_create_statements += [
-            SQL("CREATE TABLE IF NOT EXISTS {}.event_chain (position bigint PRIMARY KEY, hash bytea NOT NULL, session text)").format(
-                schema
-            ),
-            SQL("CREATE INDEX IF NOT EXISTS event_chain_by_session ON {}.event_chain (session, position) WHERE session IS NOT NULL").format(
-                schema
-            ),
-        ]
         self.insert_events_statement = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state, notification_id)"
             " SELECT e.originator_id, e.originator_version, e.topic, e.state,"
@@ -78,15 +71,6 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
         ).format(schema=schema, table=table, event_type=Identifier(self.stored_event_type_name))
         self._chain = SQL("{}.event_chain").format(schema)
         self._events = SQL("{}.{}").format(schema, table)
-
-    def create_table(self) -> None:
-        """Under an advisory lock, so nodes starting together do not race on CREATE … IF NOT EXISTS."""
-        with self.datastore.get_connection() as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
-            try:
-                super().create_table()
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
