@@ -25,6 +25,7 @@ _FAILURES = (
     " name TEXT PRIMARY KEY, position INTEGER NOT NULL, error TEXT NOT NULL, at REAL NOT NULL)"
 )
 _SCHEMAS = "CREATE TABLE IF NOT EXISTS projection_schemas (name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL)"
+_KEY_GENERATION = "CREATE TABLE IF NOT EXISTS replica_key_generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)"
 
 
 def schema_fingerprint(projector: Projector) -> str:
@@ -206,6 +207,20 @@ class SQLiteReadStore:
                 for statement in projector.schema:
                     tx.execute(statement)
             tx.set_positions({projector.name: 0 for projector in projectors})
+
+    def key_generation(self) -> int | None:
+        """The key store's generation when these read models were last rebuilt after keys were
+        destroyed (None: never recorded). See `workers.replica_erasures`."""
+        try:
+            row = self._connection.execute("SELECT value FROM replica_key_generation").fetchone()
+        except sqlite3.OperationalError:
+            return None  # no such table yet
+        return None if row is None else int(row[0])
+
+    def set_key_generation(self, generation: int) -> None:
+        with self.transaction() as tx:
+            tx.execute(_KEY_GENERATION)
+            tx.execute("INSERT OR REPLACE INTO replica_key_generation VALUES (1, ?)", (generation,))
 
     def dump(self, tables: Sequence[str]) -> dict[str, list[tuple]]:
         """Every row of these tables, in a stable order (for comparing two builds)."""
