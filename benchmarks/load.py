@@ -236,14 +236,16 @@ async def _users_and_sessions(url: str, sessions: int) -> list[tuple[str, str]]:
     """One user per session; returns (messages path, authorization) pairs. A 503 (storage busy on
     a loaded host) is retried after its Retry-After, a few times: this is setup, not the load."""
     async with aiohttp.ClientSession() as http:
+        setup = asyncio.Semaphore(4)  # password hashing is slow on purpose: a few sign-ups at a time
 
         async def call(path: str, body: dict[str, Any], expected: int, auth: str | None = None) -> dict[str, Any]:
             for _ in range(10):
-                async with http.post(url + path, json=body, headers={"authorization": auth} if auth else {}) as r:
+                async with setup, http.post(url + path, json=body, headers={"authorization": auth} if auth else {}) as r:
                     if r.status != 503:
                         assert r.status == expected, await r.text()
                         return await r.json()
-                    await asyncio.sleep(float(r.headers.get("retry-after", "1")))
+                    retry = float(r.headers.get("retry-after", "1"))
+                await asyncio.sleep(retry)
             raise AssertionError(f"{path} kept answering 503")
 
         async def one(i: int) -> tuple[str, str]:

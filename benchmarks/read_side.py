@@ -273,7 +273,9 @@ async def _run_queries(
     rare = [words[rng.randrange(100, 1000)] for _ in range(500)]
 
     sqlite_db = await AioSQLiteReadConnection.open(read_path)
-    pool = AsyncConnectionPool(url, min_size=concurrency, max_size=concurrency, open=False, kwargs={"autocommit": True, "row_factory": dict_row})
+    pool = AsyncConnectionPool(
+        url, min_size=concurrency, max_size=concurrency, open=False, kwargs={"autocommit": True, "row_factory": dict_row}
+    )
     await pool.open(wait=True)
     backend_pids: set[int] = set()
     for _ in range(concurrency):
@@ -377,6 +379,7 @@ def postgres_log(url: str, data_dir: Path, events: int, seed_posts: int = 2000, 
     from infrastructure.storage.event_chain import link, session_of
     from infrastructure.storage.postgres_log import ChainedPostgresRecorder
 
+    seed_posts = min(seed_posts, events // 2)
     os.environ["CHRONICLE_DATABASE_URL"] = url
     side = bootstrap(Settings.from_env(data_dir))
     try:
@@ -549,6 +552,22 @@ def _copy_read_tables(read_path: Path, projectors: list[Any], url: str) -> int:
     return copied
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The queries' figures as a Markdown table, SQLite and PostgreSQL side by side."""
+    if "queries" not in result:
+        return "\n".join(f"| {name} | {value} |" for name, value in result.items())
+    rows = [
+        "| query | engine | p50 ms | p99 ms | CPU ms (client + PostgreSQL) | rows | queries/s, 16 in flight |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result["queries"]:
+        per_second = next(v for k, v in r.items() if k.startswith("per_second"))
+        rows.append(
+            f"| {r['query']} | {r['engine']} | {r['p50_ms']} | {r['p99_ms']} | {r['cpu_ms']} | {r['rows_per_request']} | {per_second} |"
+        )
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="part", required=True)
@@ -570,6 +589,7 @@ def main() -> None:
     else:
         result = startup(args.events, tuple(args.steps))
     print(json.dumps(result, indent=2))
+    print(markdown(result))
     save_json(args.json, result)
 
 
