@@ -313,7 +313,7 @@ def _py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     out.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         [
-            "py-spy",
+            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
             "record",
             "--pid",
             str(pid),
