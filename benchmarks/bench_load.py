@@ -81,3 +81,14 @@ def test_the_change_positions_cost_benchmark_rebuilds_with_and_without_the_proje
 
     result = run(events=1_000, rounds=1)
     assert result["events"] >= 1_000 and all(rate > 0 for rate in result["events_per_s"].values())
+def test_the_read_side_benchmark_queries_both_engines_and_catches_a_replica_up():
+    from benchmarks.read_side import STEPS, queries, startup
+
+    measured = queries(messages=3_000, sessions=60, users=20, samples=20, concurrency=2, seconds=0.2)
+    assert {row["engine"] for row in measured["queries"]} == {"SQLite replica (aiosqlite)", "PostgreSQL (psycopg async)"}
+    by_query: dict[str, list[float]] = {}
+    for row in measured["queries"]:
+        by_query.setdefault(row["query"], []).append(row["rows_per_request"])
+    assert all(len(set(rows)) == 1 for rows in by_query.values()), by_query  # both engines find as many rows
+    report = startup(events=3_000, steps=STEPS)
+    assert report["events"] >= 3_000 and report["rows_copied"] > 0

@@ -6,6 +6,10 @@ a noisy machine.
 
     python -m benchmarks.load --clients 50 500 --seconds 10 --json benchmarks/results/load.json
 
+`--backends sqlite postgresql` runs the server on each backend in turn, back to back (PostgreSQL:
+a database made for the run on `CHRONICLE_TEST_POSTGRES`, default 127.0.0.1:5432, dropped
+afterwards); `--py-spy DIR` records the server's processes with py-spy during each run.
+
 The load comes from wrk when it is installed (`apt-get install wrk`), else from an aiohttp
 client in this process. Traffic goes only to 127.0.0.1; every loop is bounded in count and time.
 """
@@ -25,6 +29,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -227,18 +233,27 @@ def _load(engine: str, url: str, targets: list[tuple[str, str]], clients: int, s
 
 
 async def _users_and_sessions(url: str, sessions: int) -> list[tuple[str, str]]:
-    """One user per session; returns (messages path, authorization) pairs."""
+    """One user per session; returns (messages path, authorization) pairs. A 503 (storage busy on
+    a loaded host) is retried after its Retry-After, a few times: this is setup, not the load."""
     async with aiohttp.ClientSession() as http:
+        setup = asyncio.Semaphore(4)  # password hashing is slow on purpose: a few sign-ups at a time
+
+        async def call(path: str, body: dict[str, Any], expected: int, auth: str | None = None) -> dict[str, Any]:
+            for _ in range(10):
+                async with setup, http.post(url + path, json=body, headers={"authorization": auth} if auth else {}) as r:
+                    if r.status != 503:
+                        assert r.status == expected, await r.text()
+                        return await r.json()
+                    retry = float(r.headers.get("retry-after", "1"))
+                await asyncio.sleep(retry)
+            raise AssertionError(f"{path} kept answering 503")
 
         async def one(i: int) -> tuple[str, str]:
             body = {"email": f"load{i}@example.org", "password": "load password", "display_name": f"L{i}"}
-            async with http.post(f"{url}/api/auth/register", json=body) as r:
-                assert r.status == 201, await r.text()
-            async with http.post(f"{url}/api/auth/login", json={"email": body["email"], "password": body["password"]}) as r:
-                auth = "Bearer " + (await r.json())["access_token"]
+            await call("/api/auth/register", body, 201)
+            auth = "Bearer " + (await call("/api/auth/login", {"email": body["email"], "password": body["password"]}, 200))["access_token"]
             session = {"title": f"load {i}", "assistant": False}  # posting alone; the assistant is measured apart
-            async with http.post(f"{url}/api/sessions", json=session, headers={"authorization": auth}) as r:
-                return f"/api/sessions/{(await r.json())['id']}/messages", auth
+            return f"/api/sessions/{(await call('/api/sessions', session, 201, auth))['id']}/messages", auth
 
         return list(await asyncio.gather(*(one(i) for i in range(sessions))))
 
@@ -292,22 +307,71 @@ class OtlpSink:
         self.http.server_close()
 
 
+def _py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy on the server and its children (the projection process) for `seconds`, as collapsed
+    stacks (one line per stack and its sample count; `--gil`-less: waiting shows too)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--subprocesses",
+            "--duration",
+            str(max(1, round(seconds))),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@contextmanager
+def _backend_env(backend: str) -> Iterator[dict[str, str]]:
+    """The server's environment for a backend: nothing for SQLite, a fresh database for PostgreSQL."""
+    if backend == "sqlite":
+        yield {}
+        return
+    from tests.postgres import fresh_database
+
+    with fresh_database() as url:
+        yield {"CHRONICLE_DATABASE_URL": url}
+
+
 def chronicle(
-    engine: str, clients: int, sessions: int, seconds: float, max_requests: int, log_level: str = "warning", otlp: bool = False
+    engine: str,
+    clients: int,
+    sessions: int,
+    seconds: float,
+    max_requests: int,
+    log_level: str = "warning",
+    otlp: bool = False,
+    backend: str = "sqlite",
+    py_spy: Path | None = None,
 ) -> Run:
     sink = OtlpSink() if otlp else None
     env = {"CHRONICLE_RATE_LIMIT_POSTS": "0", "CHRONICLE_RATE_LIMIT_LOGIN": "0", "CHRONICLE_LOG_FORMAT": "json"}
     if sink is not None:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.url
-    with tempfile.TemporaryDirectory(prefix="chronicle-load-") as tmp:
-        server = Server(Path(tmp), env=env, log_level=log_level).start()
+    with tempfile.TemporaryDirectory(prefix="chronicle-load-") as tmp, _backend_env(backend) as backend_env:
+        server = Server(Path(tmp), env={**env, **backend_env}, log_level=log_level).start(timeout=180)
         try:
             targets = asyncio.run(_users_and_sessions(server.url, sessions))
             _pin(server.process.pid, "server")
             _, cpu_before = _proc_stat(server.process.pid)
             lag_before = lag_buckets(server.url)
+            spy = None if py_spy is None else _py_spy(server.process.pid, seconds, py_spy / f"{backend}-{clients}.txt")
             raw = _load(engine, server.url, targets, clients, seconds, max_requests)
             rss, cpu_after = _proc_stat(server.process.pid)
+            if spy is not None:
+                spy.wait(60)
             lag_p50, lag_p99 = lag_percentiles(lag_before, lag_buckets(server.url))
             catch_up, ryw = asyncio.run(_read_side(server.url, targets))
         finally:
@@ -316,7 +380,7 @@ def chronicle(
                 sink.close()
     ryw_ms = [x * 1000 for x in ryw]
     return Run(
-        f"chronicle (log {log_level}{', tracing' if otlp else ''})",
+        f"chronicle (log {log_level}{', tracing' if otlp else ''}{', PostgreSQL' if backend == 'postgresql' else ''})",
         engine,
         clients,
         round(raw["elapsed"], 2),
@@ -359,7 +423,7 @@ def ceiling(engine: str, clients: int, sessions: int, seconds: float, max_reques
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), 1).close()
@@ -462,6 +526,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     parser.add_argument("--log-level", default="warning", help="the server's; info writes one access line per request")
     parser.add_argument("--otlp", action="store_true", help="trace every request, exported over OTLP/HTTP to a sink in this process")
+    parser.add_argument(
+        "--backends", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite"], help="one run per backend, back to back"
+    )
+    parser.add_argument("--py-spy", type=Path, help="record the server with py-spy during each run, into this directory")
     args = parser.parse_args(argv)
     if args.pin and args.engine == "wrk":
         PIN.update(server={0}, load={1})
@@ -469,7 +537,12 @@ def main(argv: list[str] | None = None) -> None:
     for clients in args.clients:
         if not args.no_ceiling:
             runs.append(ceiling(args.engine, clients, args.sessions, args.seconds, args.max_requests))
-        runs.append(chronicle(args.engine, clients, args.sessions, args.seconds, args.max_requests, args.log_level, args.otlp))
+        for backend in args.backends:
+            runs.append(
+                chronicle(
+                    args.engine, clients, args.sessions, args.seconds, args.max_requests, args.log_level, args.otlp, backend, args.py_spy
+                )
+            )
     print(markdown(runs))
     save_json(args.json, [asdict(r) for r in runs])
 

@@ -47,6 +47,7 @@ from infrastructure.workers.conversion_worker import ConversionWorker
 from infrastructure.workers.erasure import rebuild_after_erasure
 from infrastructure.workers.projection_process import ProjectionProcess
 from infrastructure.workers.projection_runner import ProjectionRunner
+from infrastructure.workers.replica_erasures import ReplicaErasures
 from infrastructure.workers.retention import RetentionPostponed, apply_retention
 from infrastructure.write_side import WriteSide
 from projections.catalog import all_projectors
@@ -157,6 +158,8 @@ class ServerRuntime:
         blobs = BlobStore(settings.blobs_path)
         projectors = all_projectors(blobs.read_text)
         read_store.ensure_schema(projectors)  # before the child starts: it serves queries at once
+        if settings.on_postgres and read_store.key_generation() is None:
+            read_store.set_key_generation(data_keys(reader).generation())  # a new replica reads with today's keys
         known = read_store.positions()
         progress = ProjectionProgress(
             {p.name: known.get(p.name, 0) for p in projectors},
@@ -278,6 +281,8 @@ class ServerRuntime:
             loop.create_task(self._retention_job(), name="retention"),
             loop.create_task(self.dashboard.run(), name="dashboard-sampler"),
         ]
+        if self.settings.on_postgres:  # other nodes erase too: their destroyed keys must leave this replica (ADR-041)
+            self._tasks.append(loop.create_task(ReplicaErasures(self.write).run(), name="replica-erasures"))
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -33,6 +33,7 @@ GENERATION = (
 rebuild's swap, a reset, a schema change): what they show may then differ at the same positions
 (an erasure rebuild reads "[erased]"), so the HTTP layer's ETags, which it is part of, all change."""
 BUMP_GENERATION = "UPDATE read_generation SET value = value + 1 WHERE id = 1"
+_KEY_GENERATION = "CREATE TABLE IF NOT EXISTS replica_key_generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)"
 
 
 def schema_fingerprint(projector: Projector) -> str:
@@ -220,6 +221,20 @@ class SQLiteReadStore:
                 for statement in projector.schema:
                     tx.execute(statement)
             tx.set_positions({projector.name: 0 for projector in projectors})
+
+    def key_generation(self) -> int | None:
+        """The key store's generation when these read models were last rebuilt after keys were
+        destroyed (None: never recorded). See `workers.replica_erasures`."""
+        try:
+            row = self._connection.execute("SELECT value FROM replica_key_generation").fetchone()
+        except sqlite3.OperationalError:
+            return None  # no such table yet
+        return None if row is None else int(row[0])
+
+    def set_key_generation(self, generation: int) -> None:
+        with self.transaction() as tx:
+            tx.execute(_KEY_GENERATION)
+            tx.execute("INSERT OR REPLACE INTO replica_key_generation VALUES (1, ?)", (generation,))
 
     def dump(self, tables: Sequence[str]) -> dict[str, list[tuple]]:
         """Every row of these tables, in a stable order (for comparing two builds)."""

@@ -18,9 +18,13 @@ log = structlog.stdlib.get_logger(__name__)
 def rebuild_after_erasure(
     write: WriteSide, collect: Callable[[], object], progress: Callable[[int, int], None] = lambda done, head: None
 ) -> int:
-    """Rebuilds every read model from the log, then `collect`s the files nobody references now."""
+    """Rebuilds every read model from the log, then `collect`s the files nobody references now.
+    The key generation read before the rebuild is recorded in the read store: the read models
+    hold nothing that keys destroyed up to then sealed (other nodes compare it, ADR-041)."""
     log.info("erasure: rebuilding every read model")
+    generation = write.keys.generation()
     reached = rebuild(write.reader, write.settings.read_store_path, write.runner.projectors, progress)
+    write.read_store.set_key_generation(generation)
     write.runner.wake()
     collect()
     return reached

@@ -69,7 +69,8 @@ class Server:
         return self.log_dir / f"server-{self.port}.log"
 
     def start(self, timeout: float = 30) -> Server:
-        """`timeout`: seconds until /health answers (a node rebuilding its read models takes longer)."""
+        """Returns once /health answers (`timeout`: a generous bound; a node rebuilding its read
+        models, or a loaded host, needs more)."""
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [*self.launcher, CHRONICLE, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "--log-level", self.log_level],
