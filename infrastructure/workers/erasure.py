@@ -20,7 +20,7 @@ def rebuild_after_erasure(
 ) -> int:
     """Rebuilds every read model from the log, then `collect`s the files nobody references now."""
     log.info("erasure: rebuilding every read model")
-    reached = rebuild(write.reader, write.settings.read_store_path, write.runner.projectors, progress)
+    reached = rebuild(write.reader, write.settings.read_store_path, write.runner.projectors, progress, settings=write.settings)
     write.runner.wake()
     collect()
     return reached
