@@ -1,15 +1,30 @@
 """Rebuild benchmark: writes a log of N message events over 50 sessions (group commits of 500
-through the command bus), then rebuilds every read model the way `chronicle projections
-rebuild --all` does (replay into a scratch shadow, catch up, swap) and reports events/s for
-the replay and for the whole rebuild including the swap.
+through the command bus), then, in the same run and on the same log:
 
-    python -m benchmarks.rebuild --events 1000000
+- the ceiling: the same process reads and decodes the whole log through the fast read path
+  (`log_reader` + `EventDecoder` in stored form, as the projection runner does) and does nothing else;
+- the rebuild of every read model the way `chronicle projections rebuild --all` does it (replay
+  into a scratch shadow, catch up, swap) in one process, and with `--workers N` in N processes;
+- with `--before PATH`, the same rebuild by the code checked out at PATH (another commit), in a
+  process of its own on a copy of the same data directory.
+
+Rates are events/s by the wall clock and by the process's CPU time (`time.process_time`): on a
+shared, loaded host the CPU figure is the steadier one and the ratio is what to compare.
+
+    python -m benchmarks.rebuild --events 1000000 --workers 2 --before /path/to/old/checkout --profile
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
+import os
+import pstats
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,60 +35,137 @@ from application.command_bus import _Pending
 from benchmarks.report import save_json
 from infrastructure.bootstrap import bootstrap
 from infrastructure.settings import Settings
+from infrastructure.storage.event_reading import EventDecoder, log_reader
 from infrastructure.storage.shadow_rebuild import rebuild
 
+_REBUILD_ELSEWHERE = """
+import json, sys, time
+from pathlib import Path
+from infrastructure.bootstrap import bootstrap
+from infrastructure.settings import Settings
+from infrastructure.storage.shadow_rebuild import rebuild
+side = bootstrap(Settings.from_env(Path(sys.argv[1])))
+head = side.runner.head()
+wall, cpu = time.perf_counter(), time.process_time()
+rebuild(side.app, side.settings.read_store_path, side.runner.projectors)
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+side.close()
+print(json.dumps({"events": head, "wall": wall, "cpu": cpu}))
+"""
 
-def run(events: int, sessions: int = 50) -> dict[str, float]:
+
+def write_log(side, events: int, sessions: int) -> None:
+    owner = side.bus.execute_now(RegisterUser("rebuild@example.org", "Re", "h"), "bench").value
+    ids = [side.bus.execute_now(StartSession(owner.id, f"S{n}", False), str(owner.id)).value.id for n in range(sessions)]
+    n = 0
+    while side.runner.head() < events:
+        batch = [
+            _Pending(PostMessage(ids[(n + k) % sessions], owner.id, f"message {n + k} about the launch plan"), "bench", "c", lambda r: None)
+            for k in range(500)
+        ]
+        side.bus._process(batch)
+        n += 500
+
+
+def read_and_decode(side) -> tuple[int, float, float]:
+    """The ceiling: every stored event read in batches and decoded as the runner decodes them."""
+    reader, keys = log_reader(side.app.recorder), side.keys
+    wall, cpu = time.perf_counter(), time.process_time()
+    at = count = 0
+    while rows := reader.rows_after(at, 10_000):
+        decode = EventDecoder(keys, stored_form=True, cipher_of=lambda subject: keys.cipher(subject, create=False)).decode
+        for row in rows:
+            decode(row[1], row[2], row[3], row[4])
+        at, count = rows[-1][0], count + len(rows)
+    return count, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _rate(events: int, seconds: float) -> int:
+    return round(events / seconds) if seconds > 0 else 0
+
+
+def run(events: int, sessions: int = 50, workers: int = 1, before: Path | None = None, profile: bool = False) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="chronicle-rebuild-") as tmp:
-        side = bootstrap(Settings.from_env(Path(tmp)))
+        data = Path(tmp) / "data"
+        data.mkdir(mode=0o700)
+        side = bootstrap(Settings.from_env(data))
         try:
-            owner = side.bus.execute_now(RegisterUser("rebuild@example.org", "Re", "h"), "bench").value
-            ids = [side.bus.execute_now(StartSession(owner.id, f"S{n}", False), str(owner.id)).value.id for n in range(sessions)]
-            n = 0
-            while side.runner.head() < events:
-                batch = [
-                    _Pending(
-                        PostMessage(ids[(n + k) % sessions], owner.id, f"message {n + k} about the launch plan"),
-                        "bench",
-                        "c",
-                        lambda r: None,
-                    )
-                    for k in range(500)
-                ]
-                side.bus._process(batch)
-                n += 500
+            write_log(side, events, sessions)
+            side.runner.catch_up()
             head = side.runner.head()
+            if before is not None:
+                copy = Path(tmp) / "before"
+                shutil.copytree(data, copy)
+            decoded, ceiling_wall, ceiling_cpu = read_and_decode(side)
             built: list[float] = []
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             rebuild(
                 side.app,
                 side.settings.read_store_path,
                 side.runner.projectors,
-                lambda done, at: built.append(time.perf_counter()) if done >= at else None,
+                lambda done, at: built.append(time.perf_counter()) if done >= at and not built else None,
             )
-            total = time.perf_counter() - started
+            total, total_cpu = time.perf_counter() - started, time.process_time() - cpu
+            profiler = cProfile.Profile() if profile else None
+            if profiler is not None:  # a run of its own: the profiler's cost stays out of the figures
+                profiler.runcall(rebuild, side.app, side.settings.read_store_path, side.runner.projectors)
             replay = (built[0] - started) if built else total
+            parallel = None
+            if workers > 1:
+                started = time.perf_counter()
+                rebuild(side.app, side.settings.read_store_path, side.runner.projectors, settings=side.settings, workers=workers)
+                parallel = time.perf_counter() - started
             projected = side.runner.positions()
         finally:
             side.close()
-    assert min(projected.values()) == head
-    return {
+        old = None
+        if before is not None:
+            env = {**os.environ, "PYTHONPATH": str(before)}
+            done = subprocess.run(
+                [sys.executable, "-c", _REBUILD_ELSEWHERE, str(copy)], env=env, capture_output=True, text=True, check=True
+            )
+            old = json.loads(done.stdout.strip().splitlines()[-1])
+    assert decoded == head and min(projected.values()) == head
+    result: dict[str, object] = {
         "events": head,
         "projectors": len(projected),
+        "ceiling_events_per_s": _rate(head, ceiling_wall),
+        "ceiling_events_per_cpu_s": _rate(head, ceiling_cpu),
         "replay_seconds": round(replay, 2),
         "total_seconds": round(total, 2),
-        "replay_events_per_s": round(head / replay),
-        "rebuild_events_per_s": round(head / total),
+        "replay_events_per_s": _rate(head, replay),
+        "rebuild_events_per_s": _rate(head, total),
+        "rebuild_events_per_cpu_s": _rate(head, total_cpu),
+        "rebuild_of_ceiling_wall": round(ceiling_wall / total, 3),
+        "rebuild_of_ceiling_cpu": round(ceiling_cpu / total_cpu, 3),
     }
+    if parallel is not None:
+        result[f"rebuild_{workers}_processes_events_per_s"] = _rate(head, parallel)
+        result[f"rebuild_{workers}_processes_of_ceiling_wall"] = round(ceiling_wall / parallel, 3)
+    if old is not None:
+        result["before_rebuild_events_per_s"] = _rate(old["events"], old["wall"])
+        result["before_rebuild_events_per_cpu_s"] = _rate(old["events"], old["cpu"])
+        result["before_rebuild_of_ceiling_cpu"] = round(ceiling_cpu / old["cpu"], 3)
+    if profiler is not None:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(20)
+        result["profile"] = out.getvalue()
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=1, help="also rebuild with this many processes (groups of projectors)")
+    parser.add_argument("--before", type=Path, help="a checkout of another commit: its rebuild on a copy of the same log")
+    parser.add_argument("--profile", action="store_true", help="cProfile the one-process rebuild; print its top functions")
     parser.add_argument("--json", type=Path, help="also write the result here as JSON")
     args = parser.parse_args()
-    result = run(args.events)
+    result = run(args.events, workers=args.workers, before=args.before, profile=args.profile)
+    profile = result.pop("profile", None)
     print(json.dumps(result, indent=2))
+    if profile:
+        print(profile)
     save_json(args.json, result)
 
 

@@ -16,9 +16,9 @@ their stored form (`stored_form=True`, ADR-046): an id becomes its canonical tex
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from collections.abc import Callable
 from typing import Any, Protocol
 from uuid import UUID
 

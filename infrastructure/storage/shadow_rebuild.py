@@ -82,10 +82,14 @@ def rebuild_groups(projectors: Sequence[Projector], workers: int) -> list[list[P
     return [group for group in groups if group]
 
 
-def _workers(settings: Settings | None, projectors: Sequence[Projector], head: int) -> int:
+def _workers(settings: Settings | None, projectors: Sequence[Projector], head: int, workers: int | None) -> int:
+    """One process per core that is idle now (a loaded host gains nothing from a second one)."""
     if settings is None or len(projectors) < 2 or head < PARALLEL_FROM:
         return 1
-    return min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+    if workers is not None:
+        return max(1, workers)
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(MAX_WORKERS, cores, int(cores - os.getloadavg()[0] + 0.5)))
 
 
 def _remove(path: Path) -> None:
@@ -100,11 +104,13 @@ def rebuild(
     progress: Callable[[int, int], None] = lambda done, head: None,
     *,
     settings: Settings | None = None,
+    workers: int | None = None,
 ) -> int:
     """Rebuilds `projectors` without taking their tables away; returns the position swapped in.
     If keys were destroyed (an erasure, a retention run) while the shadow was built, it may hold
     content that is no longer readable: it is thrown away and built again. `settings` (how to
-    open the log) lets groups of projectors be built by processes of their own."""
+    open the log) lets groups of projectors be built by processes of their own: `workers` of
+    them, or as many as the machine has idle cores."""
     names = ",".join(p.name for p in projectors)
     done, head = REBUILD_DONE.labels(names), REBUILD_HEAD.labels(names)
     started = logged = time.monotonic()
@@ -122,7 +128,7 @@ def rebuild(
     with BlobLock(read_store_path.with_name("read.rebuild.lock")):  # one rebuild at a time, across processes
         log.info("rebuild started", projections=names, head=app.recorder.max_notification_id() or 0)
         try:
-            reached = _rebuild(app, read_store_path, projectors, reported, settings)
+            reached = _rebuild(app, read_store_path, projectors, reported, settings, workers)
         except BaseException as error:
             REBUILDS.labels("failed").inc()
             log.warning("rebuild failed; the live tables are unchanged", projections=names, error=str(error))
@@ -141,9 +147,12 @@ def _rebuild(
     projectors: Sequence[Projector],
     progress: Callable[[int, int], None],
     settings: Settings | None,
+    workers: int | None,
 ) -> int:
     keys = getattr(app.mapper, "keys", None)
-    groups = rebuild_groups(projectors, _workers(settings, projectors, app.recorder.max_notification_id() or 0))
+    groups = rebuild_groups(projectors, _workers(settings, projectors, app.recorder.max_notification_id() or 0, workers))
+    if len(groups) > 1:
+        log.info("rebuilding in processes", groups=[[p.name for p in group] for group in groups])
     paths = [shadow_path(read_store_path, group) for group in groups]
     for _ in range(5):
         generation = keys.generation() if keys is not None else 0
