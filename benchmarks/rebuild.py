@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from application.accounts import RegisterUser
 from application.chat import PostMessage, StartSession
@@ -84,6 +85,54 @@ def _rate(events: int, seconds: float) -> int:
     return round(events / seconds) if seconds > 0 else 0
 
 
+def measure(data: Path, workers: int = 1, profile: bool = False) -> dict[str, Any]:
+    """In a fresh process (no heap left over from writing the log): the ceiling, then the
+    rebuild in one process, its profile (a run of its own), and the rebuild in `workers` processes."""
+    side = bootstrap(Settings.from_env(data))
+    try:
+        head = side.runner.head()
+        decoded, ceiling_wall, ceiling_cpu = read_and_decode(side)
+        built: list[float] = []
+        started, cpu = time.perf_counter(), time.process_time()
+        rebuild(
+            side.app,
+            side.settings.read_store_path,
+            side.runner.projectors,
+            lambda done, at: built.append(time.perf_counter()) if done >= at and not built else None,
+        )
+        total, total_cpu = time.perf_counter() - started, time.process_time() - cpu
+        found: dict[str, Any] = {
+            "events": head,
+            "decoded": decoded,
+            "ceiling_wall": ceiling_wall,
+            "ceiling_cpu": ceiling_cpu,
+            "wall": total,
+            "cpu": total_cpu,
+            "replay": (built[0] - started) if built else total,
+        }
+        if profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(rebuild, side.app, side.settings.read_store_path, side.runner.projectors)
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(20)
+            found["profile"] = out.getvalue()
+        if workers > 1:
+            started = time.perf_counter()
+            rebuild(side.app, side.settings.read_store_path, side.runner.projectors, settings=side.settings, workers=workers)
+            found["parallel_wall"] = time.perf_counter() - started
+        found["positions"] = side.runner.positions()
+    finally:
+        side.close()
+    return found
+
+
+def _in_process(code: Path | None, args: list[str]) -> dict[str, Any]:
+    """`python -c` of a fresh interpreter, with `code` (a checkout) first on its path."""
+    env = {**os.environ, "PYTHONPATH": str(code)} if code is not None else dict(os.environ)
+    done = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, check=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def run(events: int, sessions: int = 50, workers: int = 1, before: Path | None = None, profile: bool = False) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="chronicle-rebuild-") as tmp:
         data = Path(tmp) / "data"
@@ -92,64 +141,41 @@ def run(events: int, sessions: int = 50, workers: int = 1, before: Path | None =
         try:
             write_log(side, events, sessions)
             side.runner.catch_up()
-            head = side.runner.head()
-            if before is not None:
-                copy = Path(tmp) / "before"
-                shutil.copytree(data, copy)
-            decoded, ceiling_wall, ceiling_cpu = read_and_decode(side)
-            built: list[float] = []
-            started, cpu = time.perf_counter(), time.process_time()
-            rebuild(
-                side.app,
-                side.settings.read_store_path,
-                side.runner.projectors,
-                lambda done, at: built.append(time.perf_counter()) if done >= at and not built else None,
-            )
-            total, total_cpu = time.perf_counter() - started, time.process_time() - cpu
-            profiler = cProfile.Profile() if profile else None
-            if profiler is not None:  # a run of its own: the profiler's cost stays out of the figures
-                profiler.runcall(rebuild, side.app, side.settings.read_store_path, side.runner.projectors)
-            replay = (built[0] - started) if built else total
-            parallel = None
-            if workers > 1:
-                started = time.perf_counter()
-                rebuild(side.app, side.settings.read_store_path, side.runner.projectors, settings=side.settings, workers=workers)
-                parallel = time.perf_counter() - started
-            projected = side.runner.positions()
         finally:
             side.close()
         old = None
-        if before is not None:
-            env = {**os.environ, "PYTHONPATH": str(before)}
-            done = subprocess.run(
-                [sys.executable, "-c", _REBUILD_ELSEWHERE, str(copy)], env=env, capture_output=True, text=True, check=True
-            )
-            old = json.loads(done.stdout.strip().splitlines()[-1])
-    assert decoded == head and min(projected.values()) == head
+        if before is not None:  # the older checkout's rebuild, on a copy of the same log, just before ours
+            copy = Path(tmp) / "before"
+            shutil.copytree(data, copy)
+            old = _in_process(before, ["-c", _REBUILD_ELSEWHERE, str(copy)])
+        ours = Path(__file__).resolve().parent.parent
+        new = _in_process(
+            ours, ["-m", "benchmarks.rebuild", "--measure", str(data), "--workers", str(workers), *(["--profile"] if profile else [])]
+        )
+    head = new["events"]
+    assert new["decoded"] == head and min(new["positions"].values()) == head
     result: dict[str, object] = {
         "events": head,
-        "projectors": len(projected),
-        "ceiling_events_per_s": _rate(head, ceiling_wall),
-        "ceiling_events_per_cpu_s": _rate(head, ceiling_cpu),
-        "replay_seconds": round(replay, 2),
-        "total_seconds": round(total, 2),
-        "replay_events_per_s": _rate(head, replay),
-        "rebuild_events_per_s": _rate(head, total),
-        "rebuild_events_per_cpu_s": _rate(head, total_cpu),
-        "rebuild_of_ceiling_wall": round(ceiling_wall / total, 3),
-        "rebuild_of_ceiling_cpu": round(ceiling_cpu / total_cpu, 3),
+        "projectors": len(new["positions"]),
+        "ceiling_events_per_s": _rate(head, new["ceiling_wall"]),
+        "ceiling_events_per_cpu_s": _rate(head, new["ceiling_cpu"]),
+        "replay_seconds": round(new["replay"], 2),
+        "total_seconds": round(new["wall"], 2),
+        "replay_events_per_s": _rate(head, new["replay"]),
+        "rebuild_events_per_s": _rate(head, new["wall"]),
+        "rebuild_events_per_cpu_s": _rate(head, new["cpu"]),
+        "rebuild_of_ceiling_wall": round(new["ceiling_wall"] / new["wall"], 3),
+        "rebuild_of_ceiling_cpu": round(new["ceiling_cpu"] / new["cpu"], 3),
     }
-    if parallel is not None:
-        result[f"rebuild_{workers}_processes_events_per_s"] = _rate(head, parallel)
-        result[f"rebuild_{workers}_processes_of_ceiling_wall"] = round(ceiling_wall / parallel, 3)
+    if "parallel_wall" in new:
+        result[f"rebuild_{workers}_processes_events_per_s"] = _rate(head, new["parallel_wall"])
+        result[f"rebuild_{workers}_processes_of_ceiling_wall"] = round(new["ceiling_wall"] / new["parallel_wall"], 3)
     if old is not None:
         result["before_rebuild_events_per_s"] = _rate(old["events"], old["wall"])
         result["before_rebuild_events_per_cpu_s"] = _rate(old["events"], old["cpu"])
-        result["before_rebuild_of_ceiling_cpu"] = round(ceiling_cpu / old["cpu"], 3)
-    if profiler is not None:
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(20)
-        result["profile"] = out.getvalue()
+        result["before_rebuild_of_ceiling_cpu"] = round(new["ceiling_cpu"] / old["cpu"], 3)
+    if "profile" in new:
+        result["profile"] = new["profile"]
     return result
 
 
@@ -160,7 +186,11 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="a checkout of another commit: its rebuild on a copy of the same log")
     parser.add_argument("--profile", action="store_true", help="cProfile the one-process rebuild; print its top functions")
     parser.add_argument("--json", type=Path, help="also write the result here as JSON")
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the measuring process, on a written log
     args = parser.parse_args()
+    if args.measure is not None:
+        print(json.dumps(measure(args.measure, args.workers, args.profile)))
+        return
     result = run(args.events, workers=args.workers, before=args.before, profile=args.profile)
     profile = result.pop("profile", None)
     print(json.dumps(result, indent=2))
