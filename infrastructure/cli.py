@@ -356,7 +356,7 @@ def projections_rebuild(data_dir: Path, name: str | None, all_: bool) -> None:
                 bar.update(task, completed=done, total=max(now_head, 1), rate=done / elapsed if elapsed else 0.0)
 
             try:
-                reached = rebuild(write.app, write.settings.read_store_path, chosen, advance)
+                reached = rebuild(write.app, write.settings.read_store_path, chosen, advance, settings=write.settings)
             except RebuildFailed as error:
                 console.print(f"[red]rebuild failed[/red]: {error}; the live tables are unchanged")
                 sys.exit(1)

@@ -17,6 +17,7 @@ ASSISTANT_AUTHOR = "assistant"
 @collect_handlers
 class SessionMessagesProjector(Projector):
     name = "messages"
+    rebuild_cost = 3
     tables = ("messages", "message_versions")
     schema = (
         """CREATE TABLE IF NOT EXISTS messages (

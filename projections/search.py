@@ -21,6 +21,7 @@ _STOPWORDS = frozenset(
 @collect_handlers
 class SearchIndexProjector(Projector):
     name = "search"
+    rebuild_cost = 3
     tables = ("message_search", "message_search_rows")
     schema = (
         """CREATE VIRTUAL TABLE IF NOT EXISTS message_search USING fts5(

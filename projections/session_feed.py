@@ -18,6 +18,7 @@ from projections.storage import ReadConnection, ReadTransaction, Row
 @collect_handlers
 class SessionFeedProjector(Projector):
     name = "session_feed"
+    rebuild_cost = 2
     tables = ("session_frames",)
     schema = (
         """CREATE TABLE IF NOT EXISTS session_frames (

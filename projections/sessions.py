@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from domain.assistant_reply import AssistantReply
@@ -90,6 +91,41 @@ class SessionsProjector(Projector):
             (str(e.originator_id), e.content[:PREVIEW_LENGTH], iso(e.timestamp), iso(e.timestamp), position, str(e.session_id)),
         )
 
+    def apply_batch(self, tx: ReadTransaction, events: Sequence[tuple[int, Any]]) -> None:
+        """Set-based for the common case: a run of messages updates each session once (its count
+        by how many, its last message from the newest) instead of once per message. Any other
+        event this projector handles first writes the run so far, so order is kept."""
+        handler_of = self.handlers.get
+        added: dict[Any, list[Any]] = {}  # session id → [how many, newest event, its position]
+        for position, e in events:
+            kind = type(e)
+            if kind in _MESSAGE_ADDED:
+                run = added.get(e.session_id)
+                if run is None:
+                    added[e.session_id] = [1, e, position]
+                else:
+                    run[0] += 1
+                    run[1] = e
+                    run[2] = position
+                continue
+            handler = handler_of(kind)
+            if handler is not None:
+                if added:
+                    self._messages_added(tx, added)
+                    added = {}
+                handler(self, tx, e, position)
+        if added:
+            self._messages_added(tx, added)
+
+    def _messages_added(self, tx: ReadTransaction, added: dict[Any, list[Any]]) -> None:
+        for session_id, (count, e, position) in added.items():
+            at = iso(e.timestamp)
+            tx.execute(
+                "UPDATE sessions SET message_count=message_count+?, last_message_id=?,"
+                " last_message_preview=?, last_message_at=?, updated_at=?, position=? WHERE id=?",
+                (count, str(e.originator_id), e.content[:PREVIEW_LENGTH], at, at, position, str(session_id)),
+            )
+
     @handles(Message.MessageEdited)
     def _edited(self, tx: ReadTransaction, e: Any, position: int) -> None:
         tx.execute(
@@ -106,6 +142,8 @@ class SessionsProjector(Projector):
             (position, str(e.originator_id), str(e.session_id)),
         )
 
+
+_MESSAGE_ADDED = (Message.MessagePosted, AssistantReply.AssistantReplyCompleted)
 
 _COLUMNS = (
     "s.id, s.owner_id, s.title, s.assistant, s.archived, s.created_at, s.updated_at,"

@@ -24,6 +24,8 @@ _FAILURES = (
     "CREATE TABLE IF NOT EXISTS projection_failures ("
     " name TEXT PRIMARY KEY, position INTEGER NOT NULL, error TEXT NOT NULL, at REAL NOT NULL)"
 )
+SCRATCH_CACHE_KIB = 256 * 1024
+"""A rebuild's shadow keeps up to this much of itself in memory (SQLite's default is 2 MiB)."""
 _SCHEMAS = "CREATE TABLE IF NOT EXISTS projection_schemas (name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL)"
 GENERATION = (
     "CREATE TABLE IF NOT EXISTS read_generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)",
@@ -147,6 +149,8 @@ class SQLiteReadStore:
         if scratch:
             self._connection.execute("PRAGMA journal_mode=MEMORY")
             self._connection.execute("PRAGMA synchronous=OFF")
+            self._connection.execute(f"PRAGMA cache_size=-{SCRATCH_CACHE_KIB}")  # indexes on random ids stay in memory
+            self._connection.execute("PRAGMA temp_store=MEMORY")
             return
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=NORMAL")

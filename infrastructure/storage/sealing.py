@@ -44,6 +44,12 @@ def _hex(value: Any) -> str | None:
         return None  # "cli", "assistant": no person
 
 
+def _day(moment: Any) -> str:
+    """The UTC day of an event's time, a `datetime` or the ISO text it is stored as (the fast
+    read path's stored form)."""
+    return moment[:10] if isinstance(moment, str) else moment.date().isoformat()
+
+
 def _person(field: str) -> Callable[[Any], str | None]:
     return lambda event: _hex(getattr(event, field))
 
@@ -56,7 +62,7 @@ def _message(author_field: str) -> Callable[[Any], str | None]:
         author = _hex(getattr(event, author_field))  # None for replies stored before they named the asker
         if author is None:
             return None
-        return f"{author}.{event.session_id.hex}.{event.timestamp.date().isoformat()}"
+        return f"{author}.{_hex(event.session_id)}.{_day(event.timestamp)}"
 
     return subject
 

@@ -7,21 +7,30 @@ runner then applies whatever was appended after the shadow's position.
 
 A shadow in progress is a file `read.rebuild.<names>.<pid>.<random>.sqlite3`, which is how
 `projections status` (in any process) shows a rebuild and its progress. Rebuilds take turns
-(a file lock), so two never swap at once."""
+(a file lock), so two never swap at once.
+
+With `settings` given, a large log (PARALLEL_FROM events) and more than one core, the projectors
+are split into groups of about equal cost (`Projector.rebuild_cost`), each group built into a
+shadow of its own by a process of its own (each reads and decodes the log itself: decoding is
+cheaper than shipping decoded events between processes), and every shadow is swapped in by the
+same single transaction (ADR-046)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import structlog
 
 from application.chronicle import Chronicle
 from infrastructure.metrics import REBUILD_DONE, REBUILD_HEAD, REBUILDS
+from infrastructure.settings import Settings
 from infrastructure.storage.blob_store import BlobLock
 from infrastructure.storage.read_store import BUMP_GENERATION, GENERATION, SQLiteReadStore
 from infrastructure.workers.projection_runner import ProjectionRunner
@@ -31,6 +40,10 @@ log = structlog.stdlib.get_logger(__name__)
 PROGRESS_LOG_SECONDS = 5.0
 
 SHADOW_PREFIX = "read.rebuild."
+PARALLEL_FROM = 20_000
+"""Below this many events a second process costs more (its start-up) than it saves."""
+MAX_WORKERS = 4
+BATCH_SIZE = 10_000
 
 
 class RebuildFailed(Exception):
@@ -46,15 +59,37 @@ def rebuilding(read_store_path: Path) -> dict[str, int]:
     """Projections being rebuilt (by any process) and the position their shadow has reached."""
     found: dict[str, int] = {}
     for path in read_store_path.parent.glob(f"{SHADOW_PREFIX}*.sqlite3"):
-        try:
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
-            try:
-                found.update(db.execute("SELECT name, position FROM projection_positions").fetchall())
-            finally:
-                db.close()
-        except sqlite3.Error:
-            continue  # just created or just removed
+        found.update(_shadow_positions(path))
     return found
+
+
+def _shadow_positions(path: Path) -> dict[str, int]:
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            return dict(db.execute("SELECT name, position FROM projection_positions").fetchall())
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return {}  # just created or just removed
+
+
+def rebuild_groups(projectors: Sequence[Projector], workers: int) -> list[list[Projector]]:
+    """At most `workers` groups of about equal `rebuild_cost` (largest first, each to the lightest group)."""
+    groups: list[list[Projector]] = [[] for _ in range(max(1, min(workers, len(projectors))))]
+    for projector in sorted(projectors, key=lambda p: -p.rebuild_cost):
+        min(groups, key=lambda g: sum(p.rebuild_cost for p in g)).append(projector)
+    return [group for group in groups if group]
+
+
+def _workers(settings: Settings | None, projectors: Sequence[Projector], head: int, workers: int | None) -> int:
+    """One process per core that is idle now (a loaded host gains nothing from a second one)."""
+    if settings is None or len(projectors) < 2 or head < PARALLEL_FROM:
+        return 1
+    if workers is not None:
+        return max(1, workers)
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(MAX_WORKERS, cores, int(cores - os.getloadavg()[0] + 0.5)))
 
 
 def _remove(path: Path) -> None:
@@ -67,10 +102,15 @@ def rebuild(
     read_store_path: Path,
     projectors: Sequence[Projector],
     progress: Callable[[int, int], None] = lambda done, head: None,
+    *,
+    settings: Settings | None = None,
+    workers: int | None = None,
 ) -> int:
     """Rebuilds `projectors` without taking their tables away; returns the position swapped in.
     If keys were destroyed (an erasure, a retention run) while the shadow was built, it may hold
-    content that is no longer readable: it is thrown away and built again."""
+    content that is no longer readable: it is thrown away and built again. `settings` (how to
+    open the log) lets groups of projectors be built by processes of their own: `workers` of
+    them, or as many as the machine has idle cores."""
     names = ",".join(p.name for p in projectors)
     done, head = REBUILD_DONE.labels(names), REBUILD_HEAD.labels(names)
     started = logged = time.monotonic()
@@ -88,7 +128,7 @@ def rebuild(
     with BlobLock(read_store_path.with_name("read.rebuild.lock")):  # one rebuild at a time, across processes
         log.info("rebuild started", projections=names, head=app.recorder.max_notification_id() or 0)
         try:
-            reached = _rebuild(app, read_store_path, projectors, reported)
+            reached = _rebuild(app, read_store_path, projectors, reported, settings, workers)
         except BaseException as error:
             REBUILDS.labels("failed").inc()
             log.warning("rebuild failed; the live tables are unchanged", projections=names, error=str(error))
@@ -106,22 +146,65 @@ def _rebuild(
     read_store_path: Path,
     projectors: Sequence[Projector],
     progress: Callable[[int, int], None],
+    settings: Settings | None,
+    workers: int | None,
 ) -> int:
     keys = getattr(app.mapper, "keys", None)
-    path = shadow_path(read_store_path, projectors)
+    groups = rebuild_groups(projectors, _workers(settings, projectors, app.recorder.max_notification_id() or 0, workers))
+    if len(groups) > 1:
+        log.info("rebuilding in processes", groups=[[p.name for p in group] for group in groups])
+    paths = [shadow_path(read_store_path, group) for group in groups]
     for _ in range(5):
         generation = keys.generation() if keys is not None else 0
-        _remove(path)
+        for path in paths:
+            _remove(path)
         try:
-            reached = _build(app, path, projectors, progress)
+            if len(groups) == 1:
+                reached = _build(app, paths[0], groups[0], progress)
+            else:
+                assert settings is not None
+                reached = _build_in_processes(app, settings, groups, paths, progress)
             if keys is not None and keys.generation() != generation:
                 keys.forget()
                 continue
-            _swap(read_store_path, path, projectors, reached)
+            _swap(read_store_path, list(zip(paths, groups, strict=True)), reached)
             return min(reached[p.name] for p in projectors)
         finally:
-            _remove(path)
+            for path in paths:
+                _remove(path)
     raise RebuildFailed("keys kept being destroyed while rebuilding; try again")
+
+
+def _build_in_processes(
+    app: Chronicle, settings: Settings, groups: list[list[Projector]], paths: list[Path], progress: Callable[[int, int], None]
+) -> dict[str, int]:
+    """Each group's shadow built by a process of its own (spawned: safe beside the server's
+    threads); progress is read from the shadows' positions, as `projections status` reads it."""
+    reached: dict[str, int] = {}
+    with ProcessPoolExecutor(len(groups), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_build_group, settings, group, path) for group, path in zip(groups, paths, strict=True)]
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=1.0, return_when=FIRST_EXCEPTION)
+            if any(future.exception() is not None for future in done):
+                pool.shutdown(cancel_futures=True)
+                break
+            positions = [_shadow_positions(path) for path in paths]
+            progress(min((at for found in positions for at in found.values()), default=0), app.recorder.max_notification_id() or 0)
+        for future in futures:
+            reached.update(future.result())  # raises what a group raised
+    return reached
+
+
+def _build_group(settings: Settings, projectors: list[Projector], path: Path) -> dict[str, int]:
+    """In a process of its own: one group's shadow, from a reader of the log of its own."""
+    from infrastructure.storage.event_store import open_event_store
+
+    app = open_event_store(settings, cached=False)
+    try:
+        return _build(app, path, projectors, lambda done, head: None)
+    finally:
+        app.close()
 
 
 def _build(app: Chronicle, path: Path, projectors: Sequence[Projector], progress: Callable[[int, int], None]) -> dict[str, int]:
@@ -129,7 +212,7 @@ def _build(app: Chronicle, path: Path, projectors: Sequence[Projector], progress
     try:
         shadow.reset(projectors)
         shadow.ensure_schema(projectors)
-        runner = ProjectionRunner(app, shadow, projectors, batch_size=5000)
+        runner = ProjectionRunner(app, shadow, projectors, batch_size=BATCH_SIZE)
         runner.catch_up(progress)
         if runner.failures:
             name, failure = next(iter(runner.failures.items()))
@@ -139,24 +222,43 @@ def _build(app: Chronicle, path: Path, projectors: Sequence[Projector], progress
         shadow.close()
 
 
-def _swap(read_store_path: Path, path: Path, projectors: Sequence[Projector], reached: dict[str, int]) -> None:
+def _copy_table(db: sqlite3.Connection, shadow: str, table: str, kinds: dict[str, str]) -> None:
+    """Copies a shadow table into its new, empty twin in the read store. `INSERT INTO t SELECT *
+    FROM t` between tables of the same schema is SQLite's transfer optimisation: rows and index
+    entries are copied as stored (rowids kept), not inserted one by one. A virtual table (the
+    FTS5 index) is copied as its shadow tables are stored, so nothing is tokenised again."""
+    if kinds.get(table) != "virtual":
+        db.execute(f"INSERT INTO main.{table} SELECT * FROM {shadow}.{table}")
+        return
+    for name, kind in kinds.items():
+        if kind == "shadow" and name.startswith(f"{table}_"):
+            db.execute(f"DELETE FROM main.{name}")
+            db.execute(f"INSERT INTO main.{name} SELECT * FROM {shadow}.{name}")
+
+
+def _swap(read_store_path: Path, shadows: list[tuple[Path, list[Projector]]], reached: dict[str, int]) -> None:
+    """Every shadow's tables replace the live ones, and their positions are set, in one transaction."""
+    projectors = [projector for _, group in shadows for projector in group]
     db = sqlite3.connect(read_store_path, isolation_level=None, timeout=60)
     try:
         db.execute("PRAGMA secure_delete=ON")
-        db.execute("ATTACH DATABASE ? AS shadow", (str(path),))
+        kinds: list[dict[str, str]] = []
+        for index, (path, _) in enumerate(shadows):
+            db.execute(f"ATTACH DATABASE ? AS shadow{index}", (str(path),))
+            kinds.append({row[1]: row[2] for row in db.execute(f"PRAGMA shadow{index}.table_list")})
         db.execute("BEGIN IMMEDIATE")
         try:
             for statement in GENERATION:  # the live store's (`main.`): the shadow has one too
                 db.execute(statement.replace("read_generation", "main.read_generation"))
             db.execute(BUMP_GENERATION.replace("read_generation", "main.read_generation"))
-            for projector in projectors:
-                for table in projector.tables:
-                    db.execute(f"DROP TABLE IF EXISTS main.{table}")
-                for statement in projector.schema:
-                    db.execute(statement)
-                for table in projector.tables:
-                    columns = ", ".join(row[1] for row in db.execute(f"PRAGMA shadow.table_info({table})"))
-                    db.execute(f"INSERT INTO main.{table} (rowid, {columns}) SELECT rowid, {columns} FROM shadow.{table}")
+            for index, (_, group) in enumerate(shadows):
+                for projector in group:
+                    for table in projector.tables:
+                        db.execute(f"DROP TABLE IF EXISTS main.{table}")
+                    for statement in projector.schema:
+                        db.execute(statement)
+                    for table in projector.tables:
+                        _copy_table(db, f"shadow{index}", table, kinds[index])
             db.executemany(
                 "INSERT INTO main.projection_positions (name, position, updated_at) VALUES (?, ?, CAST(strftime('%s','now') AS REAL))"
                 " ON CONFLICT(name) DO UPDATE SET position=excluded.position, updated_at=excluded.updated_at",
@@ -167,7 +269,8 @@ def _swap(read_store_path: Path, path: Path, projectors: Sequence[Projector], re
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        db.execute("DETACH DATABASE shadow")
+        for index in range(len(shadows)):
+            db.execute(f"DETACH DATABASE shadow{index}")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the replaced pages leave the WAL too
     finally:
         db.close()

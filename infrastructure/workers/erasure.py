@@ -23,7 +23,7 @@ def rebuild_after_erasure(
     hold nothing that keys destroyed up to then sealed (other nodes compare it, ADR-041)."""
     log.info("erasure: rebuilding every read model")
     generation = write.keys.generation()
-    reached = rebuild(write.reader, write.settings.read_store_path, write.runner.projectors, progress)
+    reached = rebuild(write.reader, write.settings.read_store_path, write.runner.projectors, progress, settings=write.settings)
     write.read_store.set_key_generation(generation)
     write.runner.wake()
     collect()

@@ -17,6 +17,7 @@ from typing import Any
 from opentelemetry import trace
 
 from application.chronicle import Chronicle
+from infrastructure.storage.event_reading import EventDecoder, StoredRow, log_reader
 from projections.projector import Projector
 from projections.storage import ReadStore, ReadTransaction
 
@@ -81,6 +82,10 @@ class ProjectionRunner:
         self.failures: dict[str, ProjectionFailure] = {}
         self._known: dict[str, int] | None = None
         self._reported: dict[str, int] | None = None
+        self._log = log_reader(app.recorder)
+        keys = getattr(app.mapper, "keys", None)
+        self._cipher_of = (lambda subject: keys.cipher(subject, create=False)) if keys is not None else None
+        self._keys = keys
         store.ensure_schema(self.projectors)
 
     def head(self) -> int:
@@ -105,20 +110,27 @@ class ProjectionRunner:
                 del self.failures[name]  # rebuilt (or reset) since it failed: try again
         healthy = {p.name for p in self._healthy()}
         start = min((at for name, at in self._known.items() if name in healthy), default=self.head())
-        notifications = self._app.recorder.select_notifications(start=start + 1, limit=self._batch_size)
-        if not notifications:
+        rows = self._log.rows_after(start, self._batch_size)
+        if not rows:
             self._known = None
             return 0
         with tracer.start_as_current_span("projection batch") as span:
             if span.is_recording():
-                span.set_attribute("chronicle.first_position", notifications[0].id)
-                span.set_attribute("chronicle.last_position", notifications[-1].id)
-                span.set_attribute("chronicle.events", len(notifications))
-            return self._apply_batch(notifications)
+                span.set_attribute("chronicle.first_position", rows[0][0])
+                span.set_attribute("chronicle.last_position", rows[-1][0])
+                span.set_attribute("chronicle.events", len(rows))
+            return self._apply_batch(rows)
 
-    def _apply_batch(self, notifications: list[Any]) -> int:
+    def decode(self, rows: list[StoredRow]) -> list[tuple[int, Any]]:
+        """The batch's events through the fast read path, ids and times in their stored form
+        (what projectors store); keys come from the key store's short-lived cache, as the
+        event store's own mapper finds them."""
+        decode = EventDecoder(self._keys, stored_form=True, cipher_of=self._cipher_of).decode
+        return [(row[0], decode(row[1], row[2], row[3], row[4])) for row in rows]
+
+    def _apply_batch(self, rows: list[StoredRow]) -> int:
         assert self._known is not None
-        events = [(n.id, self._app.mapper.to_domain_event(n)) for n in notifications]
+        events = self.decode(rows)
         first, last = events[0][0], events[-1][0]
         kinds = {type(event) for _, event in events}
         advanced: dict[str, int] = {}
@@ -159,9 +171,7 @@ class ProjectionRunner:
         published = len(tx.published)
         tx.savepoint("projector")
         try:
-            for event_position, event in events:
-                if event_position > position:
-                    projector.apply(tx, event, event_position)
+            projector.apply_batch(tx, events if events[0][0] > position else [e for e in events if e[0] > position])
             tx.flush()
             reached = events[-1][0]
         except Exception as error:  # noqa: BLE001 - one projector's bug must not stop the others
