@@ -156,7 +156,7 @@ class ServerRuntime:
         )
         db = await AioSQLiteReadConnection.open(settings.read_store_path)
         principals = PrincipalCache(db)
-        live_streams = LiveStreams()
+        live_streams = LiveStreams(principals, settings.stream_queue_frames)
         keys = data_keys(reader)
 
         def published(frames: list[tuple[str, bytes]]) -> None:
@@ -268,6 +268,7 @@ class ServerRuntime:
         self._tasks = [
             loop.create_task(self._retention_job(), name="retention"),
             loop.create_task(self.dashboard.run(), name="dashboard-sampler"),
+            loop.create_task(self.live_streams.watch(), name="stream-watch"),
         ]
 
     async def stop(self) -> None:
