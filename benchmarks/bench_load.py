@@ -66,3 +66,12 @@ def test_the_storage_ceiling_appends_durably():
 
     run = sqlite_appends(0.5)
     assert run.requests > 0 and run.target == "raw SQLite append (FULL)"
+
+
+def test_the_idle_streams_benchmark_holds_its_sockets_and_loses_nothing():
+    from benchmarks.idle_streams import run
+
+    result = run(sockets=40, sessions=4, idle_seconds=1, rate=10, post_seconds=1)
+    assert result.opened == 40 and result.closed_by_server == 0
+    assert result.posted > 0 and result.frames_expected == result.frames_delivered == result.posted * 10
+    assert result.frames_lost == 0 and result.frames_duplicated == 0 and result.rss_open_mb > 0
