@@ -92,3 +92,10 @@ def test_the_read_side_benchmark_queries_both_engines_and_catches_a_replica_up()
     assert all(len(set(rows)) == 1 for rows in by_query.values()), by_query  # both engines find as many rows
     report = startup(events=3_000, steps=STEPS)
     assert report["events"] >= 3_000 and report["rows_copied"] > 0
+def test_the_idle_streams_benchmark_holds_its_sockets_and_loses_nothing():
+    from benchmarks.idle_streams import run
+
+    result = run(sockets=40, sessions=4, idle_seconds=1, rate=10, post_seconds=1)
+    assert result.opened == 40 and result.closed_by_server == 0
+    assert result.posted > 0 and result.frames_expected == result.frames_delivered == result.posted * 10
+    assert result.frames_lost == 0 and result.frames_duplicated == 0 and result.rss_open_mb > 0

@@ -168,7 +168,7 @@ class ServerRuntime:
         )
         db = await AioSQLiteReadConnection.open(settings.read_store_path)
         principals = PrincipalCache(db)
-        live_streams = LiveStreams()
+        live_streams = LiveStreams(principals, settings.stream_queue_frames)
         keys = data_keys(reader)
 
         def published(frames: list[tuple[str, bytes]]) -> None:
@@ -280,6 +280,7 @@ class ServerRuntime:
         self._tasks = [
             loop.create_task(self._retention_job(), name="retention"),
             loop.create_task(self.dashboard.run(), name="dashboard-sampler"),
+            loop.create_task(self.live_streams.watch(), name="stream-watch"),
         ]
         if self.settings.on_postgres:  # other nodes erase too: their destroyed keys must leave this replica (ADR-041)
             self._tasks.append(loop.create_task(ReplicaErasures(self.write).run(), name="replica-erasures"))

@@ -62,6 +62,12 @@ class Settings:
     """Seconds a client has to send a request's line and headers."""
     body_idle_timeout: float = 15.0
     """Seconds a request body may pause between chunks."""
+    stream_ping_interval: float = 20.0
+    """Seconds between the WebSocket protocol pings the server sends on an open stream (0: none)."""
+    stream_ping_timeout: float = 20.0
+    """Seconds a stream's client has to answer a ping before the server closes the connection (1011)."""
+    stream_compression: bool = False
+    """permessage-deflate on streams: off, as it keeps ≈ 40 KB of zlib state per open connection (ADR-047)."""
     """Addresses whose `X-Forwarded-For` is believed (none by default: the peer's address counts)."""
     metrics_token: str | None = None
     """When set, `/metrics` answers only requests carrying `Authorization: Bearer <token>`."""
@@ -154,6 +160,9 @@ class Settings:
             trusted_proxies=tuple(_list("CHRONICLE_TRUSTED_PROXIES")),
             header_timeout=float(os.environ.get("CHRONICLE_HEADER_TIMEOUT", "").strip() or 10),
             body_idle_timeout=float(os.environ.get("CHRONICLE_BODY_IDLE_TIMEOUT", "").strip() or 15),
+            stream_ping_interval=float(os.environ.get("CHRONICLE_WS_PING_INTERVAL", "").strip() or 20),
+            stream_ping_timeout=float(os.environ.get("CHRONICLE_WS_PING_TIMEOUT", "").strip() or 20),
+            stream_compression=_choice("CHRONICLE_WS_COMPRESSION", ("off", "on")) == "on",
             metrics_token=os.environ.get("CHRONICLE_METRICS_TOKEN", "").strip() or None,
             log_format=_choice("CHRONICLE_LOG_FORMAT", ("console", "json")),
             log_level=_choice("CHRONICLE_LOG_LEVEL", ("info", "debug", "warning", "error", "critical", "trace")),

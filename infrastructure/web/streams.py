@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -41,7 +40,7 @@ from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
 from litestar.security.jwt import Token
 
 from infrastructure.metrics import FRAMES_DROPPED, FRAMES_SENT, SLOW_CONSUMER_CLOSES, WEBSOCKETS, WEBSOCKETS_OPENED
-from infrastructure.web.auth import AUTH_COOKIE, Principal
+from infrastructure.web.auth import AUTH_COOKIE, Principal, token_generation
 from infrastructure.web.request_context import SERVER_SEND
 from projections.frames import (
     POSITIONED,
@@ -74,23 +73,110 @@ REPLAY = b"replay"
 """Put in a stream's queue: replay the stored frames after the last one sent."""
 
 
+class OpenStream:
+    """One open stream as `LiveStreams` watches it: its channel queue, its token, the last
+    position sent, and how to end it (its task group's cancel scope)."""
+
+    __slots__ = ("subscriber", "token", "expires_at", "channel", "last", "over", "outcome", "_scope")
+
+    def __init__(self, subscriber: Any, token: Token, channel: str, after: int) -> None:
+        self.subscriber = subscriber
+        self.token = token
+        self.expires_at = token.exp.timestamp()
+        self.channel = channel
+        self.last = after
+        self.over = 0
+        """Consecutive backlog checks that found the queue at its limit."""
+        self.outcome: tuple[int, str] | None = None
+        self._scope: anyio.CancelScope | None = None
+
+    def run_in(self, scope: anyio.CancelScope) -> None:
+        self._scope = scope
+
+    def end(self, code: int, reason: str) -> None:
+        """Closes the stream with `code` (once its tasks have stopped)."""
+        if self.outcome is None:
+            self.outcome = (code, reason)
+        if self._scope is not None:
+            self._scope.cancel()
+
+
 class LiveStreams:
-    """The subscribers of the streams open in this server."""
+    """The streams open in this server, and the one watch over all of them.
 
-    def __init__(self) -> None:
-        self._subscribers: set[Any] = set()
+    An idle stream costs no wake-ups of its own: a single task checks every stream's backlog
+    each second and each stream's token and user every two seconds (ADR-047). Per stream, only
+    the task waiting for frames and the one waiting for what the client sends remain, both
+    asleep until something arrives."""
 
-    def add(self, subscriber: Any) -> None:
-        self._subscribers.add(subscriber)
+    def __init__(self, principals: Any = None, queue_limit: int = 1000) -> None:
+        self._streams: set[OpenStream] = set()
+        self._principals = principals
+        self._limit = queue_limit
 
-    def discard(self, subscriber: Any) -> None:
-        self._subscribers.discard(subscriber)
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def add(self, stream: OpenStream) -> None:
+        self._streams.add(stream)
+
+    def discard(self, stream: OpenStream) -> None:
+        self._streams.discard(stream)
 
     def replay_missed_frames(self) -> None:
         """Every open stream replays from its position: the projection process restarted, and
         the frames of a batch it had committed but not reported were never published."""
-        for subscriber in list(self._subscribers):
-            subscriber.put_nowait(REPLAY)
+        for stream in list(self._streams):
+            stream.subscriber.put_nowait(REPLAY)
+
+    async def watch(self) -> None:
+        """Runs for the life of the server: the backlog and the access checks."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch_backlogs)
+            tg.start_soon(self._watch_access)
+
+    def check_backlogs(self) -> None:
+        """A client whose backlog is at the limit at two checks in a row cannot keep up (one
+        that stops reading blocks `send` mid-frame); a burst of frames from one read-model
+        batch that it drains in time is not held against it. Expired tokens end here too."""
+        now = time.time()
+        for stream in list(self._streams):
+            if stream.outcome is not None:
+                continue
+            if stream.expires_at <= now:
+                stream.end(CLOSE_UNAUTHORIZED, "the token has expired; reconnect with a new one")
+                continue
+            backlog = stream.subscriber.qsize
+            stream.over = stream.over + 1 if backlog >= self._limit else 0
+            if stream.over >= 2:
+                stream.end(CLOSE_TOO_SLOW, f"too slow; reconnect with after={stream.last}")
+                SLOW_CONSUMER_CLOSES.inc()
+                FRAMES_DROPPED.labels("slow_consumer").inc(backlog)
+                log.info("stream closed: the client is too slow", channel=stream.channel, backlog=backlog, resume_after=stream.last)
+
+    async def check_access(self) -> None:
+        """A stream lives no longer than its user's access (a disabled user, or a token of an
+        older generation, is cut off within the principal cache's few seconds, as on HTTP):
+        one look-up per user and token generation, however many streams they hold."""
+        allowed: dict[tuple[str | None, int | None], bool] = {}
+        for stream in list(self._streams):
+            if stream.outcome is not None:
+                continue
+            key = (stream.token.sub, token_generation(stream.token))
+            if key not in allowed:
+                allowed[key] = await self._principals.principal(stream.token) is not None
+            if not allowed[key]:
+                stream.end(CLOSE_UNAUTHORIZED, "access revoked")
+
+    async def _watch_backlogs(self) -> None:
+        while True:
+            await anyio.sleep(BACKLOG_CHECK_SECONDS)
+            self.check_backlogs()
+
+    async def _watch_access(self) -> None:
+        while True:
+            await anyio.sleep(ACCESS_CHECK_SECONDS)
+            await self.check_access()
 
 
 class FrameSender:
@@ -177,24 +263,21 @@ async def _stream(
     channels: ChannelsPlugin = socket.app.state.channels
     subscriber = await channels.subscribe([channel])
     live: LiveStreams = socket.app.state.live_streams
-    live.add(subscriber)
+    stream = OpenStream(subscriber, token, channel, after)
     WEBSOCKETS.inc()
     WEBSOCKETS_OPENED.inc()
     sent_stored, sent_ephemeral = FRAMES_SENT.labels("stored"), FRAMES_SENT.labels("ephemeral")
-    limit = socket.app.state.settings.stream_queue_frames
-    outcome: dict[str, tuple[int, str]] = {}
-    last = after
+    gone = False
     finished_replies: set[str] = set()
     admitted_replies: set[str] = set()
     sender = FrameSender(socket)
 
     def removed() -> bool:
-        outcome["close"] = (CLOSE_FORBIDDEN, "removed from the session")
+        stream.end(CLOSE_FORBIDDEN, "removed from the session")
         return False
 
     async def deliver(body: bytes) -> bool:
         """Sends one frame; False when the stream must end (the client was removed)."""
-        nonlocal last
         if not body.startswith(POSITIONED):  # ephemeral (reply.started, reply.delta, typing)
             frame = _ephemeral(body)
             reply_id = str(frame.get("reply_id", ""))
@@ -212,10 +295,10 @@ async def _stream(
             return True
         position = frame_position(body)
         head = body[:64]  # `{"position":N,"type":"…"`: the type is read without decoding the frame
-        if position > last:
+        if position > stream.last:
             await sender.text(body)
             sent_stored.inc()
-            last = position
+            stream.last = position
             if b'"type":"reply.' in head:
                 finished_replies.add(str(decode_frame(body).data.get("reply_id", "")))
         if still_allowed is not None and b'"type":"member.removed"' in head and not await still_allowed(decode_frame(body)):
@@ -225,7 +308,7 @@ async def _stream(
     async def catch_up() -> bool:
         """Sends the stored frames after the last one sent; False when the stream must end."""
         while True:
-            rows = await replay(last)
+            rows = await replay(stream.last)
             for row in rows:
                 if not await deliver(row["body"]):
                     return False
@@ -244,6 +327,7 @@ async def _stream(
 
     async def receive() -> None:
         """Answers application-level pings, passes typing notices on; returns when the client goes away."""
+        nonlocal gone
         try:
             while True:
                 kind = _client_message_type(await socket.receive_data(mode="text"))
@@ -252,56 +336,28 @@ async def _stream(
                 elif kind == "typing" and on_typing is not None:
                     on_typing()
         except WebSocketDisconnect:
-            outcome["gone"] = (0, "")
-        tg.cancel_scope.cancel()
-
-    async def watch_backlog() -> None:
-        """A client whose backlog is at the limit at two checks in a row cannot keep up (one
-        that stops reading blocks `send` mid-frame); a burst of frames from one read-model
-        batch that it drains in time is not held against it."""
-        over = 0
-        while over < 2:
-            await anyio.sleep(BACKLOG_CHECK_SECONDS)
-            over = over + 1 if subscriber.qsize >= limit else 0
-        outcome["close"] = (CLOSE_TOO_SLOW, f"too slow; reconnect with after={last}")
-        SLOW_CONSUMER_CLOSES.inc()
-        FRAMES_DROPPED.labels("slow_consumer").inc(subscriber.qsize)
-        log.info("stream closed: the client is too slow", channel=channel, backlog=subscriber.qsize, resume_after=last)
-        tg.cancel_scope.cancel()
-
-    async def keep_authorized() -> None:
-        """The stream lives no longer than its token, nor than its user's access (a disabled
-        user is cut off within the principal cache's few seconds, as on HTTP)."""
-        principals = socket.app.state.principals
-        while True:
-            left = (token.exp - datetime.now(UTC)).total_seconds()
-            if left <= 0:
-                reason = "the token has expired; reconnect with a new one"
-                break
-            await anyio.sleep(min(left, ACCESS_CHECK_SECONDS))
-            if await principals.principal(token) is None:
-                reason = "access revoked"
-                break
-        outcome["close"] = (CLOSE_UNAUTHORIZED, reason)
+            gone = True
         tg.cancel_scope.cancel()
 
     try:
         try:
+            # Two tasks per stream, both asleep while it is idle: this one sends, the other
+            # receives; the backlog, the token and the user's access are watched by `live`.
             async with anyio.create_task_group() as tg:
-                tg.start_soon(send)
+                stream.run_in(tg.cancel_scope)
+                live.add(stream)
                 tg.start_soon(receive)
-                tg.start_soon(keep_authorized)
-                tg.start_soon(watch_backlog)
+                await send()
         except* (WebSocketDisconnect, OSError):
-            outcome["gone"] = (0, "")
+            gone = True
         await channels.unsubscribe(subscriber, channel)
-        if "close" in outcome and "gone" not in outcome:
-            code, reason = outcome["close"]
+        if stream.outcome is not None and not gone:
+            code, reason = stream.outcome
             with anyio.move_on_after(CLOSE_TIMEOUT):
                 await socket.close(code, reason)  # waits until the client has read what was already sent
     finally:
         WEBSOCKETS.dec()
-        live.discard(subscriber)
+        live.discard(stream)
         await channels.unsubscribe(subscriber, channel)
 
 
