@@ -81,6 +81,8 @@ def test_the_change_positions_cost_benchmark_rebuilds_with_and_without_the_proje
 
     result = run(events=1_000, rounds=1)
     assert result["events"] >= 1_000 and all(rate > 0 for rate in result["events_per_s"].values())
+
+
 def test_the_read_side_benchmark_queries_both_engines_and_catches_a_replica_up():
     from benchmarks.read_side import STEPS, queries, startup
 
@@ -92,6 +94,8 @@ def test_the_read_side_benchmark_queries_both_engines_and_catches_a_replica_up()
     assert all(len(set(rows)) == 1 for rows in by_query.values()), by_query  # both engines find as many rows
     report = startup(events=3_000, steps=STEPS)
     assert report["events"] >= 3_000 and report["rows_copied"] > 0
+
+
 def test_the_idle_streams_benchmark_holds_its_sockets_and_loses_nothing():
     from benchmarks.idle_streams import run
 
