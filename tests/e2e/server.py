@@ -98,6 +98,7 @@ class Server:
                     return self
             except httpx.TransportError:
                 time.sleep(0.1)
+        self.stop()  # not left running (and holding its database) after the test gave up on it
         raise RuntimeError("server did not become healthy")
 
     def stop(self) -> None:
