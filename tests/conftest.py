@@ -4,8 +4,39 @@ from pathlib import Path
 import pytest
 
 from infrastructure.bootstrap import bootstrap
-from infrastructure.settings import Settings
 from infrastructure.write_side import WriteSide
+from tests.backend import BACKEND, ON_POSTGRES, databases, settings_for
+
+
+def pytest_report_header() -> str:
+    return f"backend: {BACKEND} (CHRONICLE_TEST_BACKEND)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL, tests about the SQLite files themselves are deselected (counted in the
+    summary as deselected, never skipped)."""
+    if not ON_POSTGRES:
+        return
+    deselected = [item for item in items if item.get_closest_marker("sqlite_only")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("sqlite_only")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_databases():
+    """Drops the databases a module's own fixtures made (a module's server), after them."""
+    mark = databases.mark()
+    yield
+    databases.drop_since(mark)
+
+
+@pytest.fixture(autouse=True)
+def _test_databases():
+    """Drops the databases a test made, once its fixtures (servers, stores) are closed."""
+    mark = databases.mark()
+    yield
+    databases.drop_since(mark)
 
 
 @pytest.fixture
@@ -18,7 +49,7 @@ def data_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def write_side(data_dir: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("CHRONICLE_SECRET_KEY", raising=False)
-    side: WriteSide = bootstrap(Settings.from_env(data_dir))
+    side: WriteSide = bootstrap(settings_for(data_dir))
     yield side
     side.close()
 

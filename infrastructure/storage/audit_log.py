@@ -10,7 +10,7 @@ event); its documents' and conversions' events by their aggregate ids."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, closing, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -47,16 +47,24 @@ class _PostgresDialect:
 
     @contextmanager
     def connect(self) -> Iterator[Any]:
-        from psycopg.rows import tuple_row
-
         with self._recorder.datastore.get_connection() as conn:
-            yield _Translating(conn.cursor(row_factory=tuple_row), self)
+            yield _Translating(conn.cursor(row_factory=_sqlite_rows), self)
 
     def translate(self, sql: str, params: Any) -> tuple[str, list[Any]]:
         sql = sql.replace("instr(s.state, ?) > 0", "position(?::bytea in s.state) > 0")
         sql = sql.replace("stored_events", self._table).replace("event_chain", self._chain).replace("rowid", "notification_id")
         values = [value.encode() if isinstance(value, str) and value.startswith('"actor_id"') else value for value in params]
         return sql.replace("?", "%s"), values
+
+
+def _sqlite_rows(cursor: Any) -> Any:
+    """Rows as the SQLite file gives them: an aggregate id as its hex text, not a `UUID` (the
+    replay keys documents and conversions by that text)."""
+
+    def row(values: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(value.hex if isinstance(value, UUID) else value for value in values)
+
+    return row
 
 
 class _Translating:

@@ -21,7 +21,7 @@ from domain.chat_session import ChatSession, SessionIsArchived, SessionNotFound
 from domain.message import Message
 from domain.user import EmailAlreadyRegistered
 from infrastructure.bootstrap import bootstrap
-from infrastructure.settings import Settings
+from tests.backend import settings_for
 from tests.conftest import event_count
 
 
@@ -155,7 +155,7 @@ def test_two_writers_renaming_one_session_concurrently_never_lose_an_update(writ
 
     owner = register(write_side)
     session_id = write_side.bus.execute_now(StartSession(owner.id, "v0"), str(owner.id)).value.id
-    other = bootstrap(Settings.from_env(data_dir))
+    other = bootstrap(settings_for(data_dir))
     succeeded: list[str] = []
     gave_up: list[str] = []
 
@@ -173,7 +173,7 @@ def test_two_writers_renaming_one_session_concurrently_never_lose_an_update(writ
             t.start()
         for t in threads:
             t.join()
-        fresh = bootstrap(Settings.from_env(data_dir))
+        fresh = bootstrap(settings_for(data_dir))
         session = fresh.app.repository.get(session_id)
         fresh.close()
         renames = [
@@ -221,7 +221,7 @@ def test_a_command_that_fails_after_changing_an_aggregate_fails_alone_and_leaves
 
     from application.command_bus import CommandBus, _Pending
     from infrastructure.bootstrap import HANDLERS
-    from infrastructure.storage.event_store import SQLiteEventLog
+    from infrastructure.storage.event_store import event_log
 
     @dataclass(frozen=True)
     class RenameThenCrash:
@@ -233,7 +233,7 @@ def test_a_command_that_fails_after_changing_an_aggregate_fails_alone_and_leaves
         session.rename(cmd.by, "half-done")
         raise RuntimeError("crashed midway")
 
-    bus = CommandBus(write_side.app, SQLiteEventLog(write_side.app), {**HANDLERS, RenameThenCrash: rename_then_crash})
+    bus = CommandBus(write_side.app, event_log(write_side.app), {**HANDLERS, RenameThenCrash: rename_then_crash})
     owner = register(write_side)
     session = bus.execute_now(StartSession(owner.id, "Original"), str(owner.id)).value
     group = [

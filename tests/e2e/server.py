@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from tests.backend import backend_env
+
 CHRONICLE = str(Path(sys.executable).parent / "chronicle")
 SECRET = "test-secret-key-that-is-long-enough-for-hs256"
 
@@ -25,14 +27,23 @@ def free_port() -> int:
 
 
 def cli(data_dir: Path, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`chronicle ARGS --data-dir DATA_DIR`, on the backend under test (`tests.backend`) unless
+    `env` names a database itself."""
     return subprocess.run(
         [CHRONICLE, *args, "--data-dir", str(data_dir)],
         input=input,
         capture_output=True,
         text=True,
-        env={**os.environ, "CHRONICLE_SECRET_KEY": SECRET, **(env or {})},
+        env=process_env(data_dir, {"CHRONICLE_SECRET_KEY": SECRET, **(env or {})}),
         timeout=120,
     )
+
+
+def process_env(data_dir: Path, env: dict[str, str]) -> dict[str, str]:
+    """The environment of a `chronicle` process on `data_dir`: this one's, the backend's database
+    for `data_dir` (none on SQLite), then `env`, which may name a database of its own."""
+    backend = {} if "CHRONICLE_DATABASE_URL" in env else backend_env(data_dir)
+    return {**os.environ, **backend, **env}
 
 
 class Server:
@@ -51,15 +62,17 @@ class Server:
         self.log_dir = log_dir or data_dir
         # The assistant answers every message on test servers (`all`), so that tests of reply
         # mechanics may post plain statements; tests of the default rule pass an empty value.
-        self.env = {
-            **os.environ,
-            "CHRONICLE_SECRET_KEY": SECRET,
-            "CHRONICLE_RATE_LIMIT_POSTS": "0",
-            "CHRONICLE_RATE_LIMIT_LOGIN": "0",
-            "CHRONICLE_RATE_LIMIT_LOGIN_FAILURES": "0",
-            "CHRONICLE_ASSISTANT_ANSWERS": "all",
-            **(env or {}),
-        }
+        self.env = process_env(
+            data_dir,
+            {
+                "CHRONICLE_SECRET_KEY": SECRET,
+                "CHRONICLE_RATE_LIMIT_POSTS": "0",
+                "CHRONICLE_RATE_LIMIT_LOGIN": "0",
+                "CHRONICLE_RATE_LIMIT_LOGIN_FAILURES": "0",
+                "CHRONICLE_ASSISTANT_ANSWERS": "all",
+                **(env or {}),
+            },
+        )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -87,6 +100,7 @@ class Server:
                     return self
             except httpx.TransportError:
                 time.sleep(0.1)
+        self.stop()  # not left running (and holding its database) after the test gave up on it
         raise RuntimeError("server did not become healthy")
 
     def stop(self) -> None:

@@ -1,7 +1,6 @@
 """The chat engine with the default `local` provider, against real server processes."""
 
 import json
-import sqlite3
 import time
 import uuid
 from collections import Counter
@@ -9,6 +8,7 @@ from collections import Counter
 import pytest
 from websockets.sync.client import connect
 
+from tests.backend import stored_events
 from tests.e2e.server import Server
 
 pytestmark = pytest.mark.e2e
@@ -36,14 +36,8 @@ def first_reply_recorded(client, sid: str, timeout: float = 15) -> None:
 
 def outcomes_per_message(data_dir) -> Counter:
     """How many reply outcomes (completed or failed) the event log holds per user message."""
-    db = sqlite3.connect(data_dir / "events.sqlite3")
-    try:
-        rows = db.execute(
-            "SELECT state FROM stored_events WHERE topic LIKE '%AssistantReplyCompleted' OR topic LIKE '%AssistantReplyFailed'"
-        ).fetchall()
-    finally:
-        db.close()
-    return Counter(str(uuid.UUID(json.loads(state)["message_id"]["_data_"])) for (state,) in rows)
+    rows = stored_events(data_dir, "AssistantReplyCompleted", "AssistantReplyFailed")
+    return Counter(str(uuid.UUID(json.loads(row.state)["message_id"]["_data_"])) for row in rows)
 
 
 def test_the_assistant_answers_from_earlier_messages_and_cites_them(new_user):

@@ -20,7 +20,13 @@ from tests.e2e.server import Api, Server, cli
 from tests.e2e.test_documents import convert, uploaded
 from tests.e2e.test_durability import read_tables, wait_caught_up
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.sqlite_only(
+        reason="`chronicle backup`/`restore` copy a data directory's SQLite files; on PostgreSQL they refuse "
+        "(test_postgres_event_store checks the refusal) and the database is backed up with PostgreSQL's tools"
+    ),
+]
 
 
 def all_messages(client: Api, session_id: str, after_position: int | None = None) -> list[dict]:

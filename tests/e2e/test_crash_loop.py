@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -14,6 +13,7 @@ from collections import Counter
 import httpx
 import pytest
 
+from tests.backend import stored_events
 from tests.e2e.server import Server, cli
 from tests.e2e.test_durability import read_tables, wait_caught_up
 
@@ -83,19 +83,13 @@ def test_twenty_kill_9s_under_mixed_load_lose_and_double_nothing(tmp_path):
         wait_caught_up(server.client())
     finally:
         server.stop()
-    events = sqlite3.connect(tmp_path / "events.sqlite3")
-    try:
-        posted = Counter(r[0] for r in events.execute("SELECT originator_id FROM stored_events WHERE topic LIKE '%MessagePosted'"))
-        versions = {(r[0], r[1]) for r in events.execute("SELECT originator_id, originator_version FROM stored_events")}
-        uploaded = {r[0] for r in events.execute("SELECT originator_id FROM stored_events WHERE topic LIKE '%DocumentUploaded'")}
-        outcomes = Counter(
-            json.loads(r[0])["message_id"]["_data_"]
-            for r in events.execute(
-                "SELECT state FROM stored_events WHERE topic LIKE '%AssistantReplyCompleted' OR topic LIKE '%AssistantReplyFailed'"
-            )
-        )
-    finally:
-        events.close()
+    events = stored_events(tmp_path)
+    posted = Counter(r.originator_id for r in events if r.topic.endswith("MessagePosted"))
+    versions = {(r.originator_id, r.originator_version) for r in events}
+    uploaded = {r.originator_id for r in events if r.topic.endswith("DocumentUploaded")}
+    outcomes = Counter(
+        json.loads(r.state)["message_id"]["_data_"] for r in events if r.topic.endswith(("AssistantReplyCompleted", "AssistantReplyFailed"))
+    )
     assert all(posted[m.replace("-", "")] == 1 for m in acked["posts"])
     assert all((m.replace("-", ""), v) in versions for m, v in acked["edits"])
     assert {d.replace("-", "") for d in acked["documents"]} <= uploaded

@@ -14,7 +14,13 @@ import pytest
 from tests.e2e.conftest import assert_problem
 from tests.e2e.server import Server
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.sqlite_only(
+        reason="fills the filesystem under the SQLite event log; on PostgreSQL the log is on the database "
+        "server's disk, not in the data directory"
+    ),
+]
 
 
 @contextlib.contextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import document_files as files
+from tests.backend import stored_events
 from tests.e2e.server import Server, cli
 from tests.e2e.test_documents import blob, finished, uploaded
 
@@ -23,12 +23,8 @@ def big_csv(rows: int) -> bytes:
 
 def outcomes(data_dir) -> Counter:
     """Conversion outcome events in the log, by kind."""
-    db = sqlite3.connect(data_dir / "events.sqlite3")
-    try:
-        rows = db.execute("SELECT topic FROM stored_events WHERE topic LIKE '%Conversion.Conversion%'").fetchall()
-    finally:
-        db.close()
-    return Counter(topic.rsplit(".", 1)[1] for (topic,) in rows)
+    rows = [row for row in stored_events(data_dir) if "Conversion.Conversion" in row.topic]
+    return Counter(row.topic.rsplit(".", 1)[1] for row in rows)
 
 
 def test_a_conversion_interrupted_by_kill_9_is_done_once_after_the_restart(tmp_path):
@@ -170,9 +166,7 @@ def test_a_document_deleted_during_its_conversion_leaves_no_output_behind(tmp_pa
         while "ConversionFailed" not in outcomes(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        db = sqlite3.connect(tmp_path / "events.sqlite3")
-        state = db.execute("SELECT state FROM stored_events WHERE topic LIKE '%ConversionFailed'").fetchone()[0]
-        db.close()
+        state = stored_events(tmp_path, "ConversionFailed")[0].state
         assert b'"reason":"document_deleted"' in state
         deadline = time.monotonic() + 10
         while list((tmp_path / "blobs").glob("??/??/*")) and time.monotonic() < deadline:

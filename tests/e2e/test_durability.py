@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+from tests.backend import stored_events
 from tests.e2e.server import Server, cli
 
 pytestmark = pytest.mark.e2e
@@ -78,8 +79,7 @@ def test_every_acknowledged_message_survives_kill_9_exactly_once(tmp_path):
 
     restarted = Server(tmp_path).start()
     try:
-        events = sqlite3.connect(tmp_path / "events.sqlite3")
-        stored = {row[0] for row in events.execute("SELECT originator_id FROM stored_events WHERE topic LIKE '%MessagePosted'")}
+        stored = {row.originator_id for row in stored_events(tmp_path, "MessagePosted")}
         assert {mid.replace("-", "") for _, mid, _ in acked} <= stored
         last = max(p for _, _, p in acked)
         for client in clients:

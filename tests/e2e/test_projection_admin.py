@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.backend import backend_env
 from tests.e2e.conftest import assert_problem
 from tests.e2e.server import CHRONICLE, SECRET, Server, cli
 
@@ -82,7 +83,7 @@ def test_queries_keep_answering_in_full_while_a_rebuild_runs(tmp_path):
         wait_for(lambda: ann.get(f"/api/sessions/{sid}", params={"after_position": head}).status_code == 200)
         rebuild = subprocess.Popen(
             [CHRONICLE, "projections", "rebuild", "--all", "--data-dir", str(tmp_path)],
-            env={"CHRONICLE_SECRET_KEY": SECRET, "PATH": "/usr/bin:/bin"},
+            env={"CHRONICLE_SECRET_KEY": SECRET, "PATH": "/usr/bin:/bin", **backend_env(tmp_path)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests import document_files as files
+from tests.backend import stored_events
 from tests.e2e.conftest import assert_problem
 from tests.e2e.server import Server, cli
 from tests.e2e.test_documents import upload, uploaded
@@ -57,11 +58,7 @@ def test_a_messages_per_day_quota_answers_429_naming_it_and_when_it_resets(site)
     lifted = admin.put(f"/api/admin/users/{ann_user['id']}/quotas", {"messages_per_day": None})
     assert usage(ann, lifted.json()["position"])["quotas"]["messages_per_day"] is None
     assert ann.post(f"/api/sessions/{sid}/messages", {"content": "free again"}).status_code == 201
-    events = (
-        sqlite3.connect(server.data_dir / "events.sqlite3")
-        .execute("SELECT state FROM stored_events WHERE topic LIKE '%UserQuotasSet'")
-        .fetchall()
-    )
+    events = [(row.state,) for row in stored_events(server.data_dir, "UserQuotasSet")]
     admin_id = admin.get("/api/me").json()["id"]
     assert len(events) == 2 and all(f'"actor_id":"{admin_id}"'.encode() in state for (state,) in events)
     assert lifted.json()["messages_per_day"] is None
@@ -106,11 +103,7 @@ def test_an_exhausted_reply_quota_records_the_reply_as_failed(site):
     second = dee.post(f"/api/sessions/{sid}/messages", {"content": "when is the launch?"}).json()
     deadline = time.monotonic() + 20
     while True:
-        failed = (
-            sqlite3.connect(server.data_dir / "events.sqlite3")
-            .execute("SELECT state FROM stored_events WHERE topic LIKE '%AssistantReplyFailed'")
-            .fetchall()
-        )
+        failed = [(row.state,) for row in stored_events(server.data_dir, "AssistantReplyFailed")]
         if failed or time.monotonic() > deadline:
             break
         time.sleep(0.1)

@@ -5,7 +5,6 @@ as-of point, before and after an erasure."""
 from __future__ import annotations
 
 import random
-import sqlite3
 from uuid import UUID
 
 import pytest
@@ -19,27 +18,39 @@ from application.session_timeline import SessionTimeline
 from domain.conversion import TARGETS, conversion_id_for
 from domain.user import ERASED
 from infrastructure.storage.audit_log import AuditLog
+from infrastructure.storage.event_chain import session_of
 from infrastructure.storage.event_reading import EventDecoder
 from infrastructure.storage.timeline_snapshots import TimelineSnapshots
 
 
+def stored_events(side, as_of: int | None = None) -> list[tuple[int, StoredEvent]]:
+    """Every stored event up to `as_of` with its position, as the store's recorder reads them
+    (SQLite or PostgreSQL)."""
+    head = side.reader.recorder.max_notification_id() or 0
+    stop = head if as_of is None else min(as_of, head)
+    notifications = side.reader.recorder.select_notifications(start=1, limit=max(stop, 1), stop=stop) if stop else []
+    return [(n.id, StoredEvent(n.originator_id, n.originator_version, n.topic, n.state)) for n in notifications]
+
+
 def reference_timeline(side, session_id: UUID, as_of: int) -> SessionTimeline:
-    """The replay as it was before the fast path: the session's rows and its documents' rows,
-    each decoded by the sealing mapper, folded from the start."""
-    db = sqlite3.connect(f"file:{side.settings.event_store_path}?mode=ro", uri=True)
-    columns = "s.rowid, s.originator_id, s.originator_version, s.topic, s.state"
-    rows = db.execute(
-        f"SELECT {columns} FROM event_chain c JOIN stored_events s ON s.rowid = c.position WHERE c.session=? AND c.position <= ?",
-        (session_id.hex, as_of),
-    ).fetchall()
-    documents = {r[1] for r in rows if r[3] == "domain.document:Document.DocumentAttached"}
-    for aggregate in [*documents, *(conversion_id_for(UUID(d), t).hex for d in documents for t in TARGETS)]:
-        rows += db.execute(f"SELECT {columns} FROM stored_events s WHERE originator_id=? AND rowid <= ?", (aggregate, as_of)).fetchall()
-    db.close()
+    """The replay as it was before the fast path: the session's events (by the rule the chain's
+    `session` column is written with) and its documents' events, each decoded by the sealing
+    mapper, folded from the start."""
+    events = stored_events(side, as_of)
+    rows = [(p, e) for p, e in events if session_of(UUID(str(e.originator_id)).hex, e.topic, e.state) == session_id.hex]
+    documents = {UUID(str(e.originator_id)) for _, e in rows if e.topic == "domain.document:Document.DocumentAttached"}
+    aggregates = {*documents, *(conversion_id_for(d, t) for d in documents for t in TARGETS)}
+    rows += [(p, e) for p, e in events if UUID(str(e.originator_id)) in aggregates]
     timeline = SessionTimeline(session_id)
-    for position, originator, version, topic, state in sorted(rows, key=lambda r: r[0]):
-        timeline.apply(side.reader.mapper.to_domain_event(StoredEvent(UUID(originator), version, topic, state)), position)
+    for position, event in sorted(rows, key=lambda r: r[0]):
+        timeline.apply(side.reader.mapper.to_domain_event(event), position)
     return timeline
+
+
+def audit_log(side, snapshots: TimelineSnapshots) -> AuditLog:
+    """The auditors' reader on the store's backend (the SQLite file, or the PostgreSQL recorder)."""
+    source = side.settings.event_store_path if side.settings.database_url is None else side.reader.recorder
+    return AuditLog(source, side.reader.mapper, snapshots)
 
 
 def same(replayed: SessionTimeline, reference: SessionTimeline) -> bool:
@@ -105,7 +116,7 @@ def test_snapshot_assisted_replays_equal_full_replays_at_random_points_and_after
     made = story(write_side, rng)
     session_id = made["session"].id
     snapshots = TimelineSnapshots(every=7)
-    log = AuditLog(write_side.settings.event_store_path, write_side.reader.mapper, snapshots)
+    log = audit_log(write_side, snapshots)
     head = write_side.runner.head()
     for as_of in [head, *rng.sample(range(1, head + 1), 60)]:
         assert same(log.timeline(session_id, as_of), reference_timeline(write_side, session_id, as_of)), as_of
@@ -124,7 +135,7 @@ def test_snapshot_assisted_replays_equal_full_replays_at_random_points_and_after
 def test_a_document_attached_after_a_snapshot_with_events_before_it_is_replayed_from_the_start(write_side):
     made = story(write_side, random.Random(4))
     session_id, attached_at = made["session"].id, made["attached_at"]
-    log = AuditLog(write_side.settings.event_store_path, write_side.reader.mapper, TimelineSnapshots(every=1))
+    log = audit_log(write_side, TimelineSnapshots(every=1))
     assert same(log.timeline(session_id, attached_at - 1), reference_timeline(write_side, session_id, attached_at - 1))
     after = log.timeline(session_id, attached_at + 3)
     assert same(after, reference_timeline(write_side, session_id, attached_at + 3))
@@ -133,14 +144,13 @@ def test_a_document_attached_after_a_snapshot_with_events_before_it_is_replayed_
 
 def test_the_fast_decoder_gives_what_the_mapper_gives_for_every_stored_event(write_side):
     story(write_side, random.Random(3))
-    db = sqlite3.connect(f"file:{write_side.settings.event_store_path}?mode=ro", uri=True)
     decoder = EventDecoder(write_side.keys)
-    rows = db.execute("SELECT originator_id, originator_version, topic, state FROM stored_events ORDER BY rowid").fetchall()
-    assert len({r[2] for r in rows}) > 12
-    for originator, version, topic, state in rows:
-        fast = decoder.decode(originator, version, topic, state)
-        slow = write_side.reader.mapper.to_domain_event(StoredEvent(UUID(originator), version, topic, state))
-        assert type(fast) is type(slow) and vars(fast) == vars(slow), topic
+    events = [event for _, event in stored_events(write_side)]
+    assert len({e.topic for e in events}) > 12
+    for event in events:
+        fast = decoder.decode(UUID(str(event.originator_id)).hex, event.originator_version, event.topic, event.state)
+        slow = write_side.reader.mapper.to_domain_event(event)
+        assert type(fast) is type(slow) and vars(fast) == vars(slow), event.topic
 
 
 def test_snapshots_of_an_older_key_generation_are_never_served():

@@ -17,15 +17,15 @@ from domain.assistant_reply import AssistantReply
 from domain.message import Message
 from domain.provenance import acting_as
 from domain.user import ERASED
-from infrastructure.settings import Settings
 from infrastructure.storage.event_encoding import MsgspecTranscoder
 from infrastructure.storage.event_store import open_event_store
 from infrastructure.storage.sealing import PREFIX, UNREADABLE, SealingMapper
+from tests.backend import settings_for
 
 
 @pytest.fixture(scope="module")
 def mapper(tmp_path_factory) -> SealingMapper:
-    app = open_event_store(Settings.from_env(tmp_path_factory.mktemp("data")))
+    app = open_event_store(settings_for(tmp_path_factory.mktemp("data")))
     yield app.mapper
     app.close()
 

@@ -6,6 +6,8 @@ import sqlite3
 from pathlib import Path
 from uuid import UUID
 
+import pytest
+
 from application.chat import StartSession
 from domain.chat_session import ChatSession
 from infrastructure.bootstrap import bootstrap
@@ -25,6 +27,7 @@ def stored_state(path: Path, position: int) -> bytes:
         db.close()
 
 
+@pytest.mark.sqlite_only(reason="the version 1 fixture is a data directory of SQLite files written by an older Chronicle")
 def test_a_version_1_session_started_event_is_upcast_when_read(tmp_path, monkeypatch):
     monkeypatch.delenv("CHRONICLE_SECRET_KEY", raising=False)
     for name in ("events.sqlite3", "keys.sqlite3"):

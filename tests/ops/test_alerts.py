@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.backend import overwrite_state, stored_events
 from tests.e2e.conftest import assert_problem
 from tests.e2e.server import Server
 from tests.ops.system_binaries import eventually, free_port, system_binary
@@ -147,17 +148,13 @@ def test_alerts_fire_on_a_live_server_and_resolve_after_the_fix(tmp_path):
         assert [m["content"] for m in ann.get(f"/api/sessions/{sid}/messages").json()["items"]] == ["before", "after"]
 
         # A stored event changed behind the log's back: the next verification finds it.
-        events = sqlite3.connect(server.data_dir / "events.sqlite3")
-        original = events.execute("SELECT state FROM stored_events WHERE rowid=1").fetchone()[0]
-        events.execute("UPDATE stored_events SET state=? WHERE rowid=1", (bytes(original) + b"x",))
-        events.commit()
+        original = stored_events(server.data_dir)[0].state
+        overwrite_state(server.data_dir, 1, original + b"x")
         assert verification(admin)["state"] == "broken"
         firing = eventually(lambda: prometheus.firing("ChronicleChainBroken"), 30, "ChronicleChainBroken firing")
         assert firing[0]["labels"]["severity"] == "critical"
 
-        events.execute("UPDATE stored_events SET state=? WHERE rowid=1", (original,))
-        events.commit()
-        events.close()
+        overwrite_state(server.data_dir, 1, original)
         assert verification(admin)["state"] == "intact"
         eventually(lambda: prometheus.alerts("ChronicleChainBroken") == [], 30, "ChronicleChainBroken resolved")
         assert prometheus.alerts("ChronicleProjectorFailed") == []

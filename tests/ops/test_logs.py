@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.backend import backend_env
 from tests.document_files import MARKDOWN
 from tests.e2e.conftest import assert_problem
 from tests.e2e.server import CHRONICLE, SECRET, Server
@@ -93,7 +94,13 @@ def test_a_json_log_has_start_up_access_and_background_lines_and_no_secrets(tmp_
 
 def test_a_cli_command_logs_as_the_console_format_says_with_one_correlation_id(tmp_path):
     """`chronicle retention run`, console format: its line names the run and its correlation id."""
-    env = {**os.environ, "CHRONICLE_SECRET_KEY": SECRET, "CHRONICLE_LOG_FORMAT": "console", "CHRONICLE_RETENTION_DAYS": "30"}
+    env = {
+        **os.environ,
+        **backend_env(tmp_path),
+        "CHRONICLE_SECRET_KEY": SECRET,
+        "CHRONICLE_LOG_FORMAT": "console",
+        "CHRONICLE_RETENTION_DAYS": "30",
+    }
     made = subprocess.run(
         [CHRONICLE, "users", "create", "ops@example.org", "--password-stdin", "--data-dir", str(tmp_path)],
         input=f"{PASSWORD}\n",

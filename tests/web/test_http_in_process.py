@@ -9,15 +9,15 @@ from __future__ import annotations
 import pytest
 from litestar.testing import TestClient
 
-from infrastructure.settings import Settings
 from infrastructure.web.app import create_app
+from tests.backend import settings_for
 
 PROBLEM = "application/problem+json"
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    settings = Settings.from_env(tmp_path_factory.mktemp("data"))
+    settings = settings_for(tmp_path_factory.mktemp("data"))
     with TestClient(create_app(settings), base_url="http://localhost") as client:
         yield client
 
