@@ -371,7 +371,11 @@ def chronicle(
             raw = _load(engine, server.url, targets, clients, seconds, max_requests)
             rss, cpu_after = _proc_stat(server.process.pid)
             if spy is not None:
-                spy.wait(60)
+                try:
+                    spy.wait(seconds + 300)  # py-spy writes its file after the load; slow on a loaded host
+                except subprocess.TimeoutExpired:
+                    spy.kill()
+                    spy.wait()
             lag_p50, lag_p99 = lag_percentiles(lag_before, lag_buckets(server.url))
             catch_up, ryw = asyncio.run(_read_side(server.url, targets))
         finally:
