@@ -40,7 +40,7 @@ from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
 from litestar.security.jwt import Token
 
 from infrastructure.metrics import FRAMES_DROPPED, FRAMES_SENT, SLOW_CONSUMER_CLOSES, WEBSOCKETS, WEBSOCKETS_OPENED
-from infrastructure.web.auth import AUTH_COOKIE, Principal, token_generation
+from infrastructure.web.auth import AUTH_COOKIE, Principal, PrincipalCache, token_generation
 from infrastructure.web.request_context import SERVER_SEND
 from projections.frames import (
     POSITIONED,
@@ -109,7 +109,7 @@ class LiveStreams:
     the task waiting for frames and the one waiting for what the client sends remain, both
     asleep until something arrives."""
 
-    def __init__(self, principals: Any = None, queue_limit: int = 1000) -> None:
+    def __init__(self, principals: PrincipalCache | None = None, queue_limit: int = 1000) -> None:
         self._streams: set[OpenStream] = set()
         self._principals = principals
         self._limit = queue_limit
@@ -158,6 +158,8 @@ class LiveStreams:
         """A stream lives no longer than its user's access (a disabled user, or a token of an
         older generation, is cut off within the principal cache's few seconds, as on HTTP):
         one look-up per user and token generation, however many streams they hold."""
+        if self._principals is None:
+            return
         allowed: dict[tuple[str | None, int | None], bool] = {}
         for stream in list(self._streams):
             if stream.outcome is not None:
