@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import msgspec
@@ -36,12 +36,12 @@ class Health(msgspec.Struct):
     head: int
     projections: list[ProjectionHealth]
     error: str | None = None
-    role: str = "leader"
+    role: Literal["leader", "follower"] = "leader"
     """`leader` while this node runs the cluster's background work (chat engine, conversions,
     retention), else `follower` (ADR-043); a SQLite node always leads."""
 
 
-def health_of(write: WriteSide, progress: ProjectionProgress, role: str) -> Health:
+def health_of(write: WriteSide, progress: ProjectionProgress, role: Literal["leader", "follower"]) -> Health:
     """Positions as the projection runner last committed them; the head from the event store."""
     head = write.runner.head()
     projections = [

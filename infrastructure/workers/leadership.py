@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import anyio
 import psycopg
@@ -58,7 +59,7 @@ class Leadership:
         """How many times the lock was tried for or checked."""
 
     @property
-    def role(self) -> str:
+    def role(self) -> Literal["leader", "follower"]:
         return "leader" if self.leading else "follower"
 
     async def run(self) -> None:

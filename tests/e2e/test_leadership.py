@@ -235,7 +235,7 @@ def terminate_connections(database_url: str, seconds: float, stop: threading.Eve
 
 
 def test_connections_killed_under_posting_load_give_503_problems_lose_no_201_and_recover(tmp_path: Path, database_url: str):
-    cluster = Cluster(tmp_path, database_url, env={"CHRONICLE_ASSISTANT_ANSWERS": "none"})
+    cluster = Cluster(tmp_path, database_url)
     try:
         nodes = cluster.start_nodes(2)
         ann, _ = nodes[0].client().signup("ann@example.org")
