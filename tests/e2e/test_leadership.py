@@ -172,13 +172,13 @@ def test_kill_9_of_the_leader_mid_reply_hands_over_and_the_message_gets_one_repl
 
 
 def test_kill_9_of_the_leader_mid_conversion_hands_over_and_the_conversion_has_one_outcome(tmp_path: Path, database_url: str):
-    cluster = Cluster(tmp_path, database_url, shared_blobs=True)
+    cluster = Cluster(tmp_path, database_url, env={"CHRONICLE_CONVERSION_TIMEOUT": "900"}, shared_blobs=True)  # a loaded host is slow
     try:
         first = cluster.start_node()
         wait_until(lambda: role(first) == "leader", "the first node to lead")
         second = cluster.start_node()
         ann, _ = second.client().signup("ann@example.org")
-        document = uploaded(ann, "ledger.csv", big_csv(80_000))
+        document = uploaded(ann, "ledger.csv", big_csv(60_000))
         conversion = ann.post(f"/api/documents/{document['id']}/conversions", {"target": "html"}).json()
         wait_for_status(ann, document["id"], conversion["id"], "running", timeout=60)
         assert Counter(t.rsplit(".", 1)[1] for t in events(database_url, "%Conversion.Conversion%")) == Counter(
