@@ -289,8 +289,7 @@ class ServerRuntime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._metrics_registered:
             REGISTRY.unregister(self.health)
-        if self._background:
-            await self._lead(False)
+        await self._lead(False)  # whatever the role was when the leadership task stopped
         await anyio.to_thread.run_sync(self.leadership.close)  # only now may another node lead
         for store in self._stores:
             store.close()
