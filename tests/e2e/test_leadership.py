@@ -24,7 +24,7 @@ from tests.e2e.test_document_worker import big_csv, wait_for_status
 from tests.e2e.test_documents import finished, uploaded
 from tests.postgres import fresh_database
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 TAKEOVER_SECONDS = 5.0
 """The issue's bound on a handover after `kill -9` of the leader."""
@@ -53,7 +53,7 @@ class Cluster:
             data_dir.mkdir(mode=0o700)
             (data_dir / "blobs").symlink_to(self.nodes[0].data_dir / "blobs")
         node = Server(data_dir, env=self.env, log_dir=self.tmp_path, log_level="info")
-        node.start_timeout = 120  # start-up takes long on a machine shared with other suites
+        node.start_timeout = 300  # start-up takes long on a machine shared with other suites
         self.nodes.append(node)
         return node.start()
 
@@ -72,7 +72,7 @@ class Cluster:
     def start_node_later(self) -> Server:
         data_dir = self.tmp_path / f"node-{len(self.nodes)}"
         node = Server(data_dir, env=self.env, log_dir=self.tmp_path, log_level="info")
-        node.start_timeout = 120
+        node.start_timeout = 300
         self.nodes.append(node)
         return node
 
@@ -200,7 +200,7 @@ def test_a_second_server_on_one_sqlite_data_directory_is_refused(tmp_path: Path)
     import subprocess
 
     server = Server(tmp_path / "data", log_dir=tmp_path)
-    server.start_timeout = 120
+    server.start_timeout = 300
     server.start()
     try:
         second = subprocess.run(
