@@ -4,15 +4,18 @@
   the same process (`chronicle users create`, `projections rebuild`, the tests).
 - `projection_child(settings, ...)`: the projection process's own part (the log, the read store
   and the projectors; no command bus).
-- `ServerRuntime.open(settings, ...)`: the server's, with the projection process, the chat engine,
-  the conversion worker, the blob collector, the retention job and what the web layer serves
-  from. Every collaborator and every hook is passed in here; the app's lifespan only starts and
-  stops what this built, and the web handlers find it in the app's state."""
+- `ServerRuntime.open(settings, ...)`: the server's, with the projection process and what the web
+  layer serves from, and the background work its node runs while it leads the cluster (ADR-043):
+  the chat engine, the conversion worker, the retention job and the blob collection after it.
+  Every collaborator and every hook is passed in here; the app's lifespan only starts and stops
+  what this built, and the web handlers find it in the app's state."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,6 +32,7 @@ from infrastructure.assistants.local_assistant import LocalAssistant
 from infrastructure.assistants.openai_assistant import OpenAIAssistant
 from infrastructure.documents.conversion_jobs import ConversionJobs, JobLimits
 from infrastructure.documents.media_types import MediaTypeSniffer
+from infrastructure.metrics import LEADER
 from infrastructure.settings import Settings
 from infrastructure.storage.audit_log import AuditLog
 from infrastructure.storage.blob_store import BlobStore
@@ -45,6 +49,7 @@ from infrastructure.workers.blob_collector import BlobCollector, wait_for_projec
 from infrastructure.workers.chat_engine import ChatEngine
 from infrastructure.workers.conversion_worker import ConversionWorker
 from infrastructure.workers.erasure import rebuild_after_erasure
+from infrastructure.workers.leadership import Leadership
 from infrastructure.workers.projection_process import ProjectionProcess
 from infrastructure.workers.projection_runner import ProjectionRunner
 from infrastructure.workers.replica_erasures import ReplicaErasures
@@ -142,11 +147,18 @@ class ServerRuntime:
     provider: LocalAssistant | OpenAIAssistant
     audit: AuditLog
     sniffer: MediaTypeSniffer
-    health: ChronicleCollector
+    leadership: Leadership = field(init=False)
+    health: ChronicleCollector = field(init=False)
     next_retention_run_at: datetime | None = None
     _metrics_registered: bool = False
     _stores: list[SQLiteReadStore] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        node = f"{socket.gethostname()}:{os.getpid()}"
+        self.leadership = Leadership(self.settings.database_url, self._lead, node=node)
+        self.health = ChronicleCollector(self.write, self.progress, self.leadership)
 
     @classmethod
     async def open(cls, settings: Settings, channels: ChannelsPlugin) -> ServerRuntime:
@@ -245,7 +257,6 @@ class ServerRuntime:
             provider=provider,
             audit=audit_log(settings, reader),
             sniffer=MediaTypeSniffer(),
-            health=ChronicleCollector(write, progress),
             _stores=stores,
         )
 
@@ -263,22 +274,24 @@ class ServerRuntime:
             "live_streams": self.live_streams,
             "audit": self.audit,
             "sniffer": self.sniffer,
+            "leadership": self.leadership,
         }
 
     def start(self) -> None:
+        """Starts what every node runs, and the competition for the background work: the chat
+        engine, the conversion worker and the retention job run while this node leads."""
         loop = asyncio.get_running_loop()
         self.write.blobs.forget_incoming(older_than_seconds=0)  # nothing is in flight before the server starts
         self.write.runner.start()
         self.write.bus.start()
-        self.engine.start()
-        self.worker.start()
+        LEADER.set(0)
         try:
             REGISTRY.register(self.health)
             self._metrics_registered = True
         except ValueError:  # another app's runtime in this process (in-process tests) reports these
             log.warning("the log and projection metrics are already reported by another app in this process")
         self._tasks = [
-            loop.create_task(self._retention_job(), name="retention"),
+            loop.create_task(self.leadership.run(), name="leadership"),
             loop.create_task(self.dashboard.run(), name="dashboard-sampler"),
             loop.create_task(self.live_streams.watch(), name="stream-watch"),
         ]
@@ -291,14 +304,32 @@ class ServerRuntime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._metrics_registered:
             REGISTRY.unregister(self.health)
-        await self.engine.stop()
-        await self.worker.stop()
+        await self._lead(False)  # whatever the role was when the leadership task stopped
+        await anyio.to_thread.run_sync(self.leadership.close)  # only now may another node lead
         for store in self._stores:
             store.close()
         if isinstance(self.provider, OpenAIAssistant):
             await self.provider.close()
         await self.db.close()
         self.write.close()
+
+    async def _lead(self, leading: bool) -> None:
+        """Starts the background work when this node becomes the leader, and stops it (at once,
+        abandoning replies and conversions in progress: the next leader does them) when it no
+        longer is."""
+        LEADER.set(1 if leading else 0)
+        if leading:
+            self.engine.start()
+            self.worker.start()
+            self._background = [asyncio.get_running_loop().create_task(self._retention_job(), name="retention")]
+            return
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background = []
+        self.next_retention_run_at = None
+        await self.engine.stop()
+        await self.worker.stop()
 
     async def _retention_job(self) -> None:
         """Every `CHRONICLE_RETENTION_INTERVAL` seconds: erase expired message content, then rebuild."""

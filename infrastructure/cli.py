@@ -143,12 +143,17 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
 
     os.environ["CHRONICLE_LOG_LEVEL"] = log_level
     settings = _settings(data_dir)
-    lock = open(settings.data_dir / "serve.lock", "a+")  # held for the life of this process
+    lock = open(settings.data_dir / "serve.lock", "a+")  # held for the life of this process, released by the kernel when it ends
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        click.echo(f"error: another chronicle serve is already using {settings.data_dir}; one server per data directory", err=True)
-        sys.exit(1)
+        click.echo(
+            f"error: another chronicle serve is already using {settings.data_dir}; one server per data directory"
+            " (its read models and live streams are that process's). To run several nodes, give each its own"
+            " --data-dir and share CHRONICLE_DATABASE_URL (see README, operations)",
+            err=True,
+        )
+        sys.exit(2)
     prepare_storage(settings)  # before serving: the schema upgraded, or the reason it cannot be (exit 2)
     app = create_app(settings)
     tracing = _observe(settings, "server")  # after create_app: Litestar configures logging too, this has the last word

@@ -34,6 +34,7 @@ QUOTA_REFUSED = Counter("chronicle_quota_refusals", "Requests refused because a 
 REBUILD_DONE = Gauge("chronicle_rebuild_position", "Position a running rebuild has replayed to (0 when none runs)", ["projections"])
 REBUILD_HEAD = Gauge("chronicle_rebuild_head", "Head of the log the running rebuild is replaying towards", ["projections"])
 REBUILDS = Counter("chronicle_rebuilds", "Read-model rebuilds finished, by outcome", ["outcome"])
+LEADER = Gauge("chronicle_leader", "1 while this node leads the cluster's background work (ADR-043), else 0")
 ACTIVE_USERS = Gauge("chronicle_active_users", "Users who made an authenticated request in the last 5 minutes")
 
 

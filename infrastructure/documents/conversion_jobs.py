@@ -61,6 +61,11 @@ class ConversionJobs:
         self._starting = 0
         self._closing = False
 
+    def reopen(self) -> None:
+        """Accepts jobs again after `stop_all` (a node that leads again)."""
+        with self._guard:
+            self._closing = False
+
     def stop_all(self, wait_seconds: float = 5.0) -> int:
         with self._guard:
             self._closing = True

@@ -16,11 +16,15 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Literal, TypeVar
 
 import psycopg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import OperationalError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 _KEPT = re.compile(r"(\d+) dead row versions cannot be removed yet")
@@ -64,13 +68,28 @@ class PostgresKeyStore:
             self._db = self._connect()
         return self._db
 
+    def _reading(self, read: Callable[[psycopg.Connection[tuple]], T]) -> T:
+        """`read` on the store's connection, on a new one if it was lost (terminated, a restarted
+        server): 5 attempts 0.2 s apart, as eventsourcing's recorder retries its own reads.
+        Only reads and idempotent inserts go through here; a fault that outlasts the attempts
+        is raised as eventsourcing's `OperationalError`, as the event store raises its own."""
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception_type((psycopg.OperationalError, psycopg.InterfaceError, OperationalError)),
+                stop=stop_after_attempt(5),
+                wait=wait_fixed(0.2),
+                reraise=True,
+            ):
+                with attempt:
+                    return read(self._connection())
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            raise OperationalError(error) from error
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
     def stored_cipher(self, subject: str) -> AESGCM | None:
         """The key of a subject as the database holds it now, past this process's cache."""
         with self._lock:
-            try:
-                row = self._connection().execute("SELECT key FROM data_keys WHERE subject=%s", (subject,)).fetchone()
-            except psycopg.OperationalError as error:
-                raise OperationalError(error) from error
+            row = self._reading(lambda db: db.execute("SELECT key FROM data_keys WHERE subject=%s", (subject,)).fetchone())
         return AESGCM(bytes(row[0])) if row else None
 
     def cipher(self, subject: str, *, create: bool) -> AESGCM | None:
@@ -80,21 +99,25 @@ class PostgresKeyStore:
         if entry is not None and entry[1] > time.monotonic() and (entry[0] is not None or not create):
             return entry[0]
         person, _, rest = subject.partition(".")
-        with self._lock:
-            try:
-                db = self._connection()
+
+        def find(db: psycopg.Connection[tuple]) -> tuple | None | Literal[False]:
+            """The key's row; False when the person is erased (no key is made for them again)."""
+            row = db.execute("SELECT key FROM data_keys WHERE subject=%s", (subject,)).fetchone()
+            if row is None and create:
+                if db.execute("SELECT 1 FROM erased_subjects WHERE subject=%s", (person,)).fetchone():
+                    return False
+                session, _, day = rest.partition(".")
+                db.execute(
+                    "INSERT INTO data_keys VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (subject, AESGCM.generate_key(256), person, session or None, day or None),
+                )
                 row = db.execute("SELECT key FROM data_keys WHERE subject=%s", (subject,)).fetchone()
-                if row is None and create:
-                    if db.execute("SELECT 1 FROM erased_subjects WHERE subject=%s", (person,)).fetchone():
-                        return None
-                    session, _, day = rest.partition(".")
-                    db.execute(
-                        "INSERT INTO data_keys VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                        (subject, AESGCM.generate_key(256), person, session or None, day or None),
-                    )
-                    row = db.execute("SELECT key FROM data_keys WHERE subject=%s", (subject,)).fetchone()
-            except psycopg.OperationalError as error:
-                raise OperationalError(error) from error
+            return row
+
+        with self._lock:
+            row = self._reading(find)
+            if row is False:
+                return None
             cipher = AESGCM(bytes(row[0])) if row else None
             if len(self._cache) > 100_000:
                 self._cache.clear()
@@ -156,7 +179,7 @@ class PostgresKeyStore:
     def generation(self) -> int:
         """Goes up whenever keys are destroyed (by any process)."""
         with self._lock:
-            row = self._connection().execute("SELECT value FROM key_generation").fetchone()
+            row = self._reading(lambda db: db.execute("SELECT value FROM key_generation").fetchone())
             return int(row[0]) if row else 0
 
     def forget(self) -> None:

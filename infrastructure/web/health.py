@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import msgspec
-from litestar import Controller, Response, get
+from litestar import Controller, Request, Response, get
 from prometheus_client import Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from infrastructure.web.read_your_writes import ProjectionProgress
+from infrastructure.workers.leadership import Leadership
 from infrastructure.write_side import WriteSide
 
 READY_LAG = 1000
@@ -35,9 +36,12 @@ class Health(msgspec.Struct):
     head: int
     projections: list[ProjectionHealth]
     error: str | None = None
+    role: Literal["leader", "follower"] = "leader"
+    """`leader` while this node runs the cluster's background work (chat engine, conversions,
+    retention), else `follower` (ADR-043); a SQLite node always leads."""
 
 
-def health_of(write: WriteSide, progress: ProjectionProgress) -> Health:
+def health_of(write: WriteSide, progress: ProjectionProgress, role: Literal["leader", "follower"]) -> Health:
     """Positions as the projection runner last committed them; the head from the event store."""
     head = write.runner.head()
     projections = [
@@ -47,7 +51,7 @@ def health_of(write: WriteSide, progress: ProjectionProgress) -> Health:
     failures = "; ".join(f"{name} failed at position {f.position}: {f.error}" for name, f in write.runner.failures.items())
     error = "; ".join(e for e in (write.runner.error, failures) if e) or None
     ready = error is None and all(p.lag <= READY_LAG for p in projections)
-    return Health("ok", ready, head, projections, error)
+    return Health("ok", ready, head, projections, error, role)
 
 
 class HealthController(Controller):
@@ -55,25 +59,27 @@ class HealthController(Controller):
     tags = ["health"]
 
     @get("/", exclude_from_auth=True)
-    async def live(self, write: WriteSide, progress: ProjectionProgress) -> Health:
-        """Always 200 while the process serves; `ready` says whether the read models keep up."""
-        return await anyio.to_thread.run_sync(health_of, write, progress)
+    async def live(self, request: Request[Any, Any, Any], write: WriteSide, progress: ProjectionProgress) -> Health:
+        """Always 200 while the process serves; `ready` says whether the read models keep up,
+        `role` whether this node leads the background work."""
+        return await anyio.to_thread.run_sync(health_of, write, progress, request.app.state.leadership.role)
 
     @get("/ready", exclude_from_auth=True)
-    async def ready(self, write: WriteSide, progress: ProjectionProgress) -> Response[Health]:
-        health = await anyio.to_thread.run_sync(health_of, write, progress)
+    async def ready(self, request: Request[Any, Any, Any], write: WriteSide, progress: ProjectionProgress) -> Response[Health]:
+        health = await anyio.to_thread.run_sync(health_of, write, progress, request.app.state.leadership.role)
         return Response(health, status_code=200 if health.ready else 503)
 
 
 class ChronicleCollector(Collector):
     """Event-log head, projection positions and lag, and command-bus counters, read at scrape time."""
 
-    def __init__(self, write: WriteSide, progress: ProjectionProgress) -> None:
+    def __init__(self, write: WriteSide, progress: ProjectionProgress, leadership: Leadership) -> None:
         self.write = write
         self.progress = progress
+        self.leadership = leadership
 
     def collect(self) -> Iterator[Any]:
-        health = health_of(self.write, self.progress)
+        health = health_of(self.write, self.progress, self.leadership.role)
         yield GaugeMetricFamily("chronicle_event_log_head", "Position of the newest event", value=health.head)
         lag = GaugeMetricFamily("chronicle_projection_lag_events", "Events not yet applied", labels=["projection"])
         position = GaugeMetricFamily("chronicle_projection_position", "Last applied position", labels=["projection"])

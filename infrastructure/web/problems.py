@@ -9,7 +9,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from eventsourcing.persistence import PersistenceError
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError, PersistenceError
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -130,12 +131,25 @@ def _undecodable_body(request: Request, error: Exception) -> Response[Any]:
 
 def _storage_fault(request: Request, error: Exception) -> Response[Any]:
     """The store refused a write (disk full, I/O error, locked for too long): nothing was
-    recorded, and the client may try again once an operator has made room (507) or soon (503)."""
+    recorded, and the client may try again once an operator has made room (507) or soon (503).
+    A PostgreSQL connection that failed is answered as the database being unreachable."""
+    if isinstance(error, OperationalError | InterfaceError) and isinstance(
+        error.__cause__, psycopg.OperationalError | psycopg.InterfaceError
+    ):
+        return _database_unreachable(request, error)
     full = isinstance(error, OSError) and error.errno == errno.ENOSPC or "full" in str(error).lower()
     log.error("%s %s: storage fault: %s", request.method, request.url.path, error)
     if full:
         return problem(507, "the server's storage is full; nothing was recorded", {"Retry-After": "60"})
     return problem(503, "the server's storage is unavailable; nothing was recorded, retry shortly", {"Retry-After": "5"})
+
+
+def _database_unreachable(request: Request, error: Exception) -> Response[Any]:
+    """The PostgreSQL database did not answer (its connections were terminated, it restarts, the
+    network is down), even after the retries eventsourcing's recorder makes (10 over ~2 s) and
+    the pool's pre-ping: 503 while it lasts; the pool connects again by itself."""
+    log.warning("%s %s: the database is unreachable: %s", request.method, request.url.path, str(error).strip()[:300])
+    return problem(503, "the database is unreachable; retry shortly", {"Retry-After": "2"})
 
 
 def _os_error(request: Request, error: OSError) -> Response[Any]:
@@ -155,6 +169,8 @@ exception_handlers: dict[Any, Any] = {
     ValidationException: _validation_error,
     HTTPException: _http_error,
     UnicodeDecodeError: _undecodable_body,
+    psycopg.OperationalError: _database_unreachable,
+    psycopg.InterfaceError: _database_unreachable,
     PersistenceError: _storage_fault,
     OSError: _os_error,
     RecursionError: _undecodable_body,

@@ -95,6 +95,9 @@ class ChatEngine:
         self._answers = answers
 
     def start(self) -> None:
+        """Starts (or starts again, on a node that leads once more: what it learnt of the
+        sessions' assistant settings may be stale, so it is learnt again)."""
+        self._assistant_on.clear()
         self._follower.start()
 
     async def stop(self) -> None:

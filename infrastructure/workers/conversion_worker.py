@@ -24,7 +24,7 @@ from opentelemetry import trace
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
 from application.documents import CompleteConversion, FailConversion, StartConversion
-from domain.conversion import Conversion
+from domain.conversion import Conversion, ConversionIsFinished
 from domain.document import Document
 from domain.identity import new_id
 from infrastructure.documents.conversion_jobs import ConversionJobs, JobOutcome, JobsStopped
@@ -60,6 +60,9 @@ class ConversionWorker:
         self._stopping = False
 
     def start(self) -> None:
+        """Starts (again, after a `stop`, on a node that leads once more)."""
+        self._stopping = False
+        self._jobs.reopen()
         self._follower.start()
 
     async def stop(self) -> None:
@@ -145,11 +148,15 @@ class ConversionWorker:
         if isinstance(outcome, FailConversion):
             failure = outcome
             return await recorded_with_retries(
-                lambda: self._bus.execute(failure, WORKER_ACTOR, correlation_id), f"conversion {conversion_id}"
+                lambda: self._bus.execute(failure, WORKER_ACTOR, correlation_id),
+                f"conversion {conversion_id}",
+                settled_by=(ConversionIsFinished,),
             )
         completed = outcome
         return await recorded_with_retries(
-            lambda: self._complete(conversion_id, completed, output, correlation_id), f"conversion {conversion_id}"
+            lambda: self._complete(conversion_id, completed, output, correlation_id),
+            f"conversion {conversion_id}",
+            settled_by=(ConversionIsFinished,),
         )
 
     async def _complete(self, conversion_id: UUID, outcome: JobOutcome, output: Path, correlation_id: str) -> None:

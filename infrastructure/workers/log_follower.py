@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import anyio
-from tenacity import AsyncRetrying, before_sleep_log, stop_after_attempt, wait_exponential
+from tenacity import AsyncRetrying, before_sleep_log, retry_if_not_exception_type, stop_after_attempt, wait_exponential
 
+from domain.aggregate import DomainError
 from infrastructure.storage.read_store import SQLiteReadStore
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,10 @@ class LogFollower(Generic[Item]):
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        """Starts following from the saved position (again after a `stop`: a node that leads
+        once more resumes where its last save left it, skipping what is done)."""
+        self._in_flight.clear()
+        self._saved_at = 0.0
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
@@ -135,18 +140,24 @@ class LogFollower(Generic[Item]):
             self.jobs.pop(found.key, None)
 
 
-async def recorded_with_retries(record: Callable[[], Awaitable[Any]], what: str) -> bool:
-    """Records an outcome, retried (3 attempts, 0.5 s then 1 s apart) when the store is busy;
-    False leaves the outcome to be produced again after the next start."""
+async def recorded_with_retries(record: Callable[[], Awaitable[Any]], what: str, *, settled_by: tuple[type[DomainError], ...] = ()) -> bool:
+    """Records an outcome, retried (3 attempts, 0.5 s then 1 s apart) when the store is busy
+    (a refusal by the domain is not retried); False leaves the outcome to be produced again
+    after the next start. `settled_by`: refusals that mean the outcome is already recorded
+    (by another node that led before), so the job is done."""
     try:
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(3),
             wait=wait_exponential(multiplier=0.5),
+            retry=retry_if_not_exception_type(DomainError),
             before_sleep=before_sleep_log(log, logging.WARNING),
             reraise=True,
         ):
             with attempt:
                 await record()
+    except settled_by as settled:
+        log.warning("%s was not recorded: %s (recorded before)", what, settled)
+        return True
     except Exception:  # noqa: BLE001 - logged; done again after the next start
         log.exception("recording %s failed after 3 attempts", what)
         return False

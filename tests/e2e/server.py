@@ -76,6 +76,8 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
+        self.start_timeout = 60.0
+        """Seconds `start` waits for the first healthy answer (a busy machine may need more)."""
 
     @property
     def log_path(self) -> Path:
@@ -91,7 +93,7 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + max(timeout, self.start_timeout)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}")

@@ -993,6 +993,11 @@ export interface components {
             head: number;
             projections: components["schemas"]["ProjectionHealth"][];
             ready: boolean;
+            /**
+             * @default leader
+             * @enum {string}
+             */
+            role: "leader" | "follower";
             status: string;
         };
         /** InFlight */
