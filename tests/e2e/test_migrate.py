@@ -194,8 +194,13 @@ def test_a_migrated_log_is_served_from_postgresql_with_the_same_answers_and_head
         answers = everything_seen(server, plans, source["document"])
     finally:
         server.stop()
+    timeline = answers.pop("timeline")
     for key, expected in source["answers"].items():
-        assert answers[key] == expected, key
+        if key != "timeline":
+            assert answers[key] == expected, key
+    # Known failure (found by this test, 2026-12-02): the audit timeline of a session with
+    # documents answers 500 on the PostgreSQL node; everything above is equal.
+    assert timeline == source["answers"]["timeline"], "the session's audit timeline differs on PostgreSQL"
     assert not (node / "events.sqlite3").exists() and not (node / "keys.sqlite3").exists()
 
 
