@@ -66,3 +66,12 @@ def test_the_storage_ceiling_appends_durably():
 
     run = sqlite_appends(0.5)
     assert run.requests > 0 and run.target == "raw SQLite append (FULL)"
+
+
+def test_the_nodes_benchmark_delivers_across_two_nodes_without_loss():
+    from benchmarks.nodes import run
+
+    result = run(posts=200 if FULL else 20, rate=50 if FULL else 20)
+    assert result.posts > 0 and result.post_errors == 0
+    assert result.frames_lost == 0 and result.frames_duplicated == 0
+    assert result.delivery_other_p99_ms > 0 and result.read_other_p99_ms > 0

@@ -65,7 +65,9 @@ class LogNotifications:
         backoff = 0.1
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(self._url, autocommit=True, connect_timeout=5, **KEEPALIVES) as conn:
+                with psycopg.connect(
+                    self._url, autocommit=True, connect_timeout=5, application_name="chronicle log listener", **KEEPALIVES
+                ) as conn:
                     conn.execute(f"LISTEN {LOG_CHANNEL}")
                     self.connected.set()
                     if backoff > 0.1:

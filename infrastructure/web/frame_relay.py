@@ -85,16 +85,18 @@ class FrameRelay:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
+    async def _connect(self, role: str) -> psycopg.AsyncConnection[tuple[object, ...]]:
         assert self._url is not None
-        return await psycopg.AsyncConnection.connect(self._url, autocommit=True, connect_timeout=5, **KEEPALIVES)
+        return await psycopg.AsyncConnection.connect(
+            self._url, autocommit=True, connect_timeout=5, application_name=f"chronicle frame relay {role}", **KEEPALIVES
+        )
 
     async def _send(self) -> None:
         """Sends what is queued, up to BATCH frames per transaction; a batch that fails is lost."""
         backoff = 0.1
         while True:
             try:
-                async with await self._connect() as conn:
+                async with await self._connect("sender") as conn:
                     backoff = 0.1
                     while True:
                         assert self._queue is not None
@@ -115,7 +117,7 @@ class FrameRelay:
         backoff = 0.1
         while True:
             try:
-                async with await self._connect() as conn:
+                async with await self._connect("listener") as conn:
                     await conn.execute(f"LISTEN {FRAMES_CHANNEL}")
                     self.listening.set()
                     backoff = 0.1

@@ -68,7 +68,8 @@ class Server:
     def log_path(self) -> Path:
         return self.log_dir / f"server-{self.port}.log"
 
-    def start(self) -> Server:
+    def start(self, timeout: float = 30) -> Server:
+        """Starts the server and waits (up to `timeout` seconds) until it answers `/health`."""
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [*self.launcher, CHRONICLE, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "--log-level", self.log_level],
@@ -76,7 +77,7 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}")

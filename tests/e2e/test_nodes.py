@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
@@ -21,7 +24,9 @@ from projections.frame_types import decode_any_frame
 from tests.e2e.server import CHRONICLE, SECRET, Api, Server, free_port
 from tests.postgres import fresh_database
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+START_SECONDS = 90
+"""Two servers and their projection processes start one after the other on a shared 2-core host."""
 
 
 @dataclass
@@ -59,15 +64,30 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with fresh_database() as url:
         a = Server(root / "a", env=node_env(url, secret_file, blob_dir, CHRONICLE_ASSISTANT_PACE="0.05"), log_dir=root)
         b = Server(root / "b", env=node_env(url, secret_file, blob_dir, CHRONICLE_ASSISTANT_ANSWERS="questions"), log_dir=root)
-        a.start()
+        a.start(timeout=START_SECONDS)
         try:
-            b.start()
+            b.start(timeout=START_SECONDS)
             try:
+                probe, _ = a.client().signup("probe@example.org", name="Probe")
+                for node in (a, b):
+                    caught_up(node, probe.head())
                 yield Cluster(a, b, url, blob_dir, secret_file)
             finally:
                 b.stop()
         finally:
             a.stop()
+
+
+def caught_up(node: Server, position: int, timeout: float = 60) -> None:
+    """Waits until every read model of `node` has reached `position` (its projection process,
+    started after the HTTP server answers, may still be importing on a loaded host)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        health = node.client().get("/health").json()
+        if all(p["position"] >= position for p in health["projections"]):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{node.url} did not reach position {position} within {timeout:g} s")
 
 
 _emails = iter(range(1_000_000))
@@ -140,8 +160,8 @@ def test_concurrent_posting_through_every_node_is_in_the_log_once_and_every_node
     start = ann.head()
     per_client = 15
     writers = [ann, on(cluster.b, ann), bob, on(cluster.a, bob)]
-    subscribers = [stream(node, on(node, ann), sid, start) for node in cluster.nodes]
-    try:
+    with ExitStack() as streams:
+        subscribers = [streams.enter_context(stream(node, on(node, ann), sid, start)) for node in cluster.nodes]
 
         def post_all(writer: Api, k: int) -> list[dict]:
             answers = [writer.post(f"/api/sessions/{sid}/messages", {"content": f"writer {k} post {i}"}) for i in range(per_client)]
@@ -151,9 +171,6 @@ def test_concurrent_posting_through_every_node_is_in_the_log_once_and_every_node
         with ThreadPoolExecutor(len(writers)) as pool:
             acknowledged = [m for batch in pool.map(post_all, writers, range(len(writers))) for m in batch]
         orders = [[(f["position"], f["data"]["id"]) for f in posted(ws, len(acknowledged))] for ws in subscribers]
-    finally:
-        for ws in subscribers:
-            ws.close()
     expected = sorted((m["position"], m["id"]) for m in acknowledged)
     assert len({m["id"] for m in acknowledged}) == len({m["position"] for m in acknowledged}) == len(acknowledged)
     assert orders[0] == orders[1] == expected
@@ -228,8 +245,13 @@ def test_an_upload_through_one_node_downloads_from_the_other_and_the_same_bytes_
         assert not (node.data_dir / "blobs").exists() or not any((node.data_dir / "blobs").glob("??/??/*"))
 
 
-def test_a_node_on_postgresql_without_the_shared_signing_key_refuses_to_start(cluster: Cluster, tmp_path: Path):
-    env = {**os.environ, "CHRONICLE_DATABASE_URL": cluster.database_url, "CHRONICLE_SECRET_KEY": "", "CHRONICLE_SECRET_KEY_FILE": ""}
+def test_a_node_on_postgresql_without_the_shared_signing_key_refuses_to_start(tmp_path: Path):
+    env = {
+        **os.environ,
+        "CHRONICLE_DATABASE_URL": "postgresql://127.0.0.1:5432/never-opened",
+        "CHRONICLE_SECRET_KEY": "",
+        "CHRONICLE_SECRET_KEY_FILE": "",
+    }
     started = subprocess.run(
         [CHRONICLE, "serve", "--data-dir", str(tmp_path / "c"), "--port", str(free_port())],
         env=env,
@@ -248,3 +270,48 @@ def test_a_node_on_postgresql_without_the_shared_signing_key_refuses_to_start(cl
         timeout=60,
     )
     assert missing.returncode == 2 and "no-such-key" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def listeners(database_url: str) -> dict[str, set[int]]:
+    """The nodes' notification connections by `application_name`: backend pids."""
+    with psycopg.connect(database_url, autocommit=True) as db:
+        rows = db.execute("SELECT application_name, pid FROM pg_stat_activity WHERE application_name LIKE 'chronicle % l%'").fetchall()
+    found: dict[str, set[int]] = {}
+    for name, pid in rows:
+        found.setdefault(name, set()).add(pid)
+    return found
+
+
+def test_the_nodes_listen_again_by_themselves_after_postgresql_drops_their_connections(cluster: Cluster, room):
+    ann, bob, sid = room
+    before = listeners(cluster.database_url)
+    assert {name: len(pids) for name, pids in before.items()} == {"chronicle log listener": 2, "chronicle frame relay listener": 2}
+    with psycopg.connect(cluster.database_url, autocommit=True) as db:
+        db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'chronicle %' AND pid <> pg_backend_pid()"
+        )
+    deadline = time.monotonic() + 30
+    while True:
+        now = listeners(cluster.database_url)
+        fresh = {name: pids - before.get(name, set()) for name, pids in now.items()}
+        if all(len(fresh.get(name, ())) == 2 for name in before):
+            break
+        assert time.monotonic() < deadline, f"the nodes did not listen again within 30 s: {now}"
+        time.sleep(0.1)
+    with stream(cluster.b, on(cluster.b, bob), sid, bob.head()) as ws:
+        message = ann.post(f"/api/sessions/{sid}/messages", {"content": "after the drop"}).json()
+        frame = next_frame(ws)
+        assert (frame["position"], frame["data"]["content"]) == (message["position"], "after the drop")
+        # The relay's sender finds its connection dropped when it next sends (that frame is
+        # lost, as ephemeral frames may be) and reconnects: a later typing notice crosses.
+        for _attempt in range(10):
+            with stream(cluster.a, ann, sid, ann.head()) as ann_ws:
+                ann_ws.send('{"type":"typing"}')
+                try:
+                    typing = next_frame(ws, timeout=3)
+                    break
+                except TimeoutError:
+                    continue
+        else:
+            raise AssertionError("no typing notice crossed from A to B after the relay's connections were dropped")
+        assert (typing["type"], typing["display_name"]) == ("typing", "Ann")
