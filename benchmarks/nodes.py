@@ -69,6 +69,14 @@ async def _run(a: str, b: str, posts: int, rate: float) -> dict:
         async with http.post(f"{a}/api/sessions", json={"title": "nodes", "assistant": False}, headers=auth) as r:
             session = await r.json()
         messages = f"/api/sessions/{session['id']}/messages"
+        for url in (a, b):  # a node's projection process may still be starting after its HTTP server answers
+            deadline = time.perf_counter() + 60
+            while True:
+                async with http.get(f"{url}/health") as r:
+                    if all(p["position"] >= session["position"] for p in (await r.json())["projections"]):
+                        break
+                assert time.perf_counter() < deadline, f"{url} did not catch up"
+                await asyncio.sleep(0.05)
         sent: dict[int, float] = {}
         received: dict[str, dict[int, float]] = {"same": {}, "other": {}}
         duplicates = 0
@@ -147,9 +155,9 @@ def run(posts: int, rate: float) -> NodesResult:
             "CHRONICLE_BLOB_DIR": str(root / "blobs"),
             "CHRONICLE_ASSISTANT_ANSWERS": "",
         }
-        a = Server(root / "a", env=env).start(timeout=90)
+        a = Server(root / "a", env=env, log_dir=root).start(timeout=90)
         try:
-            b = Server(root / "b", env=env).start(timeout=90)
+            b = Server(root / "b", env=env, log_dir=root).start(timeout=90)
             try:
                 raw = asyncio.run(_run(a.url, b.url, posts, rate))
             finally:
