@@ -257,7 +257,7 @@ def test_a_node_on_postgresql_without_the_shared_signing_key_refuses_to_start(tm
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
     assert started.returncode == 2, started.stderr
     assert "CHRONICLE_SECRET_KEY_FILE" in started.stderr and "Traceback" not in started.stderr
@@ -267,7 +267,7 @@ def test_a_node_on_postgresql_without_the_shared_signing_key_refuses_to_start(tm
         env={**env, "CHRONICLE_SECRET_KEY_FILE": str(tmp_path / "no-such-key")},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
     assert missing.returncode == 2 and "no-such-key" in missing.stderr and "Traceback" not in missing.stderr
 
