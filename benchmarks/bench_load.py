@@ -103,3 +103,12 @@ def test_the_idle_streams_benchmark_holds_its_sockets_and_loses_nothing():
     assert result.opened == 40 and result.closed_by_server == 0
     assert result.posted > 0 and result.frames_expected == result.frames_delivered == result.posted * 10
     assert result.frames_lost == 0 and result.frames_duplicated == 0 and result.rss_open_mb > 0
+
+
+def test_the_nodes_benchmark_delivers_across_two_nodes_without_loss():
+    from benchmarks.nodes import run
+
+    result = run(posts=200 if FULL else 20, rate=50 if FULL else 20)
+    assert result.posts > 0 and result.post_errors == 0
+    assert result.frames_lost == 0 and result.frames_duplicated == 0
+    assert result.delivery_other_p99_ms > 0 and result.read_other_p99_ms > 0

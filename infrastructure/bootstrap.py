@@ -37,10 +37,12 @@ from infrastructure.settings import Settings
 from infrastructure.storage.audit_log import AuditLog
 from infrastructure.storage.blob_store import BlobStore
 from infrastructure.storage.event_store import audit_log, data_keys, event_log, open_event_store
+from infrastructure.storage.postgres_notifications import LogNotifications, monotonic_of
 from infrastructure.storage.read_store import AioSQLiteReadConnection, SQLiteReadStore
 from infrastructure.web.admin_projections import read_statuses
 from infrastructure.web.auth import PrincipalCache
 from infrastructure.web.dashboard import DashboardSampler
+from infrastructure.web.frame_relay import FrameRelay
 from infrastructure.web.health import PROJECTION_LAG, ChronicleCollector
 from infrastructure.web.quotas import reply_quota_left
 from infrastructure.web.read_your_writes import ProjectionProgress
@@ -97,8 +99,18 @@ def projection_child(
     runner = ProjectionRunner(
         app, read_store, all_projectors(blobs.read_text), on_progress=on_progress, on_publish=on_publish, on_lag=on_lag
     )
+    notifications = None
+    if settings.database_url is not None:  # every node's commits wake this node's runner (ADR-042)
+        notifications = LogNotifications(
+            settings.database_url,
+            on_commit=lambda position, at: runner.wake(position, monotonic_of(at)),
+            on_connect=runner.wake,
+        )
+        notifications.start()
 
     def close() -> None:
+        if notifications is not None:
+            notifications.stop()
         read_store.close()
         app.close()
 
@@ -149,6 +161,7 @@ class ServerRuntime:
     sniffer: MediaTypeSniffer
     leadership: Leadership = field(init=False)
     health: ChronicleCollector = field(init=False)
+    relay: FrameRelay
     next_retention_run_at: datetime | None = None
     _metrics_registered: bool = False
     _stores: list[SQLiteReadStore] = field(default_factory=list)
@@ -218,13 +231,14 @@ class ServerRuntime:
         bus = CommandBus(app, event_log(app), HANDLERS, on_commit=committed)
         write = WriteSide(settings, app, bus, read_store, runner, reader, blobs)
         provider = assistant_provider(settings, db)
+        relay = FrameRelay(settings.database_url, lambda channel, body: channels.publish(body, channel))
         stores = [SQLiteReadStore(settings.read_store_path) for _ in range(3)]  # the engine's, the worker's, the collector's
         engine = ChatEngine(
             reader,
             bus,
             stores[0],
             provider,
-            lambda channel, body: channels.publish(body, channel),
+            relay.publish,
             concurrency=settings.assistant_concurrency,
             timeout_seconds=settings.assistant_timeout,
             may_reply=lambda user_id: reply_quota_left(db, user_id),
@@ -257,6 +271,7 @@ class ServerRuntime:
             provider=provider,
             audit=audit_log(settings, reader),
             sniffer=MediaTypeSniffer(),
+            relay=relay,
             _stores=stores,
         )
 
@@ -275,13 +290,17 @@ class ServerRuntime:
             "audit": self.audit,
             "sniffer": self.sniffer,
             "leadership": self.leadership,
+            "relay": self.relay,
         }
 
     def start(self) -> None:
         """Starts what every node runs, and the competition for the background work: the chat
         engine, the conversion worker and the retention job run while this node leads."""
         loop = asyncio.get_running_loop()
-        self.write.blobs.forget_incoming(older_than_seconds=0)  # nothing is in flight before the server starts
+        # Nothing of this node's is in flight before it starts; in a blob directory shared with
+        # other nodes, their uploads may be (an upload's file is touched by every write).
+        self.write.blobs.forget_incoming(older_than_seconds=3600 if self.settings.blob_dir_shared else 0)
+        self.relay.start()
         self.write.runner.start()
         self.write.bus.start()
         LEADER.set(0)
@@ -302,6 +321,7 @@ class ServerRuntime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.relay.stop()
         if self._metrics_registered:
             REGISTRY.unregister(self.health)
         await self._lead(False)  # whatever the role was when the leadership task stopped

@@ -62,7 +62,11 @@ def _settings(data_dir: Path):  # type: ignore[no-untyped-def]
     from infrastructure.settings import Settings
 
     os.environ["CHRONICLE_DATA_DIR"] = str(data_dir)
-    return _logged(Settings.from_env(data_dir))
+    try:
+        return _logged(Settings.from_env(data_dir))
+    except ValueError as error:  # a setting out of range or missing: one line, no traceback
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
 
 
 def _logged(settings):  # type: ignore[no-untyped-def]
@@ -143,6 +147,11 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
 
     os.environ["CHRONICLE_LOG_LEVEL"] = log_level
     settings = _settings(data_dir)
+    try:
+        settings.require_shared_secret()
+    except ValueError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
     lock = open(settings.data_dir / "serve.lock", "a+")  # held for the life of this process, released by the kernel when it ends
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

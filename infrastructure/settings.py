@@ -81,6 +81,9 @@ class Settings:
     database_url: str | None = None
     """`CHRONICLE_DATABASE_URL` (`postgresql://user:password@host:port/dbname`): the event log and
     the data keys live in that PostgreSQL database; unset, in SQLite files of the data directory."""
+    blob_dir: Path | None = None
+    """`CHRONICLE_BLOB_DIR`: uploaded and converted files in a directory all nodes share (a network
+    mount); unset, in the data directory's `blobs`."""
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("secret_key", "llm_api_key", "metrics_token")
 
@@ -109,6 +112,21 @@ class Settings:
         """Whether the event log and the data keys are in PostgreSQL (else SQLite files)."""
         return self.database_url is not None
 
+    def require_shared_secret(self) -> None:
+        """A node on PostgreSQL serves tokens every other node must accept: it needs the one
+        signing key all nodes share (`CHRONICLE_SECRET_KEY` or `CHRONICLE_SECRET_KEY_FILE`),
+        never one of its own."""
+        if self.on_postgres and not self.secret_key:
+            raise ValueError(
+                "a node on PostgreSQL (CHRONICLE_DATABASE_URL) needs the signing key every node shares: "
+                "set CHRONICLE_SECRET_KEY_FILE to a file holding it (or CHRONICLE_SECRET_KEY)"
+            )
+
+    @property
+    def blob_dir_shared(self) -> bool:
+        """Whether the blob directory is one other nodes may use too (`CHRONICLE_BLOB_DIR`)."""
+        return self.blob_dir is not None
+
     @property
     def event_store_path(self) -> Path:
         return self.data_dir / "events.sqlite3"
@@ -124,7 +142,7 @@ class Settings:
 
     @property
     def blobs_path(self) -> Path:
-        return self.data_dir / "blobs"
+        return self.blob_dir if self.blob_dir is not None else self.data_dir / "blobs"
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None, *, read_only: bool = False) -> Settings:
@@ -133,9 +151,10 @@ class Settings:
         path = Path(data_dir or os.environ.get("CHRONICLE_DATA_DIR") or "./var").resolve()
         if not read_only:
             private_directory(path)
+        database_url = _database_url()
         return cls(
             data_dir=path,
-            secret_key=os.environ.get("CHRONICLE_SECRET_KEY") or ("" if read_only else _kept_secret(path)),
+            secret_key=_secret_key(path, kept=not read_only and database_url is None),
             token_ttl_seconds=_int("CHRONICLE_TOKEN_TTL", 3600),
             read_wait_seconds=float(os.environ.get("CHRONICLE_READ_WAIT", "").strip() or 5),
             assistant_concurrency=_int("CHRONICLE_ASSISTANT_CONCURRENCY", 4),
@@ -168,7 +187,8 @@ class Settings:
             log_level=_choice("CHRONICLE_LOG_LEVEL", ("info", "debug", "warning", "error", "critical", "trace")),
             access_log=_choice("CHRONICLE_ACCESS_LOG", ("on", "off")) == "on",
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip().rstrip("/") or None,
-            database_url=_database_url(),
+            database_url=database_url,
+            blob_dir=Path(os.environ["CHRONICLE_BLOB_DIR"].strip()).resolve() if os.environ.get("CHRONICLE_BLOB_DIR", "").strip() else None,
             rate_limits=RateLimitSettings(
                 login_per_minute=_int("CHRONICLE_RATE_LIMIT_LOGIN", 10),
                 login_failures_per_account=_int("CHRONICLE_RATE_LIMIT_LOGIN_FAILURES", 5),
@@ -210,6 +230,22 @@ def _database_url() -> str | None:
 def _list(name: str) -> list[str]:
     """A comma-separated setting."""
     return [item.strip().rstrip("/") for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def _secret_key(data_dir: Path, *, kept: bool) -> str:
+    """`CHRONICLE_SECRET_KEY`, else the contents of `CHRONICLE_SECRET_KEY_FILE`, else (`kept`: one
+    SQLite node that may write its data directory) a key generated once and kept there, else none."""
+    if value := os.environ.get("CHRONICLE_SECRET_KEY"):
+        return value
+    if file := os.environ.get("CHRONICLE_SECRET_KEY_FILE", "").strip():
+        try:
+            key = Path(file).read_text().strip()
+        except OSError as error:
+            raise ValueError(f"CHRONICLE_SECRET_KEY_FILE: cannot read {file}: {error.strerror}") from None
+        if not key:
+            raise ValueError(f"CHRONICLE_SECRET_KEY_FILE: {file} is empty")
+        return key
+    return _kept_secret(data_dir) if kept else ""
 
 
 def _kept_secret(data_dir: Path) -> str:

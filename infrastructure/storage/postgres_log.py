@@ -5,7 +5,12 @@ same transaction, as `ChainedSQLiteRecorder` does on SQLite.
 Positions follow commit order: eventsourcing's recorder takes `LOCK TABLE … IN EXCLUSIVE MODE`
 on the events table before it inserts (readers are not blocked), so the writers' transactions
 are serialised from the moment they are numbered until they commit, and no reader can pass a
-position that a transaction still open will fill later. Under that lock this recorder numbers
+position that a transaction still open will fill later.
+
+Each inserting transaction also sends `NOTIFY chronicle_log` with its highest position (and the
+database's clock, for the lag figure); PostgreSQL delivers it at commit, in commit order, to
+every node's projection process (`postgres_notifications.LogNotifications`), which wakes its
+runner at once instead of at its next poll (ADR-042). Under that lock this recorder numbers
 the events itself, `MAX(notification_id) + 1, + 2, …`, instead of the table's sequence: a
 transaction refused by the (originator_id, originator_version) key leaves no hole, so
 positions are 1, 2, 3, … as on SQLite and `verify` needs no exception for gaps."""
@@ -28,6 +33,9 @@ from psycopg.sql import SQL, Identifier
 from application.chronicle import Chronicle
 from infrastructure.storage.event_chain import GENESIS, ChainWalk, link, session_of
 from infrastructure.storage.postgres_schema import EVENTS_TABLE
+
+LOG_CHANNEL = "chronicle_log"
+"""The channel on which every inserting transaction announces its highest position (at commit)."""
 
 
 def postgres_env(database_url: str) -> dict[str, str]:
@@ -85,6 +93,10 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
             previous = link(previous, position, originator, stored.originator_version, stored.topic, stored.state)
             rows.append((position, previous, session_of(originator, stored.topic, stored.state)))
         curs.executemany(SQL("INSERT INTO {} VALUES (%s, %s, %s)").format(self._chain), rows)
+        curs.execute(
+            "SELECT pg_notify(%s, %s::text || ' ' || extract(epoch FROM clock_timestamp())::text)",
+            (LOG_CHANNEL, positions[-1]),
+        )  # queued now, delivered when this transaction commits (never if it rolls back)
         return positions
 
     def _link_before(self, curs: Cursor[DictRow], position: int) -> bytes:

@@ -41,6 +41,7 @@ from litestar.security.jwt import Token
 
 from infrastructure.metrics import FRAMES_DROPPED, FRAMES_SENT, SLOW_CONSUMER_CLOSES, WEBSOCKETS, WEBSOCKETS_OPENED
 from infrastructure.web.auth import AUTH_COOKIE, Principal, PrincipalCache, token_generation
+from infrastructure.web.frame_relay import FrameRelay
 from infrastructure.web.request_context import SERVER_SEND
 from projections.frames import (
     POSITIONED,
@@ -419,7 +420,7 @@ async def session_stream(socket: WebSocket[Any, Any, Any], session_id: UUID) -> 
             return await _refuse(socket, CLOSE_FORBIDDEN, "not a member of this session")
     await socket.accept()
     user = await user_by_id(db, me)
-    channels: ChannelsPlugin = socket.app.state.channels
+    relay: FrameRelay = socket.app.state.relay
     typing = msgspec.json.encode(
         {
             "session_id": sid,
@@ -440,7 +441,7 @@ async def session_stream(socket: WebSocket[Any, Any, Any], session_id: UUID) -> 
         now = time.monotonic()
         if now - typed_at >= TYPING_SECONDS:
             typed_at = now
-            channels.publish(typing, session_channel(sid))
+            relay.publish(session_channel(sid), typing)  # to this node's subscribers and the other nodes
 
     await _stream(
         socket,

@@ -9,7 +9,9 @@ machine, mostly its own core.
 The child runs an ordinary `ProjectionRunner` over its own connections. The bus's commits reach
 it as (position, commit time) messages; it sends back, per batch, the positions it reached, the
 frames to publish, how long each commit took to reach the read models, and its last error;
-failed projectors are read from the read store, where the child records them.
+failed projectors are read from the read store, where the child records them. On PostgreSQL
+the child also hears every node's commits (`LOG_CHANNEL` notifications, ADR-042); the lag is
+then measured from those, so the bus's messages only wake it.
 `ProjectionProcess` offers the parent the runner's interface (`projectors`, `head`, `positions`,
 `wake`, `failures`, `error`, the `on_*` callbacks) and hands what arrives to the event loop.
 If the child dies it is started again; it resumes from the positions in the read store, so
@@ -243,6 +245,7 @@ def _child_main(settings: Settings, connection: Connection, wakes: Connection) -
         send("batch", advanced, frames, samples, error=None)
 
     runner, close = projection_child(settings, on_progress=progressed, on_publish=published.extend, on_lag=lagged)
+    on_postgres = settings.on_postgres
     signal.signal(signal.SIGTERM, lambda number, frame: runner.stop_soon())
 
     def listen() -> None:
@@ -255,7 +258,10 @@ def _child_main(settings: Settings, connection: Connection, wakes: Connection) -
                 for position, committed_at in _WAKE.iter_unpack(pending[:whole]):
                     if position == _STOP:
                         return
-                    runner.wake(position, committed_at)
+                    if on_postgres:
+                        runner.wake()  # the lag is measured from the log's own notification, which every node hears
+                    else:
+                        runner.wake(position, committed_at)
                 pending = pending[whole:]
         except OSError:
             pass

@@ -1,0 +1,143 @@
+"""Ephemeral frames across nodes: an assistant reply's `reply.started`/`reply.delta` pieces and
+`typing` notices are produced on one node, but the session's subscribers may be on any node.
+
+`FrameRelay.publish` hands a frame to this node's channels at once and, on PostgreSQL, queues it
+for the others: a sender task sends the queue in batches (`SELECT pg_notify('chronicle_frames',
+…)`, one transaction per batch) on a connection of its own; a listener task `LISTEN`s on another
+and publishes what other nodes sent to this node's channels, where every stream checks it as it
+checks a local frame (membership per reply).
+
+Only ephemeral frames travel this way, and they may be lost (a full queue, a payload over
+PostgreSQL's 8000-byte limit, a dropped connection): a reply's stored outcome reaches every
+node through its own projection of the log, as every committed frame does. A positioned
+(committed) frame is never accepted from the relay, so the relay cannot duplicate, reorder or
+forge what the feeds carry (ADR-042)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from uuid import uuid4
+
+import psycopg
+from prometheus_client import Counter
+
+from infrastructure.storage.postgres_notifications import KEEPALIVES
+from projections.frames import POSITIONED, session_channel
+
+log = logging.getLogger(__name__)
+
+FRAMES_CHANNEL = "chronicle_frames"
+MAX_PAYLOAD_BYTES = 7999
+"""PostgreSQL refuses a NOTIFY payload of 8000 bytes or more."""
+BATCH = 200
+_SEPARATOR = "\x1f"
+_STORED = POSITIONED.decode()
+_SESSION = session_channel("")
+
+RELAYED_FRAMES = Counter(
+    "chronicle_relayed_frames", "Ephemeral frames carried between nodes over PostgreSQL (sent, received, dropped)", ["outcome"]
+)
+
+
+class FrameRelay:
+    """This node's end of the relay; with no database URL (one SQLite node) it only publishes locally."""
+
+    def __init__(self, database_url: str | None, publish_local: Callable[[str, bytes], None], queue_frames: int = 10_000) -> None:
+        self.node = uuid4().hex
+        """Tells this node's own notifications (which it hears too) from the others'."""
+        self._url = database_url
+        self._local = publish_local
+        self._queue_frames = queue_frames
+        self._queue: asyncio.Queue[str] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.listening = asyncio.Event()
+
+    def publish(self, channel: str, body: bytes) -> None:
+        """Called on the event loop; never blocks: a frame that cannot be queued is dropped."""
+        self._local(channel, body)
+        if self._queue is None:
+            return
+        payload = f"{self.node}{_SEPARATOR}{channel}{_SEPARATOR}{body.decode()}"
+        if len(payload.encode()) > MAX_PAYLOAD_BYTES:
+            RELAYED_FRAMES.labels("dropped").inc()
+            return
+        try:
+            self._queue.put_nowait(payload)
+        except asyncio.QueueFull:
+            RELAYED_FRAMES.labels("dropped").inc()
+
+    def start(self) -> None:
+        if self._url is None:
+            return
+        self._queue = asyncio.Queue(self._queue_frames)
+        self._tasks = [
+            asyncio.get_running_loop().create_task(self._send(), name="frame-relay-send"),
+            asyncio.get_running_loop().create_task(self._listen(), name="frame-relay-listen"),
+        ]
+
+    async def stop(self) -> None:
+        self._queue = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _connect(self, role: str) -> psycopg.AsyncConnection[tuple[object, ...]]:
+        assert self._url is not None
+        return await psycopg.AsyncConnection.connect(
+            self._url, autocommit=True, connect_timeout=5, application_name=f"chronicle frame relay {role}", **KEEPALIVES
+        )
+
+    async def _send(self) -> None:
+        """Sends what is queued, up to BATCH frames per transaction; a batch that fails is lost."""
+        backoff = 0.1
+        while True:
+            try:
+                async with await self._connect("sender") as conn:
+                    backoff = 0.1
+                    while True:
+                        assert self._queue is not None
+                        batch = [await self._queue.get()]
+                        while len(batch) < BATCH and not self._queue.empty():
+                            batch.append(self._queue.get_nowait())
+                        await conn.execute(
+                            "SELECT pg_notify(%s, f.p) FROM unnest(%s::text[]) WITH ORDINALITY AS f(p, n) ORDER BY f.n",
+                            (FRAMES_CHANNEL, batch),
+                        )
+                        RELAYED_FRAMES.labels("sent").inc(len(batch))
+            except psycopg.Error as error:
+                log.warning("the frame relay cannot send (%s); reconnecting in %.1fs", error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _listen(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                async with await self._connect("listener") as conn:
+                    await conn.execute(f"LISTEN {FRAMES_CHANNEL}")
+                    self.listening.set()
+                    backoff = 0.1
+                    async for notification in conn.notifies():
+                        self._receive(notification.payload)
+            except psycopg.Error as error:
+                self.listening.clear()
+                log.warning("the frame relay stopped listening (%s); reconnecting in %.1fs", error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _receive(self, payload: str) -> None:
+        """Another node's ephemeral frame, to this node's channel; anything else is ignored."""
+        node, _, rest = payload.partition(_SEPARATOR)
+        channel, _, body = rest.partition(_SEPARATOR)
+        if node == self.node:
+            return
+        if not channel.startswith(_SESSION) or not body.startswith("{") or body.startswith(_STORED):
+            RELAYED_FRAMES.labels("refused").inc()
+            return
+        RELAYED_FRAMES.labels("received").inc()
+        with contextlib.suppress(RuntimeError):  # the channels plugin has stopped: the server is shutting down
+            self._local(channel, body.encode())
