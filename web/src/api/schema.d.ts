@@ -3656,7 +3656,10 @@ export interface operations {
                 /** @description Read-your-writes: wait until the read model has reached this global position (from a command's answer). A position beyond the log's head is refused with 409, naming the head. */
                 after_position?: number | null;
             };
-            header?: never;
+            header?: {
+                /** @description ETags of copies the client holds; a current one answers 304 without a body. */
+                "If-None-Match"?: string;
+            };
             path: {
                 document_id: string;
             };
@@ -3667,11 +3670,26 @@ export interface operations {
             /** @description Request fulfilled, document follows */
             200: {
                 headers: {
+                    /** @description `private, no-cache`: revalidate every time; shared caches keep nothing. */
+                    "Cache-Control"?: string;
+                    /** @description A weak tag of the read-model state shown (absent while it is rebuilt). */
+                    ETag?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["DocumentView"];
                 };
+            };
+            /** @description Not Modified: the copy whose ETag was sent is current. */
+            304: {
+                headers: {
+                    /** @description `private, no-cache`: revalidate every time; shared caches keep nothing. */
+                    "Cache-Control"?: string;
+                    /** @description A weak tag of the read-model state shown (absent while it is rebuilt). */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Bad Request. The request is malformed: a parameter or body field is invalid; `errors` names each one. */
             400: {
@@ -4552,7 +4570,10 @@ export interface operations {
                 /** @description Read-your-writes: wait until the read model has reached this global position (from a command's answer). A position beyond the log's head is refused with 409, naming the head. */
                 after_position?: number | null;
             };
-            header?: never;
+            header?: {
+                /** @description ETags of copies the client holds; a current one answers 304 without a body. */
+                "If-None-Match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -4561,11 +4582,26 @@ export interface operations {
             /** @description Request fulfilled, document follows */
             200: {
                 headers: {
+                    /** @description `private, no-cache`: revalidate every time; shared caches keep nothing. */
+                    "Cache-Control"?: string;
+                    /** @description A weak tag of the read-model state shown (absent while it is rebuilt). */
+                    ETag?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Page_infrastructure.web.sessions.SessionDetail_"];
                 };
+            };
+            /** @description Not Modified: the copy whose ETag was sent is current. */
+            304: {
+                headers: {
+                    /** @description `private, no-cache`: revalidate every time; shared caches keep nothing. */
+                    "Cache-Control"?: string;
+                    /** @description A weak tag of the read-model state shown (absent while it is rebuilt). */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Bad Request. The request is malformed: a parameter or body field is invalid; `errors` names each one. */
             400: {
@@ -4704,7 +4740,10 @@ export interface operations {
                 /** @description Read-your-writes: wait until the read model has reached this global position (from a command's answer). A position beyond the log's head is refused with 409, naming the head. */
                 after_position?: number | null;
             };
-            header?: never;
+            header?: {
+                /** @description ETags of copies the client holds; a current one answers 304 without a body. */
+                "If-None-Match"?: string;
+            };
             path: {
                 session_id: string;
             };
@@ -4715,11 +4754,26 @@ export interface operations {
             /** @description Request fulfilled, document follows */
             200: {
                 headers: {
+                    /** @description `private, no-cache`: revalidate every time; shared caches keep nothing. */
+                    "Cache-Control"?: string;
+                    /** @description A weak tag of the read-model state shown (absent while it is rebuilt). */
+                    ETag?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["SessionDetail"];
                 };
+            };
+            /** @description Not Modified: the copy whose ETag was sent is current. */
+            304: {
+                headers: {
+                    /** @description `private, no-cache`: revalidate every time; shared caches keep nothing. */
+                    "Cache-Control"?: string;
+                    /** @description A weak tag of the read-model state shown (absent while it is rebuilt). */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Bad Request. The request is malformed: a parameter or body field is invalid; `errors` names each one. */
             400: {
@@ -5445,7 +5499,10 @@ export interface operations {
                 after_position?: number | null;
                 dir?: "f" | "b";
             };
-            header?: never;
+            header?: {
+                /** @description ETags of copies the client holds; a current one answers 304 without a body. */
+                "If-None-Match"?: string;
+            };
             path: {
                 session_id: string;
             };
@@ -5456,11 +5513,26 @@ export interface operations {
             /** @description Request fulfilled, document follows */
             200: {
                 headers: {
+                    /** @description `private, no-cache`: revalidate every time; shared caches keep nothing. */
+                    "Cache-Control"?: string;
+                    /** @description A weak tag of the read-model state shown (absent while it is rebuilt). */
+                    ETag?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Page_infrastructure.web.messages.MessageView_"];
                 };
+            };
+            /** @description Not Modified: the copy whose ETag was sent is current. */
+            304: {
+                headers: {
+                    /** @description `private, no-cache`: revalidate every time; shared caches keep nothing. */
+                    "Cache-Control"?: string;
+                    /** @description A weak tag of the read-model state shown (absent while it is rebuilt). */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Bad Request. The request is malformed: a parameter or body field is invalid; `errors` names each one. */
             400: {
