@@ -227,9 +227,14 @@ def test_a_client_that_never_reads_is_closed_and_others_keep_receiving(tmp_path)
         )
         with connect(ws_url(server, f"/api/sessions/{sid}/stream", ann.token, start)) as fast:
             time.sleep(0.5)
+            got: list[int] = []
+            # The fast client reads while the posts are made (frames are not compressed: 300 of
+            # 30 kB do not fit in its buffers, as they would if it read only at the end).
+            reader = threading.Thread(target=lambda: got.extend(json.loads(fast.recv(timeout=30))["position"] for _ in range(300)))
+            reader.start()
             big = "x" * 30_000
             sent = [ann.post(f"/api/sessions/{sid}/messages", {"content": f"{i} {big}"}).json()["position"] for i in range(300)]
-            got = [json.loads(fast.recv(timeout=10))["position"] for _ in range(300)]
+            reader.join(timeout=60)
         assert got == sent
         slow.settimeout(10)
         data = b""
