@@ -28,13 +28,17 @@ FTS_SHADOWS = ("_data", "_idx", "_docsize", "_config", "_content")
 
 
 def read_tables(data_dir) -> dict[str, list[tuple]]:
-    """Every read table's rows; a full-text index by its indexed rows, not its internal b-trees."""
+    """Every read table's rows; a full-text index by its indexed rows, not its internal b-trees.
+    The store's own record of how it was built (positions, the rebuild generation that ETags
+    carry, the key generation it was built at) differs between a store built live and one
+    rebuilt, and shows nobody anything."""
     db = sqlite3.connect(f"file:{data_dir / 'read.sqlite3'}?mode=ro", uri=True)
     try:
         tables = [
             r[0]
-            for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name != 'projection_positions'")
-            if not (r[0].startswith(("message_search_", "document_passages_")) and r[0].endswith(FTS_SHADOWS))
+            for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            if r[0] not in ("projection_positions", "read_generation", "replica_key_generation")
+            and not (r[0].startswith(("message_search_", "document_passages_")) and r[0].endswith(FTS_SHADOWS))
         ]
         return {t: sorted(db.execute(f"SELECT rowid, * FROM {t}").fetchall(), key=repr) for t in tables}
     finally:
