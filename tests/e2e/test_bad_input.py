@@ -97,11 +97,21 @@ def test_a_read_model_wait_that_times_out_is_a_503_with_retry_after_and_one_warn
     import signal
     import subprocess
 
-    from tests.e2e.server import Server
+    from tests.e2e.server import Api, Server
+    from tests.e2e.test_durability import wait_caught_up
 
     server = Server(tmp_path, env={"CHRONICLE_READ_WAIT": "1"}).start()
     try:
-        ann, _ = server.client().signup("ann@example.org")
+        # The projection process starts beside the server (≈ 1-2 s on this host): the wait under
+        # test is the one for a committed post, not for the process's start, which the short
+        # read wait would turn into a 503 at sign-in.
+        anon = server.client()
+        registered = anon.post("/api/auth/register", {"email": "ann@example.org", "password": "correct horse", "display_name": "Ann"})
+        assert registered.status_code == 201, registered.text
+        wait_caught_up(anon)
+        login = anon.post("/api/auth/login", {"email": "ann@example.org", "password": "correct horse"})
+        assert login.status_code == 200, login.text
+        ann = Api(server.url, login.json()["access_token"])
         sid = ann.post("/api/sessions", {"title": "Stalled"}).json()["id"]
         children = [int(p) for p in subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()]
         assert children, "the server runs its projections in a child process"
