@@ -53,6 +53,7 @@ def load(client, sid: str, acked: dict[str, list], stop: threading.Event, seed: 
             return
 
 
+@pytest.mark.timeout(360)  # 21 server starts of a few seconds each on a loaded 2-core host
 def test_twenty_kill_9s_under_mixed_load_lose_and_double_nothing(tmp_path):
     rng = random.Random(20261202)
     acked: dict[str, list] = {"posts": [], "edits": [], "documents": []}
