@@ -192,7 +192,7 @@ class ServerRuntime:
             lambda: anyio.to_thread.run_sync(lambda: reader.recorder.max_notification_id() or 0),
         )
         db = await AioSQLiteReadConnection.open(settings.read_store_path)
-        principals = PrincipalCache(db)
+        principals = PrincipalCache(db, progress)
         live_streams = LiveStreams(principals, settings.stream_queue_frames)
         keys = data_keys(reader)
 

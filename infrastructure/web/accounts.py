@@ -261,15 +261,17 @@ async def _sign_in(request: Request[Any, Any, Any], event_store: Chronicle, data
     if user.disabled:
         raise PermissionDeniedException("this account is disabled")
     state = request.app.state
+    head = await anyio.to_thread.run_sync(state.write.runner.head)
     if await principal_of(state.db, str(user.id)) is None:
-        head = await anyio.to_thread.run_sync(state.write.runner.head)
         await state.progress.wait(("users",), head)
-    return _token_for(request, user), user
+    return _token_for(request, user, head), user
 
 
-def _token_for(request: Request[Any, Any, Any], user: User) -> str:
+def _token_for(request: Request[Any, Any, Any], user: User, position: int) -> str:
+    """A token at the user's generation; `pos`, a log position at or after the user's last
+    change, lets a node whose replica is behind wait for it (`PrincipalCache`)."""
     jwt: JWTAuth = request.app.state.jwt
-    return jwt.create_token(identifier=str(user.id), token_extras={"role": user.role, "gen": user.token_generation})
+    return jwt.create_token(identifier=str(user.id), token_extras={"role": user.role, "gen": user.token_generation, "pos": position})
 
 
 _DUMMY_HASH = hash_password("not a real password")
@@ -302,7 +304,7 @@ class MeController(Controller):
             raise PermissionDeniedException("the current password is wrong")
         outcome = await execute(bus, request, ChangePassword(request.user.id, new_hash))
         await tokens_revoked(request, request.user.id, outcome.position)
-        cookies = [auth_cookie(request, _token_for(request, outcome.value))] if AUTH_COOKIE in request.cookies else []
+        cookies = [auth_cookie(request, _token_for(request, outcome.value, outcome.position))] if AUTH_COOKIE in request.cookies else []
         return Response(_from_aggregate(outcome.value, outcome.position), cookies=cookies)
 
     @get("/usage")

@@ -19,6 +19,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.security.jwt import JWTCookieAuth, Token
 
+from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.storage import ReadConnection
 from projections.users import principal_of
 
@@ -36,15 +37,28 @@ def token_generation(token: Token) -> int | None:
     return generation if isinstance(generation, int) and not isinstance(generation, bool) else None
 
 
+def token_position(token: Token) -> int | None:
+    """The users read model's position where the token was issued (claim `pos`): the user as
+    the token knows them is there, on whichever node reads it."""
+    position = token.extras.get("pos")
+    return position if isinstance(position, int) and not isinstance(position, bool) else None
+
+
 class PrincipalCache:
     """Role, disabled state and token generation as the users read model has them, cached for a few seconds
     without a query on every request; a committed change evicts the user at once (see
-    `PRINCIPALS_CHANNEL`), the TTL covers changes projected by another process."""
+    `PRINCIPALS_CHANNEL`), the TTL covers changes projected by another process.
+
+    Sign-in is read-your-writes across nodes: a token issued by another node may name a user
+    (or a generation) this node's replica has not projected yet; then the look-up waits for the
+    replica to reach the token's position (`pos`), as a query with `after_position` does, and
+    answers 503 if it does not in time, never 401 for a valid token (ADR-041)."""
 
     TTL = 5.0
 
-    def __init__(self, db: ReadConnection) -> None:
+    def __init__(self, db: ReadConnection, progress: ProjectionProgress | None = None) -> None:
         self._db = db
+        self._progress = progress
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._forgotten = 0
 
@@ -59,9 +73,21 @@ class PrincipalCache:
         user's current generation. Nothing is taken from the token's own claims but its subject."""
         principal = await self._current(token.sub)
         generation = token_generation(token)
+        if generation is not None and (principal is None or generation > principal.token_generation) and await self._caught_up(token):
+            principal = await self._current(token.sub)
         if principal is None or generation is None or generation < principal.token_generation:
             return None
         return principal
+
+    async def _caught_up(self, token: Token) -> bool:
+        """Waits for the users read model to reach the token's position if it is behind it;
+        says whether it waited (the user must then be read again)."""
+        position = token_position(token)
+        if self._progress is None or position is None or self._progress.positions.get("users", 0) >= position:
+            return False
+        await self._progress.wait(("users",), position)
+        self._cache.pop(str(token.sub), None)
+        return True
 
     async def _current(self, user_id: str) -> Principal | None:
         now = time.monotonic()

@@ -214,6 +214,8 @@ class SessionsController(Controller):
 
     @delete("/{session_id:uuid}", status_code=200)
     async def archive(self, session_id: UUID, bus: CommandBus, request: Request[Principal, Any, Any]) -> SessionView:
+        """Archives the session (owner only): it stays readable by its members, marked `archived`,
+        and takes no new messages or documents; the log keeps its history."""
         outcome = await execute(bus, request, ArchiveSession(session_id, request.user.id))
         return _from_aggregate(outcome.value, outcome.position)
 

@@ -174,12 +174,18 @@ class LiveStreams:
     async def _watch_backlogs(self) -> None:
         while True:
             await anyio.sleep(BACKLOG_CHECK_SECONDS)
-            self.check_backlogs()
+            try:
+                self.check_backlogs()
+            except Exception:  # noqa: BLE001 - one failed check must not end the watch over every stream
+                log.exception("the streams' backlog check failed")
 
     async def _watch_access(self) -> None:
         while True:
             await anyio.sleep(ACCESS_CHECK_SECONDS)
-            await self.check_access()
+            try:
+                await self.check_access()
+            except Exception:  # noqa: BLE001 - e.g. the database briefly unreachable: checked again next time
+                log.exception("the streams' access check failed")
 
 
 class FrameSender:

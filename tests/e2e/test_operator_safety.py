@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import time
 
 import pytest
 
-from tests.e2e.server import CHRONICLE, Server, cli
+from tests.e2e.server import Server, cli
 
 pytestmark = pytest.mark.e2e
 
@@ -48,21 +47,6 @@ def test_slow_headers_and_a_stalled_body_are_cut_off_and_logged_at_info(tmp_path
         server.stop()
     log = (tmp_path / f"server-{server.port}.log").read_text()
     assert "Traceback" not in log
-
-
-def test_a_second_server_on_the_same_data_directory_is_refused(tmp_path):
-    first = Server(tmp_path).start()
-    try:
-        second = subprocess.run(
-            [CHRONICLE, "serve", "--data-dir", str(tmp_path), "--port", str(first.port + 1)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**first.env},
-        )
-        assert second.returncode == 1 and "another chronicle serve" in second.stderr
-    finally:
-        first.stop()
 
 
 @pytest.mark.parametrize(
