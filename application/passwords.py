@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -20,3 +22,15 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def verify_for_no_one(password: str) -> None:
+    """Costs what `verify_password` costs, for a sign-in to an unknown address: the answer's
+    timing does not tell which addresses have accounts."""
+    verify_password(_hash_of_no_one(), password)
+
+
+@cache
+def _hash_of_no_one() -> str:
+    """Made on first use, not at import (it costs a hash: ~0.1 s)."""
+    return hash_password("not a real password")

@@ -214,9 +214,14 @@ class User(ChronicleAggregate):
 QUOTAS = ("messages_per_day", "replies_per_day", "storage_bytes")
 
 
+QUOTA_MAX = 2**53 - 1
+"""The largest limit: exact in a JavaScript number and within every store's 64-bit integers (a
+larger one, once in the log, would stop the projection that stores it)."""
+
+
 def require_quota(field: str, value: int | None) -> int | None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-        raise InvalidValue(field, f"{field} must be a whole number of at least 0, or null for no limit")
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= QUOTA_MAX):
+        raise InvalidValue(field, f"{field} must be a whole number from 0 to {QUOTA_MAX}, or null for no limit")
     return value
 
 

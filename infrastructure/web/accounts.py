@@ -36,6 +36,7 @@ from application.passwords import (
     PASSWORD_MAX,
     PASSWORD_MIN,
     hash_password,
+    verify_for_no_one,
     verify_password,
 )
 from domain.user import User
@@ -247,7 +248,7 @@ async def _sign_in(request: Request[Any, Any, Any], event_store: Chronicle, data
         if user is None or not limits.known_device(request.cookies.get(DEVICE_COOKIE), str(user.id)):
             limits.check("login_account", account)  # a known browser is never locked out by others' failures
         if user is None:
-            verify_password(_DUMMY_HASH, data.password)  # same cost either way: no user enumeration
+            verify_for_no_one(data.password)  # same cost either way: no user enumeration
             return None
         return user if verify_password(user.password_hash, data.password) else None
 
@@ -272,9 +273,6 @@ def _token_for(request: Request[Any, Any, Any], user: User, position: int) -> st
     change, lets a node whose replica is behind wait for it (`PrincipalCache`)."""
     jwt: JWTAuth = request.app.state.jwt
     return jwt.create_token(identifier=str(user.id), token_extras={"role": user.role, "gen": user.token_generation, "pos": position})
-
-
-_DUMMY_HASH = hash_password("not a real password")
 
 
 class PasswordChange(msgspec.Struct, forbid_unknown_fields=True):

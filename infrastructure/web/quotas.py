@@ -14,12 +14,13 @@ from typing import Annotated
 import msgspec
 
 from domain.usage import QuotaExceeded
+from domain.user import QUOTA_MAX
 from projections.documents import storage_used
 from projections.messages import messages_posted_since, replies_since
 from projections.storage import ReadConnection
 from projections.users import quotas_of
 
-Limit = Annotated[int, msgspec.Meta(ge=0)]
+Limit = Annotated[int, msgspec.Meta(ge=0, le=QUOTA_MAX)]
 
 
 class Quotas(msgspec.Struct, forbid_unknown_fields=True):

@@ -71,3 +71,13 @@ def test_every_spelling_of_one_address_is_one_claim():
 def test_display_names_refuse_control_and_format_characters(name):
     with pytest.raises(InvalidValue):
         User.register("ann@example.org", name, "user", "hash")
+
+
+@pytest.mark.parametrize("value", [-1, 2**53, 2**64, True])
+def test_quotas_out_of_range_are_refused_and_record_nothing(value):
+    user = registered()
+    with pytest.raises(InvalidValue) as refused:
+        user.set_quotas(None, None, value)
+    assert refused.value.field == "storage_bytes" and user.quotas == (None, None, None)
+    user.set_quotas(0, 2**53 - 1, None)
+    assert user.quotas == (0, 2**53 - 1, None)

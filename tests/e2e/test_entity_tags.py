@@ -4,22 +4,12 @@ no event moved a change position, so a copy cached before an erasure is never re
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.e2e.server import Server, cli
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def poll(condition, what: str, timeout: float = 60):
-    """Polls until `condition()` is truthy (an explicit wait: it returns as soon as it holds)."""
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return result
 
 
 def conditional(api, path: str, tag: str | None = None, **params):
@@ -45,17 +35,23 @@ def test_a_rebuild_in_another_process_changes_every_tag_and_an_erasure_rebuild_s
                 found[view] = response.headers["etag"]
             return found
 
-        before = poll(lambda: (t := tags()) and all(conditional(ann, paths[v], t[v]).status_code == 304 for v in t) and t, "tags in step")
+        before = wait_for(
+            lambda: (t := tags()) and all(conditional(ann, paths[v], t[v]).status_code == 304 for v in t) and t, "tags in step", timeout=60
+        )
 
         rebuilt = cli(server.data_dir, "projections", "rebuild", "messages")
         assert rebuilt.returncode == 0, rebuilt.stderr
         for view, path in paths.items():
             assert conditional(ann, path, before[view]).status_code == 200, f"{view}: the swap must change the tag"
-        after_swap = poll(lambda: (t := tags()) and all(conditional(ann, paths[v], t[v]).status_code == 304 for v in t) and t, "new tags")
+        after_swap = wait_for(
+            lambda: (t := tags()) and all(conditional(ann, paths[v], t[v]).status_code == 304 for v in t) and t, "new tags", timeout=60
+        )
         assert conditional(ann, paths["messages"]).json()["items"][-1]["content"] == "Bob's secret plan", "same content, new tag"
 
         assert admin.post(f"/api/admin/users/{bob_user['id']}/erase").status_code == 202
-        poll(lambda: conditional(ann, paths["messages"]).json()["items"][-1]["content"] == "[erased]", "the erasure rebuild")
+        wait_for(
+            lambda: conditional(ann, paths["messages"]).json()["items"][-1]["content"] == "[erased]", "the erasure rebuild", timeout=60
+        )
         for view, path in paths.items():
             stale = conditional(ann, path, after_swap[view])
             assert stale.status_code == 200 and stale.headers["etag"] != after_swap[view], view

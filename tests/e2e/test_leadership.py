@@ -23,6 +23,7 @@ from tests.e2e.server import CHRONICLE, SECRET, Server
 from tests.e2e.test_document_worker import big_csv, wait_for_status
 from tests.e2e.test_documents import finished, uploaded
 from tests.postgres import fresh_database
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
@@ -95,14 +96,6 @@ def gauge(node: Server, name: str) -> float:
     raise AssertionError(f"{name} not in {node.url}/metrics")
 
 
-def wait_until(condition, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
-        time.sleep(0.05)
-    return value
-
-
 def leaders(nodes: list[Server]) -> list[Server]:
     return [node for node in nodes if role(node) == "leader"]
 
@@ -111,7 +104,7 @@ def takeover_seconds(killed: Server, successor: Server) -> float:
     """`kill -9` of the leader, then how long until the successor says it leads."""
     killed.kill()
     started = time.monotonic()
-    wait_until(lambda: role(successor) == "leader", "the follower to take over", timeout=30)
+    wait_for(lambda: role(successor) == "leader", "the follower to take over", timeout=30)
     seconds = time.monotonic() - started
     print(f"takeover after kill -9: {seconds:.2f} s")
     return seconds
@@ -131,7 +124,7 @@ def test_exactly_one_of_three_nodes_leads_and_says_so(tmp_path: Path, database_u
     cluster = Cluster(tmp_path, database_url)
     try:
         nodes = cluster.start_nodes(3)
-        wait_until(lambda: len(leaders(nodes)) == 1, "one leader")
+        wait_for(lambda: len(leaders(nodes)) == 1, "one leader", timeout=30)
         assert sorted(role(node) or "" for node in nodes) == ["follower", "follower", "leader"]
         assert sum(gauge(node, "chronicle_leader") for node in nodes) == 1
         [leader] = leaders(nodes)
@@ -145,7 +138,7 @@ def test_kill_9_of_the_leader_mid_reply_hands_over_and_the_message_gets_one_repl
     cluster = Cluster(tmp_path, database_url, env={"CHRONICLE_ASSISTANT_PACE": "1.0"})
     try:
         first = cluster.start_node()
-        wait_until(lambda: role(first) == "leader", "the first node to lead")
+        wait_for(lambda: role(first) == "leader", "the first node to lead", timeout=30)
         second = cluster.start_node()
         assert role(second) == "follower"
         ann, _ = second.client().signup("ann@example.org", name="Ann")
@@ -153,7 +146,7 @@ def test_kill_9_of_the_leader_mid_reply_hands_over_and_the_message_gets_one_repl
         posted = ann.post(f"/api/sessions/{sid}/messages", {"content": "What do we ship on Friday?"})
         assert posted.status_code == 201, posted.text
         question = posted.json()
-        wait_until(lambda: gauge(first, "chronicle_assistant_replies_in_flight") == 1, "the leader to be replying")
+        wait_for(lambda: gauge(first, "chronicle_assistant_replies_in_flight") == 1, "the leader to be replying", timeout=30)
 
         assert takeover_seconds(first, second) < TAKEOVER_SECONDS
 
@@ -161,7 +154,7 @@ def test_kill_9_of_the_leader_mid_reply_hands_over_and_the_message_gets_one_repl
             page = ann.get(f"/api/sessions/{sid}/messages", params={"after_position": question["position"], "limit": 500}).json()
             return [m for m in page["items"] if m["role"] == "assistant" and m["reply_to"] == question["id"]]
 
-        [reply] = wait_until(answer, "the new leader's reply", timeout=60)
+        [reply] = wait_for(answer, "the new leader's reply", timeout=60)
         assert reply["reply_status"] == "completed"
         reply_events = events(database_url, "%AssistantReply%", reply_id_for(UUID(question["id"])))
         assert len(reply_events) == 1, reply_events
@@ -175,7 +168,7 @@ def test_kill_9_of_the_leader_mid_conversion_hands_over_and_the_conversion_has_o
     cluster = Cluster(tmp_path, database_url, env={"CHRONICLE_CONVERSION_TIMEOUT": "900"}, shared_blobs=True)  # a loaded host is slow
     try:
         first = cluster.start_node()
-        wait_until(lambda: role(first) == "leader", "the first node to lead")
+        wait_for(lambda: role(first) == "leader", "the first node to lead", timeout=30)
         second = cluster.start_node()
         ann, _ = second.client().signup("ann@example.org")
         document = uploaded(ann, "ledger.csv", big_csv(60_000))
@@ -256,10 +249,10 @@ def test_connections_killed_under_posting_load_give_503_problems_lose_no_201_and
         for poster in posters:
             poster.start()
         try:
-            wait_until(lambda: sum(1 for _, r in answers if r.status_code == 201) >= 20, "posts before the outage")
+            wait_for(lambda: sum(1 for _, r in answers if r.status_code == 201) >= 20, "posts before the outage", timeout=30)
             killed = terminate_connections(database_url, 4.0, threading.Event())
             during = len(answers)
-            wait_until(lambda: sum(1 for _, r in answers[during:] if r.status_code == 201) >= 20, "posts after the outage", timeout=60)
+            wait_for(lambda: sum(1 for _, r in answers[during:] if r.status_code == 201) >= 20, "posts after the outage", timeout=60)
         finally:
             stop.set()
             for poster in posters:
@@ -289,7 +282,7 @@ def test_connections_killed_under_posting_load_give_503_problems_lose_no_201_and
                 f"{node.url}/api/sessions/{session['id']}/messages", json={"content": "after"}, headers=ann.http.headers, timeout=60
             )
             assert fresh.status_code == 201, fresh.text
-        wait_until(lambda: len(leaders(nodes)) == 1, "one leader again")
+        wait_for(lambda: len(leaders(nodes)) == 1, "one leader again", timeout=30)
     finally:
         for client in locals().get("clients", []):
             client.close()

@@ -5,7 +5,6 @@ through one node leaves the other node's replica too."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from uuid import UUID
 
@@ -14,6 +13,7 @@ import pytest
 from tests.e2e.server import Server, cli
 from tests.e2e.test_erasure import occurrences
 from tests.postgres import fresh_database
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 SECRET = "okapi-lantern-5512 opens the archive"
@@ -23,14 +23,6 @@ SECRET = "okapi-lantern-5512 opens the archive"
 def database_url():
     with fresh_database() as url:
         yield url
-
-
-def eventually(condition, what: str, timeout: float):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
-        time.sleep(0.1)
-    return value
 
 
 def post_many(database_url: str, data_dir: Path, session_id: str, author_id: str, count: int, monkeypatch) -> None:
@@ -71,9 +63,9 @@ def test_a_node_joining_a_long_log_is_not_ready_until_its_replica_has_caught_up(
         assert joining.status_code == 503, joining.text  # behind by more than the readiness bound
         assert joining.json()["ready"] is False and max(p["lag"] for p in joining.json()["projections"]) > 1000
 
-        eventually(lambda: second.client().get("/health/ready").status_code == 200, "the new node to be ready", 180)
+        wait_for(lambda: second.client().get("/health/ready").status_code == 200, "the new node to be ready", 180)
         on_second = second.client(ann.token)
-        eventually(
+        wait_for(
             lambda: all(p["position"] >= head for p in second.client().get("/health").json()["projections"]), "the replica at the head", 60
         )
         page = {"limit": 200, "dir": "b"}
@@ -116,11 +108,11 @@ def test_an_erasure_through_one_node_leaves_the_other_nodes_replica(database_url
         erased = admin.post(f"/api/admin/users/{ann_user['id']}/erase")
         assert erased.status_code == 202, erased.text
 
-        eventually(lambda: occurrences(tmp_path / "b", needles) == [], "the second node's replica to lose the erased text", 90)
+        wait_for(lambda: occurrences(tmp_path / "b", needles) == [], "the second node's replica to lose the erased text", 90)
         items = bob_on_second.get(f"/api/sessions/{sid}/messages", params={"after_position": erased.json()["position"]}).json()["items"]
         assert {m["id"]: m["content"] for m in items} == {mine["id"]: "[erased]", bobs["id"]: "Bob's words stay"}
         assert bob_on_second.get("/api/search", params={"q": "okapi lantern"}).json()["hits"] == []
-        eventually(lambda: occurrences(tmp_path / "a", needles) == [], "the first node's replica to lose it too", 90)
+        wait_for(lambda: occurrences(tmp_path / "a", needles) == [], "the first node's replica to lose it too", 90)
     finally:
         first.stop()
         second.stop()

@@ -69,6 +69,9 @@ def test_quotas_are_for_admins_and_must_be_sensible(site):
     bob, bob_user = server.client().signup("bob@example.org")
     assert_problem(bob.put(f"/api/admin/users/{bob_user['id']}/quotas", {"messages_per_day": 1000}), 403)
     assert_problem(admin.put(f"/api/admin/users/{bob_user['id']}/quotas", {"messages_per_day": -1}), 400)
+    # Beyond 2**53 - 1 (and SQLite's 64-bit integers): once in the log it stopped the users projection.
+    assert_problem(admin.put(f"/api/admin/users/{bob_user['id']}/quotas", {"storage_bytes": 2**64}), 400, "storage_bytes")
+    assert_problem(admin.put(f"/api/admin/users/{bob_user['id']}/quotas", {"replies_per_day": 2**53}), 400, "replies_per_day")
     assert_problem(admin.put(f"/api/admin/users/{bob_user['id']}/quotas", {"bananas": 1}), 400)
     assert_problem(admin.put("/api/admin/users/00000000-0000-4000-8000-000000000000/quotas", {"storage_bytes": 1}), 404)
     assert_problem(bob.get("/api/admin/stats"), 403)
