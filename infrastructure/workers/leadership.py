@@ -29,6 +29,8 @@ log = structlog.stdlib.get_logger(__name__)
 
 LEADER_LOCK = 0x4348524C
 """The advisory lock's key ("CHRL"); the schema's creation uses another ("CHRC")."""
+CONNECT_TIMEOUT = 2
+"""Seconds to open the lock's connection; an attempt to lead may take this on top of a check."""
 
 
 class Leadership:
@@ -50,7 +52,12 @@ class Leadership:
         self._interval = interval
         self._check_timeout = check_timeout
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self._doomed: psycopg.Connection[tuple[object, ...]] | None = None
+        """A connection given up after a check that did not answer: never used again."""
         self._guard = threading.Lock()
+        self._threads = anyio.CapacityLimiter(1)
+        """The checks' own: a server whose shared worker threads are all busy (sign-ins hashing
+        passwords, say) must not look like a lost database, and make this node give up the lock."""
         self._unreachable = False
         self.leading = False
         self.changes = 0
@@ -68,7 +75,10 @@ class Leadership:
             await self._become(True)
             await asyncio.Event().wait()
         while True:
-            holds = await self._ask(self._still_held if self.leading else self._try_to_lead)
+            if self.leading:
+                holds = await self._ask(self._still_held, self._check_timeout)
+            else:
+                holds = await self._ask(self._try_to_lead, self._check_timeout + CONNECT_TIMEOUT)
             self.rounds += 1
             if holds != self.leading:
                 await self._become(holds)
@@ -85,17 +95,20 @@ class Leadership:
         log.info("role changed", role=self.role, node=self._node, lock=LEADER_LOCK)
         await self._on_change(leading)
 
-    async def _ask(self, question: Callable[[], bool]) -> bool:
+    async def _ask(self, question: Callable[[], bool], timeout: float) -> bool:
         """The answer of `question` (run in a worker thread), or False when it takes longer than
-        `check_timeout`: the connection is then given up (closed once the thread lets go of it)."""
-        with anyio.move_on_after(self._check_timeout):
-            return await anyio.to_thread.run_sync(question, abandon_on_cancel=True)
-        log.warning("the leader lock's connection did not answer", node=self._node, seconds=self._check_timeout)
-        threading.Thread(target=self._drop, name="leader-lock-close", daemon=True).start()
+        `timeout`: the connection it was using is then given up, and closed once the thread lets
+        go of it; no later attempt uses it, even if the slow answer was a yes."""
+        with anyio.move_on_after(timeout):
+            return await anyio.to_thread.run_sync(question, abandon_on_cancel=True, limiter=self._threads)
+        log.warning("the leader lock's connection did not answer", node=self._node, seconds=timeout)
+        doomed = self._doomed = self._conn
+        threading.Thread(target=self._drop, args=(doomed,), name="leader-lock-close", daemon=True).start()
         return False
 
     def _try_to_lead(self) -> bool:
         with self._guard:
+            self._forget_doomed()
             try:
                 if self._conn is None or self._conn.closed or self._conn.broken:
                     self._conn = self._connect()
@@ -109,6 +122,7 @@ class Leadership:
     def _still_held(self) -> bool:
         """The lock lives as long as its session: the session answering is the lock being held."""
         with self._guard:
+            self._forget_doomed()
             try:
                 if self._conn is None or self._conn.closed or self._conn.broken:
                     return False
@@ -124,7 +138,7 @@ class Leadership:
         return psycopg.connect(
             self._url,
             autocommit=True,
-            connect_timeout=2,
+            connect_timeout=CONNECT_TIMEOUT,
             application_name="chronicle-leader-lock",
             keepalives=1,
             keepalives_idle=2,
@@ -145,14 +159,29 @@ class Leadership:
             log.info("the leader lock's connection is back", node=self._node)
         self._unreachable = False
 
-    def _drop(self) -> None:
+    def _drop(self, doomed: psycopg.Connection[tuple[object, ...]] | None = None) -> None:
+        """Closes `doomed` (the connection given up), or the current one when none is named."""
         with self._guard:
+            if doomed is None or doomed is self._conn:
+                self._close()
+            else:
+                _close_quietly(doomed)
+
+    def _forget_doomed(self) -> None:
+        """Under the guard: a connection given up is closed before anything else uses it (the
+        slow answer that made it doomed may have taken the lock on it meanwhile)."""
+        if self._doomed is not None and self._doomed is self._conn:
             self._close()
+        self._doomed = None
 
     def _close(self) -> None:
         if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
+            _close_quietly(self._conn)
             self._conn = None
+
+
+def _close_quietly(connection: psycopg.Connection[tuple[object, ...]]) -> None:
+    try:
+        connection.close()
+    except psycopg.Error:
+        pass

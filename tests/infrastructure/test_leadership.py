@@ -75,6 +75,31 @@ def terminate(url: str, pid: int) -> None:
         db.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
+async def test_a_leader_keeps_its_lock_while_every_shared_worker_thread_is_busy(database_url: str):
+    """The server's other work (password hashing at sign-in, file reads) may hold all of anyio's
+    shared worker threads for longer than a check may take; the checks have threads of their own,
+    so a busy node is not taken for a lost database and keeps leading."""
+    leader = Elector(database_url, "busy").start()
+    try:
+        await until(lambda: leader.leadership.leading, "the elector to lead", timeout=10)
+        release = anyio.Event()
+        blocked = anyio.to_thread.current_default_thread_limiter().total_tokens
+
+        def busy() -> None:
+            anyio.from_thread.run(release.wait)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(int(blocked)):
+                tg.start_soon(anyio.to_thread.run_sync, busy)
+            rounds = leader.leadership.rounds
+            await until(lambda: leader.leadership.rounds >= rounds + 30, "thirty checks while the shared threads are busy", timeout=30)
+            release.set()
+        assert leader.roles == [True], "it never stopped leading"
+        assert len(lock_holders(database_url)) == 1
+    finally:
+        await leader.close()
+
+
 async def test_exactly_one_of_two_electors_leads_and_the_other_takes_over_when_it_closes(database_url: str):
     first = Elector(database_url, "first").start()
     await until(lambda: first.leadership.leading, "the first elector to lead", timeout=10)
