@@ -148,7 +148,8 @@ def upgrade(db: psycopg.Connection[tuple], on_step=lambda step, how: None) -> Sc
                 )
             on_step(step, how)
     finally:
-        db.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+        if not db.broken:  # a lost session has released its lock with it
+            db.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
     return status(db)
 
 
@@ -171,7 +172,17 @@ def prepare_database(database_url: str) -> SchemaStatus:
     """What every node runs before it uses the database: upgrade to this code's version, and
     refuse a database that is newer or that `chronicle migrate` has not finished filling."""
     with connect(database_url) as db:
-        current = upgrade(db)
+        try:
+            current = status(db)  # read only: a role without CREATE runs an up-to-date schema
+            if current.pending or current.version == 0:
+                current = upgrade(db)
+            else:
+                _refuse_newer(current.version)
+        except psycopg.Error as error:  # no privilege to create, the connection lost mid-way
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise DatabaseRefused(
+                f"cannot prepare the database's schema: {reason} (a role that may create tables runs `chronicle db upgrade` once)"
+            ) from error
     if not current.import_finished:
         raise ImportUnfinished(
             f"a chronicle migrate from {current.import_source} into this database has not finished: "

@@ -114,3 +114,36 @@ def test_a_node_older_than_the_schema_refuses_to_start(database_url: str, tmp_pa
         refused = db(database_url, command)
         assert refused.returncode == 2 and f"version {LATEST + 1}" in refused.stderr, (command, refused.stderr)
     assert versions(database_url)[-1] == (LATEST + 1, "applied")
+
+
+@pytest.fixture
+def app_role(database_url: str):
+    """A login role that may read and write the tables but not create anything (PostgreSQL 15+
+    grants no CREATE on `public` to ordinary roles): how an operator runs nodes under an owner."""
+    role = f"chronicle_app_{os.urandom(4).hex()}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}")
+    scheme, _, rest = database_url.partition("://")
+    yield role, f"{scheme}://{role}@{rest}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
+
+
+def test_a_role_without_create_runs_an_upgraded_schema_and_is_refused_in_one_line_on_a_new_one(database_url, app_role, tmp_path):
+    role, role_url = app_role
+    env = {"CHRONICLE_DATABASE_URL": role_url}
+    refused = cli(tmp_path, "projections", "status", env=env)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith("error: cannot prepare the database's schema: permission denied"), line
+
+    assert db(database_url, "upgrade").returncode == 0  # by the owner
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.execute(f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    assert cli(tmp_path / "nowhere", "projections", "status", env=env).returncode == 2, "no such data directory: one line, exit 2"
+    (tmp_path / "node").mkdir()
+    served = cli(tmp_path / "node", "projections", "status", env=env)
+    assert served.returncode == 0, served.stderr
