@@ -17,6 +17,7 @@ same single transaction (ADR-046)."""
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
 import secrets
@@ -97,6 +98,28 @@ def _remove(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
+REBUILD_LOCK = "read.rebuild.lock"
+"""Beside the read store: held (`flock`) for the whole of a rebuild, by whichever process runs it."""
+
+
+def rebuild_running(read_store_path: Path) -> bool:
+    """Whether a rebuild of this read store holds its lock now, in this process or another."""
+    path = read_store_path.with_name(REBUILD_LOCK)
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 def rebuild(
     app: Chronicle,
     read_store_path: Path,
@@ -125,7 +148,7 @@ def rebuild(
             log.info("rebuild progress", projections=names, position=position, head=now_head)
         progress(position, now_head)
 
-    with BlobLock(read_store_path.with_name("read.rebuild.lock")):  # one rebuild at a time, across processes
+    with BlobLock(read_store_path.with_name(REBUILD_LOCK)):  # one rebuild at a time, across processes
         log.info("rebuild started", projections=names, head=app.recorder.max_notification_id() or 0)
         try:
             reached = _rebuild(app, read_store_path, projectors, reported, settings, workers)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import anyio
 
+from infrastructure.storage.shadow_rebuild import rebuild_running
 from infrastructure.workers.erasure import rebuild_after_erasure
 from infrastructure.write_side import WriteSide
 
@@ -31,6 +32,8 @@ def catch_up_with_erasures(write: WriteSide, collect: Callable[[], object] = lam
         return False
     if generation <= built_at:
         return False
+    if rebuild_running(write.settings.read_store_path):
+        return False  # most likely this node's own erasure rebuilding: looked at again next round
     log.info("keys were destroyed by another node (generation %d, replica at %d): rebuilding the replica", generation, built_at)
     forget = getattr(write.keys, "forget", None)
     if forget is not None:

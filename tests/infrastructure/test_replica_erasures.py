@@ -60,3 +60,18 @@ def test_a_node_that_rebuilt_after_its_own_erasure_does_not_rebuild_again(two_no
     first.keys.destroy(ann.id.hex)
     rebuild_after_erasure(first, lambda: None)
     assert catch_up_with_erasures(first) is False
+
+
+def test_a_rebuild_in_progress_is_not_started_again_but_waited_for(two_nodes):
+    """The node that erases destroys the keys, then rebuilds; its watch, seeing the generation
+    move meanwhile, must not queue a second full rebuild behind the first."""
+    from infrastructure.storage.blob_store import BlobLock
+    from infrastructure.storage.shadow_rebuild import REBUILD_LOCK
+
+    first, _ = two_nodes
+    ann = first.bus.execute_now(RegisterUser("ann@example.org", "Ann", "h"), "test").value
+    assert catch_up_with_erasures(first) is False
+    first.keys.destroy(ann.id.hex)
+    with BlobLock(first.settings.read_store_path.with_name(REBUILD_LOCK)):  # a rebuild is running
+        assert catch_up_with_erasures(first) is False
+    assert catch_up_with_erasures(first) is True, "with no rebuild running, the destroyed keys are rebuilt out"
