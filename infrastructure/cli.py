@@ -107,9 +107,6 @@ def _existing_settings(data_dir: Path):  # type: ignore[no-untyped-def]
     if not os.environ.get("CHRONICLE_DATABASE_URL") and not (data_dir / "events.sqlite3").is_file():
         click.echo(f"error: {data_dir} holds no Chronicle event store (events.sqlite3); check --data-dir", err=True)
         sys.exit(2)
-    if not data_dir.is_dir():  # on PostgreSQL the log is in the database; the read replica is here
-        click.echo(f"error: {data_dir} is not a data directory (a node's read replica lives there); check --data-dir", err=True)
-        sys.exit(2)
     return _logged(Settings.from_env(data_dir, read_only=True))
 
 

@@ -91,6 +91,7 @@ def migrate_log(
                 upgrade(target)
             except DatabaseRefused as refused:
                 raise MigrationRefused(str(refused)) from refused
+            _refuse_running_nodes(target)
             after, previous = _starting_point(target, source, str(data_dir), last, head_hash)
             copied = _copy_events(target, source, after, previous, last, batch_size, progress)
             keys, erased = _copy_keys_and_finish(target, keys_path, last, head_hash)
@@ -99,6 +100,20 @@ def migrate_log(
             if target_head != (last, head_hash):
                 raise RuntimeError(f"the copied log ends at {target_head}, the source at {(last, head_hash)}")
     return MigrationReport(count, copied, after, keys, erased, last, head_hash, time.perf_counter() - started)
+
+
+def _refuse_running_nodes(target: psycopg.Connection[tuple]) -> None:
+    """A node already running on the target would write events whose positions collide with the
+    copied ones (a node that starts during the copy is refused: `log_import` is unfinished)."""
+    row = target.execute(
+        "SELECT count(DISTINCT client_addr::text || ':' || application_name) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name LIKE %s",
+        ("chronicle%",),
+    ).fetchone()
+    if row and row[0]:
+        raise MigrationRefused(
+            "chronicle nodes are connected to the database: stop them first (migrate copies into a database no one is writing to)"
+        )
 
 
 @contextmanager

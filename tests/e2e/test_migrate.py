@@ -223,6 +223,20 @@ def test_a_database_that_is_not_empty_is_refused_and_left_as_it_was(source: dict
         assert db.execute("SELECT count(*) FROM log_import").fetchone() == (0,)
 
 
+def test_a_database_a_node_is_already_running_on_is_refused(source: dict, database_url: str, tmp_path: Path):
+    """The database is still empty, but the node on it would write positions that collide with
+    the copied ones."""
+    node = Server(tmp_path / "node", env={"CHRONICLE_DATABASE_URL": database_url}, log_dir=tmp_path).start(timeout=START)
+    try:
+        refused = migrate(source["data_dir"], database_url)
+    finally:
+        node.stop()
+    assert refused.returncode == 2 and "chronicle nodes are connected to the database: stop them first" in refused.stderr, refused.stderr
+    with psycopg.connect(database_url) as db:
+        assert db.execute("SELECT count(*) FROM chronicle_events").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM log_import").fetchone() == (0,)
+
+
 def test_an_interrupted_migration_resumes_after_the_verified_prefix(source: dict, database_url: str, tmp_path: Path):
     data_dir = source["data_dir"]
     pg = {"CHRONICLE_DATABASE_URL": database_url}

@@ -143,7 +143,6 @@ def test_a_role_without_create_runs_an_upgraded_schema_and_is_refused_in_one_lin
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
         conn.execute(f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}")
-    assert cli(tmp_path / "nowhere", "projections", "status", env=env).returncode == 2, "no such data directory: one line, exit 2"
     (tmp_path / "node").mkdir()
     served = cli(tmp_path / "node", "projections", "status", env=env)
     assert served.returncode == 0, served.stderr
