@@ -4,6 +4,12 @@ HTTP posters posting at a fixed rate; reports, for every subscriber, the delay f
 and the server's memory.
 
     python -m benchmarks.ws_fanout --subscribers 500 --sessions 50 --rate 1000 --seconds 30
+    python -m benchmarks.ws_fanout --nodes 1 2 --rate 400     # PostgreSQL: one node, then two
+
+`--nodes` runs on a fresh PostgreSQL database (127.0.0.1:5432, dropped after) with that many
+`chronicle serve` nodes, once per count given: subscribers and posters are spread over the nodes
+(subscriber k and poster n on node k mod N, n mod N), so with two nodes half of every session's
+frames cross from the other node.
 
 The assistant follows its default rule (it answers questions; the posts are not questions), so
 every frame counted is a post's. `--profile FILE` runs the server under cProfile and writes its
@@ -22,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +38,7 @@ import msgspec
 from benchmarks.load import _proc_stat, _users_and_sessions, lag_buckets, lag_percentiles, percentile
 from benchmarks.report import save_json
 from tests.e2e.server import Server
+from tests.postgres import fresh_database
 
 
 class _Positioned(msgspec.Struct):
@@ -64,9 +72,13 @@ class FanoutResult:
     """Server CPU (all its processes) during posting, per frame delivered: posts included."""
 
 
-async def _run(url: str, subscribers: int, sessions: int, rate: float, seconds: float, cpu: Callable[[], float] = lambda: 0.0) -> dict:
-    """`cpu()` reads the server's CPU seconds; it and the projection lag are sampled around the
-    posting phase only (setting up users hashes passwords, which is not what is measured)."""
+async def _run(
+    urls: list[str], subscribers: int, sessions: int, rate: float, seconds: float, cpu: Callable[[], float] = lambda: 0.0
+) -> dict:
+    """`cpu()` reads the servers' CPU seconds; it and the projection lag (of the first node) are
+    sampled around the posting phase only (setting up users hashes passwords, which is not what
+    is measured). Subscriber k and poster n use node k mod N and n mod N."""
+    url = urls[0]
     targets = await _users_and_sessions(url, sessions)
     acked: dict[int, float] = {}  # position -> time its 201 arrived
     session_of: dict[int, int] = {}  # position -> session index
@@ -84,7 +96,8 @@ async def _run(url: str, subscribers: int, sessions: int, rate: float, seconds: 
             path, auth = targets[k % sessions]
             stream = path.replace("/messages", "/stream")
             token = auth.split(" ", 1)[1]
-            async with http.ws_connect(f"{url.replace('http', 'ws')}{stream}?after={start}&token={token}", max_msg_size=0) as ws:
+            node = urls[k % len(urls)]
+            async with http.ws_connect(f"{node.replace('http', 'ws')}{stream}?after={start}&token={token}", max_msg_size=0) as ws:
                 connected += 1
                 if connected == subscribers:
                     ready.set()
@@ -101,13 +114,14 @@ async def _run(url: str, subscribers: int, sessions: int, rate: float, seconds: 
 
         async def poster(n: int, posters: int) -> None:
             path, auth = targets[n % sessions]
+            node = urls[n % len(urls)]
             interval = posters / rate
             next_at = time.perf_counter()
             deadline = next_at + seconds
             while next_at < deadline:
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
                 next_at += interval
-                async with http.post(url + path, json={"content": "a message for every subscriber"}, headers={"authorization": auth}) as r:
+                async with http.post(node + path, json={"content": "a message for every subscriber"}, headers={"authorization": auth}) as r:
                     body = await r.read()
                     if r.status == 201:
                         position = json.loads(body)["position"]
@@ -155,22 +169,30 @@ async def _run(url: str, subscribers: int, sessions: int, rate: float, seconds: 
     }
 
 
-def run(subscribers: int, sessions: int, rate: float, seconds: float, profile: Path | None = None) -> FanoutResult:
+def run(subscribers: int, sessions: int, rate: float, seconds: float, profile: Path | None = None, nodes: int = 0) -> FanoutResult:
+    """One SQLite server (`nodes` 0), or `nodes` servers on one fresh PostgreSQL database."""
     launcher = (sys.executable, "-m", "cProfile", "-o", str(profile.resolve())) if profile else ()
     env = {"CHRONICLE_RATE_LIMIT_POSTS": "0", "CHRONICLE_RATE_LIMIT_LOGIN": "0", "CHRONICLE_ASSISTANT_ANSWERS": ""}
-    with tempfile.TemporaryDirectory(prefix="chronicle-ws-") as tmp:
-        server = Server(Path(tmp), env=env, launcher=launcher).start()
+    with tempfile.TemporaryDirectory(prefix="chronicle-ws-") as tmp, ExitStack() as stack:
+        if nodes:
+            env["CHRONICLE_DATABASE_URL"] = stack.enter_context(fresh_database())
+        servers = [Server(Path(tmp) / f"node-{n}", env=env, launcher=launcher, log_dir=Path(tmp)) for n in range(max(nodes, 1))]
         try:
-            pid = server.process.pid
-            raw = asyncio.run(_run(server.url, subscribers, sessions, rate, seconds, lambda: _proc_stat(pid)[1]))
-            rss, _ = _proc_stat(pid)
+            for server in servers:
+                server.start()
+            pids = [server.process.pid for server in servers if server.process is not None]
+            raw = asyncio.run(
+                _run([s.url for s in servers], subscribers, sessions, rate, seconds, lambda: sum(_proc_stat(pid)[1] for pid in pids))
+            )
+            rss = sum(_proc_stat(pid)[0] for pid in pids)
         finally:
-            if profile and server.process is not None:
-                # uvicorn re-raises the signal it stopped on: SIGTERM would kill the profiler
-                # before it writes, SIGINT unwinds through it.
-                server.process.send_signal(signal.SIGINT)
-                server.process.wait(60)
-            server.stop()
+            for server in servers:
+                if profile and server.process is not None:
+                    # uvicorn re-raises the signal it stopped on: SIGTERM would kill the profiler
+                    # before it writes, SIGINT unwinds through it.
+                    server.process.send_signal(signal.SIGINT)
+                    server.process.wait(60)
+                server.stop()
     delays = raw["delays"]
     return FanoutResult(
         subscribers,
@@ -202,19 +224,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profile", type=Path, help="run the server under cProfile; its statistics go to this file")
+    parser.add_argument("--nodes", type=int, nargs="+", default=[0], help="PostgreSQL nodes per run (0: one SQLite server)")
     args = parser.parse_args()
-    result = run(args.subscribers, args.sessions, args.rate, args.seconds, args.profile)
     print(
-        "| subscribers | sessions | posts/s (target) | frames delivered/s | lost | duplicated | delivery p50 ms | p99 ms | max ms | projection lag p50 / p99 ms (≤ bucket) | server RSS MB | server CPU s | server CPU µs per frame |"  # noqa: E501 - one Markdown table header
+        "| nodes | subscribers | sessions | posts/s (target) | frames delivered/s | lost | duplicated | delivery p50 ms | p99 ms | max ms | projection lag p50 / p99 ms (≤ bucket) | server RSS MB | server CPU s | server CPU µs per frame |"  # noqa: E501 - one Markdown table header
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    results = []
+    for nodes in args.nodes:
+        result = run(args.subscribers, args.sessions, args.rate, args.seconds, args.profile, nodes)
+        results.append({"nodes": nodes, **asdict(result)})
+        _print_row(nodes, result)
+    save_json(args.json, results if len(results) > 1 else results[0])
+
+
+def _print_row(nodes: int, result: FanoutResult) -> None:
     print(
-        f"| {result.subscribers} | {result.sessions} | {result.posts_per_second:,.0f} ({result.target_rate:,.0f}) | "
+        f"| {nodes or 'SQLite'} | {result.subscribers} | {result.sessions} | {result.posts_per_second:,.0f} ({result.target_rate:,.0f}) | "
         f"{result.frames_per_second:,.0f} | {result.frames_lost} | {result.frames_duplicated} | {result.delivery_p50_ms} | "
         f"{result.delivery_p99_ms} | {result.delivery_max_ms} | {result.projection_lag_p50_ms} / {result.projection_lag_p99_ms} | "
         f"{result.server_rss_mb} | {result.server_cpu_seconds} | {result.server_cpu_us_per_frame} |"
     )
-    save_json(args.json, asdict(result))
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
+        self.log: Any = None
         self.start_timeout = 60.0
         """Seconds `start` waits for the first healthy answer (a busy machine may need more)."""
 
@@ -113,7 +114,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
 
     def kill(self) -> None:
         assert self.process is not None
