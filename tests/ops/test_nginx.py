@@ -186,13 +186,15 @@ def test_a_websocket_stream_through_the_proxy_resumes_after_its_last_position(pr
     first = [ann.post(f"/api/sessions/{sid}/messages", json={"content": f"first {n}"}).json() for n in range(2)]
     url = f"wss://127.0.0.1:{nginx.port}/api/sessions/{sid}/stream?token={ann.headers['authorization'][7:]}"
 
-    with connect(f"{url}&after={start}", ssl=nginx.tls()) as ws:
+    # open_timeout: a stream is accepted once the session's members are projected up to the head,
+    # which on a loaded CI host (two test workers and a browser) took longer than the default 10 s.
+    with connect(f"{url}&after={start}", ssl=nginx.tls(), open_timeout=30) as ws:
         replayed = [json.loads(ws.recv(timeout=10)) for _ in first]
         assert [f["position"] for f in replayed] == [m["position"] for m in first]
         live = ann.post(f"/api/sessions/{sid}/messages", json={"content": "live"}).json()
         assert json.loads(ws.recv(timeout=10))["data"]["content"] == "live"
     missed = [ann.post(f"/api/sessions/{sid}/messages", json={"content": f"missed {n}"}).json() for n in range(3)]
-    with connect(f"{url}&after={live['position']}", ssl=nginx.tls()) as ws:
+    with connect(f"{url}&after={live['position']}", ssl=nginx.tls(), open_timeout=30) as ws:
         resumed = [json.loads(ws.recv(timeout=10)) for _ in missed]
         assert [f["position"] for f in resumed] == [m["position"] for m in missed]
         assert [f["data"]["content"] for f in resumed] == ["missed 0", "missed 1", "missed 2"]

@@ -128,10 +128,13 @@ export function useConversation(sessionId: string) {
   async function open(): Promise<void> {
     state.value = 'loading'
     let stored = stream.connection.lastPosition
+    // A session this browser has just made may not have reached the read models yet: read at
+    // least at the position its creation answered with, or the server says it does not exist.
+    const made = sessions.byId.get(sessionId)?.position ?? 0
     try {
       let page: Page<MessageView>
       try {
-        page = await newestPage(stored)
+        page = await newestPage(Math.max(stored, made))
       } catch (error) {
         // A stored position the server has never reached (its data was reset): start afresh.
         if (!(stored > 0 && error instanceof ProblemError && error.status === 409)) throw error
@@ -144,7 +147,7 @@ export function useConversation(sessionId: string) {
       const newest = timeline.newestPosition
       // The detail read waits for the page's newest position: both reflect everything up to it.
       const detail = await api.get<SessionDetail>(`/api/sessions/${sessionId}`, {
-        query: { after_position: Math.max(stored, newest) || undefined },
+        query: { after_position: Math.max(stored, newest, made) || undefined },
       })
       session.value = detail
       members.value = (detail.members ?? []).map((m) => ({ user_id: m.user_id, role: m.role }))
