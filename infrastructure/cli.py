@@ -318,7 +318,11 @@ def projections_status(data_dir: Path) -> None:
     from infrastructure.bootstrap import bootstrap
     from infrastructure.workers.projection_status import projection_statuses
 
-    write = bootstrap(_existing_settings(data_dir))
+    settings = _existing_settings(data_dir)
+    if not data_dir.is_dir():  # on PostgreSQL the log is in the database; the read models are here
+        click.echo(f"error: {data_dir} is not a data directory (it holds a node's read models); check --data-dir", err=True)
+        sys.exit(2)
+    write = bootstrap(settings)
     try:
         statuses = projection_statuses(
             write.app, write.read_store, [p.name for p in write.runner.projectors], write.settings.read_store_path

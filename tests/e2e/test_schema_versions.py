@@ -143,6 +143,8 @@ def test_a_role_without_create_runs_an_upgraded_schema_and_is_refused_in_one_lin
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
         conn.execute(f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    missing = cli(tmp_path / "nowhere", "projections", "status", env=env)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ") and "Traceback" not in missing.stderr, missing.stderr
     (tmp_path / "node").mkdir()
     served = cli(tmp_path / "node", "projections", "status", env=env)
     assert served.returncode == 0, served.stderr
