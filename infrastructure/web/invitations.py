@@ -20,7 +20,7 @@ from application.accounts import AcceptInvitation, IssueInvitation, IssuePasswor
 from application.command_bus import CommandBus
 from application.passwords import PASSWORD_MAX, PASSWORD_MIN, hash_password
 from domain.invitation import Invitation
-from infrastructure.web.accounts import UserView, _from_aggregate
+from infrastructure.web.accounts import UserView, _from_aggregate, tokens_revoked
 from infrastructure.web.auth import Principal, admin_only
 from infrastructure.web.commands import execute
 from infrastructure.web.edge_types import Email, Role, name
@@ -140,7 +140,8 @@ class PublicLinksController(Controller):
         """Sets a new password with a reset link, once; every earlier token of the user ends."""
         user_id, secret = _parse(token)
         password_hash = await anyio.to_thread.run_sync(hash_password, data.new_password)
-        await execute(bus, request, ResetPassword(user_id, _hash(secret), password_hash))
+        outcome = await execute(bus, request, ResetPassword(user_id, _hash(secret), password_hash))
+        await tokens_revoked(request, user_id, outcome.position)  # the 204 means earlier tokens are refused
 
 
 def _find_invitation(write: WriteSide, invitation_id: UUID) -> Invitation | None:
