@@ -21,6 +21,10 @@ class ProjectionProgress:
         self._head = head
         self._waiters: list[tuple[tuple[str, ...], int, asyncio.Future[None]]] = []
 
+    def waiting_for(self, position: int) -> int:
+        """How many queries are waiting for the read models to reach `position`."""
+        return sum(1 for _, wanted, future in self._waiters if wanted == position and not future.done())
+
     def update(self, positions: dict[str, int]) -> None:
         """Positions as the runner committed or re-read them; they may go down when a
         rebuild in another process has reset a projection."""

@@ -15,6 +15,7 @@ from litestar.security.jwt import Token
 from infrastructure.web.auth import PrincipalCache
 from infrastructure.web.problems import ReadModelBehind
 from infrastructure.web.read_your_writes import ProjectionProgress
+from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +52,7 @@ async def test_a_user_the_replica_has_not_projected_yet_is_waited_for() -> None:
     table, progress, cache = setup(users_position=5)
     user = str(uuid.uuid4())
     lookup = asyncio.create_task(cache.principal(token(user, 0, position=10)))
-    await asyncio.sleep(0)  # the look-up has found no user and waits for position 10
+    await until(lambda: progress.waiting_for(10), "the look-up to find no user and wait for position 10")
     assert not lookup.done()
     table.rows[user] = {"id": user, "role": "user", "disabled": False, "token_generation": 0}
     progress.update({"users": 10})
@@ -64,7 +65,7 @@ async def test_a_newer_generation_than_the_replica_has_is_waited_for_and_an_olde
     user = str(uuid.uuid4())
     table.rows[user] = {"id": user, "role": "user", "disabled": False, "token_generation": 1}
     lookup = asyncio.create_task(cache.principal(token(user, 2, position=8)))  # password changed on another node
-    await asyncio.sleep(0)
+    await until(lambda: progress.waiting_for(8), "the look-up to find generation 1 and wait for position 8")
     assert not lookup.done()
     table.rows[user]["token_generation"] = 2
     progress.update({"users": 8})
