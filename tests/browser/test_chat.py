@@ -17,14 +17,16 @@ pytestmark = pytest.mark.browser
 
 
 def start_session(page: Page, title: str, assistant: bool = False) -> str:
+    """Create a session and wait until the client shows it (not the session that was open before)."""
+    before = page.url
     page.get_by_role("button", name="New session").click()
     page.get_by_label("Title").fill(title)
     checkbox = page.get_by_label("Assistant")
     if checkbox.is_checked() != assistant:
         checkbox.click()
     page.get_by_role("button", name="Create").click()
-    expect(page.get_by_role("log")).to_be_visible()
-    page.wait_for_url(re.compile(r"/sessions/[0-9a-f-]{36}$"))
+    expect(page.get_by_role("log", name=title, exact=True)).to_be_visible()
+    page.wait_for_url(lambda url: url != before and re.search(r"/sessions/[0-9a-f-]{36}$", url) is not None)
     return page.url.rsplit("/", 1)[-1]
 
 
