@@ -23,16 +23,25 @@ from typing import Any
 from urllib.parse import unquote
 from uuid import UUID
 
-from eventsourcing.persistence import ProgrammingError, StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor, IsolationLevel
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from application.chronicle import Chronicle
 from infrastructure.storage.event_chain import GENESIS, ChainWalk, link, session_of
 from infrastructure.storage.postgres_schema import EVENTS_TABLE
+
+WRITE_PATIENCE = 3.0
+"""Seconds a write keeps retrying a lost or unreachable database before it fails (a request then
+answers 503 with Retry-After): long enough to ride over a dropped connection or a fast restart."""
+
+POOL_WAIT = "1"
+"""Seconds a caller waits for one of the pool's connections (eventsourcing's POSTGRES_CONNECT_TIMEOUT
+is the pool's wait, not a TCP timeout): each of its retries waits this long again."""
 
 LOG_CHANNEL = "chronicle_log"
 """The channel on which every inserting transaction announces its highest position (at commit)."""
@@ -50,7 +59,7 @@ def postgres_env(database_url: str) -> dict[str, str]:
         "POSTGRES_PORT": str(parts.get("port") or "5432"),
         "POSTGRES_USER": unquote(str(parts.get("user") or "")),
         "POSTGRES_PASSWORD": unquote(str(parts.get("password") or "")),
-        "POSTGRES_CONNECT_TIMEOUT": "10",
+        "POSTGRES_CONNECT_TIMEOUT": POOL_WAIT,
         "POSTGRES_POOL_SIZE": "2",
         "POSTGRES_MAX_OVERFLOW": "8",
         "POSTGRES_PRE_PING": "y",
@@ -79,6 +88,22 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
         ).format(schema=schema, table=table, event_type=Identifier(self.stored_event_type_name))
         self._chain = SQL("{}.event_chain").format(schema)
         self._events = SQL("{}.{}").format(schema, table)
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """eventsourcing's insert, retried on a lost or unreachable database for at most
+        `WRITE_PATIENCE` seconds: its own decorator makes 10 attempts that each wait the pool's
+        timeout, so a write to a database that is down held its request for well over a minute
+        instead of answering 503."""
+        insert = PostgresApplicationRecorder.insert_events.__wrapped__  # the undecorated method (functools.wraps)
+        for attempt in Retrying(
+            retry=retry_if_exception_type((InterfaceError, OperationalError)),
+            stop=stop_after_delay(WRITE_PATIENCE),
+            wait=wait_fixed(0.2),
+            reraise=True,
+        ):
+            with attempt:
+                return insert(self, stored_events, **kwargs)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -3,14 +3,16 @@ PostgreSQL database (their own, dropped after), each with its own data directory
 signing key. Exactly one node leads; `kill -9` of the leader mid-reply or mid-conversion hands
 over within 5 s and the message or the conversion still gets exactly one outcome; connections
 terminated by the database under posting load give only 201s or 503 problems, lose no 201, and
-the nodes recover without a restart. On SQLite a second server on one data directory is refused."""
+the nodes recover without a restart, as they do when the database server itself crashes and
+restarts. On SQLite a second server on one data directory is refused."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
@@ -23,6 +25,7 @@ from tests.e2e.server import CHRONICLE, SECRET, Server
 from tests.e2e.test_document_worker import big_csv, wait_for_status
 from tests.e2e.test_documents import finished, uploaded
 from tests.postgres import fresh_database
+from tests.private_postgres import PrivatePostgres
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
@@ -228,6 +231,50 @@ def terminate_connections(database_url: str, seconds: float, stop: threading.Eve
 
 
 def test_connections_killed_under_posting_load_give_503_problems_lose_no_201_and_recover(tmp_path: Path, database_url: str):
+    killed, _ = outage_under_posting_load(tmp_path, database_url, lambda _: terminate_connections(database_url, 4.0, threading.Event()))
+    assert killed > 0
+
+
+def test_the_database_server_crashing_and_restarting_under_posting_load_loses_no_201_and_the_nodes_recover(tmp_path: Path):
+    """The server itself goes away (`pg_ctl stop -m immediate`: no checkpoint, the restart replays
+    the WAL), on a PostgreSQL of the test's own so that other tests keep theirs. It stays down
+    until posts have been answered 503 (a request waits up to the pool's 10 s for a connection);
+    meanwhile both nodes keep answering reads from their replicas."""
+    server = PrivatePostgres()
+
+    def crash_and_restart(load: PostingLoad) -> int:
+        server.stop("immediate")
+        stopped = len(load.answers)
+        for node in load.nodes:
+            page = httpx.get(f"{node.url}/api/sessions/{load.session_id}/messages", headers=load.headers, timeout=60)
+            assert page.status_code == 200 and page.json()["items"], page.text
+        wait_for(
+            lambda: any(r.status_code == 503 for _, r in load.answers[stopped:]),
+            "a post answered 503 while the database is down",
+            timeout=60,
+        )
+        server.start()
+        return sum(1 for _, r in load.answers[stopped:] if r.status_code == 503)
+
+    try:
+        refused, statuses = outage_under_posting_load(tmp_path, server.url(), crash_and_restart)
+        assert refused > 0 and statuses[201] >= 40
+    finally:
+        server.remove()
+
+
+@dataclass
+class PostingLoad:
+    nodes: list[Server]
+    session_id: str
+    headers: httpx.Headers
+    answers: list[tuple[int, httpx.Response]]
+
+
+def outage_under_posting_load(tmp_path: Path, database_url: str, outage: Callable[[PostingLoad], int]) -> tuple[int, Counter[int]]:
+    """Two nodes, four posters sending to one session through both in turn; `outage` runs once 20
+    posts are in. Every answer is a 201 or a 503 problem with Retry-After, every 201 is in the log,
+    and both nodes serve reads and posts again by themselves, with one leader."""
     cluster = Cluster(tmp_path, database_url)
     try:
         nodes = cluster.start_nodes(2)
@@ -250,16 +297,15 @@ def test_connections_killed_under_posting_load_give_503_problems_lose_no_201_and
             poster.start()
         try:
             wait_for(lambda: sum(1 for _, r in answers if r.status_code == 201) >= 20, "posts before the outage", timeout=30)
-            killed = terminate_connections(database_url, 4.0, threading.Event())
+            outcome = outage(PostingLoad(nodes, session["id"], ann.http.headers, answers))
             during = len(answers)
-            wait_for(lambda: sum(1 for _, r in answers[during:] if r.status_code == 201) >= 20, "posts after the outage", timeout=60)
+            wait_for(lambda: sum(1 for _, r in answers[during:] if r.status_code == 201) >= 20, "posts after the outage", timeout=120)
         finally:
             stop.set()
             for poster in posters:
                 poster.join(60)
-        assert killed > 0
         statuses = Counter(r.status_code for _, r in answers)
-        print(f"answers under terminated connections: {dict(statuses)}; connections terminated: {killed}")
+        print(f"answers around the outage: {dict(statuses)}; outage figure: {outcome}")
         assert set(statuses) <= {201, 503}, statuses
         for _, response in answers:
             if response.status_code == 503:
@@ -283,6 +329,7 @@ def test_connections_killed_under_posting_load_give_503_problems_lose_no_201_and
             )
             assert fresh.status_code == 201, fresh.text
         wait_for(lambda: len(leaders(nodes)) == 1, "one leader again", timeout=30)
+        return outcome, statuses
     finally:
         for client in locals().get("clients", []):
             client.close()

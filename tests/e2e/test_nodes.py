@@ -273,9 +273,13 @@ def test_a_node_on_postgresql_without_the_shared_signing_key_refuses_to_start(tm
 
 
 def listeners(database_url: str) -> dict[str, set[int]]:
-    """The nodes' notification connections by `application_name`: backend pids."""
+    """The nodes' notification connections by `application_name`: backend pids (this test's
+    database only: other tests' nodes share the server)."""
     with psycopg.connect(database_url, autocommit=True) as db:
-        rows = db.execute("SELECT application_name, pid FROM pg_stat_activity WHERE application_name LIKE 'chronicle % l%'").fetchall()
+        rows = db.execute(
+            "SELECT application_name, pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name LIKE 'chronicle % l%'"
+        ).fetchall()
     found: dict[str, set[int]] = {}
     for name, pid in rows:
         found.setdefault(name, set()).add(pid)
@@ -288,7 +292,8 @@ def test_the_nodes_listen_again_by_themselves_after_postgresql_drops_their_conne
     assert {name: len(pids) for name, pids in before.items()} == {"chronicle log listener": 2, "chronicle frame relay listener": 2}
     with psycopg.connect(cluster.database_url, autocommit=True) as db:
         db.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'chronicle %' AND pid <> pg_backend_pid()"
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name LIKE 'chronicle %' AND pid <> pg_backend_pid()"
         )
     deadline = time.monotonic() + 30
     while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,25 @@ def test_a_cli_command_logs_as_the_console_format_says_with_one_correlation_id(t
     assert "[info" in line and "correlation_id=" in line and "sessions_expired=0" in line and "default_days=30" in line
     assert not line.lstrip().startswith("{")
     assert PASSWORD not in made.stderr + ran.stderr and SECRET not in made.stderr + ran.stderr
+
+
+def test_a_console_traceback_names_the_frames_but_not_their_local_values():
+    """Rich's tracebacks (structlog's default when Rich is installed) print every frame's locals:
+    a password in a handler's arguments would reach the log. The console format prints plain ones."""
+    program = f"""
+import logging
+from infrastructure.structured_logs import configure_logging, flush_logs
+configure_logging("console", "info")
+def change_password(new_password):
+    raise ValueError("the store refused")
+try:
+    change_password({PASSWORD!r})
+except ValueError:
+    logging.getLogger("chronicle.test").exception("changing a password failed")
+flush_logs()
+"""
+    ran = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+    assert ran.returncode == 0, ran.stderr
+    assert "changing a password failed" in ran.stderr and "in change_password" in ran.stderr
+    assert "ValueError: the store refused" in ran.stderr
+    assert PASSWORD not in ran.stderr
