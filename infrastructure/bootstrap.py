@@ -231,7 +231,11 @@ class ServerRuntime:
         bus = CommandBus(app, event_log(app), HANDLERS, on_commit=committed)
         write = WriteSide(settings, app, bus, read_store, runner, reader, blobs)
         provider = assistant_provider(settings, db)
-        relay = FrameRelay(settings.database_url, lambda channel, body: channels.publish(body, channel))
+        relay = FrameRelay(
+            settings.database_url,
+            lambda channel, body: channels.publish(body, channel),
+            on_cancel=lambda session_id, reply_id: engine.cancel(session_id, reply_id),  # the engine, built below, runs on the leader
+        )
         stores = [SQLiteReadStore(settings.read_store_path) for _ in range(3)]  # the engine's, the worker's, the collector's
         engine = ChatEngine(
             reader,

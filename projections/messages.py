@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import msgspec
 
-from domain.assistant_reply import AssistantReply
+from domain.assistant_reply import AssistantReply, reply_id_for
 from domain.message import Message
 from projections.projector import Projector, collect_handlers, handles, iso
 from projections.storage import ReadConnection, ReadTransaction, Row
@@ -146,3 +147,15 @@ async def replies_since(db: ReadConnection, author_id: str, since: str, asked_si
         (author_id, asked_since, since),
     )
     return int(row["n"]) if row else 0
+
+
+async def awaits_reply(db: ReadConnection, session_id: str, reply_id: UUID, recent: int = 100) -> bool:
+    """Whether `reply_id` is the assistant's reply to one of the session's latest `recent` user
+    messages and no outcome of it is recorded yet: a reply that may be in progress on the node
+    that leads (the reply's id is derived from its message's, so the candidates are compared)."""
+    rows = await db.fetch_all(
+        "SELECT m.id FROM messages m WHERE m.session_id=? AND m.role='user'"
+        " AND NOT EXISTS (SELECT 1 FROM messages r WHERE r.reply_to = m.id) ORDER BY m.position DESC LIMIT ?",
+        (session_id, recent),
+    )
+    return any(reply_id_for(UUID(row["id"])) == reply_id for row in rows)

@@ -7,6 +7,10 @@ for the others: a sender task sends the queue in batches (`SELECT pg_notify('chr
 and publishes what other nodes sent to this node's channels, where every stream checks it as it
 checks a local frame (membership per reply).
 
+The same carriage takes a request to cancel a reply to the node that leads (only it runs the
+chat engine): `request_cancel` on the node that took the HTTP request, `on_cancel` on every
+other node, where the engine cancels the reply if it is running there.
+
 Only ephemeral frames travel this way, and they may be lost (a full queue, a payload over
 PostgreSQL's 8000-byte limit, a dropped connection): a reply's stored outcome reaches every
 node through its own projection of the log, as every committed frame does. A positioned
@@ -19,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import psycopg
 from prometheus_client import Counter
@@ -36,6 +40,8 @@ BATCH = 200
 _SEPARATOR = "\x1f"
 _STORED = POSITIONED.decode()
 _SESSION = session_channel("")
+_CANCEL = "reply-cancel"
+"""The relay's channel name for a request to cancel a reply (no stream's channel has it)."""
 
 RELAYED_FRAMES = Counter(
     "chronicle_relayed_frames", "Ephemeral frames carried between nodes over PostgreSQL (sent, received, dropped)", ["outcome"]
@@ -45,11 +51,18 @@ RELAYED_FRAMES = Counter(
 class FrameRelay:
     """This node's end of the relay; with no database URL (one SQLite node) it only publishes locally."""
 
-    def __init__(self, database_url: str | None, publish_local: Callable[[str, bytes], None], queue_frames: int = 10_000) -> None:
+    def __init__(
+        self,
+        database_url: str | None,
+        publish_local: Callable[[str, bytes], None],
+        on_cancel: Callable[[UUID, UUID], object] = lambda session_id, reply_id: None,
+        queue_frames: int = 10_000,
+    ) -> None:
         self.node = uuid4().hex
         """Tells this node's own notifications (which it hears too) from the others'."""
         self._url = database_url
         self._local = publish_local
+        self._on_cancel = on_cancel
         self._queue_frames = queue_frames
         self._queue: asyncio.Queue[str] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -58,16 +71,25 @@ class FrameRelay:
     def publish(self, channel: str, body: bytes) -> None:
         """Called on the event loop; never blocks: a frame that cannot be queued is dropped."""
         self._local(channel, body)
+        self._enqueue(f"{self.node}{_SEPARATOR}{channel}{_SEPARATOR}{body.decode()}")
+
+    def _enqueue(self, payload: str) -> bool:
         if self._queue is None:
-            return
-        payload = f"{self.node}{_SEPARATOR}{channel}{_SEPARATOR}{body.decode()}"
+            return False
         if len(payload.encode()) > MAX_PAYLOAD_BYTES:
             RELAYED_FRAMES.labels("dropped").inc()
-            return
+            return False
         try:
             self._queue.put_nowait(payload)
         except asyncio.QueueFull:
             RELAYED_FRAMES.labels("dropped").inc()
+            return False
+        return True
+
+    def request_cancel(self, session_id: UUID, reply_id: UUID) -> bool:
+        """Asks the other nodes to cancel a reply (the one that runs it does); False when there
+        are no other nodes or the request cannot be queued."""
+        return self._enqueue(f"{self.node}{_SEPARATOR}{_CANCEL}{_SEPARATOR}{session_id} {reply_id}")
 
     def start(self) -> None:
         if self._url is None:
@@ -135,9 +157,21 @@ class FrameRelay:
         channel, _, body = rest.partition(_SEPARATOR)
         if node == self.node:
             return
+        if channel == _CANCEL:
+            self._cancel(body)
+            return
         if not channel.startswith(_SESSION) or not body.startswith("{") or body.startswith(_STORED):
             RELAYED_FRAMES.labels("refused").inc()
             return
         RELAYED_FRAMES.labels("received").inc()
         with contextlib.suppress(RuntimeError):  # the channels plugin has stopped: the server is shutting down
             self._local(channel, body.encode())
+
+    def _cancel(self, body: str) -> None:
+        try:
+            session_id, reply_id = (UUID(part) for part in body.split(" "))
+        except ValueError:
+            RELAYED_FRAMES.labels("refused").inc()
+            return
+        RELAYED_FRAMES.labels("received").inc()
+        self._on_cancel(session_id, reply_id)

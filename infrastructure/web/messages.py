@@ -28,7 +28,7 @@ from infrastructure.web.rate_limits import posts
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.change_positions import session_view_state
 from projections.members import is_member
-from projections.messages import message_in_session, message_versions, messages_before, messages_page
+from projections.messages import awaits_reply, message_in_session, message_versions, messages_before, messages_page
 from projections.sessions import session_for_member
 from projections.storage import ReadConnection
 
@@ -266,10 +266,20 @@ class RepliesController(Controller):
     ) -> ReplyCancellation:
         """Stops a reply in progress; the text produced so far is stored as a cancelled reply
         (a `reply.completed` frame with `"status": "cancelled"`). Membership is read from the
-        read model: pass `after_position` for a session you have just joined or started."""
-        await progress.wait(("session_members",), after_position)
+        read model: pass `after_position` for a session you have just joined or started.
+
+        Replies run on the node that leads. Another node checks in its read model that the
+        reply has no outcome yet and passes the request on to the leader (ADR-042's relay); a
+        reply that ends meanwhile keeps its outcome."""
+        await progress.wait(("session_members", "messages"), after_position)
         if not await is_member(db, str(session_id), str(request.user.id)):
             raise NotFoundException("no such session")
-        if not request.app.state.engine.cancel(session_id, reply_id):
+        if request.app.state.engine.cancel(session_id, reply_id):
+            return ReplyCancellation(str(reply_id), "cancelling")
+        if (
+            request.app.state.leadership.leading
+            or not await awaits_reply(db, str(session_id), reply_id)
+            or not request.app.state.relay.request_cancel(session_id, reply_id)
+        ):
             raise ClientException("the reply is not in progress", status_code=409)
         return ReplyCancellation(str(reply_id), "cancelling")

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 import psycopg
@@ -24,6 +24,7 @@ from domain.assistant_reply import reply_id_for
 from tests.e2e.server import CHRONICLE, SECRET, Server
 from tests.e2e.test_document_worker import big_csv, wait_for_status
 from tests.e2e.test_documents import finished, uploaded
+from tests.e2e.test_nodes import caught_up, next_frame, stream
 from tests.postgres import fresh_database
 from tests.private_postgres import PrivatePostgres
 from tests.waiting import wait_for
@@ -188,6 +189,41 @@ def test_kill_9_of_the_leader_mid_conversion_hands_over_and_the_conversion_has_o
         assert Counter(t.rsplit(".", 1)[1] for t in events(database_url, "%Conversion.Conversion%")) == Counter(
             {"ConversionRequested": 1, "ConversionStarted": 1, "ConversionCompleted": 1}
         )
+    finally:
+        cluster.stop()
+
+
+def test_a_reply_running_on_the_leader_is_cancelled_through_the_other_node(tmp_path: Path, database_url: str):
+    """The chat engine runs on the leader only; a cancel sent to the other node (as a load
+    balancer may send it) reaches it, and the reply is recorded once, as cancelled."""
+    cluster = Cluster(tmp_path, database_url, env={"CHRONICLE_ASSISTANT_PACE": "0.5"})
+    try:
+        nodes = cluster.start_nodes(2)
+        wait_for(lambda: len(leaders(nodes)) == 1, "one leader", timeout=30)
+        follower = next(node for node in nodes if node not in leaders(nodes))
+        ann, _ = follower.client().signup("ann@example.org")
+        sid = ann.post("/api/sessions", {"title": "Slow"}).json()["id"]
+        ann.post(f"/api/sessions/{sid}/messages", {"content": "The launch is on Friday at nine, in the big hall, with cake."})
+        caught_up(follower, ann.head())
+        with stream(follower, ann, sid, ann.head()) as ws:
+            question = ann.post(f"/api/sessions/{sid}/messages", {"content": "Where and when is the launch with cake?"}).json()
+            started = next_frame(ws)
+            while started["type"] != "reply.started":
+                started = next_frame(ws)
+            unknown = ann.post(f"/api/sessions/{sid}/replies/{uuid4()}/cancel")
+            assert unknown.status_code == 409, unknown.text
+            cancelled = ann.post(f"/api/sessions/{sid}/replies/{started['reply_id']}/cancel")
+            assert cancelled.status_code == 202, cancelled.text
+            frame = next_frame(ws)
+            while frame["type"] != "reply.completed":
+                frame = next_frame(ws)
+        assert frame["data"]["status"] == "cancelled" and frame["data"]["reply_to"] == question["id"]
+        assert frame["data"]["content"].startswith("Here is what I found") and "[1]" not in frame["data"]["content"]
+        assert events(database_url, "%AssistantReply.AssistantReplyCompleted", UUID(started["reply_id"])) == [
+            "domain.assistant_reply:AssistantReply.AssistantReplyCompleted"
+        ]
+        again = ann.post(f"/api/sessions/{sid}/replies/{started['reply_id']}/cancel", params={"after_position": frame["position"]})
+        assert again.status_code == 409, again.text
     finally:
         cluster.stop()
 

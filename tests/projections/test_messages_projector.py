@@ -2,9 +2,15 @@
 deletion clearing every version's content, assistant replies as messages, erasure after a
 rebuild, replay and rebuild stability. Events come from real commands; rows from a real read store."""
 
+from uuid import uuid4
+
+import anyio
+
 from application.assistant import RecordReply
+from domain.assistant_reply import reply_id_for
 from domain.user import ERASED
-from projections.messages import SessionMessagesProjector
+from infrastructure.storage.read_store import AioSQLiteReadConnection
+from projections.messages import SessionMessagesProjector, awaits_reply
 from tests.projections.projection_log import (
     assert_rebuild_gives_the_same_rows,
     assert_replay_changes_nothing,
@@ -74,6 +80,27 @@ def test_a_recorded_assistant_reply_is_a_message_of_the_assistant_replying_to_th
     projected.catch_up()
     reply = messages(projected)[1]
     assert (reply["author_id"], reply["role"], reply["content"], reply["reply_to"]) == ("assistant", "assistant", "nothing", str(question))
+
+
+def test_a_reply_is_awaited_until_its_outcome_is_recorded(log, projected, tmp_path):
+    """`awaits_reply`: what a node that does not lead checks before passing a cancel on."""
+    ann = log.user("ann@example.org")
+    session = log.session(ann, assistant=False)
+    question = log.post(session, ann, "what is new?")
+    projected.catch_up()
+
+    async def awaited(reply_id):
+        db = await AioSQLiteReadConnection.open(projected.store.path)
+        try:
+            return await awaits_reply(db, str(session), reply_id)
+        finally:
+            await db.close()
+
+    assert anyio.run(awaited, reply_id_for(question)) is True
+    assert anyio.run(awaited, reply_id_for(uuid4())) is False and anyio.run(awaited, question) is False
+    log.run(RecordReply(question, session, "nothing", "cancelled", "local", "m", 3, 1, 5, asker_id=ann), "assistant")
+    projected.catch_up()
+    assert anyio.run(awaited, reply_id_for(question)) is False
 
 
 def test_an_erased_authors_content_reads_as_erased_after_a_rebuild_and_others_stay(log, projected):
