@@ -196,7 +196,7 @@ def test_kill_9_of_the_leader_mid_conversion_hands_over_and_the_conversion_has_o
 def test_a_reply_running_on_the_leader_is_cancelled_through_the_other_node(tmp_path: Path, database_url: str):
     """The chat engine runs on the leader only; a cancel sent to the other node (as a load
     balancer may send it) reaches it, and the reply is recorded once, as cancelled."""
-    cluster = Cluster(tmp_path, database_url, env={"CHRONICLE_ASSISTANT_PACE": "0.5"})
+    cluster = Cluster(tmp_path, database_url, env={"CHRONICLE_ASSISTANT_PACE": "0.5", "CHRONICLE_ASSISTANT_ANSWERS": "questions"})
     try:
         nodes = cluster.start_nodes(2)
         wait_for(lambda: len(leaders(nodes)) == 1, "one leader", timeout=30)
@@ -207,15 +207,16 @@ def test_a_reply_running_on_the_leader_is_cancelled_through_the_other_node(tmp_p
         caught_up(follower, ann.head())
         with stream(follower, ann, sid, ann.head()) as ws:
             question = ann.post(f"/api/sessions/{sid}/messages", {"content": "Where and when is the launch with cake?"}).json()
+            reply_id = str(reply_id_for(UUID(question["id"])))
             started = next_frame(ws)
-            while started["type"] != "reply.started":
+            while (started["type"], started.get("reply_id")) != ("reply.started", reply_id):
                 started = next_frame(ws)
             unknown = ann.post(f"/api/sessions/{sid}/replies/{uuid4()}/cancel")
             assert unknown.status_code == 409, unknown.text
             cancelled = ann.post(f"/api/sessions/{sid}/replies/{started['reply_id']}/cancel")
             assert cancelled.status_code == 202, cancelled.text
             frame = next_frame(ws)
-            while frame["type"] != "reply.completed":
+            while (frame["type"], frame.get("data", {}).get("reply_id")) != ("reply.completed", reply_id):
                 frame = next_frame(ws)
         assert frame["data"]["status"] == "cancelled" and frame["data"]["reply_to"] == question["id"]
         assert frame["data"]["content"].startswith("Here is what I found") and "[1]" not in frame["data"]["content"]
