@@ -151,8 +151,9 @@ async def replies_since(db: ReadConnection, author_id: str, since: str, asked_si
 
 async def awaits_reply(db: ReadConnection, session_id: str, reply_id: UUID, recent: int = 100) -> bool:
     """Whether `reply_id` is the assistant's reply to one of the session's latest `recent` user
-    messages and no outcome of it is recorded yet: a reply that may be in progress on the node
-    that leads (the reply's id is derived from its message's, so the candidates are compared)."""
+    messages and no reply message is recorded for it: a reply that may be in progress on the node
+    that leads (a failed reply is not a message, so it stays awaited here). The reply's id is
+    derived from its message's, so the candidates are compared."""
     rows = await db.fetch_all(
         "SELECT m.id FROM messages m WHERE m.session_id=? AND m.role='user'"
         " AND NOT EXISTS (SELECT 1 FROM messages r WHERE r.reply_to = m.id) ORDER BY m.position DESC LIMIT ?",

@@ -25,13 +25,17 @@ class PrivatePostgres:
         self.log = self.directory / "server.log"
         self.port = free_port()
         self._as_owner: list[str] = []
-        if os.geteuid() == 0:
-            shutil.chown(self.directory, "postgres", "postgres")
-            self._as_owner = ["runuser", "-u", "postgres", "--"]
-        self._run("initdb", "--pgdata", str(self.data), "--auth", "trust", "--username", "postgres", "--no-sync", "--no-instructions")
-        self.start()
-        with psycopg.connect(self.url("postgres"), autocommit=True) as admin:
-            admin.execute("CREATE DATABASE chronicle")
+        try:
+            if os.geteuid() == 0:
+                shutil.chown(self.directory, "postgres", "postgres")
+                self._as_owner = ["runuser", "-u", "postgres", "--"]
+            self._run("initdb", "--pgdata", str(self.data), "--auth", "trust", "--username", "postgres", "--no-sync", "--no-instructions")
+            self.start()
+            with psycopg.connect(self.url("postgres"), autocommit=True) as admin:
+                admin.execute("CREATE DATABASE chronicle")
+        except BaseException:
+            self.remove()
+            raise
 
     def url(self, database: str = "chronicle") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -50,6 +54,8 @@ class PrivatePostgres:
         self._run("pg_ctl", "--pgdata", str(self.data), "--mode", mode, "--wait", "stop")
 
     def remove(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            self.stop("immediate")
-        shutil.rmtree(self.directory, ignore_errors=True)
+        try:
+            if (self.data / "postmaster.pid").exists():
+                self.stop("immediate")
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)

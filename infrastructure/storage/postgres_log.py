@@ -29,15 +29,16 @@ from psycopg import Cursor, IsolationLevel
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_fixed
 
 from application.chronicle import Chronicle
 from infrastructure.storage.event_chain import GENESIS, ChainWalk, link, session_of
 from infrastructure.storage.postgres_schema import EVENTS_TABLE
 
 WRITE_PATIENCE = 3.0
-"""Seconds a write keeps retrying a lost or unreachable database before it fails (a request then
-answers 503 with Retry-After): long enough to ride over a dropped connection or a fast restart."""
+"""Seconds within which a write's attempts on a lost or unreachable database must end (no attempt
+starts that could run past it; a request then answers 503 with Retry-After): long enough to ride
+over a dropped connection or a fast restart."""
 
 POOL_WAIT = "1"
 """Seconds a caller waits for one of the pool's connections (eventsourcing's POSTGRES_CONNECT_TIMEOUT
@@ -68,6 +69,11 @@ def postgres_env(database_url: str) -> dict[str, str]:
     }
 
 
+_UNDECORATED_INSERT = getattr(PostgresApplicationRecorder.insert_events, "__wrapped__", None)
+if _UNDECORATED_INSERT is None:  # an eventsourcing release that no longer decorates it with functools.wraps
+    raise ImportError("eventsourcing's PostgresApplicationRecorder.insert_events has no __wrapped__: review ChainedPostgresRecorder")
+
+
 class ChainedPostgresRecorder(PostgresApplicationRecorder):
     """eventsourcing's PostgreSQL recorder, numbering events gaplessly under its table lock and
     adding a chain link per inserted event (same transaction)."""
@@ -94,10 +100,10 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
         `WRITE_PATIENCE` seconds: its own decorator makes 10 attempts that each wait the pool's
         timeout, so a write to a database that is down held its request for well over a minute
         instead of answering 503."""
-        insert = PostgresApplicationRecorder.insert_events.__wrapped__  # the undecorated method (functools.wraps)
+        insert = _UNDECORATED_INSERT
         for attempt in Retrying(
             retry=retry_if_exception_type((InterfaceError, OperationalError)),
-            stop=stop_after_delay(WRITE_PATIENCE),
+            stop=stop_before_delay(WRITE_PATIENCE),
             wait=wait_fixed(0.2),
             reraise=True,
         ):

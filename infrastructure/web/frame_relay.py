@@ -87,8 +87,8 @@ class FrameRelay:
         return True
 
     def request_cancel(self, session_id: UUID, reply_id: UUID) -> bool:
-        """Asks the other nodes to cancel a reply (the one that runs it does); False when there
-        are no other nodes or the request cannot be queued."""
+        """Asks the other nodes to cancel a reply (the one that runs it does); False without a
+        database (one SQLite node) or when the request cannot be queued."""
         return self._enqueue(f"{self.node}{_SEPARATOR}{_CANCEL}{_SEPARATOR}{session_id} {reply_id}")
 
     def start(self) -> None:
@@ -174,4 +174,7 @@ class FrameRelay:
             RELAYED_FRAMES.labels("refused").inc()
             return
         RELAYED_FRAMES.labels("received").inc()
-        self._on_cancel(session_id, reply_id)
+        try:
+            self._on_cancel(session_id, reply_id)
+        except Exception:  # noqa: BLE001 - the listener must go on relaying frames
+            log.exception("a relayed request to cancel reply %s failed", reply_id)

@@ -11,6 +11,7 @@ from litestar.exceptions import (
     ClientException,
     NotFoundException,
     PermissionDeniedException,
+    ServiceUnavailableException,
 )
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
@@ -268,18 +269,21 @@ class RepliesController(Controller):
         (a `reply.completed` frame with `"status": "cancelled"`). Membership is read from the
         read model: pass `after_position` for a session you have just joined or started.
 
-        Replies run on the node that leads. Another node checks in its read model that the
-        reply has no outcome yet and passes the request on to the leader (ADR-042's relay); a
-        reply that ends meanwhile keeps its outcome."""
-        await progress.wait(("session_members", "messages"), after_position)
-        if not await is_member(db, str(session_id), str(request.user.id)):
+        Replies run on the node that leads, which answers `"cancelling"` or 409. Another node
+        checks in its read model that the session has the assistant on and the reply has no
+        outcome yet, passes the request on to the leader (ADR-042's relay) and answers
+        `"forwarded"`: the leader cancels the reply if its text is still streaming; otherwise
+        the reply keeps its outcome. The stream's `reply.completed` frame tells which."""
+        await progress.wait(("session_members", "sessions", "messages"), after_position)
+        session = await session_for_member(db, str(session_id), str(request.user.id))
+        if session is None:
             raise NotFoundException("no such session")
         if request.app.state.engine.cancel(session_id, reply_id):
             return ReplyCancellation(str(reply_id), "cancelling")
-        if (
-            request.app.state.leadership.leading
-            or not await awaits_reply(db, str(session_id), reply_id)
-            or not request.app.state.relay.request_cancel(session_id, reply_id)
-        ):
+        if request.app.state.leadership.leading or not session["assistant"] or not await awaits_reply(db, str(session_id), reply_id):
             raise ClientException("the reply is not in progress", status_code=409)
-        return ReplyCancellation(str(reply_id), "cancelling")
+        if not request.app.state.relay.request_cancel(session_id, reply_id):
+            raise ServiceUnavailableException(
+                "the request could not be passed to the node that runs the reply; retry shortly", headers={"Retry-After": "1"}
+            )
+        return ReplyCancellation(str(reply_id), "forwarded")

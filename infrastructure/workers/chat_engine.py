@@ -90,6 +90,9 @@ class ChatEngine:
         self._sessions: dict[UUID, UUID] = {}
         self._assistant_on: dict[UUID, bool] = {}
         self._cancelled: set[UUID] = set()
+        self._streaming: set[UUID] = set()
+        """Replies whose provider is streaming: only then may a cancel stop the job (before, it
+        would end it with no outcome; after, it would interrupt the recording)."""
         self._may_reply = may_reply
         self._grounded_at = grounded_at
         self._answers = answers
@@ -112,7 +115,7 @@ class ChatEngine:
         """Stops a reply in progress in that session; its text so far is recorded as a
         cancelled reply."""
         job = self._follower.jobs.get(reply_id)
-        if job is None or job.done() or self._sessions.get(reply_id) != session_id:
+        if job is None or job.done() or self._sessions.get(reply_id) != session_id or reply_id not in self._streaming:
             return False
         self._cancelled.add(reply_id)
         job.cancel()
@@ -245,6 +248,7 @@ class ChatEngine:
                 tuple(usage.sources),
             )
 
+        self._streaming.add(reply_id)
         try:
             with anyio.fail_after(self._timeout):
                 async for piece in self._provider.reply(request, usage):
@@ -262,6 +266,8 @@ class ChatEngine:
         except Exception as error:  # noqa: BLE001 - every failure is recorded with its reason
             log.warning("assistant provider failed", error_type=type(error).__name__, error=str(error)[:300])
             return RecordReplyFailure(request.message_id, request.session_id, "provider_error", str(error), "".join(parts))
+        finally:
+            self._streaming.discard(reply_id)
         if not parts:
             return RecordReplyFailure(request.message_id, request.session_id, "invalid_response", "the provider returned no text", "")
         return completed("completed")

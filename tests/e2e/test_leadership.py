@@ -196,7 +196,8 @@ def test_kill_9_of_the_leader_mid_conversion_hands_over_and_the_conversion_has_o
 def test_a_reply_running_on_the_leader_is_cancelled_through_the_other_node(tmp_path: Path, database_url: str):
     """The chat engine runs on the leader only; a cancel sent to the other node (as a load
     balancer may send it) reaches it, and the reply is recorded once, as cancelled."""
-    cluster = Cluster(tmp_path, database_url, env={"CHRONICLE_ASSISTANT_PACE": "0.5", "CHRONICLE_ASSISTANT_ANSWERS": "questions"})
+    # A pace of 5 s: the reply's first piece streams at once, and the cancel lands in the pause after it.
+    cluster = Cluster(tmp_path, database_url, env={"CHRONICLE_ASSISTANT_PACE": "5", "CHRONICLE_ASSISTANT_ANSWERS": "questions"})
     try:
         nodes = cluster.start_nodes(2)
         wait_for(lambda: len(leaders(nodes)) == 1, "one leader", timeout=30)
@@ -211,10 +212,12 @@ def test_a_reply_running_on_the_leader_is_cancelled_through_the_other_node(tmp_p
             started = next_frame(ws)
             while (started["type"], started.get("reply_id")) != ("reply.started", reply_id):
                 started = next_frame(ws)
-            unknown = ann.post(f"/api/sessions/{sid}/replies/{uuid4()}/cancel")
+            unknown = ann.post(f"/api/sessions/{sid}/replies/{uuid4()}/cancel", params={"after_position": question["position"]})
             assert unknown.status_code == 409, unknown.text
-            cancelled = ann.post(f"/api/sessions/{sid}/replies/{started['reply_id']}/cancel")
-            assert cancelled.status_code == 202, cancelled.text
+            cancelled = ann.post(
+                f"/api/sessions/{sid}/replies/{started['reply_id']}/cancel", params={"after_position": question["position"]}
+            )
+            assert cancelled.status_code == 202 and cancelled.json()["status"] == "forwarded", cancelled.text
             frame = next_frame(ws)
             while (frame["type"], frame.get("data", {}).get("reply_id")) != ("reply.completed", reply_id):
                 frame = next_frame(ws)
@@ -275,9 +278,9 @@ def test_connections_killed_under_posting_load_give_503_problems_lose_no_201_and
 def test_the_database_server_crashing_and_restarting_under_posting_load_loses_no_201_and_the_nodes_recover(tmp_path: Path):
     """The server itself goes away (`pg_ctl stop -m immediate`: no checkpoint, the restart replays
     the WAL), on a PostgreSQL of the test's own so that other tests keep theirs. It stays down
-    until posts have been answered 503 (a request waits up to the pool's 10 s for a connection);
-    meanwhile both nodes keep answering reads from their replicas."""
-    server = PrivatePostgres()
+    until posts have been answered 503 (a write retries for up to 3 s, each attempt waiting up to
+    the pool's 1 s for a connection); meanwhile both nodes keep answering reads from their replicas."""
+    server = PrivatePostgres()  # removes itself if it cannot start
 
     def crash_and_restart(load: PostingLoad) -> int:
         server.stop("immediate")
