@@ -233,6 +233,7 @@ class ServerRuntime:
         provider = assistant_provider(settings, db)
         relay = FrameRelay(
             settings.database_url,
+            settings.secret_key,
             lambda channel, body: channels.publish(body, channel),
             on_cancel=lambda session_id, reply_id: engine.cancel(session_id, reply_id),  # the engine, built below, runs on the leader
         )

@@ -15,13 +15,22 @@ Only ephemeral frames travel this way, and they may be lost (a full queue, a pay
 PostgreSQL's 8000-byte limit, a dropped connection): a reply's stored outcome reaches every
 node through its own projection of the log, as every committed frame does. A positioned
 (committed) frame is never accepted from the relay, so the relay cannot duplicate, reorder or
-forge what the feeds carry (ADR-042)."""
+forge what the feeds carry (ADR-042).
+
+Any role that may connect to the database may also `NOTIFY`, so every payload is signed: an
+HMAC-SHA256 under a key derived from the nodes' shared secret key, over the sending node, the
+time it was sent (milliseconds, strictly rising per node) and the frame. A node ignores a payload
+whose signature does not check, one older than `FRESH_SECONDS`, and one not newer than the last it
+took from the same node, so a captured payload cannot be replayed either."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
+import time
 from collections.abc import Callable
 from uuid import UUID, uuid4
 
@@ -40,6 +49,10 @@ BATCH = 200
 _SEPARATOR = "\x1f"
 _STORED = POSITIONED.decode()
 _SESSION = session_channel("")
+_MAC_CHARACTERS = 32
+"""The signature's first 128 bits, hex."""
+FRESH_SECONDS = 30.0
+"""How old a payload may be when it arrives; the nodes' clocks must agree that closely (NTP)."""
 _CANCEL = "reply-cancel"
 """The relay's channel name for a request to cancel a reply (no stream's channel has it)."""
 
@@ -54,6 +67,7 @@ class FrameRelay:
     def __init__(
         self,
         database_url: str | None,
+        secret_key: str,
         publish_local: Callable[[str, bytes], None],
         on_cancel: Callable[[UUID, UUID], object] = lambda session_id, reply_id: None,
         queue_frames: int = 10_000,
@@ -61,6 +75,11 @@ class FrameRelay:
         self.node = uuid4().hex
         """Tells this node's own notifications (which it hears too) from the others'."""
         self._url = database_url
+        self._key = hmac.new(secret_key.encode(), b"chronicle frame relay v1", hashlib.sha256).digest()
+        self._sent_ms = 0
+        self._newest_ms: dict[str, int] = {}
+        """The newest send time taken from each other node: anything not newer is a replay."""
+        self._skewed: set[str] = set()
         self._local = publish_local
         self._on_cancel = on_cancel
         self._queue_frames = queue_frames
@@ -71,11 +90,17 @@ class FrameRelay:
     def publish(self, channel: str, body: bytes) -> None:
         """Called on the event loop; never blocks: a frame that cannot be queued is dropped."""
         self._local(channel, body)
-        self._enqueue(f"{self.node}{_SEPARATOR}{channel}{_SEPARATOR}{body.decode()}")
+        self._enqueue(channel, body.decode())
 
-    def _enqueue(self, payload: str) -> bool:
+    def _sign(self, signed: str) -> str:
+        return hmac.new(self._key, signed.encode(), hashlib.sha256).hexdigest()[:_MAC_CHARACTERS]
+
+    def _enqueue(self, channel: str, body: str) -> bool:
         if self._queue is None:
             return False
+        self._sent_ms = max(time.time_ns() // 1_000_000, self._sent_ms + 1)
+        signed = _SEPARATOR.join((self.node, str(self._sent_ms), channel, body))
+        payload = f"{self._sign(signed)}{_SEPARATOR}{signed}"
         if len(payload.encode()) > MAX_PAYLOAD_BYTES:
             RELAYED_FRAMES.labels("dropped").inc()
             return False
@@ -89,7 +114,7 @@ class FrameRelay:
     def request_cancel(self, session_id: UUID, reply_id: UUID) -> bool:
         """Asks the other nodes to cancel a reply (the one that runs it does); False without a
         database (one SQLite node) or when the request cannot be queued."""
-        return self._enqueue(f"{self.node}{_SEPARATOR}{_CANCEL}{_SEPARATOR}{session_id} {reply_id}")
+        return self._enqueue(_CANCEL, f"{session_id} {reply_id}")
 
     def start(self) -> None:
         if self._url is None:
@@ -153,9 +178,14 @@ class FrameRelay:
 
     def _receive(self, payload: str) -> None:
         """Another node's ephemeral frame, to this node's channel; anything else is ignored."""
-        node, _, rest = payload.partition(_SEPARATOR)
-        channel, _, body = rest.partition(_SEPARATOR)
+        mac, _, signed = payload.partition(_SEPARATOR)
+        node, _, rest = signed.partition(_SEPARATOR)
         if node == self.node:
+            return
+        sent, _, rest = rest.partition(_SEPARATOR)
+        channel, _, body = rest.partition(_SEPARATOR)
+        if not hmac.compare_digest(mac, self._sign(signed)) or not self._fresh(node, sent):
+            RELAYED_FRAMES.labels("refused").inc()
             return
         if channel == _CANCEL:
             self._cancel(body)
@@ -166,6 +196,20 @@ class FrameRelay:
         RELAYED_FRAMES.labels("received").inc()
         with contextlib.suppress(RuntimeError):  # the channels plugin has stopped: the server is shutting down
             self._local(channel, body.encode())
+
+    def _fresh(self, node: str, sent: str) -> bool:
+        """Signed by a node of the cluster: now also not replayed and not stale."""
+        sent_ms = int(sent)  # the signature checked, so the sender wrote it
+        if sent_ms <= self._newest_ms.get(node, 0):
+            return False
+        age = time.time() - sent_ms / 1000
+        if abs(age) > FRESH_SECONDS:
+            if node not in self._skewed:
+                self._skewed.add(node)
+                log.warning("frames relayed from node %s are %.0f s old on arrival; are the nodes' clocks in sync?", node, age)
+            return False
+        self._newest_ms[node] = sent_ms
+        return True
 
     def _cancel(self, body: str) -> None:
         try:

@@ -1,0 +1,112 @@
+"""The frame relay between nodes (ADR-042) on a real PostgreSQL database: what one node publishes
+reaches another node's channels, and a payload that any database role could `NOTIFY` by hand
+(unsigned, signed with another key, replayed, stale) reaches nobody."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterator, Iterator
+from uuid import UUID, uuid4
+
+import anyio
+import psycopg
+import pytest
+
+from infrastructure.web.frame_relay import FRAMES_CHANNEL, FrameRelay
+from projections.frames import session_channel
+from tests.postgres import fresh_database
+from tests.waiting import until
+
+pytestmark = pytest.mark.anyio
+
+KEY = "the cluster's shared secret key"
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    with fresh_database() as url:
+        yield url
+
+
+class Node:
+    """A relay with what reached this node's channels and the cancels it was asked for."""
+
+    def __init__(self, url: str, key: str = KEY) -> None:
+        self.frames: list[tuple[str, bytes]] = []
+        self.cancels: list[tuple[UUID, UUID]] = []
+        self.relay = FrameRelay(url, key, lambda channel, body: self.frames.append((channel, body)), on_cancel=self._cancel)
+
+    def _cancel(self, session_id: UUID, reply_id: UUID) -> None:
+        self.cancels.append((session_id, reply_id))
+
+    def received(self) -> list[bytes]:
+        return [body for _, body in self.frames]
+
+
+@pytest.fixture
+async def nodes(database_url: str) -> AsyncIterator[tuple[Node, Node]]:
+    a, b = Node(database_url), Node(database_url)
+    for node in (a, b):
+        node.relay.start()
+    try:
+        await until(lambda: a.relay.listening.is_set() and b.relay.listening.is_set(), "both relays to listen", timeout=10)
+        yield a, b
+    finally:
+        for node in (a, b):
+            await node.relay.stop()
+
+
+def notify(url: str, payload: str) -> None:
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("SELECT pg_notify(%s, %s)", (FRAMES_CHANNEL, payload))
+
+
+def signed(key: str, node: str, sent_ms: int, channel: str, body: str) -> str:
+    """A payload as a relay writes it, under `key`."""
+    message = "\x1f".join((node, str(sent_ms), channel, body))
+    derived = hmac.new(key.encode(), b"chronicle frame relay v1", hashlib.sha256).digest()
+    return hmac.new(derived, message.encode(), hashlib.sha256).hexdigest()[:32] + "\x1f" + message
+
+
+async def test_a_frame_published_on_one_node_reaches_the_other_once_and_a_cancel_reaches_its_callback(nodes: tuple[Node, Node]):
+    a, b = nodes
+    channel = session_channel(str(uuid4()))
+    a.relay.publish(channel, b'{"type":"typing","n":1}')
+    a.relay.publish(channel, b'{"type":"typing","n":2}')
+    session_id, reply_id = uuid4(), uuid4()
+    assert a.relay.request_cancel(session_id, reply_id)
+    await until(lambda: b.cancels, "the cancel to reach the other node", timeout=10)
+    assert b.frames == [(channel, b'{"type":"typing","n":1}'), (channel, b'{"type":"typing","n":2}')]
+    assert b.cancels == [(session_id, reply_id)]
+    assert a.received() == [b'{"type":"typing","n":1}', b'{"type":"typing","n":2}'], "published locally once, not again from the relay"
+    assert a.cancels == []
+
+
+async def test_payloads_notified_by_hand_unsigned_foreign_replayed_or_stale_are_ignored(database_url: str, nodes: tuple[Node, Node]):
+    """A role that can connect may NOTIFY on the relay's channel; without the key it cannot make
+    a node show a frame or cancel a reply, and what it captured it cannot send again."""
+    a, b = nodes
+    channel = session_channel(str(uuid4()))
+    now_ms = time.time_ns() // 1_000_000
+    forged_cancel = f"{uuid4()} {uuid4()}"
+    with psycopg.connect(database_url, autocommit=True) as eavesdropper:
+        eavesdropper.execute(f"LISTEN {FRAMES_CHANNEL}")
+        a.relay.publish(channel, b'{"type":"typing","n":1}')
+        captured = await anyio.to_thread.run_sync(lambda: [n.payload for n in eavesdropper.notifies(timeout=10, stop_after=1)])
+    await until(lambda: len(b.frames) == 1, "the genuine frame to reach the other node", timeout=10)
+    forgeries = [
+        "\x1f".join(("0" * 32, "intruder", str(now_ms), channel, '{"type":"typing","n":"unsigned"}')),
+        f"intruder\x1f{channel}\x1f" + '{"type":"typing","n":"old format"}',
+        signed("another cluster's key", "intruder", now_ms, channel, '{"type":"typing","n":"foreign key"}'),
+        signed("another cluster's key", "intruder", now_ms, "reply-cancel", forged_cancel),
+        signed(KEY, "intruder", now_ms - 120_000, channel, '{"type":"typing","n":"stale"}'),
+        captured[0],
+    ]
+    for payload in forgeries:
+        notify(database_url, payload)
+    a.relay.publish(channel, b'{"type":"typing","n":2}')  # notifications arrive in commit order: this one comes last
+    await until(lambda: b'{"type":"typing","n":2}' in b.received(), "the second genuine frame", timeout=10)
+    assert b.received() == [b'{"type":"typing","n":1}', b'{"type":"typing","n":2}']
+    assert b.cancels == []
