@@ -355,11 +355,14 @@ def chronicle(
     otlp: bool = False,
     backend: str = "sqlite",
     py_spy: Path | None = None,
+    server_path: Path | None = None,
 ) -> Run:
     sink = OtlpSink() if otlp else None
     env = {"CHRONICLE_RATE_LIMIT_POSTS": "0", "CHRONICLE_RATE_LIMIT_LOGIN": "0", "CHRONICLE_LOG_FORMAT": "json"}
     if sink is not None:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.url
+    if server_path is not None:
+        env["PYTHONPATH"] = str(server_path.resolve())
     with tempfile.TemporaryDirectory(prefix="chronicle-load-") as tmp, _backend_env(backend) as backend_env:
         server = Server(Path(tmp), env={**env, **backend_env}, log_level=log_level).start(timeout=180)
         try:
@@ -367,7 +370,8 @@ def chronicle(
             _pin(server.process.pid, "server")
             _, cpu_before = _proc_stat(server.process.pid)
             lag_before = lag_buckets(server.url)
-            spy = None if py_spy is None else _py_spy(server.process.pid, seconds, py_spy / f"{backend}-{clients}.txt")
+            which = f"{backend}-{clients}" + (f"-{server_path.name}" if server_path else "")
+            spy = None if py_spy is None else _py_spy(server.process.pid, seconds, py_spy / f"{which}.txt")
             raw = _load(engine, server.url, targets, clients, seconds, max_requests)
             rss, cpu_after = _proc_stat(server.process.pid)
             if spy is not None:
@@ -384,7 +388,8 @@ def chronicle(
                 sink.close()
     ryw_ms = [x * 1000 for x in ryw]
     return Run(
-        f"chronicle (log {log_level}{', tracing' if otlp else ''}{', PostgreSQL' if backend == 'postgresql' else ''})",
+        f"chronicle (log {log_level}{', tracing' if otlp else ''}{', PostgreSQL' if backend == 'postgresql' else ''}"
+        f"{f', server from {server_path}' if server_path else ''})",
         engine,
         clients,
         round(raw["elapsed"], 2),
@@ -534,6 +539,12 @@ def main(argv: list[str] | None = None) -> None:
         "--backends", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite"], help="one run per backend, back to back"
     )
     parser.add_argument("--py-spy", type=Path, help="record the server with py-spy during each run, into this directory")
+    parser.add_argument(
+        "--server-path",
+        type=Path,
+        action="append",
+        help="run the server from this checkout (its PYTHONPATH); repeat for back-to-back runs of old and new",
+    )
     args = parser.parse_args(argv)
     if args.pin and args.engine == "wrk":
         PIN.update(server={0}, load={1})
@@ -542,11 +553,21 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_ceiling:
             runs.append(ceiling(args.engine, clients, args.sessions, args.seconds, args.max_requests))
         for backend in args.backends:
-            runs.append(
-                chronicle(
-                    args.engine, clients, args.sessions, args.seconds, args.max_requests, args.log_level, args.otlp, backend, args.py_spy
+            for path in args.server_path or [None]:
+                runs.append(
+                    chronicle(
+                        args.engine,
+                        clients,
+                        args.sessions,
+                        args.seconds,
+                        args.max_requests,
+                        args.log_level,
+                        args.otlp,
+                        backend,
+                        args.py_spy,
+                        path,
+                    )
                 )
-            )
     print(markdown(runs))
     save_json(args.json, [asdict(r) for r in runs])
 

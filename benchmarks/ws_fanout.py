@@ -169,10 +169,21 @@ async def _run(
     }
 
 
-def run(subscribers: int, sessions: int, rate: float, seconds: float, profile: Path | None = None, nodes: int = 0) -> FanoutResult:
-    """One SQLite server (`nodes` 0), or `nodes` servers on one fresh PostgreSQL database."""
+def run(
+    subscribers: int,
+    sessions: int,
+    rate: float,
+    seconds: float,
+    profile: Path | None = None,
+    nodes: int = 0,
+    server_path: Path | None = None,
+) -> FanoutResult:
+    """One SQLite server (`nodes` 0), or `nodes` servers on one fresh PostgreSQL database; from
+    another checkout with `server_path` (old against new, same benchmark code)."""
     launcher = (sys.executable, "-m", "cProfile", "-o", str(profile.resolve())) if profile else ()
     env = {"CHRONICLE_RATE_LIMIT_POSTS": "0", "CHRONICLE_RATE_LIMIT_LOGIN": "0", "CHRONICLE_ASSISTANT_ANSWERS": ""}
+    if server_path is not None:
+        env["PYTHONPATH"] = str(server_path.resolve())
     with tempfile.TemporaryDirectory(prefix="chronicle-ws-") as tmp, ExitStack() as stack:
         if nodes:
             env["CHRONICLE_DATABASE_URL"] = stack.enter_context(fresh_database())
@@ -220,27 +231,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subscribers", type=int, default=500)
     parser.add_argument("--sessions", type=int, default=50)
-    parser.add_argument("--rate", type=float, default=1000.0, help="posts per second, all sessions together")
+    parser.add_argument("--rate", type=float, nargs="+", default=[1000.0], help="posts per second, all sessions together; one run each")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profile", type=Path, help="run the server under cProfile; its statistics go to this file")
     parser.add_argument("--nodes", type=int, nargs="+", default=[0], help="PostgreSQL nodes per run (0: one SQLite server)")
+    parser.add_argument(
+        "--server-path", type=Path, action="append", help="run the servers from this checkout; repeat for back-to-back runs"
+    )
     args = parser.parse_args()
     print(
-        "| nodes | subscribers | sessions | posts/s (target) | frames delivered/s | lost | duplicated | delivery p50 ms | p99 ms | max ms | projection lag p50 / p99 ms (≤ bucket) | server RSS MB | server CPU s | server CPU µs per frame |"  # noqa: E501 - one Markdown table header
+        "| server | nodes | subscribers | sessions | posts/s (target) | frames delivered/s | lost | duplicated | delivery p50 ms | p99 ms | max ms | projection lag p50 / p99 ms (≤ bucket) | server RSS MB | server CPU s | server CPU µs per frame |"  # noqa: E501 - one Markdown table header
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     results = []
     for nodes in args.nodes:
-        result = run(args.subscribers, args.sessions, args.rate, args.seconds, args.profile, nodes)
-        results.append({"nodes": nodes, **asdict(result)})
-        _print_row(nodes, result)
+        for rate in args.rate:
+            for path in args.server_path or [None]:
+                result = run(args.subscribers, args.sessions, rate, args.seconds, args.profile, nodes, path)
+                results.append({"server": str(path or "."), "nodes": nodes, **asdict(result)})
+                _print_row(path, nodes, result)
     save_json(args.json, results if len(results) > 1 else results[0])
 
 
-def _print_row(nodes: int, result: FanoutResult) -> None:
+def _print_row(path: Path | None, nodes: int, result: FanoutResult) -> None:
     print(
-        f"| {nodes or 'SQLite'} | {result.subscribers} | {result.sessions} | {result.posts_per_second:,.0f} ({result.target_rate:,.0f}) | "
+        f"| {path or '.'} | {nodes or 'SQLite'} | {result.subscribers} | {result.sessions} | "
+        f"{result.posts_per_second:,.0f} ({result.target_rate:,.0f}) | "
         f"{result.frames_per_second:,.0f} | {result.frames_lost} | {result.frames_duplicated} | {result.delivery_p50_ms} | "
         f"{result.delivery_p99_ms} | {result.delivery_max_ms} | {result.projection_lag_p50_ms} / {result.projection_lag_p99_ms} | "
         f"{result.server_rss_mb} | {result.server_cpu_seconds} | {result.server_cpu_us_per_frame} |"

@@ -144,6 +144,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
     from infrastructure.structured_logs import log_start_up
     from infrastructure.web.app import create_app
     from infrastructure.web.http_protocol import BoundedHttpToolsProtocol
+    from infrastructure.web.websocket_protocol import LeanWebSocketProtocol
 
     os.environ["CHRONICLE_LOG_LEVEL"] = log_level
     settings = _settings(data_dir)
@@ -174,7 +175,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
         log_level=settings.log_level,
         log_config=None,
         loop="uvloop",
-        ws="websockets-sansio",
+        ws=LeanWebSocketProtocol,
         http=BoundedHttpToolsProtocol.bounded(settings.header_timeout, settings.body_idle_timeout),
         ws_ping_interval=settings.stream_ping_interval or None,
         ws_ping_timeout=settings.stream_ping_timeout or None,

@@ -7,6 +7,7 @@ Exposition is still prometheus_client's, through Litestar's PrometheusController
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from time import perf_counter
 from typing import Any
 
@@ -37,10 +38,14 @@ class HttpMetrics:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """A WebSocket is handed straight on: no frame of this middleware stays on its stack
+        for the stream's life."""
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._measured(scope, receive, send)
+
+    async def _measured(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = perf_counter()
         status = 500
 

@@ -54,7 +54,7 @@ from projections.frames import (
 )
 from projections.members import is_member
 from projections.session_feed import session_frames_after
-from projections.storage import Row
+from projections.storage import ReadConnection, Row
 from projections.user_feed import user_frames_after
 from projections.users import user_by_id
 
@@ -415,6 +415,13 @@ async def _admit(socket: WebSocket[Any, Any, Any]) -> tuple[Principal, Token, in
     return caller[0], caller[1], min(after, head)
 
 
+async def _typing_notice(db: ReadConnection, sid: str, me: str) -> bytes:
+    """The frame the other members get when this user types; built once per stream (the user's
+    row is not kept for the stream's life)."""
+    user = await user_by_id(db, me)
+    return msgspec.json.encode({"session_id": sid, "type": "typing", "user_id": me, "display_name": user["display_name"] if user else ""})
+
+
 @websocket("/api/sessions/{session_id:uuid}/stream", exclude_from_auth=True)
 async def session_stream(socket: WebSocket[Any, Any, Any], session_id: UUID) -> None:
     """Every frame of the session after `?after=POSITION`, then live. The sign-in cookie,
@@ -436,16 +443,8 @@ async def session_stream(socket: WebSocket[Any, Any, Any], session_id: UUID) -> 
         if not await is_member(db, sid, me):
             return await _refuse(socket, CLOSE_FORBIDDEN, "not a member of this session")
     await socket.accept()
-    user = await user_by_id(db, me)
     relay: FrameRelay = socket.app.state.relay
-    typing = msgspec.json.encode(
-        {
-            "session_id": sid,
-            "type": "typing",
-            "user_id": me,
-            "display_name": user["display_name"] if user else "",
-        }
-    )
+    typing = await _typing_notice(db, sid, me)
     typed_at = 0.0
 
     async def still_allowed(frame: Frame) -> bool:
