@@ -370,7 +370,7 @@ def chronicle(
             _pin(server.process.pid, "server")
             _, cpu_before = _proc_stat(server.process.pid)
             lag_before = lag_buckets(server.url)
-            which = f"{backend}-{clients}" + (f"-{server_path.name}" if server_path else "")
+            which = f"{backend}-{clients}" + (f"-{server_path.resolve().name}" if server_path else "")
             spy = None if py_spy is None else _py_spy(server.process.pid, seconds, py_spy / f"{which}.txt")
             raw = _load(engine, server.url, targets, clients, seconds, max_requests)
             rss, cpu_after = _proc_stat(server.process.pid)

@@ -12,8 +12,8 @@ and the server's memory.
 frames cross from the other node.
 
 The assistant follows its default rule (it answers questions; the posts are not questions), so
-every frame counted is a post's. `--profile FILE` runs the server under cProfile and writes its
-statistics to FILE when the server stops (the profiler slows the server: use it for where the
+every frame counted is a post's. `--profile FILE.prof` runs the server under cProfile and writes
+each run's statistics to FILE-N.prof (N counts the runs from 0) when the server stops (the profiler slows the server: use it for where the
 time goes, not for rates). Loopback only; the posting loop is bounded by count and time.
 """
 
@@ -234,7 +234,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, nargs="+", default=[1000.0], help="posts per second, all sessions together; one run each")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--profile", type=Path, help="run the server under cProfile; its statistics go to this file")
+    parser.add_argument("--profile", type=Path, help="run the server under cProfile; each run's statistics go to this name with -N before its suffix")
     parser.add_argument("--nodes", type=int, nargs="+", default=[0], help="PostgreSQL nodes per run (0: one SQLite server)")
     parser.add_argument(
         "--server-path", type=Path, action="append", help="run the servers from this checkout; repeat for back-to-back runs"
@@ -248,7 +248,8 @@ def main() -> None:
     for nodes in args.nodes:
         for rate in args.rate:
             for path in args.server_path or [None]:
-                result = run(args.subscribers, args.sessions, rate, args.seconds, args.profile, nodes, path)
+                profile = args.profile and args.profile.with_name(f"{args.profile.stem}-{len(results)}{args.profile.suffix}")
+                result = run(args.subscribers, args.sessions, rate, args.seconds, profile, nodes, path)
                 results.append({"server": str(path or "."), "nodes": nodes, **asdict(result)})
                 _print_row(path, nodes, result)
     save_json(args.json, results if len(results) > 1 else results[0])

@@ -17,11 +17,12 @@ node through its own projection of the log, as every committed frame does. A pos
 (committed) frame is never accepted from the relay, so the relay cannot duplicate, reorder or
 forge what the feeds carry (ADR-042).
 
-Any role that may connect to the database may also `NOTIFY`, so every payload is signed: an
-HMAC-SHA256 under a key derived from the nodes' shared secret key, over the sending node, the
-time it was sent (milliseconds, strictly rising per node) and the frame. A node ignores a payload
-whose signature does not check, one older than `FRESH_SECONDS`, and one not newer than the last it
-took from the same node, so a captured payload cannot be replayed either."""
+Any role that may connect to the database may also `NOTIFY`, so every payload is signed when it
+is sent: an HMAC-SHA256 under a key derived from the nodes' shared secret key, over the sending
+node, its sequence number (rising by one per payload), its clock in milliseconds and the frame. A
+node ignores a payload whose signature does not check (`forged`), one whose number is not above
+the last it took from that node (`replayed`), and one more than `FRESH_SECONDS` from its own
+clock (`stale`), so a captured payload cannot be replayed either."""
 
 from __future__ import annotations
 
@@ -51,13 +52,18 @@ _STORED = POSITIONED.decode()
 _SESSION = session_channel("")
 _MAC_CHARACTERS = 32
 """The signature's first 128 bits, hex."""
+_SIGNING_OVERHEAD = _MAC_CHARACTERS + 32 + 20 + 20 + 4
+"""The most a payload adds to its channel and body: the signature, the node, its sequence
+number, its clock and the separators."""
 FRESH_SECONDS = 30.0
 """How old a payload may be when it arrives; the nodes' clocks must agree that closely (NTP)."""
 _CANCEL = "reply-cancel"
 """The relay's channel name for a request to cancel a reply (no stream's channel has it)."""
 
 RELAYED_FRAMES = Counter(
-    "chronicle_relayed_frames", "Ephemeral frames carried between nodes over PostgreSQL (sent, received, dropped)", ["outcome"]
+    "chronicle_relayed_frames",
+    "Ephemeral frames carried between nodes over PostgreSQL (sent, received, dropped; refused, forged, replayed, stale)",
+    ["outcome"],
 )
 
 
@@ -76,14 +82,16 @@ class FrameRelay:
         """Tells this node's own notifications (which it hears too) from the others'."""
         self._url = database_url
         self._key = hmac.new(secret_key.encode(), b"chronicle frame relay v1", hashlib.sha256).digest()
-        self._sent_ms = 0
-        self._newest_ms: dict[str, int] = {}
-        """The newest send time taken from each other node: anything not newer is a replay."""
-        self._skewed: set[str] = set()
+        self._sequence = 0
+        self._newest: dict[str, tuple[int, float]] = {}
+        """Each other node's highest sequence number taken, and when: nothing at or below it is
+        taken again. A node not heard from for twice `FRESH_SECONDS` is forgotten (whatever it
+        sent is stale by then)."""
+        self._warned_at = 0.0
         self._local = publish_local
         self._on_cancel = on_cancel
         self._queue_frames = queue_frames
-        self._queue: asyncio.Queue[str] | None = None
+        self._queue: asyncio.Queue[tuple[str, str]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.listening = asyncio.Event()
 
@@ -95,17 +103,20 @@ class FrameRelay:
     def _sign(self, signed: str) -> str:
         return hmac.new(self._key, signed.encode(), hashlib.sha256).hexdigest()[:_MAC_CHARACTERS]
 
+    def _signed(self, channel: str, body: str) -> str:
+        """The payload for a frame, signed as it is sent (so time in the queue does not age it)."""
+        self._sequence += 1
+        signed = _SEPARATOR.join((self.node, str(self._sequence), str(time.time_ns() // 1_000_000), channel, body))
+        return f"{self._sign(signed)}{_SEPARATOR}{signed}"
+
     def _enqueue(self, channel: str, body: str) -> bool:
         if self._queue is None:
             return False
-        self._sent_ms = max(time.time_ns() // 1_000_000, self._sent_ms + 1)
-        signed = _SEPARATOR.join((self.node, str(self._sent_ms), channel, body))
-        payload = f"{self._sign(signed)}{_SEPARATOR}{signed}"
-        if len(payload.encode()) > MAX_PAYLOAD_BYTES:
+        if len(channel) + len(body.encode()) + _SIGNING_OVERHEAD > MAX_PAYLOAD_BYTES:
             RELAYED_FRAMES.labels("dropped").inc()
             return False
         try:
-            self._queue.put_nowait(payload)
+            self._queue.put_nowait((channel, body))
         except asyncio.QueueFull:
             RELAYED_FRAMES.labels("dropped").inc()
             return False
@@ -147,9 +158,9 @@ class FrameRelay:
                     backoff = 0.1
                     while True:
                         assert self._queue is not None
-                        batch = [await self._queue.get()]
+                        batch = [self._signed(*await self._queue.get())]
                         while len(batch) < BATCH and not self._queue.empty():
-                            batch.append(self._queue.get_nowait())
+                            batch.append(self._signed(*self._queue.get_nowait()))
                         await conn.execute(
                             "SELECT pg_notify(%s, f.p) FROM unnest(%s::text[]) WITH ORDINALITY AS f(p, n) ORDER BY f.n",
                             (FRAMES_CHANNEL, batch),
@@ -169,7 +180,10 @@ class FrameRelay:
                     self.listening.set()
                     backoff = 0.1
                     async for notification in conn.notifies():
-                        self._receive(notification.payload)
+                        try:
+                            self._receive(notification.payload)
+                        except Exception:  # noqa: BLE001 - no payload may stop the listener
+                            self._warn("a relayed payload could not be handled", exc_info=True)
             except psycopg.Error as error:
                 self.listening.clear()
                 log.warning("the frame relay stopped listening (%s); reconnecting in %.1fs", error, backoff)
@@ -182,10 +196,12 @@ class FrameRelay:
         node, _, rest = signed.partition(_SEPARATOR)
         if node == self.node:
             return
-        sent, _, rest = rest.partition(_SEPARATOR)
-        channel, _, body = rest.partition(_SEPARATOR)
-        if not hmac.compare_digest(mac, self._sign(signed)) or not self._fresh(node, sent):
-            RELAYED_FRAMES.labels("refused").inc()
+        if not hmac.compare_digest(mac.encode(), self._sign(signed).encode()):
+            RELAYED_FRAMES.labels("forged").inc()
+            self._warn("a relayed payload's signature does not check: another key, or not from a node")
+            return
+        sequence, sent_ms, channel, body = rest.split(_SEPARATOR, 3)  # signed by a node, so as it wrote it
+        if not self._taken(node, int(sequence), int(sent_ms)):
             return
         if channel == _CANCEL:
             self._cancel(body)
@@ -197,19 +213,29 @@ class FrameRelay:
         with contextlib.suppress(RuntimeError):  # the channels plugin has stopped: the server is shutting down
             self._local(channel, body.encode())
 
-    def _fresh(self, node: str, sent: str) -> bool:
-        """Signed by a node of the cluster: now also not replayed and not stale."""
-        sent_ms = int(sent)  # the signature checked, so the sender wrote it
-        if sent_ms <= self._newest_ms.get(node, 0):
+    def _taken(self, node: str, sequence: int, sent_ms: int) -> bool:
+        """A signed payload is taken once, and only while fresh."""
+        now = time.time()
+        newest = self._newest.get(node)
+        if newest is not None and sequence <= newest[0]:
+            RELAYED_FRAMES.labels("replayed").inc()
             return False
-        age = time.time() - sent_ms / 1000
-        if abs(age) > FRESH_SECONDS:
-            if node not in self._skewed:
-                self._skewed.add(node)
-                log.warning("frames relayed from node %s are %.0f s old on arrival; are the nodes' clocks in sync?", node, age)
+        off = now - sent_ms / 1000
+        if abs(off) > FRESH_SECONDS:
+            RELAYED_FRAMES.labels("stale").inc()
+            self._warn(f"a relayed payload is {off:.0f} s off this node's clock (more than {FRESH_SECONDS:g}); are the clocks in sync?")
             return False
-        self._newest_ms[node] = sent_ms
+        if newest is None:  # a node not heard from before: forget those long silent
+            self._newest = {n: taken for n, taken in self._newest.items() if now - taken[1] < 2 * FRESH_SECONDS}
+        self._newest[node] = (sequence, now)
         return True
+
+    def _warn(self, message: str, exc_info: bool = False) -> None:
+        """At most one warning a minute: a misconfigured or hostile sender could send thousands."""
+        now = time.monotonic()
+        if now - self._warned_at >= 60.0 or self._warned_at == 0.0:
+            self._warned_at = now
+            log.warning("frame relay: %s (further ones for a minute are only counted)", message, exc_info=exc_info)
 
     def _cancel(self, body: str) -> None:
         try:

@@ -63,9 +63,9 @@ def notify(url: str, payload: str) -> None:
         db.execute("SELECT pg_notify(%s, %s)", (FRAMES_CHANNEL, payload))
 
 
-def signed(key: str, node: str, sent_ms: int, channel: str, body: str) -> str:
+def signed(key: str, node: str, sequence: int, sent_ms: int, channel: str, body: str) -> str:
     """A payload as a relay writes it, under `key`."""
-    message = "\x1f".join((node, str(sent_ms), channel, body))
+    message = "\x1f".join((node, str(sequence), str(sent_ms), channel, body))
     derived = hmac.new(key.encode(), b"chronicle frame relay v1", hashlib.sha256).digest()
     return hmac.new(derived, message.encode(), hashlib.sha256).hexdigest()[:32] + "\x1f" + message
 
@@ -97,11 +97,13 @@ async def test_payloads_notified_by_hand_unsigned_foreign_replayed_or_stale_are_
         captured = await anyio.to_thread.run_sync(lambda: [n.payload for n in eavesdropper.notifies(timeout=10, stop_after=1)])
     await until(lambda: len(b.frames) == 1, "the genuine frame to reach the other node", timeout=10)
     forgeries = [
-        "\x1f".join(("0" * 32, "intruder", str(now_ms), channel, '{"type":"typing","n":"unsigned"}')),
+        "\x1f".join(("0" * 32, "intruder", "1", str(now_ms), channel, '{"type":"typing","n":"unsigned"}')),
         f"intruder\x1f{channel}\x1f" + '{"type":"typing","n":"old format"}',
-        signed("another cluster's key", "intruder", now_ms, channel, '{"type":"typing","n":"foreign key"}'),
-        signed("another cluster's key", "intruder", now_ms, "reply-cancel", forged_cancel),
-        signed(KEY, "intruder", now_ms - 120_000, channel, '{"type":"typing","n":"stale"}'),
+        "é",  # not even ASCII where the signature should be
+        "no separator at all",
+        signed("another cluster's key", "intruder", 1, now_ms, channel, '{"type":"typing","n":"foreign key"}'),
+        signed("another cluster's key", "intruder", 2, now_ms, "reply-cancel", forged_cancel),
+        signed(KEY, "a node of long ago", 1, now_ms - 120_000, channel, '{"type":"typing","n":"stale"}'),
         captured[0],
     ]
     for payload in forgeries:
