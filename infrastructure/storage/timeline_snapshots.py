@@ -32,7 +32,7 @@ class TimelineSnapshots:
     drops them all); the least recently used sessions are dropped once the snapshots hold more
     than `capacity` records in all."""
 
-    def __init__(self, every: int = 1000, capacity: int = 2_000_000) -> None:
+    def __init__(self, every: int = 250, capacity: int = 2_000_000) -> None:
         self.every = every
         self._capacity = capacity
         self._generation: int | None = None
