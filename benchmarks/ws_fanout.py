@@ -234,7 +234,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, nargs="+", default=[1000.0], help="posts per second, all sessions together; one run each")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--profile", type=Path, help="run the server under cProfile; each run's statistics go to this name with -N before its suffix")
+    parser.add_argument(
+        "--profile", type=Path, help="run the server under cProfile; each run's statistics go to this name with -N before its suffix"
+    )
     parser.add_argument("--nodes", type=int, nargs="+", default=[0], help="PostgreSQL nodes per run (0: one SQLite server)")
     parser.add_argument(
         "--server-path", type=Path, action="append", help="run the servers from this checkout; repeat for back-to-back runs"
