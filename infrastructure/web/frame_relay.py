@@ -52,9 +52,12 @@ _STORED = POSITIONED.decode()
 _SESSION = session_channel("")
 _MAC_CHARACTERS = 32
 """The signature's first 128 bits, hex."""
-_SIGNING_OVERHEAD = _MAC_CHARACTERS + 32 + 20 + 20 + 4
+_SIGNING_OVERHEAD = _MAC_CHARACTERS + 32 + 20 + 20 + 5
 """The most a payload adds to its channel and body: the signature, the node, its sequence
-number, its clock and the separators."""
+number and its clock (up to 20 digits each) and five separators."""
+_KEY_LABEL = b"chronicle frame relay v2"
+"""What the relay's key is derived under; v2 since payloads carry a sequence number (a v1 payload
+is refused as forged rather than misread)."""
 FRESH_SECONDS = 30.0
 """How old a payload may be when it arrives; the nodes' clocks must agree that closely (NTP)."""
 _CANCEL = "reply-cancel"
@@ -81,12 +84,12 @@ class FrameRelay:
         self.node = uuid4().hex
         """Tells this node's own notifications (which it hears too) from the others'."""
         self._url = database_url
-        self._key = hmac.new(secret_key.encode(), b"chronicle frame relay v1", hashlib.sha256).digest()
+        self._key = hmac.new(secret_key.encode(), _KEY_LABEL, hashlib.sha256).digest()
         self._sequence = 0
         self._newest: dict[str, tuple[int, float]] = {}
         """Each other node's highest sequence number taken, and when: nothing at or below it is
-        taken again. A node not heard from for twice `FRESH_SECONDS` is forgotten (whatever it
-        sent is stale by then)."""
+        taken again. A node not heard from for three times `FRESH_SECONDS` is forgotten (whatever
+        it sent is stale by then, with a margin)."""
         self._warned_at = 0.0
         self._local = publish_local
         self._on_cancel = on_cancel
@@ -112,7 +115,7 @@ class FrameRelay:
     def _enqueue(self, channel: str, body: str) -> bool:
         if self._queue is None:
             return False
-        if len(channel) + len(body.encode()) + _SIGNING_OVERHEAD > MAX_PAYLOAD_BYTES:
+        if len(channel.encode()) + len(body.encode()) + _SIGNING_OVERHEAD > MAX_PAYLOAD_BYTES:
             RELAYED_FRAMES.labels("dropped").inc()
             return False
         try:
@@ -184,9 +187,9 @@ class FrameRelay:
                             self._receive(notification.payload)
                         except Exception:  # noqa: BLE001 - no payload may stop the listener
                             self._warn("a relayed payload could not be handled", exc_info=True)
-            except psycopg.Error as error:
+            except Exception as error:  # noqa: BLE001 - a lost connection, or a payload psycopg cannot decode
                 self.listening.clear()
-                log.warning("the frame relay stopped listening (%s); reconnecting in %.1fs", error, backoff)
+                log.warning("the frame relay stopped listening (%r); reconnecting in %.1fs", error, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -226,7 +229,7 @@ class FrameRelay:
             self._warn(f"a relayed payload is {off:.0f} s off this node's clock (more than {FRESH_SECONDS:g}); are the clocks in sync?")
             return False
         if newest is None:  # a node not heard from before: forget those long silent
-            self._newest = {n: taken for n, taken in self._newest.items() if now - taken[1] < 2 * FRESH_SECONDS}
+            self._newest = {n: taken for n, taken in self._newest.items() if now - taken[1] < 3 * FRESH_SECONDS}
         self._newest[node] = (sequence, now)
         return True
 

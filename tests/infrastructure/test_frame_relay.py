@@ -13,6 +13,7 @@ from uuid import UUID, uuid4
 import anyio
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 
 from infrastructure.web.frame_relay import FRAMES_CHANNEL, FrameRelay
 from projections.frames import session_channel
@@ -58,15 +59,20 @@ async def nodes(database_url: str) -> AsyncIterator[tuple[Node, Node]]:
             await node.relay.stop()
 
 
+def refused(outcome: str) -> float:
+    """How many payloads this process's relays refused for `outcome` (the metric operators read)."""
+    return REGISTRY.get_sample_value("chronicle_relayed_frames_total", {"outcome": outcome}) or 0.0
+
+
 def notify(url: str, payload: str) -> None:
     with psycopg.connect(url, autocommit=True) as db:
         db.execute("SELECT pg_notify(%s, %s)", (FRAMES_CHANNEL, payload))
 
 
-def signed(key: str, node: str, sequence: int, sent_ms: int, channel: str, body: str) -> str:
+def signed(key: str, node: str, sequence: int, sent_ms: int, channel: str, body: str, label: bytes = b"chronicle frame relay v2") -> str:
     """A payload as a relay writes it, under `key`."""
     message = "\x1f".join((node, str(sequence), str(sent_ms), channel, body))
-    derived = hmac.new(key.encode(), b"chronicle frame relay v1", hashlib.sha256).digest()
+    derived = hmac.new(key.encode(), label, hashlib.sha256).digest()
     return hmac.new(derived, message.encode(), hashlib.sha256).hexdigest()[:32] + "\x1f" + message
 
 
@@ -106,9 +112,15 @@ async def test_payloads_notified_by_hand_unsigned_foreign_replayed_or_stale_are_
         signed(KEY, "a node of long ago", 1, now_ms - 120_000, channel, '{"type":"typing","n":"stale"}'),
         captured[0],
     ]
+    v1 = "\x1f".join(("intruder", str(now_ms), channel, '{"type":"typing","n":"version 1"}'))  # before sequence numbers
+    v1_key = hmac.new(KEY.encode(), b"chronicle frame relay v1", hashlib.sha256).digest()
+    forgeries.append(hmac.new(v1_key, v1.encode(), hashlib.sha256).hexdigest()[:32] + "\x1f" + v1)
+    before = {outcome: refused(outcome) for outcome in ("forged", "stale", "replayed")}
     for payload in forgeries:
         notify(database_url, payload)
     a.relay.publish(channel, b'{"type":"typing","n":2}')  # notifications arrive in commit order: this one comes last
     await until(lambda: b'{"type":"typing","n":2}' in b.received(), "the second genuine frame", timeout=10)
     assert b.received() == [b'{"type":"typing","n":1}', b'{"type":"typing","n":2}']
     assert b.cancels == []
+    # Both nodes hear every payload sent by hand; the capture is the other node's own on `a`.
+    assert {outcome: refused(outcome) - before[outcome] for outcome in before} == {"forged": 14, "stale": 2, "replayed": 1}
