@@ -23,15 +23,17 @@ from domain.document import Document
 from domain.message import Message
 
 _ENVELOPE = {"originator_id", "originator_version", "timestamp", "actor_id", "correlation_id", "originator_topic"}
-SECRET_FIELDS = {"password_hash"}
 
 
 def event_data(event: Any) -> dict[str, Any]:
-    """An event's own fields (the envelope left out), secrets redacted. Values keep their types
-    (UUID, datetime): the wire encoder (msgspec) writes them as strings."""
-    data = {key: value for key, value in vars(event).items() if key not in _ENVELOPE}
-    for key in SECRET_FIELDS.intersection(data):
-        data[key] = "[redacted]"
+    """An event's own fields (the envelope left out), secrets redacted. Values keep the types they
+    were decoded with (an id as a `UUID` or, in a replay, its text; a time as a `datetime`): the
+    wire encoder (msgspec) writes either as the same string."""
+    data: dict[str, Any] = vars(event).copy()
+    for key in _ENVELOPE:
+        data.pop(key, None)
+    if "password_hash" in data:
+        data["password_hash"] = "[redacted]"
     return data
 
 
@@ -39,7 +41,7 @@ def event_type(event: Any) -> str:
     return type(event).__name__
 
 
-@dataclass
+@dataclass(slots=True)
 class Step:
     position: int
     at: datetime
@@ -78,7 +80,7 @@ class SessionTimeline:
                 "owner_id": str(event.owner_id),
             }
             return  # a fact about the document, not the session, until it is attached
-        if kind in (Document.DocumentAttached, Document.DocumentDetached) and event.session_id != self.session_id:
+        if kind in (Document.DocumentAttached, Document.DocumentDetached) and str(event.session_id) != str(self.session_id):
             return  # the same document in another session
         if (
             isinstance(event, Conversion.Event)

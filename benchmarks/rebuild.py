@@ -74,7 +74,7 @@ def read_and_decode(side) -> tuple[int, float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     at = count = 0
     while rows := reader.rows_after(at, 10_000):
-        decode = EventDecoder(keys, stored_form=True, cipher_of=lambda subject: keys.cipher(subject, create=False)).decode
+        decode = EventDecoder(keys, text_ids=True, text_times=True, cipher_of=lambda subject: keys.cipher(subject, create=False)).decode
         for row in rows:
             decode(row[1], row[2], row[3], row[4])
         at, count = rows[-1][0], count + len(rows)

@@ -566,9 +566,7 @@ def audit_replay(data_dir: Path, session_id: UUID, as_of: str | None, form: str)
             click.echo(f"error: no session {session_id} at position {position}", err=True)
             sys.exit(1)
         if form == "json":
-            click.echo(
-                msgspec.json.encode({"as_of": position, "session": timeline.view(), "steps": [vars(s) for s in timeline.steps]}).decode()
-            )
+            click.echo(msgspec.json.encode({"as_of": position, "session": timeline.view(), "steps": timeline.steps}).decode())
             return
         names = _display_names(reader, {s.actor_id for s in timeline.steps})
         # Printed literally (no markup): an audit tool must never hide text such as "[erased]".

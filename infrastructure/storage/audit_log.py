@@ -184,7 +184,7 @@ class AuditLog:
         timeline = base.timeline.fork() if base is not None else SessionTimeline(session_id)
         applied = base.events if base is not None else 0
         needed = 0  # the latest attachment of a document folded in so far
-        decode = EventDecoder(self._keys).decode
+        decode = EventDecoder(self._keys, text_ids=True).decode
         every = self._snapshots.every
         last = len(rows) - 1
         for index, (position, originator, version, topic, state) in enumerate(rows):

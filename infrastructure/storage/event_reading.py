@@ -10,9 +10,11 @@ and read, straight from the key store's file (never from a cache another process
 may not have reached yet).
 
 Projectors read ids and times only to store them as text, so the decoder can leave them in
-their stored form (`stored_form=True`, ADR-046): an id becomes its canonical text once per read
-(`str(UUID)` of it, without a `UUID` object) and a time stays the ISO text it was stored as
-(`datetime.isoformat()` of it), which `str()` and `projections.projector.iso` pass through."""
+their stored form (`text_ids=True, text_times=True`, ADR-046): an id becomes its canonical text
+once per read (`str(UUID)` of it, without a `UUID` object) and a time stays the ISO text it was
+stored as (`datetime.isoformat()` of it), which `str()` and `projections.projector.iso` pass
+through. An audit replay keeps times as `datetime` but takes ids as text (`text_ids=True`): it
+shows them as text, and JSON writes a `UUID` as that same text."""
 
 from __future__ import annotations
 
@@ -88,21 +90,22 @@ def canonical_id(text: str) -> str:
 
 class EventDecoder:
     """Decodes rows for one read (a replay, a batch of projection): keys and ids are remembered
-    for its length only. `stored_form`: ids as canonical text, times as their stored ISO text.
-    `cipher_of`: how a key is found (default: straight from the key store's file)."""
+    for its length only. `text_ids`: ids as canonical text; `text_times`: times as their stored
+    ISO text. `cipher_of`: how a key is found (default: straight from the key store's file)."""
 
     def __init__(
         self,
         keys: DataKeys | None,
         *,
-        stored_form: bool = False,
+        text_ids: bool = False,
+        text_times: bool = False,
         cipher_of: Callable[[str], AESGCM | None] | None = None,
     ) -> None:
         self._keys = keys
         self._ciphers: dict[str, AESGCM | None] = {}
         self._uuids: dict[Any, Any] = {}
         self._classes: dict[str, tuple[type, int]] = {}
-        self._stored_form = stored_form
+        self._text_ids, self._text_times = text_ids, text_times
         self._lookup = cipher_of if cipher_of is not None else (keys.stored_cipher if keys is not None else None)
 
     def decode(self, originator_id: str | UUID, version: int, topic: str, state: bytes) -> Any:
@@ -111,15 +114,17 @@ class EventDecoder:
             cls = resolve_topic(topic)
             known = self._classes[topic] = (cls, getattr(cls, "class_version", 1))
         cls, class_version = known
+        uuids = self._uuids
         fields: dict[str, Any] = _decode_json(state)
         for key, value in fields.items():
             kind = type(value)
             if kind is dict:
                 tag = value.get("_type_") if len(value) == 2 and "_data_" in value else None
-                if tag == "uuid_hex":  # the common cases inline: an id, a time
-                    fields[key] = self._uuid(value["_data_"])
-                elif tag == "datetime_iso" and self._stored_form:
-                    fields[key] = value["_data_"]
+                if tag == "uuid_hex":  # the common cases inline: an id (seen before, mostly), a time
+                    uuid = uuids.get(value["_data_"])
+                    fields[key] = uuid if uuid is not None else self._uuid(value["_data_"])
+                elif tag == "datetime_iso":
+                    fields[key] = value["_data_"] if self._text_times else datetime.fromisoformat(value["_data_"])
                 else:
                     fields[key] = self._untag(value)
             elif kind is list:
@@ -155,7 +160,7 @@ class EventDecoder:
     def _uuid(self, text: str | UUID) -> Any:
         uuid = self._uuids.get(text)
         if uuid is None:
-            if self._stored_form:
+            if self._text_ids:
                 uuid = str(text) if isinstance(text, UUID) else canonical_id(text)
             else:
                 uuid = text if isinstance(text, UUID) else _uuid_from_hex(text)  # PostgreSQL's uuid column
@@ -170,7 +175,7 @@ class EventDecoder:
         if kind == "uuid_hex":
             return self._uuid(value["_data_"])
         if kind == "datetime_iso":
-            return value["_data_"] if self._stored_form else datetime.fromisoformat(value["_data_"])
+            return value["_data_"] if self._text_times else datetime.fromisoformat(value["_data_"])
         if kind == "decimal_str":
             return Decimal(value["_data_"])
         if kind is not None:

@@ -125,7 +125,7 @@ class ProjectionRunner:
         """The batch's events through the fast read path, ids and times in their stored form
         (what projectors store); keys come from the key store's short-lived cache, as the
         event store's own mapper finds them."""
-        decode = EventDecoder(self._keys, stored_form=True, cipher_of=self._cipher_of).decode
+        decode = EventDecoder(self._keys, text_ids=True, text_times=True, cipher_of=self._cipher_of).decode
         return [(row[0], decode(row[1], row[2], row[3], row[4])) for row in rows]
 
     def _apply_batch(self, rows: list[StoredRow]) -> int:
