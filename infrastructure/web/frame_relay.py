@@ -169,8 +169,8 @@ class FrameRelay:
                             (FRAMES_CHANNEL, batch),
                         )
                         RELAYED_FRAMES.labels("sent").inc(len(batch))
-            except psycopg.Error as error:
-                log.warning("the frame relay cannot send (%s); reconnecting in %.1fs", error, backoff)
+            except Exception as error:  # noqa: BLE001 - a lost connection, or anything else: the sender must go on
+                log.warning("the frame relay cannot send (%r); reconnecting in %.1fs", error, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -181,15 +181,15 @@ class FrameRelay:
                 async with await self._connect("listener") as conn:
                     await conn.execute(f"LISTEN {FRAMES_CHANNEL}")
                     self.listening.set()
-                    backoff = 0.1
                     async for notification in conn.notifies():
+                        backoff = 0.1  # reset once a payload came through, not on connecting
                         try:
                             self._receive(notification.payload)
                         except Exception:  # noqa: BLE001 - no payload may stop the listener
                             self._warn("a relayed payload could not be handled", exc_info=True)
             except Exception as error:  # noqa: BLE001 - a lost connection, or a payload psycopg cannot decode
                 self.listening.clear()
-                log.warning("the frame relay stopped listening (%r); reconnecting in %.1fs", error, backoff)
+                self._warn(f"stopped listening ({error!r}); reconnecting in {backoff:.1f}s")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
