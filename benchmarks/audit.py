@@ -3,6 +3,9 @@ then measures the replay of that session from the log beside the raw SQLite read
 (cold: no snapshots; warm at the head; at random as-of points; moved back by 100 positions),
 hash-chain verification (events/s) and a filtered export (events/s).
 
+The replay's floor, in the same run: what any replay of these rows must do — read them, parse
+each one's JSON (msgspec) and open each sealed message (AES-GCM) — with nothing built from them.
+
     python -m benchmarks.audit --session-messages 10000 --other-events 90000
 """
 
@@ -18,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import msgspec
+
 from application.accounts import RegisterUser
 from application.chat import PostMessage, StartSession
 from benchmarks.report import save_json
@@ -25,6 +30,7 @@ from infrastructure.bootstrap import bootstrap
 from infrastructure.settings import Settings
 from infrastructure.storage.audit_log import AuditLog
 from infrastructure.storage.event_chain import verify
+from infrastructure.storage.sealing import open_sealed
 
 
 async def _fill(side, session_messages: int, other_events: int) -> tuple:  # type: ignore[no-untyped-def]
@@ -60,7 +66,19 @@ def _replays(side, session_id, head: int, session_messages: int) -> dict:  # typ
         " JOIN stored_events s ON s.rowid = c.position WHERE c.session=? AND c.position <= ? ORDER BY c.position"
     )
     raw = [_ms(lambda: db.execute(raw_sql, (session_id.hex, head)).fetchall()) for _ in range(5)]
+    rows = db.execute(raw_sql, (session_id.hex, head)).fetchall()
     db.close()
+    parse = msgspec.json.Decoder().decode
+    parsed = [_ms(lambda: [parse(row[4]) for row in rows]) for _ in range(5)]
+    sealed = [content for content in (parse(row[4]).get("content") for row in rows) if isinstance(content, str)]
+    keys, ciphers = side.reader.mapper.keys, {}  # a key looked up once per subject, as a replay does
+
+    def cipher_of(subject):  # type: ignore[no-untyped-def]
+        if subject not in ciphers:
+            ciphers[subject] = keys.stored_cipher(subject)
+        return ciphers[subject]
+
+    opened = [_ms(lambda: [open_sealed(content, cipher_of) for content in sealed]) for _ in range(5)]
     cold = []
     for _ in range(5):
         fresh = AuditLog(path, side.reader.mapper)
@@ -74,8 +92,14 @@ def _replays(side, session_id, head: int, session_messages: int) -> dict:  # typ
     at_random = [_ms(lambda point=point: log.timeline(session_id, point)) for point in points]
     moved = [_ms(lambda point=point: log.timeline(session_id, max(1, point - 100))) for point in points]
     ceiling = statistics.median(raw)
+    floor = ceiling + statistics.median(parsed) + statistics.median(opened)
     return {
         "raw_session_rows_ms_median": round(ceiling, 1),
+        "parse_json_ms_median": round(statistics.median(parsed), 1),
+        "open_sealed_ms_median": round(statistics.median(opened), 1),
+        "floor_ms": round(floor, 1),
+        "floor_to_raw": round(floor / ceiling, 2),
+        "replay_cold_to_floor": round(statistics.median(cold) / floor, 2),
         "replay_ms_median": round(statistics.median(cold), 1),
         "replay_ms_min": round(min(cold), 1),
         "replay_cold_to_raw": round(statistics.median(cold) / ceiling, 2),

@@ -52,6 +52,7 @@ def test_the_audit_benchmark_replays_verifies_and_exports():
     result = run(session_messages=10_000 if FULL else 500, other_events=90_000 if FULL else 500)
     assert result["exported"] == result["session_messages"] + 1
     assert result["replay_ms_median"] > 0 and result["verify_events_per_s"] > 0
+    assert result["floor_ms"] > result["raw_session_rows_ms_median"] > 0, "the floor adds parsing and opening to the raw read"
 
 
 def test_the_rebuild_benchmark_rebuilds_every_read_model_to_the_head():
