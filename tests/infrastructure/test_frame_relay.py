@@ -134,3 +134,28 @@ async def test_payloads_notified_by_hand_unsigned_foreign_replayed_or_stale_are_
 
     await until(lambda: counted() == expected, "every forgery to be counted", timeout=10)
     assert counted() == expected
+
+
+async def test_with_the_database_unreachable_the_queue_fills_and_a_cancel_is_refused_not_lost_silently():
+    """What makes the endpoint answer 503 for a forwarded cancel: the relay cannot queue it. With
+    the database unreachable nothing drains the relay's bounded queue; frames still reach this
+    node's own channels, and once the queue is full each one it cannot take is counted as
+    dropped and `request_cancel` says so (False)."""
+    from tests.e2e.server import free_port
+
+    local: list[bytes] = []
+    relay = FrameRelay(f"postgresql://127.0.0.1:{free_port()}/nothing", KEY, lambda channel, body: local.append(body), queue_frames=2)
+    relay.start()
+    try:
+        dropped = refused("dropped")
+        channel = session_channel(str(uuid4()))
+        for n in range(3):
+            relay.publish(channel, b'{"type":"typing","n":%d}' % n)
+        assert local == [b'{"type":"typing","n":0}', b'{"type":"typing","n":1}', b'{"type":"typing","n":2}'], "shown on this node"
+        assert refused("dropped") - dropped == 1, "two queued, the third dropped"
+        assert not relay.request_cancel(uuid4(), uuid4())
+        assert refused("dropped") - dropped == 2
+        assert not relay.listening.is_set()
+    finally:
+        await relay.stop()
+    assert not relay.request_cancel(uuid4(), uuid4()), "a stopped relay queues nothing"
