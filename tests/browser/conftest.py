@@ -50,8 +50,10 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # The assistant streams a piece every half second, so its reply of about seven pieces is still
+    # streaming when a person clicks Stop on a busy host (at 0.05 s it once finished first).
     running = Server(
-        tmp_path_factory.mktemp("browser-server"), env={"CHRONICLE_ASSISTANT_PACE": "0.05", "CHRONICLE_ASSISTANT_ANSWERS": ""}
+        tmp_path_factory.mktemp("browser-server"), env={"CHRONICLE_ASSISTANT_PACE": "0.5", "CHRONICLE_ASSISTANT_ANSWERS": ""}
     ).start()
     yield running
     running.stop()
