@@ -6,7 +6,9 @@ marks its space free (the bytes stay in the page until overwritten). So every de
 ends with `VACUUM FULL data_keys`, which writes the live rows into new files and unlinks the old
 ones: nothing of a destroyed key can be read back through the database (not even with
 pageinspect). VACUUM FULL must keep a dead row that a transaction older than the delete could
-still see: it then says so, and the store logs a warning naming the table to vacuum again.
+still see (an autovacuum ANALYZE, a pg_dump, a long report): it then says so, and the store runs
+it again as that transaction ends, for up to `SCRUB_PATIENCE` seconds, then logs a warning naming
+the table to vacuum again.
 What PostgreSQL keeps outside the table (WAL until recycled, WAL archives, base backups,
 replicas' WAL) is the operator's to bound: see ADR-039 and the README."""
 
@@ -22,7 +24,7 @@ from typing import Literal, TypeVar
 import psycopg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import OperationalError
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_attempt, stop_after_delay, wait_exponential, wait_fixed
 
 T = TypeVar("T")
 
@@ -37,6 +39,8 @@ class PostgresKeyStore:
     _opening = threading.Lock()
     TTL = 5.0
     """Another process may destroy keys: a cached key is trusted this many seconds at most."""
+    SCRUB_PATIENCE = 15.0
+    """How long a destroy waits for older transactions to end so that no dead copy of a key stays."""
 
     def __init__(self, database_url: str) -> None:
         self._url = database_url
@@ -133,7 +137,7 @@ class PostgresKeyStore:
                 db.execute("INSERT INTO erased_subjects VALUES (%s, extract(epoch from now())) ON CONFLICT DO NOTHING", (person,))
                 db.execute("UPDATE key_generation SET value = value + 1")
             self._cache.clear()
-            self._scrub(db)
+        self._scrub()
 
     def expire(self, before_day: str, sessions: Iterable[str] | None = None, *, keep: Iterable[str] = ()) -> dict[str, int]:
         """Destroys message keys of days before `before_day`, in `sessions` (all sessions when
@@ -161,14 +165,29 @@ class PostgresKeyStore:
                     db.execute("UPDATE key_generation SET value = value + 1")
             if rows:
                 self._cache.clear()
-                self._scrub(db)
-            return dict(rows)
+        if rows:
+            self._scrub()
+        return dict(rows)
 
-    def _scrub(self, db: psycopg.Connection[tuple]) -> None:
-        """Rewrites the key table without its deleted rows (outside any transaction: autocommit)."""
-        self._notices.clear()
-        db.execute("VACUUM (FULL, VERBOSE) data_keys")
-        kept = [found.group(0) for notice in self._notices if (found := _KEPT.search(notice)) and found.group(1) != "0"]
+    def _scrub(self) -> None:
+        """Rewrites the key table without its deleted rows (outside any transaction: autocommit),
+        again while a transaction older than the delete keeps them: the lock is let go between
+        tries, so that keys are read meanwhile."""
+
+        def vacuum() -> list[str]:
+            """One VACUUM FULL; what it says it had to keep."""
+            with self._lock:
+                self._notices.clear()
+                self._connection().execute("VACUUM (FULL, VERBOSE) data_keys")
+                return [found.group(0) for notice in self._notices if (found := _KEPT.search(notice)) and found.group(1) != "0"]
+
+        kept = Retrying(
+            retry=retry_if_result(bool),
+            stop=stop_after_delay(self.SCRUB_PATIENCE),
+            wait=wait_exponential(multiplier=0.05, max=1.0),
+            before_sleep=lambda _: log.info("destroyed data keys kept by an older transaction: vacuuming again as it ends"),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else [],
+        )(vacuum)
         if kept:
             log.warning(
                 "destroyed data keys may stay in data_keys' files while an older transaction is open: "

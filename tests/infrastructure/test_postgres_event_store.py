@@ -5,10 +5,12 @@ commit order under writers in several processes. Each test has its own database,
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -213,6 +215,46 @@ def test_destroying_a_key_erases_the_content_and_leaves_no_copy_in_the_table_fil
     finally:
         reader.close()
     assert verify(chain_of(pg_side.app)).ok  # the stored bytes are unchanged: the chain still holds
+
+
+def test_a_destroy_waits_out_a_transaction_older_than_it_and_then_leaves_no_copy(
+    pg_side: WriteSide, database_url: str, caplog: pytest.LogCaptureFixture
+):
+    """An older transaction (an ANALYZE, a pg_dump) may still see the deleted rows, so VACUUM FULL
+    keeps them; the destroy vacuums again once that transaction has ended."""
+    owner = register(pg_side)
+    keys = sql(database_url, "SELECT key FROM data_keys WHERE person = %s", (owner.id.hex,))
+    sql(database_url, "CREATE EXTENSION IF NOT EXISTS pageinspect")
+
+    def table_bytes() -> bytes:
+        pages = sql(database_url, "SELECT pg_relation_size('data_keys') / current_setting('block_size')::int")[0][0]
+        return b"".join(bytes(sql(database_url, "SELECT get_raw_page('data_keys', %s)", (page,))[0][0]) for page in range(pages))
+
+    refused = threading.Event()
+
+    class Refusals(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "older transaction" in record.getMessage():
+                refused.set()
+
+    handler = Refusals()
+    caplog.set_level(logging.INFO, logger="infrastructure.storage.postgres_keys")
+    logging.getLogger("infrastructure.storage.postgres_keys").addHandler(handler)
+    older = psycopg.connect(database_url)
+    try:
+        older.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        older.execute("SELECT count(*) FROM chronicle_events").fetchone()  # takes the snapshot
+        destroying = threading.Thread(target=pg_side.keys.destroy, args=(owner.id.hex,))
+        destroying.start()
+        assert refused.wait(PostgresKeyStore.SCRUB_PATIENCE), "the first VACUUM FULL kept no row: the older snapshot did not count"
+        assert all(bytes(key) in table_bytes() for (key,) in keys)  # kept while the snapshot lives
+        older.commit()
+        destroying.join(PostgresKeyStore.SCRUB_PATIENCE)
+        assert not destroying.is_alive()
+    finally:
+        older.close()
+        logging.getLogger("infrastructure.storage.postgres_keys").removeHandler(handler)
+    assert not any(bytes(key) in table_bytes() for (key,) in keys)
 
 
 def _write_in_small_transactions(data_dir: str, database_url: str, seconds: float, committed: multiprocessing.Queue) -> None:
