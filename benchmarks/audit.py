@@ -4,7 +4,9 @@ then measures the replay of that session from the log beside the raw SQLite read
 hash-chain verification (events/s) and a filtered export (events/s).
 
 The replay's floor, in the same run: what any replay of these rows must do — read them, parse
-each one's JSON (msgspec) and open each sealed message (AES-GCM) — with nothing built from them.
+each one's JSON (msgspec) and open each sealed message (AES-GCM) — with nothing built from them;
+and the replay's two stages apart, on rows already read: decoding them (the fast path) and
+folding the decoded events into a timeline.
 
     python -m benchmarks.audit --session-messages 10000 --other-events 90000
 """
@@ -25,11 +27,13 @@ import msgspec
 
 from application.accounts import RegisterUser
 from application.chat import PostMessage, StartSession
+from application.session_timeline import SessionTimeline
 from benchmarks.report import save_json
 from infrastructure.bootstrap import bootstrap
 from infrastructure.settings import Settings
 from infrastructure.storage.audit_log import AuditLog
 from infrastructure.storage.event_chain import verify
+from infrastructure.storage.event_reading import EventDecoder
 from infrastructure.storage.sealing import open_sealed
 
 
@@ -79,6 +83,22 @@ def _replays(side, session_id, head: int, session_messages: int) -> dict:  # typ
         return ciphers[subject]
 
     opened = [_ms(lambda: [open_sealed(content, cipher_of) for content in sealed]) for _ in range(5)]
+
+    def decode_all() -> list:  # type: ignore[type-arg]
+        decode = EventDecoder(keys, text_ids=True).decode  # what a replay decodes with, a fresh one each time
+        return [decode(originator, version, topic, state) for _, originator, version, topic, state in rows]
+
+    decoded = [_ms(decode_all) for _ in range(5)]
+    events = decode_all()
+
+    def fold_all() -> SessionTimeline:
+        timeline = SessionTimeline(session_id)
+        for row, event in zip(rows, events, strict=True):
+            timeline.apply(event, row[0])
+        return timeline
+
+    folded = [_ms(fold_all) for _ in range(5)]
+    assert len(fold_all().messages) == session_messages
     cold = []
     for _ in range(5):
         fresh = AuditLog(path, side.reader.mapper)
@@ -100,6 +120,9 @@ def _replays(side, session_id, head: int, session_messages: int) -> dict:  # typ
         "floor_ms": round(floor, 1),
         "floor_to_raw": round(floor / ceiling, 2),
         "replay_cold_to_floor": round(statistics.median(cold) / floor, 2),
+        "decode_ms_median": round(statistics.median(decoded), 1),
+        "fold_ms_median": round(statistics.median(folded), 1),
+        "decode_and_fold_to_raw": round((statistics.median(decoded) + statistics.median(folded)) / ceiling, 2),
         "replay_ms_median": round(statistics.median(cold), 1),
         "replay_ms_min": round(min(cold), 1),
         "replay_cold_to_raw": round(statistics.median(cold) / ceiling, 2),

@@ -53,6 +53,7 @@ def test_the_audit_benchmark_replays_verifies_and_exports():
     assert result["exported"] == result["session_messages"] + 1
     assert result["replay_ms_median"] > 0 and result["verify_events_per_s"] > 0
     assert result["floor_ms"] > result["raw_session_rows_ms_median"] > 0, "the floor adds parsing and opening to the raw read"
+    assert result["decode_ms_median"] > 0 and result["fold_ms_median"] > 0
 
 
 def test_the_rebuild_benchmark_rebuilds_every_read_model_to_the_head():
