@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+import anyio
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.exceptions import (
@@ -270,17 +271,24 @@ class RepliesController(Controller):
         read model: pass `after_position` for a session you have just joined or started.
 
         Replies run on the node that leads, which answers `"cancelling"` or 409. Another node
-        checks in its read model that the session has the assistant on and the reply has no
-        outcome yet, passes the request on to the leader (ADR-042's relay) and answers
-        `"forwarded"`: the leader cancels the reply if its text is still streaming; otherwise
-        the reply keeps its outcome. The stream's `reply.completed` frame tells which."""
+        checks in its read model that the session has the assistant on and the reply answers
+        one of its latest messages, and in the log that the reply has no outcome yet (completed,
+        cancelled or failed: 409), passes the request on to the leader (ADR-042's relay) and
+        answers `"forwarded"`: the leader cancels the reply if its text is still streaming;
+        otherwise the reply keeps its outcome. The stream's `reply.completed` frame tells which."""
         await progress.wait(("session_members", "sessions", "messages"), after_position)
         session = await session_for_member(db, str(session_id), str(request.user.id))
         if session is None:
             raise NotFoundException("no such session")
         if request.app.state.engine.cancel(session_id, reply_id):
             return ReplyCancellation(str(reply_id), "cancelling")
-        if request.app.state.leadership.leading or not session["assistant"] or not await awaits_reply(db, str(session_id), reply_id):
+        engine = request.app.state.engine
+        if (
+            request.app.state.leadership.leading
+            or not session["assistant"]
+            or not await awaits_reply(db, str(session_id), reply_id)
+            or await anyio.to_thread.run_sync(engine.has_outcome, reply_id)
+        ):
             raise ClientException("the reply is not in progress", status_code=409)
         if not request.app.state.relay.request_cancel(session_id, reply_id):
             raise ServiceUnavailableException(

@@ -160,8 +160,14 @@ class ChatEngine:
         return self._assistant_on[session_id]
 
     def _answered(self, message_id: UUID) -> bool:
+        return self.has_outcome(reply_id_for(message_id))
+
+    def has_outcome(self, reply_id: UUID) -> bool:
+        """Whether the log holds the reply's outcome (completed, cancelled or failed: both kinds
+        share the reply's id), read from the event store, which every node shares, not from
+        a read model that may lag. Blocks: call it from a worker thread."""
         try:
-            self._app.repository.get(reply_id_for(message_id))
+            self._app.repository.get(reply_id)
         except AggregateNotFoundError:
             return False
         return True

@@ -232,6 +232,38 @@ def test_a_reply_running_on_the_leader_is_cancelled_through_the_other_node(tmp_p
         cluster.stop()
 
 
+def test_a_cancel_through_the_other_node_for_a_reply_that_failed_is_refused(tmp_path: Path, database_url: str):
+    """A failed reply is no message, so the other node's read model still shows its question
+    unanswered; the log has the failure, and the cancel is refused there (409), not forwarded."""
+    cluster = Cluster(
+        tmp_path,
+        database_url,
+        env={"CHRONICLE_ASSISTANT_PACE": "0.5", "CHRONICLE_ASSISTANT_TIMEOUT": "0.7", "CHRONICLE_ASSISTANT_ANSWERS": "questions"},
+    )
+    try:
+        nodes = cluster.start_nodes(2)
+        wait_for(lambda: len(leaders(nodes)) == 1, "one leader", timeout=30)
+        follower = next(node for node in nodes if node not in leaders(nodes))
+        ann, _ = follower.client().signup("ann@example.org")
+        sid = ann.post("/api/sessions", {"title": "Timeout"}).json()["id"]
+        caught_up(follower, ann.head())
+        with stream(follower, ann, sid, ann.head()) as ws:
+            asked = {"content": "What is in the quarterly plan and all of its many parts?"}
+            question = ann.post(f"/api/sessions/{sid}/messages", asked).json()
+            reply_id = str(reply_id_for(UUID(question["id"])))
+            frame = next_frame(ws)
+            while (frame["type"], frame.get("data", {}).get("reply_id")) != ("reply.failed", reply_id):
+                frame = next_frame(ws)
+        assert frame["data"]["reason"] == "timeout"
+        refused = ann.post(f"/api/sessions/{sid}/replies/{reply_id}/cancel", params={"after_position": question["position"]})
+        assert refused.status_code == 409, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        failed = "domain.assistant_reply:AssistantReplyFailure.AssistantReplyFailed"
+        assert events(database_url, "%AssistantReply%", UUID(reply_id)) == [failed]
+    finally:
+        cluster.stop()
+
+
 def test_a_second_server_on_one_sqlite_data_directory_is_refused(tmp_path: Path):
     import subprocess
 
