@@ -104,6 +104,13 @@ def leaders(nodes: list[Server]) -> list[Server]:
     return [node for node in nodes if role(node) == "leader"]
 
 
+def the_follower_of_two(cluster: Cluster) -> Server:
+    """Starts two nodes and returns the one that does not lead, once one leads."""
+    nodes = cluster.start_nodes(2)
+    wait_for(lambda: len(leaders(nodes)) == 1, "one leader", timeout=30)
+    return next(node for node in nodes if node not in leaders(nodes))
+
+
 def takeover_seconds(killed: Server, successor: Server) -> float:
     """`kill -9` of the leader, then how long until the successor says it leads."""
     killed.kill()
@@ -199,9 +206,7 @@ def test_a_reply_running_on_the_leader_is_cancelled_through_the_other_node(tmp_p
     # A pace of 5 s: the reply's first piece streams at once, and the cancel lands in the pause after it.
     cluster = Cluster(tmp_path, database_url, env={"CHRONICLE_ASSISTANT_PACE": "5", "CHRONICLE_ASSISTANT_ANSWERS": "questions"})
     try:
-        nodes = cluster.start_nodes(2)
-        wait_for(lambda: len(leaders(nodes)) == 1, "one leader", timeout=30)
-        follower = next(node for node in nodes if node not in leaders(nodes))
+        follower = the_follower_of_two(cluster)
         ann, _ = follower.client().signup("ann@example.org")
         sid = ann.post("/api/sessions", {"title": "Slow"}).json()["id"]
         ann.post(f"/api/sessions/{sid}/messages", {"content": "The launch is on Friday at nine, in the big hall, with cake."})
@@ -241,9 +246,7 @@ def test_a_cancel_through_the_other_node_for_a_reply_that_failed_is_refused(tmp_
         env={"CHRONICLE_ASSISTANT_PACE": "0.5", "CHRONICLE_ASSISTANT_TIMEOUT": "0.7", "CHRONICLE_ASSISTANT_ANSWERS": "questions"},
     )
     try:
-        nodes = cluster.start_nodes(2)
-        wait_for(lambda: len(leaders(nodes)) == 1, "one leader", timeout=30)
-        follower = next(node for node in nodes if node not in leaders(nodes))
+        follower = the_follower_of_two(cluster)
         ann, _ = follower.client().signup("ann@example.org")
         sid = ann.post("/api/sessions", {"title": "Timeout"}).json()["id"]
         caught_up(follower, ann.head())
