@@ -6,9 +6,9 @@ marks its space free (the bytes stay in the page until overwritten). So every de
 ends with `VACUUM FULL data_keys`, which writes the live rows into new files and unlinks the old
 ones: nothing of a destroyed key can be read back through the database (not even with
 pageinspect). VACUUM FULL must keep a dead row that a transaction older than the delete could
-still see (an autovacuum ANALYZE, a pg_dump, a long report): it then says so, and the store runs
-it again as that transaction ends, for up to `SCRUB_PATIENCE` seconds, then logs a warning naming
-the table to vacuum again.
+still see (an autovacuum ANALYZE, a long report): it then says so, and the store runs it again
+as that transaction ends, for up to `SCRUB_PATIENCE` seconds (a pg_dump's lock on the table is
+waited out the same way), then logs a warning naming the table to vacuum again.
 What PostgreSQL keeps outside the table (WAL until recycled, WAL archives, base backups,
 replicas' WAL) is the operator's to bound: see ADR-039 and the README."""
 
@@ -24,7 +24,16 @@ from typing import Literal, TypeVar
 import psycopg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import OperationalError
-from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_attempt, stop_after_delay, wait_exponential, wait_fixed
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential,
+    wait_fixed,
+)
 
 T = TypeVar("T")
 
@@ -47,6 +56,7 @@ class PostgresKeyStore:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[AESGCM | None, float]] = {}
         self._notices: list[str] = []
+        self._impatient_until = 0.0  # until then a scrub tries once: the last one gave up
         self._db = self._connect()  # the tables are made by postgres_schema's steps, before the store opens
 
     def _connect(self) -> psycopg.Connection[tuple]:
@@ -170,30 +180,51 @@ class PostgresKeyStore:
         return dict(rows)
 
     def _scrub(self) -> None:
-        """Rewrites the key table without its deleted rows (outside any transaction: autocommit),
-        again while a transaction older than the delete keeps them: the lock is let go between
-        tries, so that keys are read meanwhile."""
+        """Rewrites the key table without its deleted rows (autocommit: VACUUM runs in no
+        transaction block). Tried again, for up to `SCRUB_PATIENCE` seconds, while a transaction
+        older than the delete keeps them, while another session's lock on the table holds the
+        VACUUM off (a pg_dump: `lock_timeout` 1 s a try) or after a lost connection; the key
+        lock is let go between tries, so keys are read meanwhile. Within `SCRUB_PATIENCE` of a
+        scrub that gave up, one try only (a retention run destroys session by session). Never
+        raises: the keys are deleted already; what may stay is logged for the operator."""
 
         def vacuum() -> list[str]:
             """One VACUUM FULL; what it says it had to keep."""
             with self._lock:
                 self._notices.clear()
-                self._connection().execute("VACUUM (FULL, VERBOSE) data_keys")
+                db = self._connection()
+                try:
+                    db.execute("SET lock_timeout = '1s'")
+                    db.execute("VACUUM (FULL, VERBOSE) data_keys")
+                finally:
+                    if not db.broken:
+                        db.execute("RESET lock_timeout")
                 return [found.group(0) for notice in self._notices if (found := _KEPT.search(notice)) and found.group(1) != "0"]
 
+        def gave_up(state: RetryCallState) -> list[str]:
+            outcome = state.outcome
+            if outcome is None:
+                return ["no try was made"]
+            error = outcome.exception()
+            return [f"the last try failed: {error}"] if error is not None else list(outcome.result())
+
+        patient = time.monotonic() >= self._impatient_until
         kept = Retrying(
-            retry=retry_if_result(bool),
-            stop=stop_after_delay(self.SCRUB_PATIENCE),
+            retry=retry_if_result(bool) | retry_if_exception_type((psycopg.OperationalError, psycopg.InterfaceError)),
+            stop=stop_before_delay(self.SCRUB_PATIENCE if patient else 0),
             wait=wait_exponential(multiplier=0.05, max=1.0),
-            before_sleep=lambda _: log.info("destroyed data keys kept by an older transaction: vacuuming again as it ends"),
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else [],
+            before_sleep=lambda _: log.info("destroyed data keys kept by an older transaction or a lock: vacuuming again"),
+            retry_error_callback=gave_up,
         )(vacuum)
         if kept:
+            self._impatient_until = time.monotonic() + self.SCRUB_PATIENCE
             log.warning(
-                "destroyed data keys may stay in data_keys' files while an older transaction is open: "
-                "run VACUUM FULL data_keys once it has ended (%s)",
+                "destroyed data keys may stay in data_keys' files: run VACUUM FULL data_keys once no transaction "
+                "older than the destroy is open (%s)",
                 "; ".join(kept),
             )
+        else:
+            self._impatient_until = 0.0
 
     def generation(self) -> int:
         """Goes up whenever keys are destroyed (by any process)."""

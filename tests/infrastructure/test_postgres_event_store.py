@@ -242,8 +242,8 @@ def test_a_destroy_waits_out_a_transaction_older_than_it_and_then_leaves_no_copy
     logging.getLogger("infrastructure.storage.postgres_keys").addHandler(handler)
     older = psycopg.connect(database_url)
     try:
-        older.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-        older.execute("SELECT count(*) FROM chronicle_events").fetchone()  # takes the snapshot
+        older.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        older.execute("SELECT count(*) FROM chronicle_events").fetchone()  # begins, and takes the snapshot
         destroying = threading.Thread(target=pg_side.keys.destroy, args=(owner.id.hex,))
         destroying.start()
         assert refused.wait(PostgresKeyStore.SCRUB_PATIENCE), "the first VACUUM FULL kept no row: the older snapshot did not count"
@@ -255,6 +255,28 @@ def test_a_destroy_waits_out_a_transaction_older_than_it_and_then_leaves_no_copy
         older.close()
         logging.getLogger("infrastructure.storage.postgres_keys").removeHandler(handler)
     assert not any(bytes(key) in table_bytes() for (key,) in keys)
+
+
+def test_a_destroy_that_cannot_scrub_in_time_returns_and_says_what_to_vacuum(
+    pg_side: WriteSide, database_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    """The keys are deleted either way: past its patience the destroy returns (an erasure goes on
+    to record itself) and warns the operator, and the next scrub tries once without waiting."""
+    owner, other = register(pg_side), register(pg_side, "bob@example.org")
+    monkeypatch.setattr(PostgresKeyStore, "SCRUB_PATIENCE", 0.3)
+    older = psycopg.connect(database_url)
+    try:
+        older.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        older.execute("SELECT count(*) FROM chronicle_events").fetchone()
+        pg_side.keys.destroy(owner.id.hex)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "VACUUM FULL data_keys" in r.getMessage()]
+        assert len(warnings) == 1 and "dead row versions cannot be removed yet" in warnings[0], warnings
+        assert sql(database_url, "SELECT count(*) FROM data_keys WHERE person = %s", (owner.id.hex,)) == [(0,)]
+        caplog.set_level(logging.INFO, logger="infrastructure.storage.postgres_keys")
+        pg_side.keys.destroy(other.id.hex)  # within the patience of the one that gave up: one try, no wait
+        assert not [r for r in caplog.records if "vacuuming again" in r.getMessage()]
+    finally:
+        older.close()
 
 
 def _write_in_small_transactions(data_dir: str, database_url: str, seconds: float, committed: multiprocessing.Queue) -> None:
