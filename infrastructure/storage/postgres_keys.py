@@ -209,13 +209,16 @@ class PostgresKeyStore:
             return [f"the last try failed: {error}"] if error is not None else list(outcome.result())
 
         patient = time.monotonic() >= self._impatient_until
-        kept = Retrying(
-            retry=retry_if_result(bool) | retry_if_exception_type((psycopg.OperationalError, psycopg.InterfaceError)),
-            stop=stop_before_delay(self.SCRUB_PATIENCE if patient else 0),
-            wait=wait_exponential(multiplier=0.05, max=1.0),
-            before_sleep=lambda _: log.info("destroyed data keys kept by an older transaction or a lock: vacuuming again"),
-            retry_error_callback=gave_up,
-        )(vacuum)
+        try:
+            kept = Retrying(
+                retry=retry_if_result(bool) | retry_if_exception_type((psycopg.OperationalError, psycopg.InterfaceError, OperationalError)),
+                stop=stop_before_delay(self.SCRUB_PATIENCE if patient else 0),
+                wait=wait_exponential(multiplier=0.05, max=1.0),
+                before_sleep=lambda _: log.info("destroyed data keys kept by an older transaction or a lock: vacuuming again"),
+                retry_error_callback=gave_up,
+            )(vacuum)
+        except (psycopg.Error, OperationalError) as error:  # anything else the server refuses: said, not raised
+            kept = [f"the vacuum failed: {error}"]
         if kept:
             self._impatient_until = time.monotonic() + self.SCRUB_PATIENCE
             log.warning(
