@@ -3,6 +3,7 @@ admin dashboard reads the very same objects, so the two never disagree."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
@@ -67,10 +68,20 @@ MEMORY_LIMIT = Gauge("chronicle_memory_limit_bytes", "Memory this process may us
 def watch_host(data_dir: Path) -> None:
     """Free space, cores and the memory limit, read at scrape time: the alerts divide the process
     collector's CPU seconds and resident memory by them."""
-    DATA_DIR_FREE.set_function(lambda: shutil.disk_usage(data_dir).free)
-    DATA_DIR_SIZE.set_function(lambda: shutil.disk_usage(data_dir).total)
+    DATA_DIR_FREE.set_function(lambda: _disk_usage(data_dir, "free"))
+    DATA_DIR_SIZE.set_function(lambda: _disk_usage(data_dir, "total"))
     CPU_CORES.set(_cpu_cores())
     MEMORY_LIMIT.set(_memory_limit())
+
+
+def _disk_usage(data_dir: Path, field: str) -> float:
+    """A figure of the data directory's file system; NaN while the directory cannot be read (an
+    unmounted or removed volume): the scrape still answers, and the free-space alert sees no
+    number rather than the scrape failing."""
+    try:
+        return float(getattr(shutil.disk_usage(data_dir), field))
+    except OSError:
+        return math.nan
 
 
 def _cgroup(name: str) -> list[str]:

@@ -272,6 +272,7 @@ def test_a_destroy_that_cannot_scrub_in_time_returns_and_says_what_to_vacuum(
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "VACUUM FULL data_keys" in r.getMessage()]
         assert len(warnings) == 1 and "dead row versions cannot be removed yet" in warnings[0], warnings
         assert sql(database_url, "SELECT count(*) FROM data_keys WHERE person = %s", (owner.id.hex,)) == [(0,)]
+        caplog.clear()
         caplog.set_level(logging.INFO, logger="infrastructure.storage.postgres_keys")
         pg_side.keys.destroy(other.id.hex)  # within the patience of the one that gave up: one try, no wait
         assert not [r for r in caplog.records if "vacuuming again" in r.getMessage()]
