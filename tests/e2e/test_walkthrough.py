@@ -138,3 +138,27 @@ def test_metrics_time_each_commit_until_the_read_models_have_it(new_user, anon):
     posted = ann.post(f"/api/sessions/{sid}/messages", {"content": "measured"}).json()
     assert ann.get(f"/api/sessions/{sid}/messages", params={"after_position": posted["position"]}).status_code == 200
     assert _lag_observations(anon) >= before + 2  # the session's start and the post
+
+
+def _samples(text: str, name: str) -> dict[str, float]:
+    """Every sample of a metric in Prometheus's text exposition: labels (as written) → value."""
+    found = {}
+    for row in text.splitlines():
+        if row.startswith(name) and not row.startswith("#"):
+            key, value = row.rsplit(" ", 1)
+            found[key[len(name) :]] = float(value)
+    return found
+
+
+def test_the_server_keeps_start_up_objects_out_of_garbage_collections_and_times_each_collection(new_user, anon):
+    ann, _ = new_user("ann")
+    sid = ann.post("/api/sessions", {"title": "Collections"}).json()["id"]
+    for n in range(20):
+        assert ann.post(f"/api/sessions/{sid}/messages", {"content": f"allocating {n}"}).status_code == 201
+    text = anon.get("/metrics").text
+    frozen = _samples(text, "chronicle_gc_frozen_objects")
+    assert frozen[""] > 10_000  # the modules, the app and its routes: far more than any request makes
+    counts = _samples(text, "chronicle_gc_pause_seconds_count")
+    assert counts['{generation="0"}'] > 0 and set(counts) == {f'{{generation="{g}"}}' for g in range(3)}
+    slowest_bucket = _samples(text, "chronicle_gc_pause_seconds_bucket")['{generation="0",le="+Inf"}']
+    assert slowest_bucket == counts['{generation="0"}']
