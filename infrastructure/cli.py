@@ -141,7 +141,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
     import uvicorn
 
     from infrastructure.bootstrap import prepare_storage
-    from infrastructure.garbage_collection import freeze_start_up_objects, measure_collections
+    from infrastructure.garbage_collection import freeze_start_up_objects
     from infrastructure.structured_logs import log_start_up
     from infrastructure.web.app import create_app
     from infrastructure.web.http_protocol import BoundedHttpToolsProtocol
@@ -187,8 +187,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
     )
     logging.getLogger("uvicorn.error").addFilter(_redact_tokens)
     signal.signal(signal.SIGTERM, _flush_logs_then_terminate)  # uvicorn raises SIGTERM again once it has shut down
-    measure_collections()
-    freeze_start_up_objects()  # last before serving: everything built so far stays out of the collector's scans
+    app.on_startup.append(freeze_start_up_objects)  # after the lifespan built the runtime: what start-up made stays out of scans
     try:
         uvicorn.Server(config).run()
     finally:

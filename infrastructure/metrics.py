@@ -63,12 +63,6 @@ DATA_DIR_FREE = Gauge("chronicle_data_dir_free_bytes", "Bytes the server may sti
 DATA_DIR_SIZE = Gauge("chronicle_data_dir_filesystem_bytes", "Size of the data directory's file system")
 CPU_CORES = Gauge("chronicle_cpu_cores", "CPUs this process may use (its affinity, or the cgroup's quota when lower)")
 MEMORY_LIMIT = Gauge("chronicle_memory_limit_bytes", "Memory this process may use (the cgroup's limit, else the machine's)")
-GC_PAUSES = Histogram(
-    "chronicle_gc_pause_seconds",
-    "Garbage collections of the server process and how long each stopped it, by generation (2: a full one)",
-    ["generation"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
-)
 GC_FROZEN = Gauge("chronicle_gc_frozen_objects", "Objects made at start-up and kept out of the collector's scans (gc.freeze)")
 
 

@@ -82,6 +82,20 @@ def test_post_edit_delete_and_membership_are_stored_with_positions(write_side):
     assert not write_side.app.repository.get(session.id).is_member(guest.id)
 
 
+def test_a_posted_message_is_not_kept_in_the_aggregate_cache_and_an_edit_loads_it_from_the_store(write_side):
+    bus, cache = write_side.bus, write_side.app.repository.cache
+    owner = register(write_side)
+    session = bus.execute_now(StartSession(owner.id, "Plans", assistant=False), str(owner.id)).value
+    posted = bus.execute_now(PostMessage(session.id, owner.id, "hello"), str(owner.id)).value.message
+    cached = set(cache.cache)
+    assert session.id in cached and owner.id in cached  # what every post needs stays
+    assert posted.id not in cached  # messages are most of what is saved, and rarely commanded again
+    edited = bus.execute_now(EditMessage(session.id, posted.id, owner.id, "hello!"), str(owner.id))
+    assert edited.position > 0 and posted.id in set(cache.cache)  # loaded back for the edit, then kept
+    message = write_side.app.repository.get(posted.id)
+    assert isinstance(message, Message) and message.content == "hello!" and message.version == 2
+
+
 def test_a_repeated_client_message_id_answers_the_first_message_and_appends_nothing(write_side):
     owner = register(write_side)
     session = write_side.bus.execute_now(StartSession(owner.id, "Plans"), str(owner.id)).value

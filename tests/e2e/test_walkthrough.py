@@ -150,15 +150,11 @@ def _samples(text: str, name: str) -> dict[str, float]:
     return found
 
 
-def test_the_server_keeps_start_up_objects_out_of_garbage_collections_and_times_each_collection(new_user, anon):
+def test_the_server_keeps_its_start_up_objects_out_of_garbage_collections(new_user, anon):
     ann, _ = new_user("ann")
     sid = ann.post("/api/sessions", {"title": "Collections"}).json()["id"]
     for n in range(20):
         assert ann.post(f"/api/sessions/{sid}/messages", {"content": f"allocating {n}"}).status_code == 201
     text = anon.get("/metrics").text
     frozen = _samples(text, "chronicle_gc_frozen_objects")
-    assert frozen[""] > 10_000  # the modules, the app and its routes: far more than any request makes
-    counts = _samples(text, "chronicle_gc_pause_seconds_count")
-    assert counts['{generation="0"}'] > 0 and set(counts) == {f'{{generation="{g}"}}' for g in range(3)}
-    slowest_bucket = _samples(text, "chronicle_gc_pause_seconds_bucket")['{generation="0",le="+Inf"}']
-    assert slowest_bucket == counts['{generation="0"}']
+    assert frozen[""] > 10_000  # the modules, the app, its routes and the runtime: far more than any request makes
