@@ -141,7 +141,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
     import uvicorn
 
     from infrastructure.bootstrap import prepare_storage
-    from infrastructure.garbage_collection import freeze_start_up_objects
+    from infrastructure.garbage_collection import tune_for_a_long_run
     from infrastructure.structured_logs import log_start_up
     from infrastructure.web.app import create_app
     from infrastructure.web.http_protocol import BoundedHttpToolsProtocol
@@ -187,7 +187,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
     )
     logging.getLogger("uvicorn.error").addFilter(_redact_tokens)
     signal.signal(signal.SIGTERM, _flush_logs_then_terminate)  # uvicorn raises SIGTERM again once it has shut down
-    app.on_startup.append(freeze_start_up_objects)  # after the lifespan built the runtime: what start-up made stays out of scans
+    app.on_startup.append(tune_for_a_long_run)  # after the lifespan built the runtime: what start-up made stays out of scans
     try:
         uvicorn.Server(config).run()
     finally:

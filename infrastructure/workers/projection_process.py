@@ -217,7 +217,7 @@ def _child_main(settings: Settings, connection: Connection, wakes: Connection) -
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     from infrastructure.bootstrap import projection_child
-    from infrastructure.garbage_collection import freeze_start_up_objects
+    from infrastructure.garbage_collection import tune_for_a_long_run
     from infrastructure.structured_logs import configure_logging
     from infrastructure.tracing import install_tracing
 
@@ -246,7 +246,7 @@ def _child_main(settings: Settings, connection: Connection, wakes: Connection) -
         send("batch", advanced, frames, samples, error=None)
 
     runner, close = projection_child(settings, on_progress=progressed, on_publish=published.extend, on_lag=lagged)
-    freeze_start_up_objects()
+    tune_for_a_long_run()
     on_postgres = settings.on_postgres
     signal.signal(signal.SIGTERM, lambda number, frame: runner.stop_soon())
 
