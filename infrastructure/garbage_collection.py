@@ -11,10 +11,10 @@ runs once, when start-up is done.
 
 What streams make after start-up cannot be frozen: with 10,000 streams open a full collection
 scans ≈ 3 million objects and takes up to a second. CPython starts one when the objects that
-survived since the last has grown by a quarter, checked every `threshold2` collections of the
-middle generation; while thousands of streams connect that fired 16 times (5.9 s of pauses in
-all, the longest 1.0 s). `FULL_COLLECTION_AFTER` (100 instead of CPython's 10) checks ten times
-less often: 3 full collections (1.2 s) for the same 10,000 connections.
+have survived since the last one add up to a quarter of those it scanned then, checked every
+`threshold2` collections of the middle generation; while 10,000 streams connected that fired 16
+times (5.9 s of pauses in all, the longest 1.0 s). `FULL_COLLECTION_AFTER` (100 instead of
+CPython's 10) checks ten times less often: 3 full collections (1.2 s) for the same connections.
 
 Collections are counted by generation on `/metrics` (`python_gc_collections_total`, the
 Prometheus client's own collector). Their durations are not: timing them takes a `gc.callbacks`
