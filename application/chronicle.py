@@ -24,7 +24,7 @@ class Chronicle(Application[UUID]):
     edit loads one back), while the sessions and users that every post needs stay. With every
     posted message kept (and 50,000 slots), the cache filled within half a minute of posting and
     was most of what each full garbage collection had to scan: ≈ 200,000 objects, 100 ms with the
-    event loop stopped, every few seconds (ADR-048)."""
+    event loop stopped, about once a second (ADR-048)."""
 
     env = {
         "AGGREGATE_CACHE_MAXSIZE": "10000",
