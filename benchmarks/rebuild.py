@@ -6,7 +6,10 @@ through the command bus), then, in the same run and on the same log:
 - the rebuild of every read model the way `chronicle projections rebuild --all` does it (replay
   into a scratch shadow, catch up, swap) in one process, and with `--workers N` in N processes;
 - with `--before PATH`, the same rebuild by the code checked out at PATH (another commit), in a
-  process of its own on a copy of the same data directory.
+  process of its own on a copy of the same data directory;
+- the rebuild's floor: the ceiling plus the wall time the one-process rebuild spent inside SQLite
+  on the read store's files (the shadow's writes and commits, the swap's statements), timed per
+  call. No projector code, however fast, makes a one-process rebuild of these tables beat it.
 
 Rates are events/s by the wall clock and by the process's CPU time (`time.process_time`): on a
 shared, loaded host the CPU figure is the steadier one and the ratio is what to compare.
@@ -23,12 +26,13 @@ import json
 import os
 import pstats
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from application.accounts import RegisterUser
 from application.chat import PostMessage, StartSession
@@ -37,7 +41,7 @@ from benchmarks.report import save_json
 from infrastructure.bootstrap import bootstrap
 from infrastructure.settings import Settings
 from infrastructure.storage.event_reading import EventDecoder, log_reader
-from infrastructure.storage.shadow_rebuild import rebuild
+from infrastructure.storage.shadow_rebuild import SHADOW_PREFIX, rebuild
 
 _REBUILD_ELSEWHERE = """
 import json, sys, time
@@ -68,6 +72,45 @@ def write_log(side, events: int, sessions: int) -> None:
         n += 500
 
 
+class SQLiteTime(sqlite3.Connection):
+    """A connection that adds up the wall time of its `execute` and `executemany` calls (the
+    statement's work inside SQLite, commits included), by what it is a connection to: a rebuild's
+    shadow ("build") or the read store ("swap", where only the swap writes during a rebuild)."""
+
+    spent: ClassVar[dict[str, float]] = {"build": 0.0, "swap": 0.0}
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        self._phase = "build" if Path(str(database)).name.startswith(SHADOW_PREFIX) else "swap"
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:
+        started = time.perf_counter()
+        try:
+            return super().execute(*args)
+        finally:
+            self.spent[self._phase] += time.perf_counter() - started
+
+    def executemany(self, *args: Any) -> sqlite3.Cursor:
+        started = time.perf_counter()
+        try:
+            return super().executemany(*args)
+        finally:
+            self.spent[self._phase] += time.perf_counter() - started
+
+
+def timing_sqlite(read_store: Path) -> Any:
+    """`sqlite3.connect` for the read store's files with `SQLiteTime` connections (the log's own
+    connection, opened before, is untouched)."""
+    connect = sqlite3.connect
+
+    def timed(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if Path(str(database)).parent == read_store.parent and Path(str(database)).name.startswith("read."):
+            kwargs["factory"] = SQLiteTime
+        return connect(database, *args, **kwargs)
+
+    return timed
+
+
 def read_and_decode(side) -> tuple[int, float, float]:
     """The ceiling: every stored event read in batches and decoded as the runner decodes them."""
     reader, keys = log_reader(side.app.recorder), side.keys
@@ -93,14 +136,18 @@ def measure(data: Path, workers: int = 1, profile: bool = False) -> dict[str, An
         head = side.runner.head()
         decoded, ceiling_wall, ceiling_cpu = read_and_decode(side)
         built: list[float] = []
-        started, cpu = time.perf_counter(), time.process_time()
-        rebuild(
-            side.app,
-            side.settings.read_store_path,
-            side.runner.projectors,
-            lambda done, at: built.append(time.perf_counter()) if done >= at and not built else None,
-        )
-        total, total_cpu = time.perf_counter() - started, time.process_time() - cpu
+        connect, sqlite3.connect = sqlite3.connect, timing_sqlite(side.settings.read_store_path)
+        try:
+            started, cpu = time.perf_counter(), time.process_time()
+            rebuild(
+                side.app,
+                side.settings.read_store_path,
+                side.runner.projectors,
+                lambda done, at: built.append(time.perf_counter()) if done >= at and not built else None,
+            )
+            total, total_cpu = time.perf_counter() - started, time.process_time() - cpu
+        finally:
+            sqlite3.connect = connect
         found: dict[str, Any] = {
             "events": head,
             "decoded": decoded,
@@ -109,6 +156,8 @@ def measure(data: Path, workers: int = 1, profile: bool = False) -> dict[str, An
             "wall": total,
             "cpu": total_cpu,
             "replay": (built[0] - started) if built else total,
+            "sqlite_build": SQLiteTime.spent["build"],
+            "sqlite_swap": SQLiteTime.spent["swap"],
         }
         if profile:
             profiler = cProfile.Profile()
@@ -153,6 +202,7 @@ def run(events: int, sessions: int = 50, workers: int = 1, before: Path | None =
             ours, ["-m", "benchmarks.rebuild", "--measure", str(data), "--workers", str(workers), *(["--profile"] if profile else [])]
         )
     head = new["events"]
+    floor = new["ceiling_wall"] + new["sqlite_build"] + new["sqlite_swap"]
     assert new["decoded"] == head and min(new["positions"].values()) == head
     result: dict[str, object] = {
         "events": head,
@@ -166,6 +216,12 @@ def run(events: int, sessions: int = 50, workers: int = 1, before: Path | None =
         "rebuild_events_per_cpu_s": _rate(head, new["cpu"]),
         "rebuild_of_ceiling_wall": round(new["ceiling_wall"] / new["wall"], 3),
         "rebuild_of_ceiling_cpu": round(new["ceiling_cpu"] / new["cpu"], 3),
+        "sqlite_build_seconds": round(new["sqlite_build"], 3),
+        "sqlite_swap_seconds": round(new["sqlite_swap"], 3),
+        "floor_seconds": round(floor, 2),
+        "floor_events_per_s": _rate(head, floor),
+        "floor_of_ceiling": round(new["ceiling_wall"] / floor, 3),
+        "rebuild_of_floor": round(floor / new["wall"], 3),
     }
     if "parallel_wall" in new:
         result[f"rebuild_{workers}_processes_events_per_s"] = _rate(head, new["parallel_wall"])
