@@ -1,4 +1,8 @@
-"""The session messages read model: messages in log order, and every version of each."""
+"""The session messages read model: messages in log order, and every version of each.
+
+A message's versions are stored apart only once it is edited: until then its one version is its
+`messages` row (content, time, position), so a post writes one row, not two copies of its
+content. The first edit stores version 1 from that row before the row changes."""
 
 from __future__ import annotations
 
@@ -32,7 +36,8 @@ class SessionMessagesProjector(Projector):
         "CREATE INDEX IF NOT EXISTS messages_by_reply_to ON messages(reply_to) WHERE reply_to IS NOT NULL",
         """CREATE TABLE IF NOT EXISTS message_versions (
             message_id TEXT NOT NULL, version INTEGER NOT NULL, content TEXT,
-            at TEXT NOT NULL, position INTEGER NOT NULL, PRIMARY KEY (message_id, version))""",
+            at TEXT NOT NULL, position INTEGER NOT NULL, PRIMARY KEY (message_id, version))
+            -- edited messages only: an unedited message's one version is its messages row""",
     )
 
     @handles(Message.MessagePosted)
@@ -44,7 +49,6 @@ class SessionMessagesProjector(Projector):
             " client_message_id, created_at, version) VALUES (?,?,?,?,?,?,?,?,1)",
             (position, message_id, str(e.session_id), str(e.author_id), e.role, e.content, e.client_message_id, at),
         )
-        tx.insert("INSERT INTO message_versions VALUES (?,1,?,?,?)", (message_id, e.content, at, position))
 
     @handles(AssistantReply.AssistantReplyCompleted)
     def _replied(self, tx: ReadTransaction, e: Any, position: int) -> None:
@@ -67,12 +71,15 @@ class SessionMessagesProjector(Projector):
                 _encode_sources(e.sources) if e.sources else None,
             ),
         )
-        tx.insert("INSERT INTO message_versions VALUES (?,1,?,?,?)", (reply_id, e.content, at, position))
 
     @handles(Message.MessageEdited)
     def _edited(self, tx: ReadTransaction, e: Any, position: int) -> None:
         at = iso(e.timestamp)
         message_id = str(e.originator_id)
+        tx.execute(
+            "INSERT OR IGNORE INTO message_versions SELECT id, 1, content, created_at, position FROM messages WHERE id=? AND version=1",
+            (message_id,),
+        )
         tx.execute(
             "UPDATE messages SET content=?, edited_at=?, version=version+1 WHERE id=?",
             (e.content, at, message_id),
@@ -117,9 +124,11 @@ async def message_in_session(db: ReadConnection, session_id: str, message_id: st
 
 
 async def message_versions(db: ReadConnection, message_id: str) -> list[Row]:
+    """Every version, oldest first: the stored ones of an edited message, or an unedited one's row."""
     return await db.fetch_all(
-        "SELECT version, content, at, position FROM message_versions WHERE message_id=? ORDER BY version",
-        (message_id,),
+        "SELECT version, content, at, position FROM message_versions WHERE message_id=?"
+        " UNION ALL SELECT 1, content, created_at, position FROM messages WHERE id=? AND version=1 ORDER BY version",
+        (message_id, message_id),
     )
 
 

@@ -43,30 +43,30 @@ def test_a_failing_projector_stops_at_its_event_and_a_rebuild_repairs_it(tmp_pat
         admin = admin_of(server)
         ann, _ = server.client().signup("ann@example.org")
         sid = ann.post("/api/sessions", {"title": "Plans", "assistant": False}).json()["id"]
-        ann.post(f"/api/sessions/{sid}/messages", {"content": "before"})
+        before = ann.post(f"/api/sessions/{sid}/messages", {"content": "before"}).json()
         wait_for(lambda: all(p["lag_events"] == 0 for p in statuses(admin).values()))
         assert {p["state"] for p in statuses(admin).values()} == {"live"}
         assert_problem(ann.get("/api/admin/projections"), 403)
 
         db = sqlite3.connect(tmp_path / "read.sqlite3")
-        db.execute("DROP TABLE message_versions")  # the messages projector cannot apply the next post
+        db.execute("DROP TABLE message_versions")  # the messages projector cannot apply the next edit
         db.commit()
         db.close()
-        failed_post = ann.post(f"/api/sessions/{sid}/messages", {"content": "after"}).json()
+        failed_edit = ann.patch(f"/api/sessions/{sid}/messages/{before['id']}", {"content": "after"}).json()
         failed = wait_for(lambda: (s := statuses(admin)["messages"])["state"] == "failed" and s)
-        assert failed["failed_at"] == failed_post["position"] and "message_versions" in failed["error"]
-        assert failed["position"] == failed_post["position"] - 1 and failed["lag_seconds"] > 0
+        assert failed["failed_at"] == failed_edit["position"] and "message_versions" in failed["error"]
+        assert failed["position"] == failed_edit["position"] - 1 and failed["lag_seconds"] > 0
         assert statuses(admin)["sessions"]["state"] == "live"
         assert ann.get("/health/ready").status_code == 503
         status = cli(tmp_path, "projections", "status")
-        assert status.returncode == 1 and f"failed at {failed_post['position']}" in status.stdout
+        assert status.returncode == 1 and f"failed at {failed_edit['position']}" in status.stdout
 
         started = admin.post("/api/admin/projections/messages/rebuild")
         assert started.status_code == 202
         assert_problem(admin.post("/api/admin/projections/nonsense/rebuild"), 404)
         wait_for(lambda: statuses(admin)["messages"]["state"] == "live" and statuses(admin)["messages"]["lag_events"] == 0)
         page = ann.get(f"/api/sessions/{sid}/messages").json()["items"]
-        assert [m["content"] for m in page] == ["before", "after"]
+        assert [(m["content"], m["version"]) for m in page] == [("after", 2)]
         assert ann.get("/health/ready").status_code == 200
     finally:
         server.stop()

@@ -114,7 +114,8 @@ def test_alerts_fire_on_a_live_server_and_resolve_after_the_fix(tmp_path):
         admin = server.admin()
         ann, _ = server.client().signup("ann@example.org")
         sid = ann.post("/api/sessions", {"title": "Plans", "assistant": False}).json()["id"]
-        assert ann.post(f"/api/sessions/{sid}/messages", {"content": "before"}).status_code == 201
+        before = ann.post(f"/api/sessions/{sid}/messages", {"content": "before"})
+        assert before.status_code == 201
 
         prometheus = Prometheus(tmp_path, server.port, TOKEN).start()
         target = eventually(
@@ -132,12 +133,12 @@ def test_alerts_fire_on_a_live_server_and_resolve_after_the_fix(tmp_path):
         assert float(free[0]["value"][1]) > 0
         assert prometheus.alerts("ChronicleProjectorFailed") == [] and prometheus.alerts("ChronicleChainBroken") == []
 
-        # The messages projector cannot apply the next post: its table is gone.
+        # The messages projector cannot apply the next edit: the table of versions is gone.
         db = sqlite3.connect(server.data_dir / "read.sqlite3")
         db.execute("DROP TABLE message_versions")
         db.commit()
         db.close()
-        assert ann.post(f"/api/sessions/{sid}/messages", {"content": "after"}).status_code == 201
+        assert ann.patch(f"/api/sessions/{sid}/messages/{before.json()['id']}", {"content": "after"}).status_code == 200
         firing = eventually(lambda: prometheus.firing("ChronicleProjectorFailed"), 30, "ChronicleProjectorFailed firing")
         print("firing alert as Prometheus reports it:\n" + json.dumps(firing, indent=2))
         assert [a["labels"]["projection"] for a in firing] == ["messages"]
@@ -145,7 +146,7 @@ def test_alerts_fire_on_a_live_server_and_resolve_after_the_fix(tmp_path):
 
         assert admin.post("/api/admin/projections/messages/retry").status_code == 202
         eventually(lambda: prometheus.alerts("ChronicleProjectorFailed") == [], 30, "ChronicleProjectorFailed resolved")
-        assert [m["content"] for m in ann.get(f"/api/sessions/{sid}/messages").json()["items"]] == ["before", "after"]
+        assert [m["content"] for m in ann.get(f"/api/sessions/{sid}/messages").json()["items"]] == ["after"]
 
         # A stored event changed behind the log's back: the next verification finds it.
         original = stored_events(server.data_dir)[0].state

@@ -10,7 +10,7 @@ from application.assistant import RecordReply
 from domain.assistant_reply import reply_id_for
 from domain.user import ERASED
 from infrastructure.storage.read_store import AioSQLiteReadConnection
-from projections.messages import SessionMessagesProjector, awaits_reply
+from projections.messages import SessionMessagesProjector, awaits_reply, message_versions
 from tests.projections.projection_log import (
     assert_rebuild_gives_the_same_rows,
     assert_replay_changes_nothing,
@@ -27,10 +27,20 @@ def messages(projected):
 
 
 def versions(projected, message_id):
-    return [
-        (r["version"], r["content"])
-        for r in projected.rows("SELECT version, content FROM message_versions WHERE message_id=? ORDER BY version", (str(message_id),))
-    ]
+    """What the history endpoint reads: `message_versions`, the query."""
+
+    async def read():
+        db = await AioSQLiteReadConnection.open(projected.store.path)
+        try:
+            return await message_versions(db, str(message_id))
+        finally:
+            await db.close()
+
+    return [(r["version"], r["content"]) for r in anyio.run(read)]
+
+
+def stored_versions(projected):
+    return projected.rows("SELECT message_id, version FROM message_versions ORDER BY message_id, version")
 
 
 def test_a_post_is_a_row_at_its_log_position_with_version_one(log, projected):
@@ -43,6 +53,7 @@ def test_a_post_is_a_row_at_its_log_position_with_version_one(log, projected):
     assert (row["role"], row["version"], row["deleted"], row["edited_at"]) == ("user", 1, 0, None)
     assert row["position"] == log.head()
     assert versions(projected, message) == [(1, "hello")]
+    assert stored_versions(projected) == [], "an unedited message's one version is its row: its content is not stored twice"
 
 
 def test_each_edit_adds_a_version_and_the_row_shows_the_latest(log, projected):
@@ -56,6 +67,7 @@ def test_each_edit_adds_a_version_and_the_row_shows_the_latest(log, projected):
     [row] = messages(projected)
     assert (row["content"], row["version"]) == ("final", 3) and row["edited_at"] is not None
     assert versions(projected, message) == [(1, "draft"), (2, "second"), (3, "final")]
+    assert [r["version"] for r in stored_versions(projected)] == [1, 2, 3], "the first edit stored version 1 before the row changed"
 
 
 def test_a_deleted_message_keeps_its_row_but_no_content_in_any_version(log, projected):
@@ -64,11 +76,15 @@ def test_a_deleted_message_keeps_its_row_but_no_content_in_any_version(log, proj
     gone = log.post(session, ann, "oops")
     log.edit(session, gone, ann, "oops!")
     kept = log.post(session, ann, "keep me")
+    never_edited = log.post(session, ann, "and this")
     log.delete(session, gone, ann)
+    log.delete(session, never_edited, ann)
     projected.catch_up()
     rows = {r["id"]: r for r in messages(projected)}
     assert (rows[str(gone)]["deleted"], rows[str(gone)]["content"]) == (1, None)
     assert versions(projected, gone) == [(1, None), (2, None)]
+    assert versions(projected, never_edited) == [(1, None)]
+    assert versions(projected, kept) == [(1, "keep me")]
     assert (rows[str(kept)]["deleted"], rows[str(kept)]["content"]) == (0, "keep me")
 
 
