@@ -3,7 +3,7 @@ large ordered batches (`log_reader`, for SQLite and PostgreSQL alike) and decode
 domain events, without eventsourcing's `Notification`, `StoredEvent`, id converters and mapper.
 
 The result is what `SealingMapper.to_domain_event` gives for the same row (same class, same
-fields, same values; `tests/infrastructure/test_event_reading.py` holds it to that), at a
+fields, same values; `tests/infrastructure/test_audit_replay.py` holds it to that), at a
 fraction of the cost: the state is decoded once by msgspec, repeated ids (a session's, an
 author's) become one `UUID` object each, and a sealed field's key is looked up once per key
 and read, straight from the key store's file (never from a cache another process's erasure

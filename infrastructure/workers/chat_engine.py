@@ -42,6 +42,7 @@ from domain.assistant_reply import reply_id_for
 from domain.chat_session import ChatSession
 from domain.identity import new_id
 from infrastructure.metrics import REPLIES, REPLIES_IN_FLIGHT, REPLY_SECONDS
+from infrastructure.storage.event_reading import EventDecoder
 from infrastructure.storage.read_store import SQLiteReadStore
 from infrastructure.workers.log_follower import Found, LogFollower, recorded_with_retries
 from projections.frames import session_channel
@@ -128,13 +129,14 @@ class ChatEngine:
         pass (so a message is answered by the setting in force when it was posted), and loaded
         once from the store for a session started before the scan began. What a scan learnt
         is kept only if the scan completes, so a scan that fails is repeated from scratch."""
-        recorder, mapper = self._app.recorder, self._app.mapper
+        recorder = self._app.recorder
         head = recorder.max_notification_id() or 0
         notifications = recorder.select_notifications(start=after + 1, limit=_SCAN_LIMIT, stop=head, topics=_TOPICS)
+        decode = EventDecoder(getattr(self._app.mapper, "keys", None)).decode  # the mapper's events, without its objects
         learnt: dict[UUID, bool] = {}
         found: list[Found[tuple[Any, int]]] = []
         for notification in notifications:
-            event = mapper.to_domain_event(notification)
+            event = decode(notification.originator_id, notification.originator_version, notification.topic, notification.state)
             if notification.topic != _POSTED:
                 learnt[event.originator_id] = event.assistant
             elif (
