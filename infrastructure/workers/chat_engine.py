@@ -62,6 +62,22 @@ _SCAN_LIMIT = 500
 _encode = msgspec.json.Encoder().encode
 
 
+class _StoredId(msgspec.Struct):
+    """An id as the log stores it (`{"_type_": "uuid_hex", "_data_": hex}`, `event_encoding`)."""
+
+    hex: str = msgspec.field(name="_data_")
+
+
+class _PostedHead(msgspec.Struct):
+    """The two fields of a stored `MessagePosted` that decide whether the assistant may answer it."""
+
+    session_id: _StoredId
+    role: str
+
+
+_peek_posted = msgspec.json.Decoder(_PostedHead).decode
+
+
 class ChatEngine:
     def __init__(
         self,
@@ -132,20 +148,21 @@ class ChatEngine:
         recorder = self._app.recorder
         head = recorder.max_notification_id() or 0
         notifications = recorder.select_notifications(start=after + 1, limit=_SCAN_LIMIT, stop=head, topics=_TOPICS)
-        decode = EventDecoder(getattr(self._app.mapper, "keys", None)).decode  # the mapper's events, without its objects
+        keys = getattr(self._app.mapper, "keys", None)
+        cached = (lambda subject: keys.cipher(subject, create=False)) if keys is not None else None  # as the mapper finds keys
+        decode = EventDecoder(keys, cipher_of=cached).decode
         learnt: dict[UUID, bool] = {}
         found: list[Found[tuple[Any, int]]] = []
-        for notification in notifications:
-            event = decode(notification.originator_id, notification.originator_version, notification.topic, notification.state)
-            if notification.topic != _POSTED:
-                learnt[event.originator_id] = event.assistant
-            elif (
-                event.role == "user"
-                and self._assistant_in(event.session_id, learnt)
-                and self._answers(event.content)
-                and not self._answered(event.originator_id)
-            ):
-                found.append(Found(notification.id, reply_id_for(event.originator_id), (event, notification.id)))
+        for n in notifications:
+            if n.topic != _POSTED:
+                learnt[n.originator_id] = decode(n.originator_id, n.originator_version, n.topic, n.state).assistant
+                continue
+            posted = _peek_posted(n.state)  # most posts are passed over: nothing else of them is decoded or opened
+            if posted.role != "user" or not self._assistant_in(UUID(posted.session_id.hex), learnt):
+                continue
+            event = decode(n.originator_id, n.originator_version, n.topic, n.state)
+            if self._answers(event.content) and not self._answered(event.originator_id):
+                found.append(Found(n.id, reply_id_for(event.originator_id), (event, n.id)))
         self._assistant_on.update(learnt)
         return found, head if len(notifications) < _SCAN_LIMIT else notifications[-1].id
 
