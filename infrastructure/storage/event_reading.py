@@ -18,7 +18,7 @@ shows them as text, and JSON writes a `UUID` as that same text."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -40,9 +40,10 @@ StoredRow = tuple[int, Any, int, str, bytes]
 
 
 class LogReader(Protocol):
-    """Stored events in position order, as rows, in batches as large as asked."""
+    """Stored events in position order, as rows, in batches as large as asked; `topics` and
+    `stop` (the last position to read) narrow a scan to what a worker acts on."""
 
-    def rows_after(self, position: int, limit: int) -> list[StoredRow]: ...
+    def rows_after(self, position: int, limit: int, *, topics: Sequence[str] = (), stop: int | None = None) -> list[StoredRow]: ...
 
 
 class SQLiteLogReader:
@@ -50,14 +51,21 @@ class SQLiteLogReader:
 
     def __init__(self, recorder: SQLiteApplicationRecorder) -> None:
         self._datastore = recorder.datastore
-        self._statement = (
-            f"SELECT rowid, originator_id, originator_version, topic, state FROM {recorder.events_table_name}"
-            " WHERE rowid>? ORDER BY rowid LIMIT ?"
-        )
+        self._table = recorder.events_table_name
 
-    def rows_after(self, position: int, limit: int) -> list[StoredRow]:
+    def rows_after(self, position: int, limit: int, *, topics: Sequence[str] = (), stop: int | None = None) -> list[StoredRow]:
+        where, params = "rowid>?", [position]
+        if stop is not None:
+            where += " AND rowid<=?"
+            params.append(stop)
+        if topics:
+            where += f" AND topic IN ({','.join('?' * len(topics))})"
+            params += topics
         with self._datastore.transaction(commit=False) as cursor:
-            cursor.execute(self._statement, (position, limit))
+            cursor.execute(
+                f"SELECT rowid, originator_id, originator_version, topic, state FROM {self._table} WHERE {where} ORDER BY rowid LIMIT ?",
+                (*params, limit),
+            )
             return cursor.fetchall()  # type: ignore[no-any-return]
 
 
@@ -67,10 +75,10 @@ class RecorderLogReader:
     def __init__(self, recorder: ApplicationRecorder) -> None:
         self._recorder = recorder
 
-    def rows_after(self, position: int, limit: int) -> list[StoredRow]:
+    def rows_after(self, position: int, limit: int, *, topics: Sequence[str] = (), stop: int | None = None) -> list[StoredRow]:
         return [
             (n.id, n.originator_id, n.originator_version, n.topic, n.state)
-            for n in self._recorder.select_notifications(start=position + 1, limit=limit)
+            for n in self._recorder.select_notifications(start=position + 1, limit=limit, stop=stop, topics=topics)
         ]
 
 

@@ -42,7 +42,7 @@ from domain.assistant_reply import reply_id_for
 from domain.chat_session import ChatSession
 from domain.identity import new_id
 from infrastructure.metrics import REPLIES, REPLIES_IN_FLIGHT, REPLY_SECONDS
-from infrastructure.storage.event_reading import EventDecoder
+from infrastructure.storage.event_reading import EventDecoder, log_reader
 from infrastructure.storage.read_store import SQLiteReadStore
 from infrastructure.workers.log_follower import Found, LogFollower, recorded_with_retries
 from projections.frames import session_channel
@@ -99,6 +99,7 @@ class ChatEngine:
         search) hold everything up to the question's position, so that a reply never misses
         a message posted just before the question."""
         self._app = app
+        self._log = log_reader(app.recorder)
         self._bus = bus
         self._provider = provider
         self._publish = publish
@@ -145,26 +146,26 @@ class ChatEngine:
         pass (so a message is answered by the setting in force when it was posted), and loaded
         once from the store for a session started before the scan began. What a scan learnt
         is kept only if the scan completes, so a scan that fails is repeated from scratch."""
-        recorder = self._app.recorder
-        head = recorder.max_notification_id() or 0
-        notifications = recorder.select_notifications(start=after + 1, limit=_SCAN_LIMIT, stop=head, topics=_TOPICS)
+        head = self._app.recorder.max_notification_id() or 0
+        rows = self._log.rows_after(after, _SCAN_LIMIT, topics=_TOPICS, stop=head)
         keys = getattr(self._app.mapper, "keys", None)
         cached = (lambda subject: keys.cipher(subject, create=False)) if keys is not None else None  # as the mapper finds keys
         decode = EventDecoder(keys, cipher_of=cached).decode
         learnt: dict[UUID, bool] = {}
         found: list[Found[tuple[Any, int]]] = []
-        for n in notifications:
-            if n.topic != _POSTED:
-                learnt[n.originator_id] = decode(n.originator_id, n.originator_version, n.topic, n.state).assistant
+        for position, originator_id, version, topic, state in rows:
+            if topic != _POSTED:
+                setting = decode(originator_id, version, topic, state)
+                learnt[setting.originator_id] = setting.assistant
                 continue
-            posted = _peek_posted(n.state)  # most posts are passed over: nothing else of them is decoded or opened
+            posted = _peek_posted(state)  # most posts are passed over: nothing else of them is decoded or opened
             if posted.role != "user" or not self._assistant_in(UUID(posted.session_id.hex), learnt):
                 continue
-            event = decode(n.originator_id, n.originator_version, n.topic, n.state)
+            event = decode(originator_id, version, topic, state)
             if self._answers(event.content) and not self._answered(event.originator_id):
-                found.append(Found(n.id, reply_id_for(event.originator_id), (event, n.id)))
+                found.append(Found(position, reply_id_for(event.originator_id), (event, position)))
         self._assistant_on.update(learnt)
-        return found, head if len(notifications) < _SCAN_LIMIT else notifications[-1].id
+        return found, head if len(rows) < _SCAN_LIMIT else rows[-1][0]
 
     def _assistant_in(self, session_id: UUID, learnt: dict[UUID, bool]) -> bool:
         if session_id in learnt:
