@@ -35,6 +35,7 @@ def test_the_websocket_fanout_benchmark_loses_and_repeats_nothing():
         result = run(subscribers=20, sessions=4, rate=40, seconds=2, nodes=nodes)
         assert result.posted > 0 and result.frames_expected == result.frames_delivered, nodes
         assert result.frames_lost == 0 and result.frames_duplicated == 0, nodes
+        assert result.client_cpu_us_per_frame > 0, "the client's own CPU per frame is measured beside the server's"
 
 
 def test_the_documents_benchmark_uploads_converts_and_posts():

@@ -70,6 +70,9 @@ class FanoutResult:
     server_cpu_seconds: float
     server_cpu_us_per_frame: float
     """Server CPU (all its processes) during posting, per frame delivered: posts included."""
+    client_cpu_us_per_frame: float
+    """This benchmark's own CPU (its subscribers and posters, one process) per frame delivered:
+    with the server's, what the machine's cores must hold for a rate (both share them here)."""
 
 
 async def _run(
@@ -134,9 +137,9 @@ async def _run(
         tasks = [asyncio.create_task(subscriber(k)) for k in range(subscribers)]
         await asyncio.wait_for(ready.wait(), 60)
         posters = max(sessions, 1)
-        began, cpu_began, lag_began = time.perf_counter(), cpu(), lag_buckets(url)
+        began, cpu_began, lag_began, client_began = time.perf_counter(), cpu(), lag_buckets(url), time.process_time()
         await asyncio.gather(*(poster(n, posters) for n in range(posters)))
-        posting, cpu_used = time.perf_counter() - began, cpu() - cpu_began
+        posting, cpu_used, client_used = time.perf_counter() - began, cpu() - cpu_began, time.process_time() - client_began
         await asyncio.sleep(2.0)  # let the last frames arrive
         lag = lag_percentiles(lag_began, lag_buckets(url))
         for task in tasks:
@@ -165,6 +168,7 @@ async def _run(
         "duplicates": duplicates,
         "delays": delays,
         "cpu": cpu_used,
+        "client_cpu": client_used,
         "lag": lag,
     }
 
@@ -224,6 +228,7 @@ def run(
         round(rss, 1),
         round(raw["cpu"], 2),
         round(raw["cpu"] / raw["delivered"] * 1e6, 1) if raw["delivered"] else float("nan"),
+        round(raw["client_cpu"] / raw["delivered"] * 1e6, 1) if raw["delivered"] else float("nan"),
     )
 
 
@@ -243,9 +248,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(
-        "| server | nodes | subscribers | sessions | posts/s (target) | frames delivered/s | lost | duplicated | delivery p50 ms | p99 ms | max ms | projection lag p50 / p99 ms (≤ bucket) | server RSS MB | server CPU s | server CPU µs per frame |"  # noqa: E501 - one Markdown table header
+        "| server | nodes | subscribers | sessions | posts/s (target) | frames delivered/s | lost | duplicated | delivery p50 ms | p99 ms | max ms | projection lag p50 / p99 ms (≤ bucket) | server RSS MB | server CPU s | server CPU µs per frame | client CPU µs per frame |"  # noqa: E501 - one Markdown table header
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     results = []
     for nodes in args.nodes:
         for rate in args.rate:
@@ -263,7 +268,7 @@ def _print_row(path: Path | None, nodes: int, result: FanoutResult) -> None:
         f"{result.posts_per_second:,.0f} ({result.target_rate:,.0f}) | "
         f"{result.frames_per_second:,.0f} | {result.frames_lost} | {result.frames_duplicated} | {result.delivery_p50_ms} | "
         f"{result.delivery_p99_ms} | {result.delivery_max_ms} | {result.projection_lag_p50_ms} / {result.projection_lag_p99_ms} | "
-        f"{result.server_rss_mb} | {result.server_cpu_seconds} | {result.server_cpu_us_per_frame} |"
+        f"{result.server_rss_mb} | {result.server_cpu_seconds} | {result.server_cpu_us_per_frame} | {result.client_cpu_us_per_frame} |"
     )
 
 
