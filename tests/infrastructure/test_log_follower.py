@@ -1,0 +1,96 @@
+"""The log follower's pace (infrastructure/workers/log_follower.py), driven with scan functions of
+the test's own and a real tracking store: a commit that wakes the follower while it scans is
+scanned for without waiting for the idle timeout, and while the log moves past what the worker
+acts on it scans at most every BUSY_SCAN_SECONDS instead of once per commit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from infrastructure.storage.read_store import SQLiteReadStore
+from infrastructure.workers import log_follower
+from infrastructure.workers.log_follower import BUSY_SCAN_SECONDS, Found, LogFollower
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def tracking(tmp_path):
+    store = SQLiteReadStore(tmp_path / "read.sqlite3")
+    store.ensure_schema([])
+    yield store
+    store.close()
+
+
+async def nothing(item) -> bool:
+    return True
+
+
+async def test_a_wake_up_during_a_scan_is_not_lost(tracking, monkeypatch):
+    monkeypatch.setattr(log_follower, "IDLE_SECONDS", 600.0)  # only a wake-up can start another scan in time
+    scans: list[int] = []
+    second = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    follower: LogFollower[None]
+
+    def scan(after: int) -> tuple[list[Found[None]], int]:
+        scans.append(after)
+        if len(scans) == 1:
+            loop.call_soon_threadsafe(follower.wake)  # a commit lands while the scan reads the log
+        else:
+            loop.call_soon_threadsafe(second.set)
+        return [], after  # the scan read the log before the commit: it saw nothing new
+
+    follower = LogFollower("pace", tracking, scan, nothing, concurrency=1)
+    follower.start()
+    try:
+        await asyncio.wait_for(second.wait(), 10)
+    finally:
+        await follower.stop()
+    assert len(scans) >= 2
+
+
+async def test_a_log_that_keeps_moving_is_scanned_at_most_every_busy_interval(tracking):
+    started: list[float] = []
+    enough = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def scan(after: int) -> tuple[list[Found[None]], int]:
+        started.append(time.monotonic())
+        if len(started) == 6:
+            loop.call_soon_threadsafe(enough.set)
+        return [], after + 10  # every scan finds new events, none to act on
+
+    follower = LogFollower("pace", tracking, scan, nothing, concurrency=1)
+    follower.start()
+    try:
+        await asyncio.wait_for(enough.wait(), 10)
+    finally:
+        await follower.stop()
+    gaps = [later - earlier for earlier, later in zip(started, started[1:], strict=False)]
+    assert min(gaps[:5]) >= BUSY_SCAN_SECONDS * 0.9, gaps
+
+
+async def test_a_scan_that_found_work_is_followed_by_another_at_once(tracking, monkeypatch):
+    monkeypatch.setattr(log_follower, "BUSY_SCAN_SECONDS", 600.0)  # a paced scan would never come in time
+    scans: list[int] = []
+    second = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def scan(after: int) -> tuple[list[Found[None]], int]:
+        scans.append(after)
+        if len(scans) == 1:
+            return [Found(after + 1, "job", None)], after + 1  # something to act on, perhaps more behind it
+        loop.call_soon_threadsafe(second.set)
+        return [], after
+
+    follower = LogFollower("pace", tracking, scan, nothing, concurrency=1)
+    follower.start()
+    try:
+        await asyncio.wait_for(second.wait(), 10)
+    finally:
+        await follower.stop()
+    assert scans[:2] == [0, 1]
