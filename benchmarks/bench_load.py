@@ -64,7 +64,7 @@ def test_the_rebuild_benchmark_rebuilds_every_read_model_to_the_head():
     assert result["events"] >= (1_000_000 if FULL else 2_000) and result["projectors"] >= 9
     assert result["replay_events_per_s"] > 0
     assert 0 < result["sqlite_swap_seconds"] and 0 < result["sqlite_build_seconds"], "the swap's and the shadow's statements were timed"
-    assert 0 < result["rebuild_of_floor"] <= 1, "a rebuild takes at least its floor: the same run's ceiling plus its time in SQLite"
+    assert result["floor_seconds"] > 0 and result["floor_of_ceiling"] > 0
 
 
 def test_the_storage_ceiling_appends_durably():

@@ -24,8 +24,10 @@ def chronicle_version() -> str:
 
 
 _installed = False
-"""Set by `install_tracing`, the only place a provider is installed. A flag, not a look at
-`trace.get_tracer_provider()`: that reads the environment on every call (≈ 3 µs, twice a post)."""
+"""Set by `install_tracing`, the only place Chronicle installs a provider. A flag, not a look at
+`trace.get_tracer_provider()`: that reads the environment on every call (≈ 3 µs, twice a post).
+A provider installed from outside (`opentelemetry-instrument`) therefore does not turn on the
+command and request spans: tracing is configured with `OTEL_EXPORTER_OTLP_ENDPOINT`."""
 
 
 def tracing_installed() -> bool:

@@ -127,8 +127,9 @@ async def message_versions(db: ReadConnection, message_id: str) -> list[Row]:
     """Every version, oldest first: the stored ones of an edited message, or an unedited one's row."""
     return await db.fetch_all(
         "SELECT version, content, at, position FROM message_versions WHERE message_id=?"
-        " UNION ALL SELECT 1, content, created_at, position FROM messages WHERE id=? AND version=1 ORDER BY version",
-        (message_id, message_id),
+        " UNION ALL SELECT 1, content, created_at, position FROM messages WHERE id=? AND version=1"
+        " AND NOT EXISTS (SELECT 1 FROM message_versions WHERE message_id=?) ORDER BY version",
+        (message_id, message_id, message_id),
     )
 
 

@@ -253,8 +253,8 @@ class AuditLog:
                 f" WHERE {' AND '.join(conditions)} ORDER BY s.rowid",
                 params,
             )
-            decode = EventDecoder(self._keys).decode  # the fast path; keys looked up once per scan
             while rows := cursor.fetchmany(1000):
+                decode = EventDecoder(self._keys).decode  # the fast path; keys read from the store once per 1,000 rows
                 for row in rows:
                     event = decode(row[1], row[2], row[3], row[4])
                     if actor is None or event.actor_id == actor:

@@ -139,9 +139,10 @@ class ChatEngine:
         job.cancel()
         return True
 
-    def _unanswered_after(self, after: int) -> tuple[list[Found[tuple[Any, int]]], int]:
+    def _unanswered_after(self, after: int) -> tuple[list[Found[tuple[Any, int]]], int, bool]:
         """Reads (in a worker thread) the user messages after `after` that sessions with the
-        assistant on still wait on, and the position the scan reached. Only the topics that
+        assistant on still wait on, the position the scan reached, and whether that is short of
+        the head (at most `_SCAN_LIMIT` rows a scan). Only the topics that
         matter are read; each session's assistant setting is learnt from its events as they
         pass (so a message is answered by the setting in force when it was posted), and loaded
         once from the store for a session started before the scan began. What a scan learnt
@@ -158,14 +159,19 @@ class ChatEngine:
                 setting = decode(originator_id, version, topic, state)
                 learnt[setting.originator_id] = setting.assistant
                 continue
-            posted = _peek_posted(state)  # most posts are passed over: nothing else of them is decoded or opened
+            try:
+                posted = _peek_posted(state)  # most posts are passed over: nothing else of them is decoded or opened
+            except msgspec.ValidationError:  # a post stored in another shape (an older version): decoded as it is
+                event = decode(originator_id, version, topic, state)
+                posted = _PostedHead(_StoredId(event.session_id.hex), event.role)
             if posted.role != "user" or not self._assistant_in(UUID(posted.session_id.hex), learnt):
                 continue
             event = decode(originator_id, version, topic, state)
             if self._answers(event.content) and not self._answered(event.originator_id):
                 found.append(Found(position, reply_id_for(event.originator_id), (event, position)))
         self._assistant_on.update(learnt)
-        return found, head if len(rows) < _SCAN_LIMIT else rows[-1][0]
+        short = len(rows) == _SCAN_LIMIT
+        return found, rows[-1][0] if short else head, short
 
     def _assistant_in(self, session_id: UUID, learnt: dict[UUID, bool]) -> bool:
         if session_id in learnt:

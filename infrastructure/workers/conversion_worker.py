@@ -76,18 +76,19 @@ class ConversionWorker:
     def wake(self) -> None:
         self._follower.wake()
 
-    def _requests_after(self, scanned: int) -> tuple[list[Found[Conversion]], int]:
-        """The conversions requested after `scanned` that have no outcome yet, and the head."""
+    def _requests_after(self, scanned: int) -> tuple[list[Found[Conversion]], int, bool]:
+        """The conversions requested after `scanned` that have no outcome yet, and the head
+        (read to, always: the scan has no batch limit)."""
         recorder = self._reader.recorder
         head = recorder.max_notification_id() or 0
         if head <= scanned:
-            return [], scanned
+            return [], scanned, False
         found = []
         for notification in recorder.select_notifications(start=scanned + 1, limit=head - scanned, stop=head, topics=_TOPICS):
             conversion = self._get(notification.originator_id)
             if isinstance(conversion, Conversion) and not conversion.finished:
                 found.append(Found(notification.id, conversion.id, conversion))
-        return found, head
+        return found, head, False
 
     def _get(self, aggregate_id: UUID) -> Any:
         try:

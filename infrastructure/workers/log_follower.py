@@ -50,15 +50,16 @@ class Found(Generic[Item]):
 
 
 class LogFollower(Generic[Item]):
-    """`scan(after)` runs in a worker thread and returns what to act on after `after` and the
-    position it read up to; `perform(item)` runs as a job and returns True once the outcome is
+    """`scan(after)` runs in a worker thread and returns what to act on after `after`, the
+    position it read up to, and whether it stopped short of the log's head (a batch limit: more
+    to read at once); `perform(item)` runs as a job and returns True once the outcome is
     recorded (False leaves it to be done again after the next start)."""
 
     def __init__(
         self,
         name: str,
         tracking: SQLiteReadStore,
-        scan: Callable[[int], tuple[Sequence[Found[Item]], int]],
+        scan: Callable[[int], tuple[Sequence[Found[Item]], int, bool]],
         perform: Callable[[Item], Awaitable[bool]],
         *,
         concurrency: int,
@@ -100,11 +101,11 @@ class LogFollower(Generic[Item]):
             self._wakeup.clear()  # before the scan: a commit during it wakes the wait below at once
             started = loop.time()
             try:
-                found, moved = await self._scan()
+                again, moved = await self._scan()
             except Exception:  # noqa: BLE001 - report and keep following
                 log.exception("%s: scanning the log failed", self.name)
-                found = moved = False
-            if found:
+                again = moved = False
+            if again:  # something to act on, or a backlog still to read: at once
                 continue
             if moved:  # the log moves on with what this worker passes over: scan again, but not at once
                 await asyncio.sleep(started + BUSY_SCAN_SECONDS - loop.time())
@@ -116,8 +117,9 @@ class LogFollower(Generic[Item]):
                 pass
 
     async def _scan(self) -> tuple[bool, bool]:
-        """Whether the scan found something to act on, and whether it moved the position."""
-        found, reached = await anyio.to_thread.run_sync(self._scan_after, self._scanned)
+        """Whether to scan again at once (something was found to act on, or the scan stopped
+        short of the head), and whether it moved the position."""
+        found, reached, short = await anyio.to_thread.run_sync(self._scan_after, self._scanned)
         for each in found:
             await self._start_job(each)
             self._scanned = each.position
@@ -126,7 +128,7 @@ class LogFollower(Generic[Item]):
         if found or (moved and time.monotonic() - self._saved_at >= POSITION_SAVE_SECONDS):
             self._saved_at = time.monotonic()
             await anyio.to_thread.run_sync(self._save_position)
-        return bool(found), moved
+        return bool(found) or short, moved
 
     def _save_position(self) -> None:
         low = min(self._in_flight, default=self._scanned + 1) - 1

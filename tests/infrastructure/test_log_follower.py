@@ -1,7 +1,8 @@
 """The log follower's pace (infrastructure/workers/log_follower.py), driven with scan functions of
 the test's own and a real tracking store: a commit that wakes the follower while it scans is
 scanned for without waiting for the idle timeout, and while the log moves past what the worker
-acts on it scans at most every BUSY_SCAN_SECONDS instead of once per commit."""
+acts on it scans at most every BUSY_SCAN_SECONDS instead of once per commit; a backlog (a scan
+that stopped at its batch limit) is read without that pause."""
 
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ async def nothing(item) -> bool:
     return True
 
 
+async def follow(follower: LogFollower[None], until: asyncio.Event) -> None:
+    """Runs the follower until its scans set `until` (10 s at most), then stops it."""
+    follower.start()
+    try:
+        await asyncio.wait_for(until.wait(), 10)
+    finally:
+        await follower.stop()
+
+
 async def test_a_wake_up_during_a_scan_is_not_lost(tracking, monkeypatch):
     monkeypatch.setattr(log_follower, "IDLE_SECONDS", 600.0)  # only a wake-up can start another scan in time
     scans: list[int] = []
@@ -36,20 +46,16 @@ async def test_a_wake_up_during_a_scan_is_not_lost(tracking, monkeypatch):
     loop = asyncio.get_running_loop()
     follower: LogFollower[None]
 
-    def scan(after: int) -> tuple[list[Found[None]], int]:
+    def scan(after: int) -> tuple[list[Found[None]], int, bool]:
         scans.append(after)
         if len(scans) == 1:
             loop.call_soon_threadsafe(follower.wake)  # a commit lands while the scan reads the log
         else:
             loop.call_soon_threadsafe(second.set)
-        return [], after  # the scan read the log before the commit: it saw nothing new
+        return [], after, False  # the scan read the log before the commit: it saw nothing new
 
     follower = LogFollower("pace", tracking, scan, nothing, concurrency=1)
-    follower.start()
-    try:
-        await asyncio.wait_for(second.wait(), 10)
-    finally:
-        await follower.stop()
+    await follow(follower, second)
     assert len(scans) >= 2
 
 
@@ -58,18 +64,13 @@ async def test_a_log_that_keeps_moving_is_scanned_at_most_every_busy_interval(tr
     enough = asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    def scan(after: int) -> tuple[list[Found[None]], int]:
+    def scan(after: int) -> tuple[list[Found[None]], int, bool]:
         started.append(time.monotonic())
         if len(started) == 6:
             loop.call_soon_threadsafe(enough.set)
-        return [], after + 10  # every scan finds new events, none to act on
+        return [], after + 10, False  # every scan finds new events up to the head, none to act on
 
-    follower = LogFollower("pace", tracking, scan, nothing, concurrency=1)
-    follower.start()
-    try:
-        await asyncio.wait_for(enough.wait(), 10)
-    finally:
-        await follower.stop()
+    await follow(LogFollower("pace", tracking, scan, nothing, concurrency=1), enough)
     gaps = [later - earlier for earlier, later in zip(started, started[1:], strict=False)]
     assert min(gaps[:5]) >= BUSY_SCAN_SECONDS * 0.9, gaps
 
@@ -80,17 +81,29 @@ async def test_a_scan_that_found_work_is_followed_by_another_at_once(tracking, m
     second = asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    def scan(after: int) -> tuple[list[Found[None]], int]:
+    def scan(after: int) -> tuple[list[Found[None]], int, bool]:
         scans.append(after)
         if len(scans) == 1:
-            return [Found(after + 1, "job", None)], after + 1  # something to act on, perhaps more behind it
+            return [Found(after + 1, "job", None)], after + 1, False  # something to act on
         loop.call_soon_threadsafe(second.set)
-        return [], after
+        return [], after, False
 
-    follower = LogFollower("pace", tracking, scan, nothing, concurrency=1)
-    follower.start()
-    try:
-        await asyncio.wait_for(second.wait(), 10)
-    finally:
-        await follower.stop()
+    await follow(LogFollower("pace", tracking, scan, nothing, concurrency=1), second)
     assert scans[:2] == [0, 1]
+
+
+async def test_a_backlog_is_read_batch_after_batch_without_pausing(tracking, monkeypatch):
+    monkeypatch.setattr(log_follower, "BUSY_SCAN_SECONDS", 600.0)  # a paced scan would never come in time
+    scans: list[int] = []
+    caught_up = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def scan(after: int) -> tuple[list[Found[None]], int, bool]:
+        scans.append(after)
+        if after >= 2_000:
+            loop.call_soon_threadsafe(caught_up.set)
+            return [], after, False
+        return [], after + 500, True  # a batch limit: more to read at once (a restart, a new leader)
+
+    await follow(LogFollower("pace", tracking, scan, nothing, concurrency=1), caught_up)
+    assert scans[:5] == [0, 500, 1_000, 1_500, 2_000]

@@ -96,6 +96,7 @@ def test_a_recorded_assistant_reply_is_a_message_of_the_assistant_replying_to_th
     projected.catch_up()
     reply = messages(projected)[1]
     assert (reply["author_id"], reply["role"], reply["content"], reply["reply_to"]) == ("assistant", "assistant", "nothing", str(question))
+    assert versions(projected, reply["id"]) == [(1, "nothing")], "a reply's one version is its row"
 
 
 def test_a_reply_is_awaited_until_its_outcome_is_recorded(log, projected, tmp_path):
