@@ -8,7 +8,8 @@ a noisy machine.
 
 `--backends sqlite postgresql` runs the server on each backend in turn, back to back (PostgreSQL:
 a database made for the run on `CHRONICLE_TEST_POSTGRES`, default 127.0.0.1:5432, dropped
-afterwards); `--py-spy DIR` records the server's processes with py-spy during each run.
+afterwards); `--py-spy DIR` records the server's processes with py-spy during each run; `--profile
+FILE.prof` runs the server under cProfile (its event loop's thread) into FILE-N.prof.
 
 The load comes from wrk when it is installed (`apt-get install wrk`), else from an aiohttp
 client in this process. Traffic goes only to 127.0.0.1; every loop is bounded in count and time.
@@ -21,6 +22,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import statistics
@@ -356,6 +358,7 @@ def chronicle(
     backend: str = "sqlite",
     py_spy: Path | None = None,
     server_path: Path | None = None,
+    profile: Path | None = None,
 ) -> Run:
     sink = OtlpSink() if otlp else None
     env = {"CHRONICLE_RATE_LIMIT_POSTS": "0", "CHRONICLE_RATE_LIMIT_LOGIN": "0", "CHRONICLE_LOG_FORMAT": "json"}
@@ -364,7 +367,8 @@ def chronicle(
     if server_path is not None:
         env["PYTHONPATH"] = str(server_path.resolve())
     with tempfile.TemporaryDirectory(prefix="chronicle-load-") as tmp, _backend_env(backend) as backend_env:
-        server = Server(Path(tmp), env={**env, **backend_env}, log_level=log_level).start(timeout=180)
+        launcher = (sys.executable, "-m", "cProfile", "-o", str(profile.resolve())) if profile else ()
+        server = Server(Path(tmp), env={**env, **backend_env}, log_level=log_level, launcher=launcher).start(timeout=180)
         try:
             targets = asyncio.run(_users_and_sessions(server.url, sessions))
             _pin(server.process.pid, "server")
@@ -383,6 +387,11 @@ def chronicle(
             lag_p50, lag_p99 = lag_percentiles(lag_before, lag_buckets(server.url))
             catch_up, ryw = asyncio.run(_read_side(server.url, targets))
         finally:
+            if profile and server.process is not None:
+                # uvicorn re-raises the signal it stopped on: SIGTERM would kill the profiler
+                # before it writes, SIGINT unwinds through it.
+                server.process.send_signal(signal.SIGINT)
+                server.process.wait(60)
             server.stop()
             if sink is not None:
                 sink.close()
@@ -540,6 +549,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--py-spy", type=Path, help="record the server with py-spy during each run, into this directory")
     parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run the server under cProfile (its event loop's thread); each run's statistics go to this name with -N before its suffix",
+    )
+    parser.add_argument(
         "--server-path",
         type=Path,
         action="append",
@@ -549,6 +563,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.pin and args.engine == "wrk":
         PIN.update(server={0}, load={1})
     runs: list[Run] = [] if args.no_ceiling else [sqlite_appends(min(args.seconds, 5.0))]
+    profiles = 0
+
+    def next_profile() -> Path | None:
+        nonlocal profiles
+        profiles += 1
+        return args.profile and args.profile.with_name(f"{args.profile.stem}-{profiles - 1}{args.profile.suffix}")
+
     for clients in args.clients:
         if not args.no_ceiling:
             runs.append(ceiling(args.engine, clients, args.sessions, args.seconds, args.max_requests))
@@ -566,6 +587,7 @@ def main(argv: list[str] | None = None) -> None:
                         backend,
                         args.py_spy,
                         path,
+                        next_profile(),
                     )
                 )
     print(markdown(runs))
