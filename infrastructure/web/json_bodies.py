@@ -38,6 +38,10 @@ def _number(text: str) -> float | int:
     return int(number) if number.is_integer() else number
 
 
+_STRICT = json.JSONDecoder(object_pairs_hook=_refuse_duplicates, parse_float=_number)
+"""Built once: `json.loads` with these arguments builds a decoder per call."""
+
+
 class StrictJsonBodies:
     """An app-level `before_request` hook; a handler's body type is looked up once."""
 
@@ -58,7 +62,7 @@ class StrictJsonBodies:
         if not body:
             return
         try:
-            decoded = json.loads(body, object_pairs_hook=_refuse_duplicates, parse_float=_number)
+            decoded = _STRICT.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
         except _DuplicateKey as duplicate:
             raise ValidationException(
                 "duplicate key in the JSON body", extra=[{"key": duplicate.key, "message": "appears more than once in the body"}]
