@@ -118,3 +118,12 @@ def test_the_nodes_benchmark_delivers_across_two_nodes_without_loss():
     assert result.posts > 0 and result.post_errors == 0
     assert result.frames_lost == 0 and result.frames_duplicated == 0
     assert result.delivery_other_p99_ms > 0 and result.read_other_p99_ms > 0
+
+
+def test_the_request_cycle_benchmark_posts_through_both_apps_in_process():
+    from benchmarks.request_cycle import run
+
+    result = run(requests=400, concurrency=10, sessions=3)
+    assert result["trivial"]["statuses"] == {"201": 400} and result["posting"]["statuses"] == {"201": 400}
+    assert result["posting"]["loop_us_per_request"] > 0 and result["posting"]["bus_us_per_post"] >= 0
+    assert result["posting"]["posts_per_group_commit"] >= 1
