@@ -45,7 +45,6 @@ from infrastructure.web.auth import jwt_auth
 from infrastructure.web.client_files import ClientBundle, client_file
 from infrastructure.web.csrf import csrf_middleware
 from infrastructure.web.dashboard import DashboardController
-from infrastructure.web.http_metrics import HttpMetrics
 from infrastructure.web.invitations import AdminLinksController, PublicLinksController
 from infrastructure.web.json_bodies import StrictJsonBodies
 from infrastructure.web.metrics_endpoint import MetricsController
@@ -115,7 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         lifespan=[lifespan],
         on_app_init=[auth.on_app_init],
-        middleware=[HttpMetrics, csrf_middleware(settings.secret_key)],
+        middleware=[csrf_middleware(settings.secret_key)],
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins), allow_credentials=True) if settings.cors_origins else None,
         state=State(
             {

@@ -5,9 +5,10 @@ anything else is refused with a 400 problem), else the trace id of a valid W3C `
 else a new id. It is bound to every log line written while the request is handled, recorded on
 the events its commands append, set on its trace's spans, and echoed as `X-Request-ID`.
 
-This wraps Litestar's whole ASGI handler (outside routing, so 404s are logged too) and writes
-one access line per HTTP request when `CHRONICLE_ACCESS_LOG` is on: method, route template
-(never the raw path, which carries ids), status, duration, user id, correlation id, bytes."""
+This wraps Litestar's whole ASGI handler (outside routing, so 404s are logged too), records each
+HTTP request's Prometheus metrics (`http_metrics.py`), and writes one access line per HTTP request
+when `CHRONICLE_ACCESS_LOG` is on: method, route template (never the raw path, which carries
+ids), status, duration, user id, correlation id, bytes."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from opentelemetry import trace
 
 from domain.identity import new_id
 from infrastructure.tracing import tracing_installed
+from infrastructure.web.http_metrics import IN_PROGRESS, record
 
 log = structlog.stdlib.get_logger("chronicle.access")
 
@@ -105,10 +107,16 @@ class RequestContext:
                 facts["bytes"] += len(message.get("body", b""))
             await send(message)
 
+        http = scope["type"] == "http"
+        if http:
+            IN_PROGRESS.inc()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             structlog.contextvars.unbind_contextvars("correlation_id")
+            if http:
+                IN_PROGRESS.dec()
+                record(scope["method"], scope.get("path_template", "unmatched"), facts["status"], perf_counter() - started)  # type: ignore[typeddict-item]
             if self.access_log and scope["type"] == "http" and log.is_enabled_for(logging.INFO):
                 user = scope.get("user")
                 log.info(

@@ -86,3 +86,24 @@ def test_streams_replies_conversions_refusals_and_rebuilds_are_counted(tmp_path)
         assert value(server, "chronicle_rebuild_position", projections="search") == 0  # none running now
     finally:
         server.stop()
+
+
+def test_every_http_request_is_counted_under_its_route_template_and_an_unknown_path_under_unmatched(tmp_path):
+    server = Server(tmp_path).start()
+    try:
+        ann, _ = server.client().signup("ann@example.org")
+        sid = ann.post("/api/sessions", {"title": "Counted", "assistant": False}).json()["id"]
+        for i in range(3):
+            assert ann.post(f"/api/sessions/{sid}/messages", {"content": f"m{i}"}).status_code == 201
+        assert ann.post(f"/api/sessions/{sid}/messages", {"content": ""}).status_code == 400
+        for path in ("/api/no-such-thing", f"/api/sessions/{sid}/no-such-thing"):
+            assert ann.get(path).status_code == 404
+        route = "/api/sessions/{session_id}/messages"
+        assert value(server, "chronicle_http_requests_total", method="POST", path=route, status="201") == 3
+        assert value(server, "chronicle_http_requests_total", method="POST", path=route, status="400") == 1
+        assert value(server, "chronicle_http_requests_total", method="GET", path="unmatched", status="404") == 2
+        assert value(server, "chronicle_http_request_duration_seconds_count", method="POST", path=route) == 4
+        assert not any(sid in dict(labels).get("path", "") for _, labels in samples(server)), "no raw path, which carries ids, is a label"
+        assert value(server, "chronicle_http_requests_in_progress") == 1, "only the /metrics request reading it"
+    finally:
+        server.stop()
