@@ -391,7 +391,10 @@ def chronicle(
                 # uvicorn re-raises the signal it stopped on: SIGTERM would kill the profiler
                 # before it writes, SIGINT unwinds through it.
                 server.process.send_signal(signal.SIGINT)
-                server.process.wait(60)
+                try:
+                    server.process.wait(60)
+                except subprocess.TimeoutExpired:
+                    server.process.kill()  # no profile, but no server left behind either
             server.stop()
             if sink is not None:
                 sink.close()

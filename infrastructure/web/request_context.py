@@ -5,8 +5,9 @@ anything else is refused with a 400 problem), else the trace id of a valid W3C `
 else a new id. It is bound to every log line written while the request is handled, recorded on
 the events its commands append, set on its trace's spans, and echoed as `X-Request-ID`.
 
-This wraps Litestar's whole ASGI handler (outside routing, so 404s are logged too), records each
-HTTP request's Prometheus metrics (`http_metrics.py`), and writes one access line per HTTP request
+This wraps Litestar's whole ASGI handler (outside routing, authentication and CSRF, so 404s,
+405s, 401s and 403s are logged and counted too), records each HTTP request's Prometheus metrics
+(`http_metrics.py`), and writes one access line per HTTP request
 when `CHRONICLE_ACCESS_LOG` is on: method, route template (never the raw path, which carries
 ids), status, duration, user id, correlation id, bytes."""
 
@@ -87,7 +88,9 @@ class RequestContext:
             return
         correlation_id, acceptable = choose_correlation_id(scope["headers"])  # type: ignore[arg-type]
         if not acceptable and scope["type"] == "http":
+            started = perf_counter()
             await _refuse(correlation_id, send)
+            record(scope["method"], "unmatched", 400, perf_counter() - started)  # type: ignore[typeddict-item]
             return
         scope["state"][CORRELATION_ID] = correlation_id  # type: ignore[index]
         if scope["type"] == "websocket":

@@ -98,11 +98,23 @@ def test_every_http_request_is_counted_under_its_route_template_and_an_unknown_p
         assert ann.post(f"/api/sessions/{sid}/messages", {"content": ""}).status_code == 400
         for path in ("/api/no-such-thing", f"/api/sessions/{sid}/no-such-thing"):
             assert ann.get(path).status_code == 404
+        anonymous = server.client()
+        assert anonymous.post(f"/api/sessions/{sid}/messages", {"content": "who?"}).status_code == 401
+        assert anonymous.get("/health", headers={"X-Request-ID": "not valid!"}).status_code == 400
+        assert anonymous.request("PROPFIND", "/api/sessions").status_code == 405  # reaches the app: not a label value of its own
         route = "/api/sessions/{session_id}/messages"
         assert value(server, "chronicle_http_requests_total", method="POST", path=route, status="201") == 3
         assert value(server, "chronicle_http_requests_total", method="POST", path=route, status="400") == 1
+        assert value(server, "chronicle_http_requests_total", method="POST", path=route, status="401") == 1
         assert value(server, "chronicle_http_requests_total", method="GET", path="unmatched", status="404") == 2
-        assert value(server, "chronicle_http_request_duration_seconds_count", method="POST", path=route) == 4
+        assert value(server, "chronicle_http_requests_total", method="GET", path="unmatched", status="400") == 1
+        assert value(server, "chronicle_http_requests_total", method="OTHER", path="unmatched", status="405") == 1
+        assert {dict(labels)["method"] for name, labels in samples(server) if name == "chronicle_http_requests_total"} <= {
+            "GET",
+            "POST",
+            "OTHER",
+        }
+        assert value(server, "chronicle_http_request_duration_seconds_count", method="POST", path=route) == 5
         assert not any(sid in dict(labels).get("path", "") for _, labels in samples(server)), "no raw path, which carries ids, is a label"
         assert value(server, "chronicle_http_requests_in_progress") == 1, "only the /metrics request reading it"
     finally:
