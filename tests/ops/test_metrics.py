@@ -9,6 +9,7 @@ import json
 import socket
 import time
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
@@ -102,6 +103,9 @@ def test_every_http_request_is_counted_under_its_route_template_and_an_unknown_p
         assert anonymous.post(f"/api/sessions/{sid}/messages", {"content": "who?"}).status_code == 401
         assert anonymous.get("/health", headers={"X-Request-ID": "not valid!"}).status_code == 400
         assert anonymous.request("PROPFIND", "/api/sessions").status_code == 405  # reaches the app: not a label value of its own
+        with httpx.Client(base_url=server.url, timeout=30) as browser:  # keeps cookies: the CSRF cookie from a first page
+            assert browser.get("/health").status_code == 200 and browser.cookies.get("csrftoken")
+            assert browser.post("/api/auth/session", json={"email": "ann@example.org", "password": "x" * 12}).status_code == 403
         route = "/api/sessions/{session_id}/messages"
         assert value(server, "chronicle_http_requests_total", method="POST", path=route, status="201") == 3
         assert value(server, "chronicle_http_requests_total", method="POST", path=route, status="400") == 1
@@ -109,6 +113,10 @@ def test_every_http_request_is_counted_under_its_route_template_and_an_unknown_p
         assert value(server, "chronicle_http_requests_total", method="GET", path="unmatched", status="404") == 2
         assert value(server, "chronicle_http_requests_total", method="GET", path="unmatched", status="400") == 1
         assert value(server, "chronicle_http_requests_total", method="OTHER", path="unmatched", status="405") == 1
+        assert value(server, "chronicle_http_requests_total", method="POST", path="/api/auth/session", status="403") == 1
+        assert value(server, "chronicle_http_requests_total", method="POST", path="/api/auth/session", status="500") == 0, (
+            "a CSRF refusal is no 500"
+        )
         assert {dict(labels)["method"] for name, labels in samples(server) if name == "chronicle_http_requests_total"} <= {
             "GET",
             "POST",
