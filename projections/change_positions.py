@@ -17,6 +17,7 @@ swap makes the views it feeds uncacheable instead of stale."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from domain.assistant_reply import AssistantReply
@@ -44,12 +45,27 @@ NAMES = "names"
 _CHANGED = (
     "INSERT INTO change_positions (scope, position) VALUES (?,?) ON CONFLICT(scope) DO UPDATE SET position=max(position, excluded.position)"
 )
+_MESSAGE_KINDS = frozenset(MESSAGE_EVENTS)
 
 
-def _changed(tx: ReadTransaction, scope: str, position: int) -> None:
-    """Queued with `insert` so a batch of events is one `executemany`; rows of the same
-    statement keep their order, and `max` makes the result independent of it anyway."""
-    tx.insert(_CHANGED, (scope, position))
+def _message_scopes(session_id: Any) -> tuple[str, str]:
+    """A message is shown in its session's list, and its count and preview in the session's row."""
+    return f"messages:{session_id}", f"session:{session_id}"
+
+
+def _scopes(e: Any) -> tuple[str, ...]:
+    """The scopes an event changes."""
+    kind = type(e)
+    if kind in _MESSAGE_KINDS:
+        return _message_scopes(e.session_id)
+    if kind in NAME_EVENTS:
+        return (NAMES,)
+    scopes = () if kind is ChatSession.MessagesRead else (f"session:{e.originator_id}",)
+    if kind is ChatSession.SessionStarted:
+        return (*scopes, f"member:{e.owner_id}")
+    if kind in MEMBER_EVENTS:
+        return (*scopes, f"member:{e.user_id}")
+    return scopes
 
 
 @collect_handlers
@@ -58,26 +74,30 @@ class ChangePositionsProjector(Projector):
     tables = ("change_positions",)
     schema = ("CREATE TABLE IF NOT EXISTS change_positions (scope TEXT PRIMARY KEY, position INTEGER NOT NULL)",)
 
-    @handles(*MESSAGE_EVENTS)
-    def _message(self, tx: ReadTransaction, e: Any, position: int) -> None:
-        """A message is shown in its session's list, and its count and preview in the session's row."""
-        session_id = str(e.session_id)
-        _changed(tx, f"messages:{session_id}", position)
-        _changed(tx, f"session:{session_id}", position)
+    @handles(*MESSAGE_EVENTS, *SESSION_EVENTS, ChatSession.MessagesRead, *NAME_EVENTS)
+    def _changed(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        for scope in _scopes(e):
+            tx.insert(_CHANGED, (scope, position))
 
-    @handles(*SESSION_EVENTS, ChatSession.MessagesRead)
-    def _session(self, tx: ReadTransaction, e: Any, position: int) -> None:
-        kind = type(e)
-        if kind is not ChatSession.MessagesRead:
-            _changed(tx, f"session:{e.originator_id}", position)
-        if kind is ChatSession.SessionStarted:
-            _changed(tx, f"member:{e.owner_id}", position)
-        elif kind in MEMBER_EVENTS:
-            _changed(tx, f"member:{e.user_id}", position)
-
-    @handles(*NAME_EVENTS)
-    def _name(self, tx: ReadTransaction, e: Any, position: int) -> None:
-        _changed(tx, NAMES, position)
+    def apply_batch(self, tx: ReadTransaction, events: Sequence[tuple[int, Any]]) -> None:
+        """Set-based: each scope the batch changed is written once, at the batch's latest
+        position for it. Positions only grow, so that is what the one-event path's upserts
+        (`max`) leave; a rebuild writes a row per scope and batch instead of two per message."""
+        messages: dict[Any, int] = {}  # session id → the batch's latest message event in it
+        others: dict[str, int] = {}
+        handled = self.handlers
+        for position, e in events:
+            kind = type(e)
+            if kind in _MESSAGE_KINDS:  # nearly every event of a busy log
+                messages[e.session_id] = position
+            elif kind in handled:
+                for scope in _scopes(e):
+                    others[scope] = position
+        for session_id, position in messages.items():
+            for scope in _message_scopes(session_id):
+                tx.insert(_CHANGED, (scope, position))
+        for scope, position in others.items():  # a scope in both: `max` keeps the later
+            tx.insert(_CHANGED, (scope, position))
 
 
 def _in_step(names: tuple[str, ...]) -> str:
