@@ -11,6 +11,7 @@ through the command bus), then, in the same run and on the same log:
   on the read store's files (the shadow's writes and commits, the swap's statements), timed per
   call (fetching rows is not timed: the few reads a rebuild makes). However fast the projectors'
   own Python, a one-process rebuild that writes these tables with these statements cannot beat it.
+  The slowest statements are listed with their seconds (`sqlite_slowest_statements_seconds`).
 
 Rates are events/s by the wall clock and by the process's CPU time (`time.process_time`): on a
 shared, loaded host the CPU figure is the steadier one and the ratio is what to compare.
@@ -79,6 +80,8 @@ class SQLiteTime(sqlite3.Connection):
     shadow ("build") or the read store ("swap", where only the swap writes during a rebuild)."""
 
     spent: ClassVar[dict[str, float]] = {"build": 0.0, "swap": 0.0}
+    by_statement: ClassVar[dict[str, float]] = {}
+    """Seconds per phase and statement (its first 80 characters): where the floor's time goes."""
 
     def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(database, *args, **kwargs)
@@ -89,14 +92,19 @@ class SQLiteTime(sqlite3.Connection):
         try:
             return super().execute(*args)
         finally:
-            self.spent[self._phase] += time.perf_counter() - started
+            self._count(args[0], time.perf_counter() - started)
 
     def executemany(self, *args: Any) -> sqlite3.Cursor:
         started = time.perf_counter()
         try:
             return super().executemany(*args)
         finally:
-            self.spent[self._phase] += time.perf_counter() - started
+            self._count(args[0], time.perf_counter() - started)
+
+    def _count(self, sql: str, seconds: float) -> None:
+        self.spent[self._phase] += seconds
+        statement = f"{self._phase}: {' '.join(sql.split())[:80]}"
+        self.by_statement[statement] = self.by_statement.get(statement, 0.0) + seconds
 
 
 def timing_sqlite(read_store: Path) -> Any:
@@ -134,6 +142,7 @@ def measure(data: Path, workers: int = 1, profile: bool = False) -> dict[str, An
     rebuild in one process, its profile (a run of its own), and the rebuild in `workers` processes."""
     side = bootstrap(Settings.from_env(data))
     SQLiteTime.spent.update(build=0.0, swap=0.0)
+    SQLiteTime.by_statement.clear()
     try:
         head = side.runner.head()
         decoded, ceiling_wall, ceiling_cpu = read_and_decode(side)
@@ -160,6 +169,7 @@ def measure(data: Path, workers: int = 1, profile: bool = False) -> dict[str, An
             "replay": (built[0] - started) if built else total,
             "sqlite_build": SQLiteTime.spent["build"],
             "sqlite_swap": SQLiteTime.spent["swap"],
+            "sqlite_statements": dict(sorted(SQLiteTime.by_statement.items(), key=lambda item: -item[1])[:12]),
         }
         if profile:
             profiler = cProfile.Profile()
@@ -220,6 +230,7 @@ def run(events: int, sessions: int = 50, workers: int = 1, before: Path | None =
         "rebuild_of_ceiling_cpu": round(new["ceiling_cpu"] / new["cpu"], 3),
         "sqlite_build_seconds": round(new["sqlite_build"], 3),
         "sqlite_swap_seconds": round(new["sqlite_swap"], 3),
+        "sqlite_slowest_statements_seconds": {sql: round(seconds, 3) for sql, seconds in new["sqlite_statements"].items()},
         "floor_seconds": round(floor, 2),
         "floor_events_per_s": _rate(head, floor),
         "floor_of_ceiling": round(new["ceiling_wall"] / floor, 3),
