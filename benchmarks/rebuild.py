@@ -81,7 +81,7 @@ class SQLiteTime(sqlite3.Connection):
 
     spent: ClassVar[dict[str, float]] = {"build": 0.0, "swap": 0.0}
     by_statement: ClassVar[dict[str, float]] = {}
-    """Seconds per phase and statement (its first 80 characters): where the floor's time goes."""
+    """Seconds per phase and statement: where the floor's time goes."""
 
     def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(database, *args, **kwargs)
@@ -103,7 +103,7 @@ class SQLiteTime(sqlite3.Connection):
 
     def _count(self, sql: str, seconds: float) -> None:
         self.spent[self._phase] += seconds
-        statement = f"{self._phase}: {' '.join(sql.split())[:80]}"
+        statement = f"{self._phase}: {' '.join(sql.split())}"
         self.by_statement[statement] = self.by_statement.get(statement, 0.0) + seconds
 
 

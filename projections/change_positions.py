@@ -80,24 +80,24 @@ class ChangePositionsProjector(Projector):
             tx.insert(_CHANGED, (scope, position))
 
     def apply_batch(self, tx: ReadTransaction, events: Sequence[tuple[int, Any]]) -> None:
-        """Set-based: each scope the batch changed is written once, at the batch's latest
-        position for it. Positions only grow, so that is what the one-event path's upserts
-        (`max`) leave; a rebuild writes a row per scope and batch instead of two per message."""
-        messages: dict[Any, int] = {}  # session id → the batch's latest message event in it
-        others: dict[str, int] = {}
+        """Set-based: each scope the batch changed is upserted at the batch's latest position
+        for it (a session's scope at most twice: from its messages and from its own events).
+        Events come in rising positions, so that is what the one-event path's upserts (`max`)
+        leave; and scopes are written in the order they first appear, so a new scope gets the
+        rowid it gets one event at a time. A rebuild writes a row per scope and batch instead
+        of two per message event."""
+        latest: dict[Any, int] = {}  # a scope, or (session id,) for both of a message's scopes
         handled = self.handlers
         for position, e in events:
             kind = type(e)
             if kind in _MESSAGE_KINDS:  # nearly every event of a busy log
-                messages[e.session_id] = position
+                latest[(e.session_id,)] = position
             elif kind in handled:
                 for scope in _scopes(e):
-                    others[scope] = position
-        for session_id, position in messages.items():
-            for scope in _message_scopes(session_id):
+                    latest[scope] = position
+        for key, position in latest.items():
+            for scope in _message_scopes(key[0]) if type(key) is tuple else (key,):
                 tx.insert(_CHANGED, (scope, position))
-        for scope, position in others.items():  # a scope in both: `max` keeps the later
-            tx.insert(_CHANGED, (scope, position))
 
 
 def _in_step(names: tuple[str, ...]) -> str:

@@ -241,8 +241,9 @@ class SQLiteReadStore:
             tx.execute("INSERT OR REPLACE INTO replica_key_generation VALUES (1, ?)", (generation,))
 
     def dump(self, tables: Sequence[str]) -> dict[str, list[tuple]]:
-        """Every row of these tables, in a stable order (for comparing two builds)."""
-        return {table: sorted(self._connection.execute(f"SELECT * FROM {table}").fetchall(), key=repr) for table in tables}
+        """Every row of these tables with its rowid, in a stable order (for comparing two builds:
+        a rebuild gives the same rowids as the live build, as `tests/e2e/test_durability.py` checks)."""
+        return {table: sorted(self._connection.execute(f"SELECT rowid, * FROM {table}").fetchall(), key=repr) for table in tables}
 
 
 class AioSQLiteReadConnection:

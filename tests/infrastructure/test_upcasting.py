@@ -40,8 +40,8 @@ def test_a_version_1_session_started_event_is_upcast_when_read(tmp_path, monkeyp
         assert (session.title, session.owner_id, session.retention_days) == ("Launch plans", OWNER, None)
         side.runner.catch_up()
         rows = side.read_store.dump(["sessions", "messages", "session_retention"])
-        assert [r[2] for r in rows["sessions"]] == ["Launch plans"]
-        assert [r[5] for r in rows["messages"]] == ["Stored before sessions had a retention policy."]
+        assert [r[3] for r in rows["sessions"]] == ["Launch plans"]  # rows begin with the rowid
+        assert [r[6] for r in rows["messages"]] == ["Stored before sessions had a retention policy."]
         assert rows["session_retention"] == []
 
         newer = side.bus.execute_now(StartSession(OWNER, "Newer", False, 30), str(OWNER))

@@ -262,4 +262,4 @@ def test_a_refused_event_stops_the_batch_path_where_it_stops_the_one_event_path(
     assert failures["refusing_sessions"].position == positions["refusing_sessions"] + 1
     assert "poisoned" in failures["refusing_sessions"].error
     assert (batch_positions, batch_failures, batch_rows) == (positions, failures, rows)
-    assert rows["sessions"][0][7] == 7  # message_count: the seven before the poison
+    assert rows["sessions"][0][8] == 7  # message_count (after the rowid): the seven before the poison

@@ -83,7 +83,7 @@ def test_a_failing_projector_stops_before_the_event_while_the_others_go_on(write
     head = runner.head()
     assert runner.positions() == {"fragile": boom_at - 1, "messages": head}
     assert runner.failures["fragile"].position == boom_at and "cannot take a boom" in runner.failures["fragile"].error
-    assert sorted(r[1] for r in store.dump(["fragile_messages"])["fragile_messages"]) == ["one", "two"]
+    assert sorted(r[2] for r in store.dump(["fragile_messages"])["fragile_messages"]) == ["one", "two"]
     assert len(store.dump(["messages"])["messages"]) == 4
     write_side.bus.execute_now(PostMessage(session.id, owner.id, "four"), str(owner.id))
     runner.catch_up()
