@@ -83,6 +83,13 @@ def test_an_upload_is_stored_by_content_and_downloaded_with_ranges(server, new_u
     tail = ann.get(f"/api/documents/{document['id']}/content", headers={"range": "bytes=-5"})
     assert tail.status_code == 206 and tail.content == data[-5:]
     assert_problem(ann.get(f"/api/documents/{document['id']}/content", headers={"range": f"bytes={len(data)}-"}), 416)
+    huge = "9" * 5000  # more digits than Python's int() takes from text
+    assert_problem(ann.get(f"/api/documents/{document['id']}/content", headers={"range": f"bytes={huge}-"}), 416)
+    assert_problem(ann.get(f"/api/documents/{document['id']}/content", headers={"range": f"bytes={huge}-{huge}"}), 416)
+    everything = ann.get(f"/api/documents/{document['id']}/content", headers={"range": f"bytes=-{huge}"})
+    assert everything.status_code == 206 and everything.content == data
+    beyond_the_end = ann.get(f"/api/documents/{document['id']}/content", headers={"range": f"bytes=3-{huge}"})
+    assert beyond_the_end.status_code == 206 and beyond_the_end.content == data[3:]
     cached = ann.get(f"/api/documents/{document['id']}/content", headers={"if-none-match": f'"{sha}"'})
     assert cached.status_code == 304 and cached.content == b""
 
