@@ -272,6 +272,10 @@ class EmailClaim(ChronicleAggregate):
         self.released = False
 
 
-def email_claim_id(email: str) -> UUID:
+def canonical_email(email: str) -> str:
     """The same for every spelling of one address: NFKC (a fullwidth `ａ` is `a`), case-folded."""
-    return uuid5(NAMESPACE_URL, f"chronicle:email:{unicodedata.normalize('NFKC', email.strip()).casefold()}")
+    return unicodedata.normalize("NFKC", email.strip()).casefold()
+
+
+def email_claim_id(email: str) -> UUID:
+    return uuid5(NAMESPACE_URL, f"chronicle:email:{canonical_email(email)}")

@@ -39,7 +39,7 @@ from application.passwords import (
     verify_for_no_one,
     verify_password,
 )
-from domain.user import User
+from domain.user import User, canonical_email
 from infrastructure.web.auth import AUTH_COOKIE, Principal, admin_only
 from infrastructure.web.commands import execute
 from infrastructure.web.edge_types import AfterPosition, Cursor, Email, Role, name
@@ -241,7 +241,7 @@ async def _sign_in(request: Request[Any, Any, Any], event_store: Chronicle, data
     user (so the token is accepted by the very next request)."""
 
     limits: RateLimits = request.app.state.rate_limits
-    account = data.email.strip().casefold()
+    account = canonical_email(data.email)  # every spelling that reaches the account counts against it
 
     def check() -> User | None:
         user = user_by_email(event_store, data.email)
