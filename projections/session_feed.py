@@ -110,9 +110,20 @@ class SessionFeedProjector(Projector):
             ),
         )
 
+    def _replace_content(self, tx: ReadTransaction, message_id: str, content: str | None) -> None:
+        """The message's earlier frames carry `content` instead of what they said."""
+        for row in tx.fetch_all("SELECT position, body FROM session_frames WHERE message_id=?", (message_id,)):
+            frame = decode_frame(row["body"])
+            if "content" in frame.data and frame.data["content"] != content:
+                frame.data["content"] = content
+                tx.execute("UPDATE session_frames SET body=? WHERE position=?", (encode_frame(frame), row["position"]))
+
     @handles(Message.MessageEdited)
     def _edited(self, tx: ReadTransaction, e: Any, position: int) -> None:
+        """A stream that replays the session shows only the message's current text: its earlier
+        versions are for the author and the session's owner (`…/history`), not every member."""
         message_id = str(e.originator_id)
+        self._replace_content(tx, message_id, e.content)
         self._store(
             tx,
             Frame(
@@ -133,11 +144,7 @@ class SessionFeedProjector(Projector):
     def _deleted(self, tx: ReadTransaction, e: Any, position: int) -> None:
         """The deletion is a frame of its own; the content leaves the earlier frames."""
         message_id = str(e.originator_id)
-        for row in tx.fetch_all("SELECT position, body FROM session_frames WHERE message_id=?", (message_id,)):
-            frame = decode_frame(row["body"])
-            if "content" in frame.data:
-                frame.data["content"] = None
-                tx.execute("UPDATE session_frames SET body=? WHERE position=?", (encode_frame(frame), row["position"]))
+        self._replace_content(tx, message_id, None)
         self._store(tx, Frame(position, "message.deleted", str(e.session_id), {"id": message_id}), message_id)
 
     @handles(Document.DocumentAttached, Document.DocumentDetached)

@@ -11,6 +11,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from projections.frame_types import decode_any_frame
+from tests.e2e.conftest import assert_problem
 from tests.e2e.server import Server
 from tests.waiting import wait_for
 
@@ -135,6 +136,20 @@ def test_a_deleted_message_loses_its_content_in_the_replay_too(server, room):
         posted, gone = frames(ws, 2)
     assert posted["data"]["content"] is None
     assert (gone["type"], gone["position"], gone["data"]["id"]) == ("message.deleted", deleted["position"], message["id"])
+
+
+def test_a_replay_shows_a_member_only_an_edited_messages_current_text(server, room):
+    """Earlier versions are for the author and the owner (`…/history` answers others 403)."""
+    ann, bob, _, sid = room
+    message = ann.post(f"/api/sessions/{sid}/messages", {"content": "the first draft"}).json()
+    edited = ann.patch(f"/api/sessions/{sid}/messages/{message['id']}", {"content": "the final text"}).json()
+    ann.get(f"/api/sessions/{sid}/messages", params={"after_position": edited["position"]})  # projected
+    assert_problem(bob.get(f"/api/sessions/{sid}/messages/{message['id']}/history"), 403)
+    with connect(ws_url(server, f"/api/sessions/{sid}/stream", bob.token, 0)) as ws:
+        replayed = frames(ws, 4)
+    assert [f["type"] for f in replayed] == ["session.started", "member.added", "message.posted", "message.edited"]
+    assert [f["data"]["content"] for f in replayed[2:]] == ["the final text", "the final text"]
+    assert "the first draft" not in json.dumps(replayed)
 
 
 def test_a_removed_member_is_closed_with_4403(server, room):

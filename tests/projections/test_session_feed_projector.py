@@ -43,11 +43,28 @@ def test_a_post_and_its_edit_are_frames_with_content_and_version(log, projected)
     ann = log.user("ann@example.org")
     session = log.session(ann, assistant=False)
     message = log.post(session, ann, "hello")
+    projected.catch_up()
+    (posted,) = frames(projected, session)[1:]
+    assert (posted.type, posted.data["id"], posted.data["content"], posted.data["version"]) == ("message.posted", str(message), "hello", 1)
     log.edit(session, message, ann, "hello!")
     projected.catch_up()
     posted, edited = frames(projected, session)[1:]
-    assert (posted.type, posted.data["id"], posted.data["content"], posted.data["version"]) == ("message.posted", str(message), "hello", 1)
     assert (edited.type, edited.data["content"], edited.data["version"]) == ("message.edited", "hello!", 2)
+    assert posted.data["content"] == "hello!", "a replay shows members no earlier version: those are for the author and the owner"
+
+
+def test_every_earlier_frame_of_a_message_carries_its_latest_text(log, projected):
+    ann = log.user("ann@example.org")
+    session = log.session(ann, assistant=False)
+    message = log.post(session, ann, "first")
+    log.edit(session, message, ann, "second")
+    projected.catch_up()
+    log.edit(session, message, ann, "third")
+    log.edit(session, message, ann, "fourth")  # both in one batch
+    projected.catch_up()
+    stored = frames(projected, session)[1:]
+    assert [(f.type, f.data["version"]) for f in stored] == [("message.posted", 1)] + [("message.edited", v) for v in (2, 3, 4)]
+    assert {f.data["content"] for f in stored} == {"fourth"}
 
 
 def test_a_deletion_is_a_frame_and_takes_the_content_out_of_the_earlier_frames(log, projected):
