@@ -23,7 +23,8 @@ class SessionFeedProjector(Projector):
     schema = (
         """CREATE TABLE IF NOT EXISTS session_frames (
             position INTEGER PRIMARY KEY, session_id TEXT NOT NULL, message_id TEXT,
-            body BLOB NOT NULL)""",
+            body BLOB NOT NULL)
+            -- a message's earlier frames carry its current text (NULL once deleted)""",
         "CREATE INDEX IF NOT EXISTS session_frames_by_session ON session_frames(session_id, position)",
         "CREATE INDEX IF NOT EXISTS session_frames_by_message ON session_frames(message_id) WHERE message_id IS NOT NULL",
     )
