@@ -361,7 +361,12 @@ def chronicle(
     profile: Path | None = None,
 ) -> Run:
     sink = OtlpSink() if otlp else None
-    env = {"CHRONICLE_RATE_LIMIT_POSTS": "0", "CHRONICLE_RATE_LIMIT_LOGIN": "0", "CHRONICLE_LOG_FORMAT": "json"}
+    env = {
+        "CHRONICLE_RATE_LIMIT_POSTS": "0",
+        "CHRONICLE_RATE_LIMIT_LOGIN": "0",
+        "CHRONICLE_RATE_LIMIT_PASSWORDS": "0",
+        "CHRONICLE_LOG_FORMAT": "json",
+    }
     if sink is not None:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.url
     if server_path is not None:

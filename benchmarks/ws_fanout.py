@@ -185,7 +185,12 @@ def run(
     """One SQLite server (`nodes` 0), or `nodes` servers on one fresh PostgreSQL database; from
     another checkout with `server_path` (old against new, same benchmark code)."""
     launcher = (sys.executable, "-m", "cProfile", "-o", str(profile.resolve())) if profile else ()
-    env = {"CHRONICLE_RATE_LIMIT_POSTS": "0", "CHRONICLE_RATE_LIMIT_LOGIN": "0", "CHRONICLE_ASSISTANT_ANSWERS": ""}
+    env = {
+        "CHRONICLE_RATE_LIMIT_POSTS": "0",
+        "CHRONICLE_RATE_LIMIT_LOGIN": "0",
+        "CHRONICLE_RATE_LIMIT_PASSWORDS": "0",
+        "CHRONICLE_ASSISTANT_ANSWERS": "",
+    }
     if server_path is not None:
         env["PYTHONPATH"] = str(server_path.resolve())
     with tempfile.TemporaryDirectory(prefix="chronicle-ws-") as tmp, ExitStack() as stack:

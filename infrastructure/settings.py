@@ -26,6 +26,7 @@ class RateLimitSettings:
     login_failures_per_account: int = 5
     posts_per_minute: int = 600
     lookups_per_minute: int = 30
+    passwords_per_minute: int = 10
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,7 @@ class Settings:
                 login_failures_per_account=_int("CHRONICLE_RATE_LIMIT_LOGIN_FAILURES", 5),
                 posts_per_minute=_int("CHRONICLE_RATE_LIMIT_POSTS", 600),
                 lookups_per_minute=_int("CHRONICLE_RATE_LIMIT_LOOKUPS", 30),
+                passwords_per_minute=_int("CHRONICLE_RATE_LIMIT_PASSWORDS", 10),
             ),
         )
 

@@ -45,7 +45,7 @@ from infrastructure.web.commands import execute
 from infrastructure.web.edge_types import AfterPosition, Cursor, Email, Role, name
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
 from infrastructure.web.quotas import Quotas, Usage, usage_of
-from infrastructure.web.rate_limits import DEVICE_COOKIE, RateLimited, RateLimits, login_attempts
+from infrastructure.web.rate_limits import DEVICE_COOKIE, RateLimited, RateLimits, login_attempts, password_work
 from infrastructure.web.read_your_writes import ProjectionProgress
 from infrastructure.workers.erasure import rebuild_after_erasure
 from infrastructure.write_side import WriteSide
@@ -140,7 +140,7 @@ class AuthController(Controller):
     path = "/api/auth"
     tags = ["auth"]
 
-    @post("/register", status_code=201, exclude_from_auth=True)
+    @post("/register", status_code=201, guards=[password_work], exclude_from_auth=True)
     async def register(self, data: RegisterRequest, bus: CommandBus, request: Request) -> UserView:
         password_hash = await anyio.to_thread.run_sync(hash_password, data.password)
         outcome = await execute(bus, request, RegisterUser(data.email, data.display_name, password_hash))
@@ -284,16 +284,24 @@ class MeController(Controller):
     path = "/api/me"
     tags = ["auth"]
 
-    @post("/password", status_code=200)
+    @post("/password", status_code=200, problems=(429,))
     async def change_password(
         self, data: PasswordChange, bus: CommandBus, event_store: Chronicle, request: Request[Principal, Any, Any]
     ) -> Response[UserView]:
         """Needs the current password. Every token issued before stops working; a browser
-        signed in with the cookie gets a new one."""
+        signed in with the cookie gets a new one. A wrong current password counts as a failed
+        sign-in of the account (`login_account`), so a stolen token cannot guess it freely."""
+        limits: RateLimits = request.app.state.rate_limits
 
         def check_and_hash() -> str | None:
             user = event_store.repository.get(request.user.id)
+            account = canonical_email(user.email)
+            limits.check("login_account", account)
             if not verify_password(user.password_hash, data.current_password):
+                try:
+                    limits.hit("login_account", account)
+                except RateLimited:
+                    pass  # this failure filled the window: the next attempt is refused
                 return None
             return hash_password(data.new_password)
 

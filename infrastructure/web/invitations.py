@@ -24,6 +24,7 @@ from infrastructure.web.accounts import UserView, _from_aggregate, tokens_revoke
 from infrastructure.web.auth import Principal, admin_only
 from infrastructure.web.commands import execute
 from infrastructure.web.edge_types import Email, Role, name
+from infrastructure.web.rate_limits import password_work
 from infrastructure.write_side import WriteSide
 
 INVITATION_DAYS = 7
@@ -119,7 +120,7 @@ class PublicLinksController(Controller):
         invitation.require_open(_hash(secret))
         return InvitationView(invitation.email, invitation.role, invitation.expires_at)
 
-    @post("/invitations/{token:str}", status_code=201, exclude_from_auth=True, problems=(410,))
+    @post("/invitations/{token:str}", status_code=201, guards=[password_work], exclude_from_auth=True, problems=(410,))
     async def accept(
         self,
         token: str,
@@ -135,7 +136,7 @@ class PublicLinksController(Controller):
         await anyio.to_thread.run_sync(write.keys.destroy, invitation_id.hex)
         return _from_aggregate(outcome.value, outcome.position)
 
-    @post("/password-reset/{token:str}", status_code=204, exclude_from_auth=True, problems=(410,))
+    @post("/password-reset/{token:str}", status_code=204, guards=[password_work], exclude_from_auth=True, problems=(410,))
     async def reset(self, token: str, data: NewPassword, bus: CommandBus, request: Request[Any, Any, Any]) -> None:
         """Sets a new password with a reset link, once; every earlier token of the user ends."""
         user_id, secret = _parse(token)

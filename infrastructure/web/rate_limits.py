@@ -8,6 +8,9 @@ full window wherever it falls, so no burst passes by straddling a window's edge)
   before (it carries a device cookie, as OWASP recommends): an attacker who keeps failing can
   slow down strangers' guesses but cannot lock the owner out.
 - `posts`: messages per user per minute; `lookups`: user lookups per user per minute.
+- `passwords`: requests without a signed-in user that make the server hash a password
+  (registering, accepting an invitation, resetting a password), per client address per minute:
+  each hash costs tens of milliseconds of a core and 64 MiB (argon2id).
 
 A refusal is a 429 problem naming the limit, with `Retry-After`. 0 turns a limit off."""
 
@@ -58,6 +61,7 @@ class RateLimits:
             else None,
             "posts": RateLimitItemPerMinute(settings.posts_per_minute) if settings.posts_per_minute > 0 else None,
             "lookups": RateLimitItemPerMinute(settings.lookups_per_minute) if settings.lookups_per_minute > 0 else None,
+            "passwords": RateLimitItemPerMinute(settings.passwords_per_minute) if settings.passwords_per_minute > 0 else None,
         }
 
     def hit(self, limit: str, key: str) -> None:
@@ -100,3 +104,4 @@ def _limited(limit: str, key_of: Any) -> Any:
 login_attempts = _limited("login", client_address)
 posts = _limited("posts", lambda c: str(c.user.id))
 lookups = _limited("lookups", lambda c: str(c.user.id))
+password_work = _limited("passwords", client_address)

@@ -68,6 +68,7 @@ class Server:
                 "CHRONICLE_SECRET_KEY": SECRET,
                 "CHRONICLE_RATE_LIMIT_POSTS": "0",
                 "CHRONICLE_RATE_LIMIT_LOGIN": "0",
+                "CHRONICLE_RATE_LIMIT_PASSWORDS": "0",
                 "CHRONICLE_RATE_LIMIT_LOGIN_FAILURES": "0",
                 "CHRONICLE_ASSISTANT_ANSWERS": "all",
                 **(env or {}),

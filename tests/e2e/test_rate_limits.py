@@ -29,6 +29,39 @@ def test_sign_in_attempts_per_address_and_forged_forwarded_for_changes_nothing(t
         server.stop()
 
 
+def test_requests_that_hash_a_password_without_a_signed_in_user_are_limited_per_address(tmp_path):
+    """Registering (even with an address already taken), accepting an invitation and resetting a
+    password each make the server hash a password before anything else can refuse them."""
+    server = Server(tmp_path, env={"CHRONICLE_RATE_LIMIT_PASSWORDS": "3"}).start()
+    try:
+        anon = server.client()
+        new = {"email": "ann@example.org", "password": "correct horse", "display_name": "Ann"}
+        assert anon.post("/api/auth/register", new).status_code == 201
+        head = anon.head()
+        assert_problem(anon.post("/api/auth/register", new), 409)
+        bogus = "0" * 32 + ".x"
+        assert anon.post(f"/api/auth/password-reset/{bogus}", {"new_password": "another horse"}).status_code in (400, 404, 410)
+        refused(anon.post("/api/auth/register", {**new, "email": "bob@example.org"}), "passwords")
+        refused(anon.post(f"/api/auth/invitations/{bogus}", {"password": "correct horse", "display_name": "Eve"}), "passwords")
+        refused(anon.post(f"/api/auth/password-reset/{bogus}", {"new_password": "another horse"}), "passwords")
+        assert anon.head() == head, "nothing after Ann's registration was recorded"
+        assert anon.post("/api/auth/login", {"email": "ann@example.org", "password": "correct horse"}).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_wrong_current_passwords_count_as_failed_sign_ins_of_the_account(tmp_path):
+    server = Server(tmp_path, env={"CHRONICLE_RATE_LIMIT_LOGIN_FAILURES": "2"}).start()
+    try:
+        ann, user = server.client().signup("ann@example.org")
+        guesses = [ann.post("/api/me/password", {"current_password": f"guess {n}", "new_password": "stolen horse"}) for n in range(2)]
+        assert [g.status_code for g in guesses] == [403, 403]
+        refused(ann.post("/api/me/password", {"current_password": "correct horse", "new_password": "stolen horse"}), "login_account")
+        refused(server.client().post("/api/auth/login", {"email": user["email"], "password": "correct horse"}), "login_account")
+    finally:
+        server.stop()
+
+
 def test_forwarded_for_is_believed_from_a_trusted_proxy(tmp_path):
     server = Server(tmp_path, env={"CHRONICLE_RATE_LIMIT_LOGIN": "2", "CHRONICLE_TRUSTED_PROXIES": "127.0.0.1"}).start()
     try:

@@ -2969,6 +2969,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too Many Requests. A rate limit or a daily quota is spent; `limit` or `quota` names it and `Retry-After` says when to try again. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Service Unavailable. A store is unavailable or the read model has not yet reached the requested position; retry after `Retry-After`. */
             503: {
                 headers: {
@@ -3162,6 +3173,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too Many Requests. A rate limit or a daily quota is spent; `limit` or `quota` names it and `Retry-After` says when to try again. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Service Unavailable. A store is unavailable or the read model has not yet reached the requested position; retry after `Retry-After`. */
             503: {
                 headers: {
@@ -3229,6 +3251,17 @@ export interface operations {
             /** @description Request Entity Too Large. The body is larger than the server accepts. */
             413: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too Many Requests. A rate limit or a daily quota is spent; `limit` or `quota` names it and `Retry-After` says when to try again. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4406,6 +4439,17 @@ export interface operations {
             /** @description Request Entity Too Large. The body is larger than the server accepts. */
             413: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too Many Requests. A rate limit or a daily quota is spent; `limit` or `quota` names it and `Retry-After` says when to try again. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
