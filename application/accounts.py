@@ -36,12 +36,6 @@ class RegisterUser:
 
 
 @dataclass(frozen=True)
-class ChangeUserRole:
-    user_id: UUID
-    role: str
-
-
-@dataclass(frozen=True)
 class ChangePassword:
     user_id: UUID
     password_hash: str
@@ -64,13 +58,13 @@ class EraseUser:
 
 
 @dataclass(frozen=True)
-class DisableUser:
-    user_id: UUID
+class ChangeUser:
+    """An admin's change of a user's role and access, applied all or nothing: a refused part
+    (enabling an erased user) leaves the other unrecorded too."""
 
-
-@dataclass(frozen=True)
-class EnableUser:
     user_id: UUID
+    role: str | None = None
+    disabled: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -163,12 +157,6 @@ def register_user(uow: UnitOfWork, cmd: RegisterUser) -> User:
     return user
 
 
-def change_user_role(uow: UnitOfWork, cmd: ChangeUserRole) -> User:
-    user = uow.get(User, cmd.user_id, UserNotFound())
-    user.change_role(cmd.role)
-    return user
-
-
 def change_password(uow: UnitOfWork, cmd: ChangePassword) -> User:
     user = uow.get(User, cmd.user_id, UserNotFound())
     user.change_password(cmd.password_hash)
@@ -191,15 +179,14 @@ def erase_user(uow: UnitOfWork, cmd: EraseUser) -> User:
     return user
 
 
-def disable_user(uow: UnitOfWork, cmd: DisableUser) -> User:
+def change_user(uow: UnitOfWork, cmd: ChangeUser) -> User:
     user = uow.get(User, cmd.user_id, UserNotFound())
-    user.disable()
-    return user
-
-
-def enable_user(uow: UnitOfWork, cmd: EnableUser) -> User:
-    user = uow.get(User, cmd.user_id, UserNotFound())
-    user.enable()
+    if cmd.role is not None:
+        user.change_role(cmd.role)
+    if cmd.disabled is True:
+        user.disable()
+    elif cmd.disabled is False:
+        user.enable()
     return user
 
 
@@ -222,8 +209,6 @@ HANDLERS = {
     SetQuotas: set_quotas,
     EraseUser: erase_user,
     RegisterUser: register_user,
-    ChangeUserRole: change_user_role,
     ChangePassword: change_password,
-    DisableUser: disable_user,
-    EnableUser: enable_user,
+    ChangeUser: change_user,
 }

@@ -21,9 +21,7 @@ from litestar.security.jwt import JWTAuth
 
 from application.accounts import (
     ChangePassword,
-    ChangeUserRole,
-    DisableUser,
-    EnableUser,
+    ChangeUser,
     RegisterUser,
     SetQuotas,
     SignOut,
@@ -410,16 +408,13 @@ class AdminUsersController(Controller):
     async def change_user(
         self, user_id: UUID, data: UserChange, bus: CommandBus, db: ReadConnection, request: Request[Principal, Any, Any]
     ) -> UserView:
-        """Changes the role, disables or enables; an empty change answers with the user as they are."""
-        outcome = None
-        if data.role is not None:
-            outcome = await execute(bus, request, ChangeUserRole(user_id, data.role))
-        if data.disabled is not None:
-            outcome = await execute(bus, request, DisableUser(user_id) if data.disabled else EnableUser(user_id))
-        if outcome is None:
+        """Changes the role, disables or enables, all or nothing; an empty change answers with
+        the user as they are."""
+        if data.role is None and data.disabled is None:
             row = await user_by_id(db, str(user_id))
             if row is None:
                 raise NotFoundException("no such user")
             return _from_row(row)
+        outcome = await execute(bus, request, ChangeUser(user_id, data.role, data.disabled))
         await tokens_revoked(request, user_id, outcome.position)
         return _from_aggregate(outcome.value, outcome.position)

@@ -3,6 +3,7 @@ anywhere in the data directory, other people's data is intact, the hash chain st
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -88,6 +89,10 @@ def test_an_erased_user_leaves_no_plaintext_and_everyone_else_keeps_theirs(tmp_p
         assert erased.status_code == 202, erased.text
         assert_problem(admin.post(f"/api/admin/users/{ann_user['id']}/erase"), 409)
         wait_until_rebuilt(admin)
+        change = admin.patch(f"/api/admin/users/{ann_user['id']}", {"role": "auditor", "disabled": False})
+        assert "erased" in assert_problem(change, 409)["detail"]
+        changed = admin.get("/api/audit/events", params={"type": "UserRoleChanged"}).json()["items"]
+        assert ann_user["id"] not in json.dumps(changed), "a refused change records none of its parts"
         deadline = time.monotonic() + 20
         while (left := occurrences(tmp_path, needles)) and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from application.accounts import ChangePassword, ChangeUserRole, DisableUser, EnableUser, IssueInvitation, SetQuotas, SignOut
+from application.accounts import ChangePassword, ChangeUser, IssueInvitation, SetQuotas, SignOut
 from application.assistant import RecordReply, RecordReplyFailure
 from application.chat import ExpireContent, SetRetention, UpdateSession
 from application.documents import AttachDocument, DeleteDocument, DetachDocument, RetryConversion
@@ -137,10 +137,10 @@ def every_kind_once(log: ChatLog, people: list[Any], owners: dict[Any, Any]) -> 
     log.fail_conversion(failed)
     log.run(RetryConversion(failed), owner)
     user = people[2]
-    log.run(ChangeUserRole(user, "auditor"), "admin")
+    log.run(ChangeUser(user, role="auditor"), "admin")
     log.run(SetQuotas(user, 10, 5, 1000), "admin")
-    log.run(DisableUser(user), "admin")
-    log.run(EnableUser(user), "admin")
+    log.run(ChangeUser(user, disabled=True), "admin")
+    log.run(ChangeUser(user, disabled=False), "admin")
     log.run(ChangePassword(user, "another hash"), user)
     log.run(SignOut(user), user)
 

@@ -2,7 +2,7 @@
 revocations (each bumps the token generation and is announced on the principals channel),
 disabling and enabling, quotas, erasure; replay and rebuild stability."""
 
-from application.accounts import ChangePassword, ChangeUserRole, DisableUser, EnableUser, SetQuotas, SignOut
+from application.accounts import ChangePassword, ChangeUser, SetQuotas, SignOut
 from domain.user import ERASED
 from projections.users import PRINCIPALS_CHANNEL, UsersProjector
 from tests.projections.projection_log import (
@@ -39,7 +39,7 @@ def test_role_password_and_sign_out_each_revoke_tokens_and_tell_the_servers(log,
     projected.catch_up()
     published = []
     projected.runner.on_publish = published.extend
-    log.run(ChangeUserRole(ann, "admin"))
+    log.run(ChangeUser(ann, role="admin"))
     log.run(ChangePassword(ann, "new hash"))
     log.run(SignOut(ann))
     projected.catch_up()
@@ -50,10 +50,10 @@ def test_role_password_and_sign_out_each_revoke_tokens_and_tell_the_servers(log,
 
 def test_disable_and_enable_toggle_the_flag(log, projected):
     ann = log.user("ann@example.org")
-    log.run(DisableUser(ann))
+    log.run(ChangeUser(ann, disabled=True))
     projected.catch_up()
     assert user_row(projected, ann)["disabled"] == 1
-    log.run(EnableUser(ann))
+    log.run(ChangeUser(ann, disabled=False))
     projected.catch_up()
     assert user_row(projected, ann)["disabled"] == 0
 
@@ -81,9 +81,9 @@ def test_an_erased_user_reads_as_erased_and_disabled_at_once_and_after_a_rebuild
 
 def scenario(log):
     users = [log.user(f"u{n}@example.org", f"U{n}") for n in range(4)]
-    log.run(ChangeUserRole(users[0], "admin"))
+    log.run(ChangeUser(users[0], role="admin"))
     log.run(SetQuotas(users[1], 1, 2, 3))
-    log.run(DisableUser(users[2]))
+    log.run(ChangeUser(users[2], disabled=True))
     log.erase(users[3])
 
 
