@@ -168,6 +168,7 @@ def run(short: bool = False) -> dict:
                 "CHRONICLE_RATE_LIMIT_POSTS": "0",
                 "CHRONICLE_RATE_LIMIT_LOGIN": "0",
                 "CHRONICLE_RATE_LIMIT_PASSWORDS": "0",
+                "CHRONICLE_RATE_LIMIT_WRITES": "0",
                 "CHRONICLE_CONVERSION_CONCURRENCY": "4" if not short else "2",
             },
         ).start()

@@ -365,6 +365,7 @@ def chronicle(
         "CHRONICLE_RATE_LIMIT_POSTS": "0",
         "CHRONICLE_RATE_LIMIT_LOGIN": "0",
         "CHRONICLE_RATE_LIMIT_PASSWORDS": "0",
+        "CHRONICLE_RATE_LIMIT_WRITES": "0",
         "CHRONICLE_LOG_FORMAT": "json",
     }
     if sink is not None:

@@ -189,6 +189,7 @@ def run(
         "CHRONICLE_RATE_LIMIT_POSTS": "0",
         "CHRONICLE_RATE_LIMIT_LOGIN": "0",
         "CHRONICLE_RATE_LIMIT_PASSWORDS": "0",
+        "CHRONICLE_RATE_LIMIT_WRITES": "0",
         "CHRONICLE_ASSISTANT_ANSWERS": "",
     }
     if server_path is not None:

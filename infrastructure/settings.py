@@ -27,6 +27,7 @@ class RateLimitSettings:
     posts_per_minute: int = 600
     lookups_per_minute: int = 30
     passwords_per_minute: int = 10
+    writes_per_minute: int = 600
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,7 @@ class Settings:
                 posts_per_minute=_int("CHRONICLE_RATE_LIMIT_POSTS", 600),
                 lookups_per_minute=_int("CHRONICLE_RATE_LIMIT_LOOKUPS", 30),
                 passwords_per_minute=_int("CHRONICLE_RATE_LIMIT_PASSWORDS", 10),
+                writes_per_minute=_int("CHRONICLE_RATE_LIMIT_WRITES", 600),
             ),
         )
 

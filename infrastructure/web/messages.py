@@ -27,7 +27,7 @@ from infrastructure.web.commands import execute
 from infrastructure.web.edge_types import AfterPosition, Cursor
 from infrastructure.web.entity_tags import REVALIDATED, not_modified, tagged, view_tag
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
-from infrastructure.web.rate_limits import posts
+from infrastructure.web.rate_limits import posts, writes
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.change_positions import session_view_state
 from projections.members import is_member
@@ -218,7 +218,7 @@ class MessagesController(Controller):
             raise NotFoundException("no such message")
         return _from_row(message)
 
-    @patch("/{message_id:uuid}")
+    @patch("/{message_id:uuid}", guards=[writes])
     async def edit(
         self,
         session_id: UUID,
@@ -230,7 +230,7 @@ class MessagesController(Controller):
         outcome = await execute(bus, request, EditMessage(session_id, message_id, request.user.id, data.content))
         return _changed(outcome.value, outcome.position)
 
-    @delete("/{message_id:uuid}", status_code=200)
+    @delete("/{message_id:uuid}", status_code=200, guards=[writes])
     async def remove(self, session_id: UUID, message_id: UUID, bus: CommandBus, request: Request[Principal, Any, Any]) -> MessageChange:
         outcome = await execute(bus, request, DeleteMessage(session_id, message_id, request.user.id))
         return _changed(outcome.value, outcome.position)

@@ -8,6 +8,9 @@ full window wherever it falls, so no burst passes by straddling a window's edge)
   before (it carries a device cookie, as OWASP recommends): an attacker who keeps failing can
   slow down strangers' guesses but cannot lock the owner out.
 - `posts`: messages per user per minute; `lookups`: user lookups per user per minute.
+- `writes`: the other changes to sessions and their messages (starting, renaming, deleting a
+  session, members, retention, read markers, edits and deletions of messages) per user per
+  minute: each appends an event and most send a frame to every member.
 - `passwords`: requests without a signed-in user that make the server hash a password
   (registering, accepting an invitation, resetting a password), per client address per minute:
   each hash costs tens of milliseconds of a core and 64 MiB (argon2id).
@@ -62,6 +65,7 @@ class RateLimits:
             "posts": RateLimitItemPerMinute(settings.posts_per_minute) if settings.posts_per_minute > 0 else None,
             "lookups": RateLimitItemPerMinute(settings.lookups_per_minute) if settings.lookups_per_minute > 0 else None,
             "passwords": RateLimitItemPerMinute(settings.passwords_per_minute) if settings.passwords_per_minute > 0 else None,
+            "writes": RateLimitItemPerMinute(settings.writes_per_minute) if settings.writes_per_minute > 0 else None,
         }
 
     def hit(self, limit: str, key: str) -> None:
@@ -105,3 +109,4 @@ login_attempts = _limited("login", client_address)
 posts = _limited("posts", lambda c: str(c.user.id))
 lookups = _limited("lookups", lambda c: str(c.user.id))
 password_work = _limited("passwords", client_address)
+writes = _limited("writes", lambda c: str(c.user.id))

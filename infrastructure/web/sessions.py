@@ -27,6 +27,7 @@ from infrastructure.web.commands import execute
 from infrastructure.web.edge_types import AfterPosition, Cursor, name
 from infrastructure.web.entity_tags import REVALIDATED, not_modified, tagged, view_tag
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
+from infrastructure.web.rate_limits import writes
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.change_positions import NAMES, member_view_state, session_view_state
 from projections.members import members_of
@@ -156,7 +157,7 @@ class SessionsController(Controller):
     path = "/api/sessions"
     tags = ["sessions"]
 
-    @post("/", status_code=201)
+    @post("/", status_code=201, guards=[writes])
     async def start(self, data: CreateSession, bus: CommandBus, request: Request[Principal, Any, Any]) -> SessionView:
         outcome = await execute(bus, request, StartSession(request.user.id, data.title, data.assistant, data.retention_days))
         return _from_aggregate(outcome.value, outcome.position)
@@ -207,19 +208,19 @@ class SessionsController(Controller):
         detail.members = [Member(**m) for m in await members_of(db, str(session_id))]
         return tagged(detail, tag)
 
-    @patch("/{session_id:uuid}")
+    @patch("/{session_id:uuid}", guards=[writes])
     async def change(self, session_id: UUID, data: ChangeSession, bus: CommandBus, request: Request[Principal, Any, Any]) -> SessionView:
         outcome = await execute(bus, request, UpdateSession(session_id, request.user.id, data.title, data.assistant))
         return _from_aggregate(outcome.value, outcome.position)
 
-    @delete("/{session_id:uuid}", status_code=200)
+    @delete("/{session_id:uuid}", status_code=200, guards=[writes])
     async def archive(self, session_id: UUID, bus: CommandBus, request: Request[Principal, Any, Any]) -> SessionView:
         """Archives the session (owner only): it stays readable by its members, marked `archived`,
         and takes no new messages or documents; the log keeps its history."""
         outcome = await execute(bus, request, ArchiveSession(session_id, request.user.id))
         return _from_aggregate(outcome.value, outcome.position)
 
-    @put("/{session_id:uuid}/read")
+    @put("/{session_id:uuid}/read", guards=[writes])
     async def mark_read(
         self,
         session_id: UUID,
@@ -236,19 +237,19 @@ class SessionsController(Controller):
         outcome = await execute(bus, request, MarkRead(session_id, request.user.id, data.position))
         return ReadMarkerView(str(session_id), data.position, bool(outcome.value), outcome.position if outcome.value else None)
 
-    @put("/{session_id:uuid}/retention")
+    @put("/{session_id:uuid}/retention", guards=[writes])
     async def retention(self, session_id: UUID, data: Retention, bus: CommandBus, request: Request[Principal, Any, Any]) -> RetentionChange:
         """The owner sets how long messages keep their content; older content is erased by the
         retention job (who posted what when stays)."""
         outcome = await execute(bus, request, SetRetention(session_id, request.user.id, data.retention_days))
         return RetentionChange(str(session_id), data.retention_days, outcome.position)
 
-    @post("/{session_id:uuid}/members", status_code=201)
+    @post("/{session_id:uuid}/members", status_code=201, guards=[writes])
     async def add_member(self, session_id: UUID, data: NewMember, bus: CommandBus, request: Request[Principal, Any, Any]) -> MemberChange:
         outcome = await execute(bus, request, AddMember(session_id, request.user.id, data.user_id))
         return MemberChange(str(session_id), str(data.user_id), outcome.position)
 
-    @delete("/{session_id:uuid}/members/{user_id:uuid}", status_code=200)
+    @delete("/{session_id:uuid}/members/{user_id:uuid}", status_code=200, guards=[writes])
     async def remove_member(self, session_id: UUID, user_id: UUID, bus: CommandBus, request: Request[Principal, Any, Any]) -> MemberChange:
         outcome = await execute(bus, request, RemoveMember(session_id, request.user.id, user_id))
         return MemberChange(str(session_id), str(user_id), outcome.position)

@@ -69,6 +69,7 @@ class Server:
                 "CHRONICLE_RATE_LIMIT_POSTS": "0",
                 "CHRONICLE_RATE_LIMIT_LOGIN": "0",
                 "CHRONICLE_RATE_LIMIT_PASSWORDS": "0",
+                "CHRONICLE_RATE_LIMIT_WRITES": "0",
                 "CHRONICLE_RATE_LIMIT_LOGIN_FAILURES": "0",
                 "CHRONICLE_ASSISTANT_ANSWERS": "all",
                 **(env or {}),

@@ -62,6 +62,27 @@ def test_wrong_current_passwords_count_as_failed_sign_ins_of_the_account(tmp_pat
         server.stop()
 
 
+def test_other_writes_to_sessions_are_limited_per_user_apart_from_posting(tmp_path):
+    """Edits, deletions and read markers each append an event (most a frame to every member)."""
+    server = Server(tmp_path, env={"CHRONICLE_RATE_LIMIT_WRITES": "3"}).start()
+    try:
+        ann, _ = server.client().signup("ann@example.org")
+        bob, _ = server.client().signup("bob@example.org")
+        sid = ann.post("/api/sessions", {"title": "Plans", "assistant": False}).json()["id"]  # write 1
+        message = ann.post(f"/api/sessions/{sid}/messages", {"content": "draft"}).json()  # a post: not a write
+        assert ann.patch(f"/api/sessions/{sid}/messages/{message['id']}", {"content": "draft 2"}).status_code == 200
+        assert ann.put(f"/api/sessions/{sid}/read", {"position": message["position"]}).status_code == 200
+        head = ann.head()
+        refused(ann.patch(f"/api/sessions/{sid}/messages/{message['id']}", {"content": "draft 3"}), "writes")
+        refused(ann.put(f"/api/sessions/{sid}/read", {"position": head}), "writes")
+        refused(ann.delete(f"/api/sessions/{sid}/messages/{message['id']}"), "writes")
+        assert ann.head() == head, "a refused write appends nothing"
+        assert ann.post(f"/api/sessions/{sid}/messages", {"content": "posting has its own limit"}).status_code == 201
+        assert bob.post("/api/sessions", {"title": "Bob's", "assistant": False}).status_code == 201  # per user
+    finally:
+        server.stop()
+
+
 def test_forwarded_for_is_believed_from_a_trusted_proxy(tmp_path):
     server = Server(tmp_path, env={"CHRONICLE_RATE_LIMIT_LOGIN": "2", "CHRONICLE_TRUSTED_PROXIES": "127.0.0.1"}).start()
     try:

@@ -4754,6 +4754,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too Many Requests. A rate limit or a daily quota is spent; `limit` or `quota` names it and `Retry-After` says when to try again. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Service Unavailable. A store is unavailable or the read model has not yet reached the requested position; retry after `Retry-After`. */
             503: {
                 headers: {
@@ -4942,6 +4953,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too Many Requests. A rate limit or a daily quota is spent; `limit` or `quota` names it and `Retry-After` says when to try again. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Service Unavailable. A store is unavailable or the read model has not yet reached the requested position; retry after `Retry-After`. */
             503: {
                 headers: {
@@ -5038,6 +5060,17 @@ export interface operations {
             /** @description Request Entity Too Large. The body is larger than the server accepts. */
             413: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too Many Requests. A rate limit or a daily quota is spent; `limit` or `quota` names it and `Retry-After` says when to try again. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5419,6 +5452,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too Many Requests. A rate limit or a daily quota is spent; `limit` or `quota` names it and `Retry-After` says when to try again. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Service Unavailable. A store is unavailable or the read model has not yet reached the requested position; retry after `Retry-After`. */
             503: {
                 headers: {
@@ -5503,6 +5547,17 @@ export interface operations {
             /** @description Conflict. The request conflicts with the current state (a concurrent change, a state that forbids it, or a position beyond the log's head). */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too Many Requests. A rate limit or a daily quota is spent; `limit` or `quota` names it and `Retry-After` says when to try again. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5906,6 +5961,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too Many Requests. A rate limit or a daily quota is spent; `limit` or `quota` names it and `Retry-After` says when to try again. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Service Unavailable. A store is unavailable or the read model has not yet reached the requested position; retry after `Retry-After`. */
             503: {
                 headers: {
@@ -6003,6 +6069,17 @@ export interface operations {
             /** @description Request Entity Too Large. The body is larger than the server accepts. */
             413: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too Many Requests. A rate limit or a daily quota is spent; `limit` or `quota` names it and `Retry-After` says when to try again. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6187,6 +6264,17 @@ export interface operations {
             /** @description Request Entity Too Large. The body is larger than the server accepts. */
             413: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too Many Requests. A rate limit or a daily quota is spent; `limit` or `quota` names it and `Retry-After` says when to try again. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6382,6 +6470,17 @@ export interface operations {
             /** @description Request Entity Too Large. The body is larger than the server accepts. */
             413: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too Many Requests. A rate limit or a daily quota is spent; `limit` or `quota` names it and `Retry-After` says when to try again. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
