@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 from uuid import UUID
+from weakref import WeakValueDictionary
 
 import anyio
 import msgspec
@@ -164,12 +165,26 @@ UPLOAD_FIELDS = (("file", binary_file(), True), ("session_id", uuid_text(), Fals
 """The multipart body of an upload, for the OpenAPI document (the handler streams it itself)."""
 
 
+def _uploads_of(request: Request[Principal, Any, Any]) -> anyio.Lock:
+    """One upload of a user at a time from the storage quota's check until the read model counts
+    it, so concurrent uploads cannot each pass the check against the same total. Per process:
+    nodes of a cluster can still race, by at most one upload each."""
+    locks: WeakValueDictionary[str, anyio.Lock] = request.app.state.setdefault("upload_locks", WeakValueDictionary())
+    user_id = str(request.user.id)
+    lock = locks.get(user_id)
+    if lock is None:
+        lock = locks[user_id] = anyio.Lock()
+    return lock
+
+
 class DocumentsController(Controller):
     path = "/api/documents"
     tags = ["documents"]
 
     @post("/", status_code=201, request_max_body_size=None, problems=(404, 415, 429), multipart=UPLOAD_FIELDS)
-    async def upload(self, request: Request[Principal, Any, Any], bus: CommandBus, write: WriteSide) -> DocumentView:
+    async def upload(
+        self, request: Request[Principal, Any, Any], bus: CommandBus, write: WriteSide, progress: ProjectionProgress
+    ) -> DocumentView:
         """multipart/form-data with the file in `file` and optionally `session_id` to attach it."""
         content_type, options = request.content_type
         if content_type != "multipart/form-data":
@@ -185,19 +200,21 @@ class DocumentsController(Controller):
         try:
             if incoming.size == 0:
                 raise ClientException("the file is empty", extra=[{"key": "file", "message": "the file is empty"}])
-            await require_storage_quota(request.app.state.db, user_id, incoming.size)
             session_id = _session_id(upload.fields.get("session_id"))
             await anyio.to_thread.run_sync(incoming.finish)
             media_type = await anyio.to_thread.run_sync(request.app.state.sniffer.sniff, incoming.path)
             command = UploadDocument(request.user.id, upload.filename, media_type, incoming.size, incoming.sha256, session_id)
-            async with write.blobs.locked():
-                created = await anyio.to_thread.run_sync(write.blobs.place, incoming)
-                try:
-                    outcome = await execute(bus, request, command)
-                except Exception:
-                    if created:  # refused: nothing references it (a cancelled request may still commit, so not then)
-                        write.blobs.remove(command.sha256)
-                    raise
+            async with _uploads_of(request):
+                await require_storage_quota(request.app.state.db, user_id, incoming.size)
+                async with write.blobs.locked():
+                    created = await anyio.to_thread.run_sync(write.blobs.place, incoming)
+                    try:
+                        outcome = await execute(bus, request, command)
+                    except Exception:
+                        if created:  # refused: nothing references it (a cancelled request may still commit, so not then)
+                            write.blobs.remove(command.sha256)
+                        raise
+                await progress.wait(("documents",), outcome.position)  # the next upload's check counts this one
         finally:
             await anyio.to_thread.run_sync(incoming.discard)
         return _from_document(outcome.value, outcome.position)

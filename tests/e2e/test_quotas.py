@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tests import document_files as files
 from tests.backend import stored_events
 from tests.e2e.conftest import assert_problem
-from tests.e2e.server import Server, cli
+from tests.e2e.server import Api, Server, cli
 from tests.e2e.test_documents import upload, uploaded
 
 pytestmark = pytest.mark.e2e
@@ -89,6 +91,24 @@ def test_a_storage_quota_refuses_the_upload_that_would_pass_it(site):
     deleted = cy.delete(f"/api/documents/{first['id']}")
     assert usage(cy, deleted.json()["position"])["storage_bytes"] == 0
     assert uploaded(cy, "more.txt", b"y" * 600)["size"] == 600
+
+
+def test_uploads_sent_at_once_cannot_together_pass_a_storage_quota(site):
+    server, admin = site
+    fay, fay_user = server.client().signup("fay.uploads@example.org")
+    admin.put(f"/api/admin/users/{fay_user['id']}/quotas", {"storage_bytes": 1000})
+    clients = [Api(str(fay.http.base_url), fay.token) for _ in range(4)]  # a connection each
+    ready = threading.Barrier(len(clients))
+
+    def send(n: int) -> int:
+        ready.wait(timeout=30)
+        return upload(clients[n], f"part-{n}.txt", bytes([65 + n]) * 600).status_code
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        codes = sorted(pool.map(send, range(len(clients))))
+    assert codes == [201, 429, 429, 429]
+    mine = fay.get("/api/documents", params={"after_position": fay.head()}).json()["items"]
+    assert sum(d["size"] for d in mine) == 600
 
 
 def test_an_exhausted_reply_quota_records_the_reply_as_failed(site):
