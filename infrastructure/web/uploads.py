@@ -55,9 +55,13 @@ async def _receive(chunks: AsyncIterator[bytes], boundary: bytes, incoming: Inco
     buffer = bytearray()
     current: MultipartSegment | None = None
     value = bytearray()
+    received = 0
     try:
         with PushMultipartParser(boundary, max_segment_count=len(FIELDS) + 1) as parser:
             async for chunk in chunks:
+                received += len(chunk)
+                if received > limit + FORM_OVERHEAD_BYTES:  # what the parser skips (a preamble) counts too
+                    raise PayloadTooLarge(detail=_too_large(limit))
                 for part in parser.parse(chunk):
                     if isinstance(part, MultipartSegment):
                         current = part

@@ -390,6 +390,14 @@ def test_an_upload_over_the_limit_is_refused_while_streaming(strict_server):
 
     response = ann.post("/api/documents", content=body(), headers={"content-type": "multipart/form-data; boundary=b"})
     assert_problem(response, 413)
+
+    def endless_preamble():
+        for _ in range(64):  # 4 MiB before the first boundary, which a parser skips
+            yield b"x" * (64 * 1024)
+        yield b'\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="small.bin"\r\n\r\nsmall\r\n--b--\r\n'
+
+    preamble = ann.post("/api/documents", content=endless_preamble(), headers={"content-type": "multipart/form-data; boundary=b"})
+    assert_problem(preamble, 413)
     announced = upload(ann, "big.bin", bytes(2 * 1024 * 1024))
     assert_problem(announced, 413)
     assert ann.head() == head and leftovers(strict_server) == []
