@@ -123,13 +123,15 @@ async def message_in_session(db: ReadConnection, session_id: str, message_id: st
     return await db.fetch_one(f"SELECT {_COLUMNS} FROM messages WHERE session_id=? AND id=?", (session_id, message_id))
 
 
-async def message_versions(db: ReadConnection, message_id: str) -> list[Row]:
-    """Every version, oldest first: the stored ones of an edited message, or an unedited one's row."""
+async def message_versions(db: ReadConnection, message_id: str, after_version: int = 0, limit: int = -1) -> list[Row]:
+    """The versions after `after_version`, oldest first, at most `limit` (-1: all): the stored
+    ones of an edited message, or an unedited one's row."""
     return await db.fetch_all(
-        "SELECT version, content, at, position FROM message_versions WHERE message_id=?"
+        "SELECT * FROM (SELECT version, content, at, position FROM message_versions WHERE message_id=?"
         " UNION ALL SELECT 1, content, created_at, position FROM messages WHERE id=? AND version=1"
-        " AND NOT EXISTS (SELECT 1 FROM message_versions WHERE message_id=?) ORDER BY version",
-        (message_id, message_id, message_id),
+        " AND NOT EXISTS (SELECT 1 FROM message_versions WHERE message_id=?))"
+        " WHERE version>? ORDER BY version LIMIT ?",
+        (message_id, message_id, message_id, after_version, limit),
     )
 
 

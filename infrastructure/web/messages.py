@@ -243,8 +243,12 @@ class MessagesController(Controller):
         request: Request[Principal, Any, Any],
         db: ReadConnection,
         progress: ProjectionProgress,
+        cursor: Cursor = None,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50,
         after_position: AfterPosition = None,
     ) -> Page[MessageVersion]:
+        """Oldest first; the cursor continues with later versions."""
+        after_version = cursor_position(cursor)
         await progress.wait(READ_MODELS + ("sessions",), after_position)
         user = str(request.user.id)
         session = await session_for_member(db, str(session_id), user)
@@ -253,8 +257,8 @@ class MessagesController(Controller):
             raise NotFoundException("no such message")
         if user not in (message["author_id"], session["owner_id"]):
             raise PermissionDeniedException("only the author and the session owner may read a message's history")
-        versions = await message_versions(db, str(message_id))
-        return Page(items=[MessageVersion(**v) for v in versions], next_cursor=None)
+        versions = await message_versions(db, str(message_id), after_version, limit + 1)
+        return page(versions, limit, lambda v: MessageVersion(**v), key="version")
 
 
 class ReplyCancellation(msgspec.Struct):

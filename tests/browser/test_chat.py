@@ -180,6 +180,30 @@ def test_the_history_slider_shows_an_edited_messages_earlier_text(people):
     ann.screenshot("history")
 
 
+def test_a_messages_versions_dialog_shows_later_versions_on_request(people):
+    ann = people()
+    email = ann.sign_up("Ann")
+    sid = start_session(ann.page, "Drafts", assistant=False)
+    send(ann.page, "draft 1")
+    log = ann.page.get_by_role("log")
+    expect(log.get_by_text("draft 1")).to_be_visible()
+    token = ann.server.client().post("/api/auth/login", {"email": email, "password": "correct horse"}).json()["access_token"]
+    api = ann.server.client(token)
+    message = api.get(f"/api/sessions/{sid}/messages").json()["items"][0]
+    for n in range(2, 53):  # 52 versions: more than the 50 of a page
+        assert api.patch(f"/api/sessions/{sid}/messages/{message['id']}", {"content": f"draft {n}"}).status_code == 200
+    expect(log.get_by_text("draft 52")).to_be_visible()
+    log.get_by_role("button", name="edited").click()
+    dialog = ann.page.get_by_role("dialog")
+    expect(dialog.get_by_role("heading", name=re.compile("^Version 50 "))).to_be_visible()
+    expect(dialog.get_by_role("heading", name=re.compile("^Version 51 "))).to_have_count(0)
+    dialog.get_by_role("button", name="Show later versions").click()
+    expect(dialog.get_by_role("heading", name=re.compile("^Version 52 "))).to_be_visible()
+    expect(dialog.get_by_role("listitem")).to_have_count(52)
+    expect(dialog.get_by_role("button", name="Show later versions")).to_have_count(0)
+    assert ann.problems == []
+
+
 class _EvilSite(http.server.BaseHTTPRequestHandler):
     """Another origin (another port on the same host: same site, foreign origin) whose page
     posts a form to Chronicle and opens a stream with the visitor's cookie."""

@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.e2e.conftest import assert_problem
+
 pytestmark = pytest.mark.e2e
 
 
@@ -64,6 +66,28 @@ def test_rename_edit_history_delete_and_archive(new_user):
     assert late.status_code == 409
     detail = ann.get(f"/api/sessions/{sid}", params={"after_position": archived.json()["position"]}).json()
     assert detail["archived"] is True and detail["title"] == "Final" and detail["message_count"] == 0
+
+
+def test_a_messages_history_pages_forward_oldest_first(new_user):
+    ann, _ = new_user("ann")
+    sid = ann.post("/api/sessions", {"title": "Drafts", "assistant": False}).json()["id"]
+    message = ann.post(f"/api/sessions/{sid}/messages", {"content": "v1"}).json()
+    last = None
+    for n in range(2, 7):
+        last = ann.patch(f"/api/sessions/{sid}/messages/{message['id']}", {"content": f"v{n}"}).json()
+    path = f"/api/sessions/{sid}/messages/{message['id']}/history"
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 4, "after_position": last["position"], **({"cursor": cursor} if cursor else {})}
+        got = ann.get(path, params=params).json()
+        seen += [(v["version"], v["content"]) for v in got["items"]]
+        pages, cursor = pages + 1, got["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 2 and seen == [(n, f"v{n}") for n in range(1, 7)]
+    assert len(ann.get(path).json()["items"]) == 6, "50 to a page by default"
+    assert_problem(ann.get(path, params={"limit": 501}), 400)
+    assert_problem(ann.get(path, params={"cursor": "later"}), 400)
 
 
 def test_pagination_pages_forward_oldest_first(new_user):

@@ -6113,6 +6113,9 @@ export interface operations {
     ApiSessionsSessionIdMessagesMessageIdHistoryHistory: {
         parameters: {
             query?: {
+                /** @description `next_cursor` from the previous page (ASCII digits); absent or empty for the first page. */
+                cursor?: string | null;
+                limit?: number;
                 /** @description Read-your-writes: wait until the read model has reached this global position (from a command's answer). A position beyond the log's head is refused with 409, naming the head. */
                 after_position?: number | null;
             };

@@ -96,6 +96,7 @@ export const en = {
     edited: 'edited',
     historyTitle: 'Versions of this message',
     version: (n: number) => `Version ${n}`,
+    laterVersions: 'Show later versions',
     loadingOlder: 'Loading older messages…',
     beginning: 'This is the beginning of the conversation.',
     stop: 'Stop',

@@ -247,8 +247,10 @@ export function useConversation(sessionId: string) {
     publish()
   }
 
-  function history(messageId: string): Promise<Page<MessageVersion>> {
-    return api.get<Page<MessageVersion>>(`/api/sessions/${sessionId}/messages/${messageId}/history`)
+  function history(messageId: string, cursor: string | null = null): Promise<Page<MessageVersion>> {
+    return api.get<Page<MessageVersion>>(`/api/sessions/${sessionId}/messages/${messageId}/history`, {
+      query: cursor === null ? {} : { cursor },
+    })
   }
 
   async function cancelReply(replyId: string): Promise<void> {
