@@ -78,6 +78,8 @@ class User(ChronicleAggregate):
 
     def change_role(self, role: str) -> None:
         require_role(role)
+        if getattr(self, "erased", False):
+            raise Conflict("an erased user's role cannot be changed")
         if role != self.role:
             self._role_changed(role=role)
 

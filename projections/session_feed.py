@@ -111,20 +111,25 @@ class SessionFeedProjector(Projector):
             ),
         )
 
-    def _replace_content(self, tx: ReadTransaction, message_id: str, content: str | None) -> None:
-        """The message's earlier frames carry `content` instead of what they said."""
+    def _replace_content(self, tx: ReadTransaction, message_id: str, content: str | None, *, drop_edits: bool = False) -> None:
+        """The message's earlier frames carry `content` instead of what they said (`drop_edits`:
+        its earlier edits' frames go instead)."""
         for row in tx.fetch_all("SELECT position, body FROM session_frames WHERE message_id=?", (message_id,)):
             frame = decode_frame(row["body"])
-            if "content" in frame.data and frame.data["content"] != content:
+            if drop_edits and frame.type == "message.edited":
+                tx.execute("DELETE FROM session_frames WHERE position=?", (row["position"],))
+            elif "content" in frame.data and frame.data["content"] != content:
                 frame.data["content"] = content
                 tx.execute("UPDATE session_frames SET body=? WHERE position=?", (encode_frame(frame), row["position"]))
 
     @handles(Message.MessageEdited)
     def _edited(self, tx: ReadTransaction, e: Any, position: int) -> None:
         """A stream that replays the session shows only the message's current text: its earlier
-        versions are for the author and the session's owner (`…/history`), not every member."""
+        versions are for the author and the session's owner (`…/history`), not every member. The
+        earlier edits' frames go (the new one says all they said, and a replay skips the gap), so
+        a message keeps at most two frames and an edit rewrites one, however often it is edited."""
         message_id = str(e.originator_id)
-        self._replace_content(tx, message_id, e.content)
+        self._replace_content(tx, message_id, e.content, drop_edits=True)
         self._store(
             tx,
             Frame(

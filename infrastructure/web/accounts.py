@@ -287,13 +287,14 @@ class MeController(Controller):
         self, data: PasswordChange, bus: CommandBus, event_store: Chronicle, request: Request[Principal, Any, Any]
     ) -> Response[UserView]:
         """Needs the current password. Every token issued before stops working; a browser
-        signed in with the cookie gets a new one. A wrong current password counts as a failed
-        sign-in of the account (`login_account`), so a stolen token cannot guess it freely."""
+        signed in with the cookie gets a new one. Wrong current passwords are limited as failed
+        sign-ins are (`login_account`), so a stolen token cannot guess freely; they are counted
+        apart from the account's sign-ins, so strangers' failed sign-ins never stop the owner."""
         limits: RateLimits = request.app.state.rate_limits
 
         def check_and_hash() -> str | None:
             user = event_store.repository.get(request.user.id)
-            account = canonical_email(user.email)
+            account = f"password-change:{user.id}"
             limits.check("login_account", account)
             if not verify_password(user.password_hash, data.current_password):
                 try:

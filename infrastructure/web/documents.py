@@ -3,6 +3,7 @@ session, and convert."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 from uuid import UUID
 from weakref import WeakValueDictionary
@@ -25,6 +26,7 @@ from infrastructure.web.edge_types import UUID_TEXT, AfterPosition, Cursor
 from infrastructure.web.entity_tags import REVALIDATED, not_modified, tagged, view_tag
 from infrastructure.web.openapi_document import binary_file, uuid_text
 from infrastructure.web.pagination import MAX_LIMIT, Page, cursor_position, page
+from infrastructure.web.problems import ReadModelBehind
 from infrastructure.web.quotas import require_storage_quota
 from infrastructure.web.read_your_writes import ProjectionProgress
 from infrastructure.web.uploads import receive_upload, refuse_announced_size
@@ -39,6 +41,8 @@ from projections.documents import (
 )
 from projections.sessions import session_for_member
 from projections.storage import ReadConnection
+
+log = logging.getLogger(__name__)
 
 READ_MODELS = ("documents", "session_members")
 OUTPUT_TYPES = {
@@ -214,7 +218,10 @@ class DocumentsController(Controller):
                         if created:  # refused: nothing references it (a cancelled request may still commit, so not then)
                             write.blobs.remove(command.sha256)
                         raise
-                await progress.wait(("documents",), outcome.position)  # the next upload's check counts this one
+                try:
+                    await progress.wait(("documents",), outcome.position)  # the next upload's check counts this one
+                except ReadModelBehind:  # saved all the same: answer so, or a retry would store it twice
+                    log.warning("the documents read model is behind upload %s at position %s", outcome.value.id, outcome.position)
         finally:
             await anyio.to_thread.run_sync(incoming.discard)
         return _from_document(outcome.value, outcome.position)

@@ -31,6 +31,7 @@ def content_disposition(kind: str, filename: str) -> str:
 def _offset(digits: str) -> int:
     """A range bound; one longer than any file can be stays beyond every file without `int()`
     of thousands of digits (which Python refuses: a 500 instead of the 416 or 206 it is)."""
+    digits = digits.lstrip("0") or "0"
     return int(digits) if len(digits) <= 18 else 10**18
 
 

@@ -90,6 +90,10 @@ def test_an_upload_is_stored_by_content_and_downloaded_with_ranges(server, new_u
     assert everything.status_code == 206 and everything.content == data
     beyond_the_end = ann.get(f"/api/documents/{document['id']}/content", headers={"range": f"bytes=3-{huge}"})
     assert beyond_the_end.status_code == 206 and beyond_the_end.content == data[3:]
+    zeros = "0" * 30  # leading zeros do not make a number larger
+    padded = ann.get(f"/api/documents/{document['id']}/content", headers={"range": f"bytes={zeros}5-{zeros}9"})
+    assert padded.status_code == 206 and padded.content == data[5:10]
+    assert_problem(ann.get(f"/api/documents/{document['id']}/content", headers={"range": f"bytes=-{zeros}"}), 416)
     cached = ann.get(f"/api/documents/{document['id']}/content", headers={"if-none-match": f'"{sha}"'})
     assert cached.status_code == 304 and cached.content == b""
 

@@ -91,6 +91,7 @@ def test_an_erased_user_leaves_no_plaintext_and_everyone_else_keeps_theirs(tmp_p
         wait_until_rebuilt(admin)
         change = admin.patch(f"/api/admin/users/{ann_user['id']}", {"role": "auditor", "disabled": False})
         assert "erased" in assert_problem(change, 409)["detail"]
+        assert "erased" in assert_problem(admin.patch(f"/api/admin/users/{ann_user['id']}", {"role": "auditor"}), 409)["detail"]
         changed = admin.get("/api/audit/events", params={"type": "UserRoleChanged"}).json()["items"]
         assert ann_user["id"] not in json.dumps(changed), "a refused change records none of its parts"
         deadline = time.monotonic() + 20

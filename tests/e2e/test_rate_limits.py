@@ -50,14 +50,32 @@ def test_requests_that_hash_a_password_without_a_signed_in_user_are_limited_per_
         server.stop()
 
 
-def test_wrong_current_passwords_count_as_failed_sign_ins_of_the_account(tmp_path):
+def test_wrong_current_passwords_are_limited_like_failed_sign_ins(tmp_path):
     server = Server(tmp_path, env={"CHRONICLE_RATE_LIMIT_LOGIN_FAILURES": "2"}).start()
     try:
         ann, user = server.client().signup("ann@example.org")
         guesses = [ann.post("/api/me/password", {"current_password": f"guess {n}", "new_password": "stolen horse"}) for n in range(2)]
         assert [g.status_code for g in guesses] == [403, 403]
         refused(ann.post("/api/me/password", {"current_password": "correct horse", "new_password": "stolen horse"}), "login_account")
-        refused(server.client().post("/api/auth/login", {"email": user["email"], "password": "correct horse"}), "login_account")
+        assert server.client().post("/api/auth/login", {"email": user["email"], "password": "correct horse"}).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_strangers_failed_sign_ins_do_not_stop_the_owner_changing_the_password(tmp_path):
+    server = Server(tmp_path, env={"CHRONICLE_RATE_LIMIT_LOGIN_FAILURES": "2"}).start()
+    try:
+        _, user = server.client().signup("ann@example.org")
+        browser = httpx.Client(base_url=server.url, timeout=30)
+        browser.get("/health")
+        csrf = {"x-csrftoken": browser.cookies["csrftoken"]}
+        signed = browser.post("/api/auth/session", json={"email": user["email"], "password": "correct horse"}, headers=csrf)
+        assert signed.status_code == 200
+        attacker = server.client()
+        assert [attacker.post("/api/auth/login", {"email": user["email"], "password": "guess"}).status_code for _ in range(2)] == [401, 401]
+        refused(attacker.post("/api/auth/login", {"email": user["email"], "password": "correct horse"}), "login_account")
+        changed = browser.post("/api/me/password", json={"current_password": "correct horse", "new_password": "newer horse"}, headers=csrf)
+        assert changed.status_code == 200, changed.text
     finally:
         server.stop()
 
