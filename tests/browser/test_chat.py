@@ -184,12 +184,13 @@ def test_a_messages_versions_dialog_shows_later_versions_on_request(people):
     ann = people()
     email = ann.sign_up("Ann")
     sid = start_session(ann.page, "Drafts", assistant=False)
-    send(ann.page, "draft 1")
+    with ann.page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith(f"/api/sessions/{sid}/messages")) as posted:
+        send(ann.page, "draft 1")
+    message = posted.value.json()
     log = ann.page.get_by_role("log")
     expect(log.get_by_text("draft 1")).to_be_visible()
     token = ann.server.client().post("/api/auth/login", {"email": email, "password": "correct horse"}).json()["access_token"]
     api = ann.server.client(token)
-    message = api.get(f"/api/sessions/{sid}/messages").json()["items"][0]
     for n in range(2, 53):  # 52 versions: more than the 50 of a page
         assert api.patch(f"/api/sessions/{sid}/messages/{message['id']}", {"content": f"draft {n}"}).status_code == 200
     expect(log.get_by_text("draft 52")).to_be_visible()
