@@ -167,7 +167,7 @@ async def _posting(requests: int, concurrency: int, sessions: int, profile: Path
 
     with tempfile.TemporaryDirectory(prefix="chronicle-cycle-") as data_dir:
         settings = Settings.from_env(Path(data_dir))
-        settings = dataclasses.replace(settings, rate_limits=RateLimitSettings(0, 0, 0, 0, 0, 0))
+        settings = dataclasses.replace(settings, rate_limits=RateLimitSettings(0, 0, 0, 0, 0, 0, 0))
         app = create_app(settings)
         async with _Lifespan(app):
             targets = [await _signed_in_session(app, n) for n in range(sessions)]

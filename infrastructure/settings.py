@@ -28,6 +28,7 @@ class RateLimitSettings:
     lookups_per_minute: int = 30
     passwords_per_minute: int = 10
     writes_per_minute: int = 600
+    searches_per_minute: int = 60
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,7 @@ class Settings:
                 lookups_per_minute=_int("CHRONICLE_RATE_LIMIT_LOOKUPS", 30),
                 passwords_per_minute=_int("CHRONICLE_RATE_LIMIT_PASSWORDS", 10),
                 writes_per_minute=_int("CHRONICLE_RATE_LIMIT_WRITES", 600),
+                searches_per_minute=_int("CHRONICLE_RATE_LIMIT_SEARCHES", 60),
             ),
         )
 

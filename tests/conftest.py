@@ -65,4 +65,5 @@ def event_count(side: WriteSide) -> int:
 
 os.environ.setdefault("CHRONICLE_RATE_LIMIT_POSTS", "0")
 os.environ.setdefault("CHRONICLE_RATE_LIMIT_WRITES", "0")
+os.environ.setdefault("CHRONICLE_RATE_LIMIT_SEARCHES", "0")
 os.environ.setdefault("CHRONICLE_RATE_LIMIT_PASSWORDS", "0")  # in-process tests register many users; test_rate_limits sets it

@@ -11,6 +11,8 @@ full window wherever it falls, so no burst passes by straddling a window's edge)
 - `writes`: the other changes to sessions and their messages (starting, renaming, deleting a
   session, members, retention, read markers, edits and deletions of messages) per user per
   minute: each appends an event and most send a frame to every member.
+- `searches`: full-text searches per user per minute: the dearest read there is, since it
+  ranks every message and passage the user may read that holds the words.
 - `passwords`: requests without a signed-in user that make the server hash a password
   (registering, accepting an invitation, resetting a password), per client address per minute:
   each hash costs tens of milliseconds of a core and 64 MiB (argon2id).
@@ -66,6 +68,7 @@ class RateLimits:
             "lookups": RateLimitItemPerMinute(settings.lookups_per_minute) if settings.lookups_per_minute > 0 else None,
             "passwords": RateLimitItemPerMinute(settings.passwords_per_minute) if settings.passwords_per_minute > 0 else None,
             "writes": RateLimitItemPerMinute(settings.writes_per_minute) if settings.writes_per_minute > 0 else None,
+            "searches": RateLimitItemPerMinute(settings.searches_per_minute) if settings.searches_per_minute > 0 else None,
         }
 
     def hit(self, limit: str, key: str) -> None:
@@ -110,3 +113,4 @@ posts = _limited("posts", lambda c: str(c.user.id))
 lookups = _limited("lookups", lambda c: str(c.user.id))
 password_work = _limited("passwords", client_address)
 writes = _limited("writes", lambda c: str(c.user.id))
+searches = _limited("searches", lambda c: str(c.user.id))

@@ -11,6 +11,7 @@ from litestar.params import Parameter
 
 from infrastructure.web.auth import Principal
 from infrastructure.web.edge_types import AfterPosition
+from infrastructure.web.rate_limits import searches
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.document_search import search_visible_documents
 from projections.search import search_terms, search_visible_messages
@@ -66,7 +67,7 @@ class SearchController(Controller):
     path = "/api/search"
     tags = ["search"]
 
-    @get("/")
+    @get("/", guards=[searches])
     async def search(
         self,
         request: Request[Principal, Any, Any],

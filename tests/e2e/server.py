@@ -70,6 +70,7 @@ class Server:
                 "CHRONICLE_RATE_LIMIT_LOGIN": "0",
                 "CHRONICLE_RATE_LIMIT_PASSWORDS": "0",
                 "CHRONICLE_RATE_LIMIT_WRITES": "0",
+                "CHRONICLE_RATE_LIMIT_SEARCHES": "0",
                 "CHRONICLE_RATE_LIMIT_LOGIN_FAILURES": "0",
                 "CHRONICLE_ASSISTANT_ANSWERS": "all",
                 **(env or {}),

@@ -101,6 +101,21 @@ def test_other_writes_to_sessions_are_limited_per_user_apart_from_posting(tmp_pa
         server.stop()
 
 
+def test_searches_are_limited_per_user(tmp_path):
+    """A search ranks every message and passage the user may read that holds its words."""
+    server = Server(tmp_path, env={"CHRONICLE_RATE_LIMIT_SEARCHES": "2"}).start()
+    try:
+        ann, _ = server.client().signup("ann@example.org")
+        bob, _ = server.client().signup("bob@example.org")
+        codes = [ann.get("/api/search", params={"q": f"plan {n}"}).status_code for n in range(2)]
+        assert codes == [200, 200]
+        refused(ann.get("/api/search", params={"q": "plan"}), "searches")
+        refused(ann.get("/api/search", params={"q": "plan", "kind": "documents"}), "searches")
+        assert bob.get("/api/search", params={"q": "plan"}).status_code == 200  # per user
+    finally:
+        server.stop()
+
+
 def test_forwarded_for_is_believed_from_a_trusted_proxy(tmp_path):
     server = Server(tmp_path, env={"CHRONICLE_RATE_LIMIT_LOGIN": "2", "CHRONICLE_TRUSTED_PROXIES": "127.0.0.1"}).start()
     try:
