@@ -106,6 +106,14 @@ def test_the_read_side_benchmark_queries_both_engines_and_catches_a_replica_up()
     assert report["events"] >= 3_000 and report["rows_copied"] > 0
 
 
+def test_the_document_passages_benchmark_deletes_exactly_the_deleted_documents_passages():
+    from benchmarks.document_passages import run
+
+    result = run(documents=30, passages=4, deletions=3)
+    assert result["passages_indexed"] == 30 * 4 and result["passages_left"] == 27 * 4
+    assert result["deletion_ms_median"] > 0
+
+
 def test_the_idle_streams_benchmark_holds_its_sockets_and_loses_nothing():
     from benchmarks.idle_streams import run
 

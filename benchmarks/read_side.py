@@ -159,11 +159,21 @@ PG_SEARCH_VISIBLE = (
 )
 """The search as PostgreSQL would answer it: every term (plainto_tsquery ANDs them), ranked by
 ts_rank, snippets with ts_headline computed for the page only (after the LIMIT)."""
+PG_SEARCH_SESSION = (
+    "WITH q AS (SELECT to_tsquery('english', %s) AS q),"
+    " best AS (SELECT m.message_id, m.session_id, m.author_id, m.content, ts_rank(m.tsv, q.q) AS rank"
+    "  FROM message_search m, q WHERE m.session_id = %s AND m.tsv @@ q.q ORDER BY rank DESC LIMIT %s)"
+    " SELECT best.message_id, best.session_id, best.author_id, best.content,"
+    " ts_headline('english', best.content, q.q, 'StartSel=[, StopSel=], MaxWords=16, MinWords=8, MaxFragments=1, FragmentDelimiter=…')"
+    " AS snippet, -best.rank AS rank FROM best, q ORDER BY best.rank DESC"
+)
+"""The local assistant's search (`search_messages`): any of the terms, in one session."""
 
 
 def _load_sqlite(path: Path, data: dict[str, list[tuple[Any, ...]]]) -> None:
     from infrastructure.storage.read_store import SQLiteReadStore
     from projections.catalog import all_projectors
+    from projections.search import index_term
 
     store = SQLiteReadStore(path)
     store.ensure_schema(all_projectors(lambda digest: None))
@@ -174,7 +184,8 @@ def _load_sqlite(path: Path, data: dict[str, list[tuple[Any, ...]]]) -> None:
     db.executemany("INSERT INTO session_members VALUES (?,?,?,?,?,?)", data["session_members"])
     db.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", data["messages"])
     db.executemany(
-        "INSERT INTO message_search (rowid, content, session_id, message_id, author_id) VALUES (?,?,?,?,?)", data["message_search"]
+        "INSERT INTO message_search (rowid, content, session_term, session_id, message_id, author_id) VALUES (?,?,?,?,?,?)",
+        [(row, content, index_term(session), session, *rest) for row, content, session, *rest in data["message_search"]],
     )
     db.execute("COMMIT")
     db.execute("ANALYZE")
@@ -261,7 +272,7 @@ async def _run_queries(
     from infrastructure.storage.read_store import AioSQLiteReadConnection
     from projections.members import is_member
     from projections.messages import messages_before
-    from projections.search import search_terms, search_visible_messages
+    from projections.search import search_messages, search_terms, search_visible_messages
     from projections.sessions import sessions_of_member
 
     rng = random.Random(41)
@@ -271,6 +282,7 @@ async def _run_queries(
     common = [words[rng.randrange(10)] for _ in range(500)]  # one of the 10 most frequent words
     pairs_of_words = [f"{words[rng.randrange(0, 30)]} {words[rng.randrange(10, 100)]}" for _ in range(500)]
     rare = [words[rng.randrange(100, 1000)] for _ in range(500)]
+    questions = [[words[rng.randrange(0, 10)], words[rng.randrange(10, 100)], words[rng.randrange(100, 1000)]] for _ in range(500)]
 
     sqlite_db = await AioSQLiteReadConnection.open(read_path)
     pool = AsyncConnectionPool(
@@ -323,6 +335,14 @@ async def _run_queries(
 
         return go
 
+    async def session_search_sqlite(i: int) -> int:
+        session, _ = pairs[i % len(pairs)]
+        return len(await search_messages(sqlite_db, session, questions[i % len(questions)], 8))
+
+    async def session_search_pg(i: int) -> int:
+        session, _ = pairs[i % len(pairs)]
+        return len(await pg_all(PG_SEARCH_SESSION, (" | ".join(questions[i % len(questions)]), session, 8)))
+
     results = []
     try:
         for name, on_sqlite, on_pg in (
@@ -331,6 +351,7 @@ async def _run_queries(
             ("search: 1 common word", search(common, False), search(common, True)),
             ("search: 2 words", search(pairs_of_words, False), search(pairs_of_words, True)),
             ("search: 1 less common word", search(rare, False), search(rare, True)),
+            ("the assistant's search: any of 3 words in one session, best 8", session_search_sqlite, session_search_pg),
         ):
             for engine, run, pids in (
                 ("SQLite replica (aiosqlite)", on_sqlite, set()),

@@ -3,7 +3,12 @@ completed Markdown or text conversion, cut into passages so a hit points at a pl
 
 The text is read from the conversion's output blob, which the `ConversionCompleted` event names
 by its SHA-256: blobs are immutable and content-addressed, so the index is still rebuilt from the
-event log alone (plus the files the log references)."""
+event log alone (plus the files the log references).
+
+`document_term` indexes the document's id as one term, as `session_term` does in the messages'
+index: a search names the documents it may read in the index query, and a document's passages
+are found through the index when they are replaced or deleted (by the unindexed `document_id`,
+each was a scan of every passage)."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from domain.document import Document
 from domain.user import User
 from projections.documents import _VISIBLE
 from projections.projector import Projector, collect_handlers, handles
-from projections.search import match_expression
+from projections.search import index_term, match_expression, one_of, words_within
 from projections.storage import ReadConnection, ReadTransaction, Row
 
 INDEXED_TARGETS = ("text", "markdown")
@@ -61,7 +66,7 @@ class DocumentSearchProjector(Projector):
     tables = ("document_passages", "document_search_conversions")
     schema = (
         """CREATE VIRTUAL TABLE IF NOT EXISTS document_passages USING fts5(
-            content, document_id UNINDEXED, conversion_id UNINDEXED, passage UNINDEXED,
+            content, document_term, document_id UNINDEXED, conversion_id UNINDEXED, passage UNINDEXED,
             tokenize='porter unicode61')""",
         """CREATE TABLE IF NOT EXISTS document_search_conversions (
             conversion_id TEXT PRIMARY KEY, document_id TEXT NOT NULL, target TEXT NOT NULL, owner_id TEXT NOT NULL)""",
@@ -87,32 +92,38 @@ class DocumentSearchProjector(Projector):
         text = self._read_text(e.output_sha256)
         if text is None:
             return
-        tx.execute("DELETE FROM document_passages WHERE document_id=?", (row["document_id"],))
+        _delete_passages(tx, row["document_id"])
         for number, passage in enumerate(passages(text[:INDEXED_CHARS]), start=1):
             tx.execute(
-                "INSERT INTO document_passages (content, document_id, conversion_id, passage) VALUES (?,?,?,?)",
-                (passage, row["document_id"], conversion_id, number),
+                "INSERT INTO document_passages (content, document_term, document_id, conversion_id, passage) VALUES (?,?,?,?,?)",
+                (passage, index_term(row["document_id"]), row["document_id"], conversion_id, number),
             )
 
     @handles(Document.DocumentDeleted)
     def _deleted(self, tx: ReadTransaction, e: Any, position: int) -> None:
         document_id = str(e.originator_id)
-        tx.execute("DELETE FROM document_passages WHERE document_id=?", (document_id,))
+        _delete_passages(tx, document_id)
         tx.execute("DELETE FROM document_search_conversions WHERE document_id=?", (document_id,))
 
     @handles(User.UserErased)
     def _owner_erased(self, tx: ReadTransaction, e: Any, position: int) -> None:
         owner = str(e.originator_id)
-        tx.execute(
-            "DELETE FROM document_passages WHERE document_id IN (SELECT document_id FROM document_search_conversions WHERE owner_id=?)",
-            (owner,),
-        )
+        for row in tx.fetch_all("SELECT DISTINCT document_id FROM document_search_conversions WHERE owner_id=?", (owner,)):
+            _delete_passages(tx, row["document_id"])
         tx.execute("DELETE FROM document_search_conversions WHERE owner_id=?", (owner,))
+
+
+def _delete_passages(tx: ReadTransaction, document_id: str) -> None:
+    tx.execute(
+        "DELETE FROM document_passages WHERE rowid IN"
+        " (SELECT rowid FROM document_passages WHERE document_passages MATCH ? AND document_id = ?)",
+        (one_of("document_term", [document_id]), document_id),
+    )
 
 
 _HIT = (
     "SELECT p.document_id, p.conversion_id, p.passage, d.filename, d.owner_id,"
-    " snippet(document_passages, 0, '[', ']', '…', 16) AS snippet, bm25(document_passages) AS rank"
+    " snippet(document_passages, 0, '[', ']', '…', 16) AS snippet, bm25(document_passages, 1.0, 0.0) AS rank"
     " FROM document_passages p JOIN documents d ON d.id = p.document_id"
 )
 
@@ -121,9 +132,16 @@ async def search_visible_documents(db: ReadConnection, user_id: str, terms: list
     """Passages of documents the user owns or may read through a session, best first."""
     if not terms:
         return []
+    visible = await db.fetch_all(
+        "SELECT id FROM documents WHERE owner_id = ? UNION SELECT ds.document_id FROM session_members sm"
+        " JOIN document_sessions ds ON ds.session_id = sm.session_id WHERE sm.user_id = ?",
+        (user_id, user_id),
+    )
+    if not visible:
+        return []
     return await db.fetch_all(
         f"{_HIT} WHERE document_passages MATCH ? AND {_VISIBLE} ORDER BY rank LIMIT ?",
-        (match_expression(terms, "AND"), user_id, user_id, limit),
+        (words_within("document_term", [r["id"] for r in visible], match_expression(terms, "AND")), user_id, user_id, limit),
     )
 
 
@@ -131,8 +149,11 @@ async def search_session_documents(db: ReadConnection, session_id: str, terms: l
     """Passages of the documents attached to one session (what every member may read)."""
     if not terms:
         return []
+    attached = await db.fetch_all("SELECT document_id FROM document_sessions WHERE session_id = ?", (session_id,))
+    if not attached:
+        return []
     return await db.fetch_all(
         f"{_HIT} JOIN document_sessions ds ON ds.document_id = p.document_id AND ds.session_id = ?"
         " WHERE document_passages MATCH ? ORDER BY rank LIMIT ?",
-        (session_id, match_expression(terms), limit),
+        (session_id, words_within("document_term", [r["document_id"] for r in attached], match_expression(terms)), limit),
     )

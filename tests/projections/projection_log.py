@@ -8,9 +8,12 @@ and an erased person's fields read as erased once the read model is rebuilt."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
+
+import anyio
 
 from application.accounts import RegisterUser
 from application.chat import (
@@ -33,7 +36,7 @@ from application.documents import (
 )
 from application.erasure import erase_person
 from infrastructure.bootstrap import WriteSide
-from infrastructure.storage.read_store import SQLiteReadStore
+from infrastructure.storage.read_store import AioSQLiteReadConnection, SQLiteReadStore
 from infrastructure.workers.projection_runner import ProjectionRunner
 from projections.projector import Projector
 
@@ -171,3 +174,16 @@ def assert_rebuild_gives_the_same_rows(side: WriteSide, projected: Projected, tm
     assert fresh.dump() == live
     fresh.close()
     assert projected.rebuild().dump() == live
+
+
+def search_hits(path: Path, query: Callable[..., Awaitable[list[Any]]], key: str, scope: Any, word: str) -> set[str]:
+    """`key` of each hit of a search function, `query(db, str(scope), [word], 10)`, on the read store at `path`."""
+
+    async def run() -> set[str]:
+        db = await AioSQLiteReadConnection.open(path)
+        try:
+            return {row[key] for row in await query(db, str(scope), [word], 10)}
+        finally:
+            await db.close()
+
+    return anyio.run(run)

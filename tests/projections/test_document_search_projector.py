@@ -3,11 +3,18 @@ the text of a completed markdown or text conversion is indexed in passages (read
 output blob), other targets are not, a newer conversion replaces the passages, deletion and
 the owner's erasure remove them, a vanished blob indexes nothing; replay and rebuild stability."""
 
+import pytest
+
 from application.documents import DeleteDocument
-from projections.document_search import PASSAGE_CHARS, DocumentSearchProjector
+from projections import search
+from projections.document_search import PASSAGE_CHARS, DocumentSearchProjector, search_session_documents, search_visible_documents
+from projections.documents import DocumentsProjector
+from projections.members import SessionMembersProjector
 from tests.projections.projection_log import (
+    Projected,
     assert_rebuild_gives_the_same_rows,
     assert_replay_changes_nothing,
+    search_hits,
 )
 
 
@@ -47,13 +54,15 @@ def test_the_latest_completed_conversion_replaces_the_documents_passages(log, pr
     assert (found(projected, "giraffe"), found(projected, "zebra")) == ([], [(str(document), 1)])
 
 
-def test_a_deleted_document_is_no_longer_found(log, projected):
+def test_a_deleted_document_is_no_longer_found_and_the_others_are(log, projected):
     ann = log.user("ann@example.org")
-    document = log.upload(ann, b"source")
-    log.complete_conversion(log.request_conversion(document, ann), "giraffe")
+    document, kept = log.upload(ann, b"source"), log.upload(ann, b"other source")
+    for each in (document, kept):
+        log.complete_conversion(log.request_conversion(each, ann), "giraffe")
     log.run(DeleteDocument(document, ann), ann)
     projected.catch_up()
-    assert found(projected, "giraffe") == [] and projected.rows("SELECT * FROM document_search_conversions") == []
+    assert found(projected, "giraffe") == [(str(kept), 1)]
+    assert [r["document_id"] for r in projected.rows("SELECT * FROM document_search_conversions")] == [str(kept)]
 
 
 def test_an_erased_owners_documents_are_no_longer_found(log, projected):
@@ -63,6 +72,40 @@ def test_an_erased_owners_documents_are_no_longer_found(log, projected):
     log.erase(bob)
     projected.catch_up()
     assert len(found(projected, "giraffe")) == 1 and found(projected, "zebra") == []
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["documents-named-in-the-index-query", "more-than-MAX_NAMED"])
+def test_search_finds_the_passages_of_documents_the_searcher_may_read(write_side, log, tmp_path, monkeypatch, named):
+    """Owned documents, and documents attached to the searcher's sessions; a session's search
+    (the assistant's) only its own attachments."""
+    if not named:
+        monkeypatch.setattr(search, "MAX_NAMED", 1)
+    ann, bob = log.user("ann@example.org"), log.user("bob@example.org")
+    shared = log.session(ann, "Shared", assistant=False)
+    log.add(shared, ann, bob)
+    attached, private, bobs = log.upload(ann, b"a", session=shared), log.upload(ann, b"p"), log.upload(bob, b"b")
+    for document, owner in ((attached, ann), (private, ann), (bobs, bob)):
+        log.complete_conversion(log.request_conversion(document, owner), "the giraffe budget")
+    path = tmp_path / "read.sqlite3"
+    projectors = (projector(write_side), DocumentsProjector(), SessionMembersProjector())
+    projected = [Projected(write_side, p, path).catch_up() for p in projectors]
+
+    def visible_to(user, word="giraffe"):
+        return search_hits(path, search_visible_documents, "document_id", user, word)
+
+    def in_session(session, word="giraffe"):
+        return search_hits(path, search_session_documents, "document_id", session, word)
+
+    assert visible_to(ann) == {str(attached), str(private)}
+    assert visible_to(bob) == {str(attached), str(bobs)}
+    assert visible_to(log.user("eve@example.org")) == set()
+    assert in_session(shared) == {str(attached)}
+    assert in_session(log.session(bob, "Empty", assistant=False)) == set()
+    # the index holds document ids too, but words match only the text
+    for part in [*str(attached).split("-"), str(attached).replace("-", "")]:
+        assert visible_to(ann, part) == in_session(shared, part) == set()
+    for each in projected:
+        each.close()
 
 
 def test_an_output_blob_that_is_gone_indexes_nothing(write_side, log, projected):

@@ -2,16 +2,18 @@
 found by its words, an edit replaces them, a deletion removes them, assistant replies are not
 indexed, search respects membership; erasure after a rebuild; replay and rebuild stability."""
 
-import anyio
+import pytest
 
 from application.chat import PostMessage
-from infrastructure.storage.read_store import AioSQLiteReadConnection
+from projections import search
 from projections.members import SessionMembersProjector
-from projections.search import SearchIndexProjector, search_visible_messages
+from projections.messages import SessionMessagesProjector
+from projections.search import SearchIndexProjector
 from tests.projections.projection_log import (
     Projected,
     assert_rebuild_gives_the_same_rows,
     assert_replay_changes_nothing,
+    search_hits,
 )
 
 
@@ -62,26 +64,35 @@ def test_messages_of_the_assistant_role_are_not_indexed(log, projected):
     assert found(projected, "words") == set()
 
 
-def test_search_finds_only_what_the_searcher_may_read(write_side, log, tmp_path):
+@pytest.mark.parametrize("named", [True, False], ids=["sessions-named-in-the-index-query", "more-than-MAX_NAMED"])
+def test_search_finds_only_what_the_searcher_may_read(write_side, log, tmp_path, monkeypatch, named):
+    if not named:
+        monkeypatch.setattr(search, "MAX_NAMED", 1)
     ann, bob = log.user("ann@example.org"), log.user("bob@example.org")
     shared, private = log.session(ann, "Shared", assistant=False), log.session(ann, "Private", assistant=False)
     log.add(shared, ann, bob)
     in_shared = log.post(shared, ann, "budget shared")
-    log.post(private, ann, "budget private")
+    in_private = log.post(private, ann, "budget private")
     projected = Projected(write_side, SearchIndexProjector(), tmp_path / "read.sqlite3").catch_up()
     members = Projected(write_side, SessionMembersProjector(), tmp_path / "read.sqlite3").catch_up()
+    messages = Projected(write_side, SessionMessagesProjector(), tmp_path / "read.sqlite3").catch_up()  # the hits' dates
 
-    async def search(user):
-        db = await AioSQLiteReadConnection.open(tmp_path / "read.sqlite3")
-        try:
-            return {r["message_id"] for r in await search_visible_messages(db, str(user), ["budget"], 10)}
-        finally:
-            await db.close()
+    def visible_to(user, word="budget"):
+        return search_hits(tmp_path / "read.sqlite3", search.search_visible_messages, "message_id", user, word)
 
-    assert anyio.run(search, bob) == {str(in_shared)}
-    assert len(anyio.run(search, ann)) == 2
+    def in_session(session, word="budget"):
+        return search_hits(tmp_path / "read.sqlite3", search.search_messages, "message_id", session, word)
+
+    assert visible_to(bob) == {str(in_shared)}
+    assert visible_to(ann) == {str(in_shared), str(in_private)}
+    assert visible_to(log.user("eve@example.org")) == set()
+    assert (in_session(shared), in_session(private)) == ({str(in_shared)}, {str(in_private)})
+    # the index holds session ids too, but words match only what was said
+    for part in [*str(shared).split("-"), str(shared).replace("-", "")]:
+        assert visible_to(ann, part) == in_session(shared, part) == set()
     projected.close()
     members.close()
+    messages.close()
 
 
 def test_an_erased_authors_words_are_not_found_after_a_rebuild(log, projected):
