@@ -4,7 +4,13 @@
 Server-sent events are read line by line; a stream must end with `data: [DONE]`, so a stream
 that breaks midway is an error, never a hung reply (reads also time out). Failures before the
 first token are retried a bounded number of times (connection errors, 429 and 5xx answers);
-after the first token a failure ends the reply, since its text has already been streamed."""
+after the first token a failure ends the reply, since its text has already been streamed.
+
+The model server is not trusted with memory: a line is split at line feeds only and may not
+pass MAX_LINE_BYTES, an error answer is read up to MAX_ERROR_BYTES, and a delta must be text
+(the chat engine bounds the reply's length). Nothing the server sent goes into an error's
+message: that message is recorded unsealed in the reply's failure and shown to every member,
+and the server may have echoed what it was given; it goes to the log instead."""
 
 from __future__ import annotations
 
@@ -13,14 +19,19 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
+import structlog
 
 from application.assistant import ReplyRequest, ReplyUsage, Turn
+
+log = structlog.stdlib.get_logger(__name__)
 
 SYSTEM_PROMPT = (
     "You are the assistant in a team chat. Answer the last message briefly and concretely, "
     "using the conversation so far. Say so when the conversation does not contain the answer."
 )
 HistoryLoader = Callable[[ReplyRequest], Awaitable[list[Turn]]]
+MAX_LINE_BYTES = 1 << 20
+MAX_ERROR_BYTES = 4096
 
 
 class ProviderError(Exception):
@@ -95,10 +106,11 @@ class OpenAIAssistant:
     async def _stream(self, body: dict, usage: ReplyUsage) -> AsyncIterator[str]:
         async with self._client.stream("POST", self._url, json=body, headers=self._headers) as response:
             if response.status_code != 200:
-                text = (await response.aread()).decode(errors="replace")[:300]
+                head = await _head(response, MAX_ERROR_BYTES)
+                log.warning("the model server refused", status=response.status_code, body=head.decode(errors="replace")[:300])
                 kind = "retriable " if response.status_code == 429 or response.status_code >= 500 else ""
-                raise ProviderError(f"{kind}HTTP {response.status_code} from the model server: {text}")
-            async for line in response.aiter_lines():
+                raise ProviderError(f"{kind}HTTP {response.status_code} from the model server")
+            async for line in _lines(response, MAX_LINE_BYTES):
                 if not line.startswith("data:"):
                     continue
                 data = line[5:].strip()
@@ -107,14 +119,52 @@ class OpenAIAssistant:
                 try:
                     chunk = json.loads(data)
                 except ValueError as error:
-                    raise ProviderError(f"the model server sent invalid JSON: {data[:100]}") from error
+                    log.warning("the model server sent invalid JSON", data=data[:100])
+                    raise ProviderError("the model server sent invalid JSON") from error
+                if not isinstance(chunk, dict):
+                    raise ProviderError("the model server sent a chunk that is not an object")
                 if "error" in chunk:
-                    raise ProviderError(f"the model server reported an error: {chunk['error']}")
-                if chunk.get("usage"):
-                    usage.prompt_tokens = chunk["usage"].get("prompt_tokens", 0)
-                    usage.completion_tokens = chunk["usage"].get("completion_tokens", 0)
+                    log.warning("the model server reported an error", error=str(chunk["error"])[:300])
+                    raise ProviderError("the model server reported an error")
+                if isinstance(chunk.get("usage"), dict):
+                    usage.prompt_tokens = _count(chunk["usage"].get("prompt_tokens"))
+                    usage.completion_tokens = _count(chunk["usage"].get("completion_tokens"))
                 for choice in chunk.get("choices") or ():
-                    content = (choice.get("delta") or {}).get("content")
+                    content = (choice.get("delta") or {}).get("content") if isinstance(choice, dict) else None
+                    if content is not None and not isinstance(content, str):
+                        raise ProviderError("the model server sent a delta that is not text")
                     if content:
                         yield content
         raise ProviderError("the stream ended before [DONE]")
+
+
+async def _lines(response: httpx.Response, limit: int) -> AsyncIterator[str]:
+    """The body's lines, split at line feeds only: JSON may hold U+2028 and its like unescaped,
+    where `str.splitlines` (httpx's `aiter_lines`) would split. A line longer than `limit` bytes
+    is an error, not a buffer that grows."""
+    pending = bytearray()
+    async for chunk in response.aiter_bytes():
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            yield pending[start:end].rstrip(b"\r").decode(errors="replace")
+            start = end + 1
+        del pending[:start]
+        if len(pending) > limit:
+            raise ProviderError(f"the model server sent a line longer than {limit} bytes")
+    if pending:
+        yield pending.decode(errors="replace")
+
+
+async def _head(response: httpx.Response, limit: int) -> bytes:
+    """At most about `limit` bytes of the body: an error answer may be endless."""
+    head = bytearray()
+    async for chunk in response.aiter_bytes():
+        head += chunk
+        if len(head) >= limit:
+            break
+    return bytes(head[:limit])
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31 else 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 from uuid import UUID
@@ -39,7 +40,7 @@ from application.assistant import (
 from application.chronicle import Chronicle
 from application.command_bus import CommandBus
 from domain.assistant_reply import reply_id_for
-from domain.chat_session import ChatSession
+from domain.chat_session import CONTENT_MAX, ChatSession
 from domain.identity import new_id
 from infrastructure.metrics import REPLIES, REPLIES_IN_FLIGHT, REPLY_SECONDS
 from infrastructure.storage.event_reading import EventDecoder, log_reader
@@ -278,11 +279,18 @@ class ChatEngine:
             )
 
         self._streaming.add(reply_id)
+        room = CONTENT_MAX  # a reply is a message: no longer than people's may be
         try:
             with anyio.fail_after(self._timeout):
-                async for piece in self._provider.reply(request, usage):
-                    parts.append(piece)
-                    self._frame(session_id, type="reply.delta", reply_id=str(reply_id), seq=len(parts), delta=piece)
+                async with aclosing(self._provider.reply(request, usage)) as pieces:  # closed at once if left early
+                    async for piece in pieces:
+                        parts.append(piece[:room])
+                        room -= len(parts[-1])
+                        if parts[-1]:
+                            self._frame(session_id, type="reply.delta", reply_id=str(reply_id), seq=len(parts), delta=parts[-1])
+                        if len(piece) > len(parts[-1]):
+                            detail = f"the reply passed {CONTENT_MAX:,} characters"
+                            return RecordReplyFailure(request.message_id, request.session_id, "invalid_response", detail, "".join(parts))
         except TimeoutError:
             return RecordReplyFailure(
                 request.message_id, request.session_id, "timeout", f"no complete reply within {self._timeout:g} s", "".join(parts)

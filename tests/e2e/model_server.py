@@ -1,7 +1,9 @@
 """A local stand-in for a model server, speaking the OpenAI chat-completions streaming wire
 format (server-sent events: `data: {chunk}` lines, then `data: [DONE]`). The model name picks
 the behaviour: `steady` streams a reply; `broken` stops midway without [DONE]; `down` answers
-500; `flaky` answers 503 once, then streams."""
+500; `flaky` answers 503 once, then streams. Hostile ones: `verbose` streams 100,000 characters;
+`endless-line` sends a line of 4 MiB with no line feed; `numbers` sends a delta that is a number;
+`separators` streams text holding U+2028 and U+0085 unescaped, as JSON allows."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REPLY = ["The ", "launch ", "is ", "on ", "Friday."]
+SEPARATED = ["one\u2028line ", "and\x85another"]
 
 
 class ModelServer:
@@ -44,7 +47,21 @@ class ModelServer:
                 self.send_header("content-type", "text/event-stream")
                 self.send_header("connection", "close")
                 self.end_headers()
-                pieces = REPLY[:2] if model == "broken" else REPLY
+                try:
+                    self._stream(model)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up on a hostile stream
+                    self.close_connection = True
+
+            def _stream(self, model: str) -> None:
+                if model == "endless-line":
+                    self.wfile.write(b"data: ")
+                    for _ in range(64):
+                        self.wfile.write(b"A" * 65536)
+                    self.close_connection = True
+                    return
+                pieces: list = {"broken": REPLY[:2], "verbose": ["x" * 1000] * 100, "numbers": [5], "separators": SEPARATED}.get(
+                    model, REPLY
+                )
                 for piece in pieces:
                     chunk = {
                         "id": "c1",
@@ -52,7 +69,7 @@ class ModelServer:
                         "model": model,
                         "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
                     }
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
                     self.wfile.flush()
                 if model == "broken":
                     self.close_connection = True

@@ -5,7 +5,7 @@ import json
 import pytest
 from websockets.sync.client import connect
 
-from tests.e2e.model_server import REPLY, ModelServer
+from tests.e2e.model_server import REPLY, SEPARATED, ModelServer
 from tests.e2e.server import Server
 
 pytestmark = pytest.mark.e2e
@@ -71,9 +71,39 @@ def test_a_model_server_that_keeps_failing_is_retried_then_the_reply_fails(tmp_p
     _, final, model_server = ask(tmp_path, "down", "Anyone there?")
     attempts = len([r for r in model_server.requests if r["messages"][-1]["content"] == "Anyone there?"])
     assert final["type"] == "reply.failed" and "HTTP 500" in final["data"]["detail"]
+    assert "overloaded" not in final["data"]["detail"], "what the model server says stays out of what members see"
     assert attempts == 3
 
 
 def test_a_transient_failure_is_retried(tmp_path):
     _, final, model_server = ask(tmp_path, "flaky", "When is the launch?")
     assert final["type"] == "reply.completed" and final["data"]["content"] == "".join(REPLY)
+
+
+def deltas_of(frames: list[dict], final: dict) -> list[str]:
+    return [f["delta"] for f in frames if f["type"] == "reply.delta" and f["reply_id"] == final["data"]["reply_id"]]
+
+
+def test_a_reply_longer_than_a_message_may_be_is_cut_and_fails(tmp_path):
+    frames, final, _ = ask(tmp_path, "verbose", "Tell me everything.")
+    assert final["type"] == "reply.failed" and final["data"]["reason"] == "invalid_response", final
+    assert final["data"]["detail"] == "the reply passed 32,000 characters"
+    assert len("".join(deltas_of(frames, final))) == 32_000
+
+
+def test_a_line_without_end_fails_the_reply_instead_of_filling_memory(tmp_path):
+    frames, final, model_server = ask(tmp_path, "endless-line", "Anyone there?")
+    assert final["type"] == "reply.failed" and final["data"]["reason"] == "provider_error", final
+    assert final["data"]["detail"] == f"the model server sent a line longer than {1 << 20} bytes"
+    assert len([r for r in model_server.requests if r["messages"][-1]["content"] == "Anyone there?"]) == 1
+
+
+def test_a_delta_that_is_not_text_fails_the_reply(tmp_path):
+    _, final, _ = ask(tmp_path, "numbers", "Count for me.")
+    assert final["type"] == "reply.failed" and final["data"]["detail"] == "the model server sent a delta that is not text", final
+
+
+def test_unicode_line_separators_inside_the_json_are_text_not_line_ends(tmp_path):
+    frames, final, _ = ask(tmp_path, "separators", "Split this.")
+    assert final["type"] == "reply.completed" and final["data"]["content"] == "".join(SEPARATED), final
+    assert deltas_of(frames, final) == SEPARATED
