@@ -6,7 +6,7 @@ by its SHA-256: blobs are immutable and content-addressed, so the index is still
 event log alone (plus the files the log references).
 
 `document_term` indexes the document's id as one term, as `session_term` does in the messages'
-index: a search names the documents it may read in the index query, and a document's passages
+index: a search may name the documents it may read in the index query, and a document's passages
 are found through the index when they are replaced or deleted (by the unindexed `document_id`,
 each was a scan of every passage)."""
 
@@ -21,7 +21,7 @@ from domain.document import Document
 from domain.user import User
 from projections.documents import _VISIBLE
 from projections.projector import Projector, collect_handlers, handles
-from projections.search import index_term, match_expression, one_of, words_within
+from projections.search import index_term, match_expression, narrowed, one_of
 from projections.storage import ReadConnection, ReadTransaction, Row
 
 INDEXED_TARGETS = ("text", "markdown")
@@ -132,16 +132,16 @@ async def search_visible_documents(db: ReadConnection, user_id: str, terms: list
     """Passages of documents the user owns or may read through a session, best first."""
     if not terms:
         return []
-    visible = await db.fetch_all(
+    match, params = narrowed(
+        "document_passages",
+        "document_term",
         "SELECT id FROM documents WHERE owner_id = ? UNION SELECT ds.document_id FROM session_members sm"
         " JOIN document_sessions ds ON ds.session_id = sm.session_id WHERE sm.user_id = ?",
         (user_id, user_id),
+        match_expression(terms, "AND"),
     )
-    if not visible:
-        return []
     return await db.fetch_all(
-        f"{_HIT} WHERE document_passages MATCH ? AND {_VISIBLE} ORDER BY rank LIMIT ?",
-        (words_within("document_term", [r["id"] for r in visible], match_expression(terms, "AND")), user_id, user_id, limit),
+        f"{_HIT} WHERE document_passages MATCH {match} AND {_VISIBLE} ORDER BY rank LIMIT ?", (*params, user_id, user_id, limit)
     )
 
 
@@ -149,11 +149,15 @@ async def search_session_documents(db: ReadConnection, session_id: str, terms: l
     """Passages of the documents attached to one session (what every member may read)."""
     if not terms:
         return []
-    attached = await db.fetch_all("SELECT document_id FROM document_sessions WHERE session_id = ?", (session_id,))
-    if not attached:
-        return []
+    match, params = narrowed(
+        "document_passages",
+        "document_term",
+        "SELECT document_id AS id FROM document_sessions WHERE session_id = ?",
+        (session_id,),
+        match_expression(terms),
+    )
     return await db.fetch_all(
         f"{_HIT} JOIN document_sessions ds ON ds.document_id = p.document_id AND ds.session_id = ?"
-        " WHERE document_passages MATCH ? ORDER BY rank LIMIT ?",
-        (session_id, words_within("document_term", [r["document_id"] for r in attached], match_expression(terms)), limit),
+        f" WHERE document_passages MATCH {match} ORDER BY rank LIMIT ?",
+        (session_id, *params, limit),
     )

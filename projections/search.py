@@ -1,11 +1,12 @@
 """The full-text index of messages (SQLite FTS5, BM25 ranking), searched per user's visibility.
 The assistant's own replies are not indexed, so it never cites itself.
 
-`session_term` indexes the session's id as one term, so that a query is narrowed to the sessions
-it may read inside the index: matched on words alone, a common word made SQLite rank every
+`session_term` indexes the session's id as one term, so that a query can be narrowed to the
+sessions it may read inside the index (`narrowed`): matched on words alone, a common word made SQLite rank every
 message in every session holding it before the membership join picked out the reader's (20 ms of
 CPU at 40,000 messages, growing with everyone's messages). Words are matched in `content` only,
-and BM25 weighs `session_term` 0, so the ranking is still by the words."""
+and BM25 weighs `session_term` 0, so the ranking is still by the words (but for the one token the
+term adds to each row's length, which BM25 normalises by)."""
 
 from __future__ import annotations
 
@@ -76,10 +77,13 @@ def search_terms(text: str) -> list[str]:
     return list(seen)
 
 
-MAX_NAMED = 500
-"""Up to this many sessions (or documents) a reader's search names them in the index query;
-beyond, the words alone are matched and the SQL's visibility condition filters (a query naming
-thousands of them costs more to run than the words' matches)."""
+NAMED_ID_COST = 40
+"""An id named in an index query costs about as much as ranking this many of the words' matches
+(≈ 25 µs against ≈ 0.6-1.5 µs, at 40,000 messages): see `narrowed`."""
+MAX_NAMED = 100
+"""Beyond this many ids the words alone are cheaper whatever they match: each match within the
+named ids also costs a step through all of them (at 40,000 messages over 800 sessions, a common
+word within 128 of them cost 0.7-1.0x the words alone, within 180 1.1x, within 256 1.6x)."""
 
 
 def match_expression(terms: list[str], operator: str = "OR") -> str:
@@ -105,12 +109,21 @@ def one_of(column: str, ids: list[str]) -> str:
     return f"{column} : ({' OR '.join(_quoted(index_term(i)) for i in ids)})"
 
 
-def words_within(column: str, ids: list[str], words: str) -> str:
-    """`words` (a `match_expression`) in `content`, in the rows of the named ids when they are
-    at most MAX_NAMED."""
-    if len(ids) > MAX_NAMED:
-        return f"content : ({words})"
-    return f"{one_of(column, ids)} AND content : ({words})"
+def narrowed(table: str, column: str, ids_sql: str, ids_params: tuple[Any, ...], words: str) -> tuple[str, tuple[Any, ...]]:
+    """SQL that computes an FTS5 query, and its parameters: `words` (a `match_expression`) in
+    `content`, within the rows whose `column` holds the term of an id `ids_sql` selects (as `id`).
+    Of the two queries the caller's SQL makes equivalent, the cheaper: the words alone rank every
+    match in the index; the words within the named ids cost per id. Counting the words' matches
+    decides (no row is read: 37 ns a match, a 25th of ranking one); more than MAX_NAMED ids are
+    never named; no id matches nothing. One statement with the caller's: one snapshot."""
+    alone = "'content : (' || ? || ')'"
+    sql = (
+        f"(SELECT CASE WHEN count(*) = 0 THEN '{column} : \"none\"'"  # ids are hex: no id is the term `none`
+        f" WHEN count(*) <= {MAX_NAMED} AND (SELECT count(*) FROM {table} WHERE {table} MATCH {alone}) > {NAMED_ID_COST} * count(*)"
+        f" THEN '{column} : (' || group_concat('\"' || replace(id, '-', '') || '\"', ' OR ') || ') AND ' || {alone}"
+        f" ELSE {alone} END FROM ({ids_sql}))"
+    )
+    return sql, (words, words, words, *ids_params)
 
 
 async def search_messages(db: ReadConnection, session_id: str, terms: list[str], limit: int, *, exclude: str = "") -> list[Row]:
@@ -119,6 +132,7 @@ async def search_messages(db: ReadConnection, session_id: str, terms: list[str],
     through itself, someone whose words it quoted before)."""
     if not terms:
         return []
+    words = f"{one_of('session_term', [session_id])} AND content : ({match_expression(terms)})"
     return await db.fetch_all(
         "SELECT m.message_id, m.session_id, m.author_id, m.content,"
         " snippet(message_search, 0, '[', ']', '…', 16) AS snippet, bm25(message_search, 1.0, 0.0) AS rank,"
@@ -126,7 +140,7 @@ async def search_messages(db: ReadConnection, session_id: str, terms: list[str],
         " FROM message_search m"
         " WHERE message_search MATCH ? AND m.session_id = ? AND m.message_id != ? AND m.author_id != 'assistant'"
         " ORDER BY rank LIMIT ?",
-        (words_within("session_term", [session_id], match_expression(terms)), session_id, exclude, limit),
+        (words, session_id, exclude, limit),
     )
 
 
@@ -134,13 +148,17 @@ async def search_visible_messages(db: ReadConnection, user_id: str, terms: list[
     """Messages containing every term in the sessions the user is a member of, best first."""
     if not terms:
         return []
-    sessions = await db.fetch_all("SELECT session_id FROM session_members WHERE user_id = ?", (user_id,))
-    if not sessions:
-        return []
+    match, params = narrowed(
+        "message_search",
+        "session_term",
+        "SELECT session_id AS id FROM session_members WHERE user_id = ?",
+        (user_id,),
+        match_expression(terms, "AND"),
+    )
     return await db.fetch_all(
         "SELECT m.message_id, m.session_id, m.author_id,"
         " snippet(message_search, 0, '[', ']', '…', 16) AS snippet, bm25(message_search, 1.0, 0.0) AS rank"
         " FROM message_search m JOIN session_members sm ON sm.session_id = m.session_id AND sm.user_id = ?"
-        " WHERE message_search MATCH ? ORDER BY rank LIMIT ?",
-        (user_id, words_within("session_term", [r["session_id"] for r in sessions], match_expression(terms, "AND")), limit),
+        f" WHERE message_search MATCH {match} ORDER BY rank LIMIT ?",
+        (user_id, *params, limit),
     )
