@@ -247,7 +247,7 @@ class ServerRuntime:
             concurrency=settings.assistant_concurrency,
             timeout_seconds=settings.assistant_timeout,
             may_reply=lambda user_id: reply_quota_left(db, user_id),
-            grounded_at=lambda position: progress.wait(("messages", "search", "document_search"), position),
+            grounded_at=lambda position: progress.wait(("messages", "search", "documents", "document_search"), position),
             answers=lambda content: wants_reply(content, settings.assistant_answers),
         )
         worker = ConversionWorker(

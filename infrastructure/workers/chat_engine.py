@@ -196,6 +196,29 @@ class ChatEngine:
         worker thread."""
         return bool(self._app.recorder.select_events(reply_id, limit=1))
 
+    def _question(self, message_id: UUID) -> str | None:
+        """The question as it reads now (edited since it was posted, perhaps), or None once it is
+        deleted: a reply that waited behind others must not quote what its author took back.
+        Blocks: call it from a worker thread."""
+        try:
+            message = self._app.repository.get(message_id)
+        except AggregateNotFoundError:
+            return None
+        return None if message.deleted else message.content
+
+    async def _grounded(self, position: int) -> bool:
+        """Whether the read models the reply searches have reached the question. Behind them, a
+        reply could quote what was deleted or detached since (a stopped projector stays behind),
+        so it fails instead."""
+        if self._grounded_at is None:
+            return True
+        try:
+            await self._grounded_at(position)
+        except Exception:  # noqa: BLE001 - ReadModelBehind, or the read store unreadable
+            log.warning("read models behind the question; the reply fails", position=position)
+            return False
+        return True
+
     def _frame(self, session_id: str, **fields: Any) -> None:
         """Ephemeral frames are best effort: if they cannot be published (the server is
         shutting down), the reply goes on and its stored outcome still reaches clients."""
@@ -216,7 +239,10 @@ class ChatEngine:
         started = time.perf_counter()
         span = tracer.start_span("assistant reply", attributes={"chronicle.correlation_id": correlation_id})
         try:
-            request = ReplyRequest(posted.session_id, posted.originator_id, posted.author_id, posted.content, position)
+            question = await anyio.to_thread.run_sync(self._question, posted.originator_id)
+            if question is None:  # deleted while it waited: nothing to answer, nothing to record
+                return True
+            request = ReplyRequest(posted.session_id, posted.originator_id, posted.author_id, question, position)
             if self._may_reply is not None and not await self._may_reply(str(posted.author_id)):
                 outcome: RecordReply | RecordReplyFailure = RecordReplyFailure(
                     posted.originator_id,
@@ -225,12 +251,15 @@ class ChatEngine:
                     "your assistant replies per day are used up; they reset at midnight UTC",
                     "",
                 )
+            elif not await self._grounded(position):
+                outcome = RecordReplyFailure(
+                    posted.originator_id,
+                    posted.session_id,
+                    "timeout",
+                    "the search tables were behind the question; ask again in a moment",
+                    "",
+                )
             else:
-                if self._grounded_at is not None:
-                    try:
-                        await self._grounded_at(position)
-                    except Exception:  # noqa: BLE001 - a lagging read model: answer from what it holds
-                        log.warning("read models behind position %d; answering from what they hold", position)
                 with trace.use_span(span):
                     outcome = await self._produce(request, session_id, reply_id)
             recorded_outcome = replace(outcome, asker_id=posted.author_id)  # the reply is sealed with the asker's key

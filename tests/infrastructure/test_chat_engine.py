@@ -43,7 +43,7 @@ async def db(running):
 class Engine:
     """Starts a ChatEngine wired as the server wires it, and keeps the frames it publishes."""
 
-    def __init__(self, side, db, *, pace=0.0, **options):
+    def __init__(self, side, db, *, pace=0.0, grounded_at=None, **options):
         self.side = side
         self.frames: list[dict] = []
         self.positions = SQLiteReadStore(side.settings.read_store_path)
@@ -54,7 +54,7 @@ class Engine:
             self.positions,
             LocalAssistant(db, pace_seconds=pace),
             lambda channel, body: self.frames.append(msgspec.json.decode(body)),
-            grounded_at=self.grounded_at,
+            grounded_at=grounded_at or self.grounded_at,
             **options,
         )
         side.bus.on_commit = lambda position: (side.runner.wake(position), loop.call_soon_threadsafe(self.engine.wake))
@@ -172,6 +172,42 @@ async def test_a_reply_abandoned_by_a_stop_is_answered_once_after_the_next_start
     await restarted.stop()
     assert isinstance(reply, AssistantReply) and reply.status == "completed"
     assert len(list(running.reader.events.get(reply_id_for(question)))) == 1
+
+
+async def test_a_question_deleted_before_its_turn_gets_no_reply_and_an_edited_one_is_answered_as_it_reads(running, db):
+    """Replies can wait behind others (or a restart): the engine answers the question as it is now."""
+    log = ChatLog(running)
+    ann = log.user("ann@example.org")
+    session = log.session(ann)
+    budget = await post(running, session, ann, "The budget is ten thousand pounds.")
+    await post(running, session, ann, "The launch is on Friday.")
+    deleted = await post(running, session, ann, "is the root password hunter2?")
+    log.delete(session, deleted, ann)
+    edited = await post(running, session, ann, "When is the launch?")
+    log.edit(session, edited, ann, "How big is the budget?")
+    engine = Engine(running, db)  # started after both changes: the posts wait in the log
+    reply = await engine.outcome_of(edited)
+    await engine.stop()
+    assert engine.outcome(deleted) is None
+    assert [s["message_id"] for s in reply.sources] == [str(budget)], reply.content
+    assert not any("hunter2" in f.get("delta", "") for f in engine.frames)
+
+
+async def test_a_question_the_read_models_are_behind_fails_without_asking_the_provider(running, db):
+    """A stopped projector would otherwise have the assistant quote what was since deleted or detached."""
+    log = ChatLog(running)
+    ann = log.user("ann@example.org")
+    session = log.session(ann)
+
+    async def behind(position):
+        raise TimeoutError("the read models did not reach the position")
+
+    engine = Engine(running, db, grounded_at=behind)
+    question = await post(running, session, ann, "what did we decide?")
+    failure = await engine.outcome_of(question)
+    await engine.stop()
+    assert isinstance(failure, AssistantReplyFailure) and failure.reason == "timeout" and "behind" in failure.detail
+    assert engine.frames == [], "the provider was not asked"
 
 
 async def test_stopping_right_after_a_wake_up_returns(running, db):
