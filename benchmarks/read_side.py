@@ -175,7 +175,7 @@ def _load_sqlite(path: Path, data: dict[str, list[tuple[Any, ...]]]) -> None:
     from projections.catalog import all_projectors
 
     store = SQLiteReadStore(path)
-    store.ensure_schema(all_projectors(lambda digest: None))
+    store.ensure_schema(all_projectors(lambda digest, max_chars: None))
     store.close()
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("BEGIN")

@@ -31,7 +31,8 @@ INDEXED_CHARS = 2_000_000
 transaction, and a huge output would hold up every other projection meanwhile."""
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
-ReadText = Callable[[str], "str | None"]
+ReadText = Callable[[str, int], "str | None"]
+"""A blob's text by its SHA-256, at most so many characters; None if the blob is gone."""
 
 
 def passages(text: str, size: int = PASSAGE_CHARS) -> list[str]:
@@ -89,11 +90,11 @@ class DocumentSearchProjector(Projector):
         row = tx.fetch_one("SELECT document_id FROM document_search_conversions WHERE conversion_id=?", (conversion_id,))
         if row is None:
             return
-        text = self._read_text(e.output_sha256)
+        text = self._read_text(e.output_sha256, INDEXED_CHARS)
         if text is None:
             return
         _delete_passages(tx, row["document_id"])
-        for number, passage in enumerate(passages(text[:INDEXED_CHARS]), start=1):
+        for number, passage in enumerate(passages(text), start=1):
             tx.execute(
                 "INSERT INTO document_passages (content, document_term, document_id, conversion_id, passage) VALUES (?,?,?,?,?)",
                 (passage, index_term(row["document_id"]), row["document_id"], conversion_id, number),

@@ -52,6 +52,12 @@ _CONVERTERS = {
     "csv": CsvConverter,
 }
 _EXTENSIONS = {"pdf": ".pdf", "docx": ".docx", "pptx": ".pptx", "xlsx": ".xlsx", "html": ".html", "csv": ".csv"}
+OUTPUT_MAX_RATIO = 50
+OUTPUT_FLOOR_BYTES = 4 * 1024**2
+OUTPUT_MAX_BYTES = 64 * 1024**2
+"""An output may be 50 times its source, or 4 MiB whatever the source, and never more than
+64 MiB: a CSV of one wide row and blank lines came out of markitdown 1,500 times its size (every
+row padded to the widest), and outputs count against no quota."""
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
 
@@ -100,6 +106,11 @@ def convert(source: Path, media_type: str, target: str, output: Path, *, max_unp
             markdown = keep_line_numbers(_COMMENT.sub("", markdown))
         text = markdown if target == "markdown" else markdown_to_text(markdown) if target == "text" else markdown_to_html(markdown)
     data = text.encode()
+    limit = min(max(OUTPUT_MAX_RATIO * source.stat().st_size, OUTPUT_FLOOR_BYTES), OUTPUT_MAX_BYTES)
+    if len(data) > limit:
+        raise ConversionFailure(
+            "too_large", f"the {target} output would be {len(data):,} bytes, more than the {limit:,} allowed for this file"
+        )
     with open(output, "wb") as f:
         f.write(data)
         f.flush()

@@ -70,9 +70,12 @@ class BlobStore:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
-    def read_text(self, sha256: str) -> str | None:
+    def read_text(self, sha256: str, max_chars: int = -1) -> str | None:
+        """The blob as text (UTF-8, undecodable bytes replaced), its first `max_chars` characters
+        when given: a reader that uses a prefix need not hold a large blob whole."""
         try:
-            return self.path(sha256).read_text(encoding="utf-8", errors="replace")
+            with self.path(sha256).open(encoding="utf-8", errors="replace") as text:
+                return text.read(max_chars)
         except FileNotFoundError:
             return None
 

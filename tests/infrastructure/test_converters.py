@@ -109,3 +109,13 @@ def test_a_table_without_header_cells_gets_its_first_row_as_header(tmp_path):
     source.write_bytes(files.docx("Crew", "Who sails.", TABLE))
     convert(source, DOCX, "markdown", output, max_unpacked_bytes=10**9)
     assert "| Site | Count |\n| --- | --- |\n| Svalbard | 312 |" in output.read_text()
+
+
+def test_a_small_csv_that_would_convert_to_megabytes_is_refused_as_too_large(tmp_path):
+    """markitdown pads every row to the widest: one row of 2,000 commas and 2,000 rows of one
+    cell (6 KB) came out as 12 MB of Markdown, which counted against no quota."""
+    bomb = ("," * 2000 + "\n" + "x\n" * 2000).encode()
+    outcome, _ = job(tmp_path, bomb, "text/csv", "markdown")
+    assert outcome.reason == "too_large" and "more than the 4,194,304 allowed" in outcome.detail, outcome
+    fine, markdown = job(tmp_path, b"name,role\nAda,navigator\n", "text/csv", "markdown")
+    assert fine.reason is None and "| Ada | navigator |" in markdown

@@ -6,7 +6,7 @@ the owner's erasure remove them, a vanished blob indexes nothing; replay and reb
 import pytest
 
 from application.documents import DeleteDocument
-from projections import search
+from projections import document_search, search
 from projections.document_search import PASSAGE_CHARS, DocumentSearchProjector, search_session_documents, search_visible_documents
 from projections.documents import DocumentsProjector
 from projections.members import SessionMembersProjector
@@ -106,6 +106,22 @@ def test_search_finds_the_passages_of_documents_the_searcher_may_read(write_side
         assert visible_to(ann, part) == in_session(shared, part) == set()
     for each in projected:
         each.close()
+
+
+def test_only_the_first_indexed_characters_of_an_output_are_read_and_indexed(write_side, log, tmp_path, monkeypatch):
+    monkeypatch.setattr(document_search, "INDEXED_CHARS", 2_000)
+    ann = log.user("ann@example.org")
+    document = log.upload(ann, b"source")
+    log.complete_conversion(log.request_conversion(document, ann), "kept " * 400 + "\n\nbeyond " * 300)
+    asked: list[int] = []
+
+    def read_text(sha256, max_chars):
+        asked.append(max_chars)
+        return write_side.blobs.read_text(sha256, max_chars)
+
+    projected = Projected(write_side, DocumentSearchProjector(read_text), tmp_path / "read.sqlite3").catch_up()
+    assert asked == [2_000] and found(projected, "kept") and found(projected, "beyond") == []
+    projected.close()
 
 
 def test_an_output_blob_that_is_gone_indexes_nothing(write_side, log, projected):
