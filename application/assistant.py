@@ -28,7 +28,10 @@ class Turn:
     author_id: str | None = None
     content_day: str | None = None
     """Whose words these are and the day of their version: a reply that saw them is sealed
-    with their key too (see `ReplyUsage.sources`, kind `context`)."""
+    with their key too (see `ReplyUsage.sources`, kind `context`). An assistant reply's are its
+    asker's."""
+    sources: tuple[dict[str, str], ...] = ()
+    """An assistant reply's own sources: a reply that saw it may repeat what it quoted."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class RecordReplyFailure:
     detail: str
     partial_content: str = ""
     asker_id: UUID | None = None
+    sources: tuple[dict[str, str], ...] = ()
+    """What the partial text drew on (as `RecordReply.sources`): it is sealed with their keys too."""
 
 
 ANSWER_RULES = ("questions", "all")
@@ -120,6 +125,7 @@ def record_reply(uow: UnitOfWork, cmd: RecordReply) -> AssistantReply | Assistan
                 reason="quota_exceeded",
                 detail=str(exceeded),
                 partial_content="",
+                sources=[],
                 asker_id=cmd.asker_id,
             )
             uow.add(failure)
@@ -153,6 +159,7 @@ def record_reply_failure(uow: UnitOfWork, cmd: RecordReplyFailure) -> AssistantR
         reason=cmd.reason,
         detail=cmd.detail[:500],
         partial_content=cmd.partial_content,
+        sources=list(cmd.sources),
         asker_id=cmd.asker_id,
     )
     uow.add(failure)

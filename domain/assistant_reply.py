@@ -75,22 +75,38 @@ class AssistantReplyFailure(ChronicleAggregate):
         return reply_id_for(message_id)
 
     class AssistantReplyFailed(ChronicleAggregate.Created):
-        """Version 2 added `asker_id` (see `AssistantReplyCompleted`)."""
+        """Version 2 added `asker_id` (see `AssistantReplyCompleted`). Version 3 added `sources`,
+        what the text so far drew on, as a completed reply has them: the partial text may quote
+        others, and is sealed with their keys too."""
 
-        class_version = 2
+        class_version = 3
         message_id: UUID
         session_id: UUID
         reason: str
         detail: str
         partial_content: str
+        sources: list[dict[str, str]]
         asker_id: UUID | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["asker_id"] = None
 
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["sources"] = []
+
     @event(AssistantReplyFailed)
-    def __init__(self, message_id: UUID, session_id: UUID, reason: str, detail: str, partial_content: str, asker_id: UUID | None) -> None:
+    def __init__(
+        self,
+        message_id: UUID,
+        session_id: UUID,
+        reason: str,
+        detail: str,
+        partial_content: str,
+        sources: list[dict[str, str]],
+        asker_id: UUID | None,
+    ) -> None:
         self.message_id = message_id
         self.session_id = session_id
         self.reason = reason

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -130,7 +131,10 @@ def assistant_provider(settings: Settings, db: AioSQLiteReadConnection) -> Local
 
     async def history(request: ReplyRequest) -> list[Turn]:
         rows = await recent_messages(db, str(request.session_id), request.position, 50)
-        return [Turn(row["role"], row["content"], row["author_id"], row["content_day"]) for row in rows]
+        return [
+            Turn(row["role"], row["content"], row["author_id"], row["content_day"], tuple(json.loads(row["sources"] or "[]")))
+            for row in rows
+        ]
 
     return OpenAIAssistant(
         settings.llm_base_url,

@@ -65,8 +65,9 @@ class OpenAIAssistant:
 
     async def _messages(self, request: ReplyRequest, usage: ReplyUsage) -> list[dict[str, str]]:
         """The question plus as much recent history as fits the context budget, oldest first.
-        Whose words the model saw are recorded as `context` sources (once per author and day):
-        the reply may repeat them, so it is sealed with their keys too."""
+        Whose words the model saw are recorded as `context` sources (once per author and day),
+        and an earlier reply's own sources with it: the reply may repeat them, so it is sealed
+        with their keys too."""
         budget = self._context_chars - len(request.question)
         kept: list[dict[str, str]] = []
         seen: set[tuple[str, str]] = set()
@@ -75,11 +76,12 @@ class OpenAIAssistant:
                 break
             budget -= len(turn.content)
             kept.append({"role": turn.role, "content": turn.content})
-            if turn.role == "user" and turn.author_id and turn.content_day and (turn.author_id, turn.content_day) not in seen:
+            if turn.author_id and turn.content_day and (turn.author_id, turn.content_day) not in seen:
                 seen.add((turn.author_id, turn.content_day))
                 usage.sources.append(
                     {"kind": "context", "session_id": str(request.session_id), "author_id": turn.author_id, "content_day": turn.content_day}
                 )
+            usage.sources.extend(source for source in turn.sources if source not in usage.sources)
         return [{"role": "system", "content": SYSTEM_PROMPT}, *reversed(kept), {"role": "user", "content": request.question}]
 
     async def reply(self, request: ReplyRequest, usage: ReplyUsage) -> AsyncIterator[str]:

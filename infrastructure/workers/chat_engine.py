@@ -307,6 +307,10 @@ class ChatEngine:
                 tuple(usage.sources),
             )
 
+        def failed(reason: str, detail: str) -> RecordReplyFailure:
+            """With the text so far and what it drew on: sealed with their keys too."""
+            return RecordReplyFailure(request.message_id, request.session_id, reason, detail, "".join(parts), sources=tuple(usage.sources))
+
         self._streaming.add(reply_id)
         room = CONTENT_MAX  # a reply is a message: no longer than people's may be
         try:
@@ -319,11 +323,9 @@ class ChatEngine:
                             self._frame(session_id, type="reply.delta", reply_id=str(reply_id), seq=len(parts), delta=parts[-1])
                         if len(piece) > len(parts[-1]):
                             detail = f"the reply passed {CONTENT_MAX:,} characters"
-                            return RecordReplyFailure(request.message_id, request.session_id, "invalid_response", detail, "".join(parts))
+                            return failed("invalid_response", detail)
         except TimeoutError:
-            return RecordReplyFailure(
-                request.message_id, request.session_id, "timeout", f"no complete reply within {self._timeout:g} s", "".join(parts)
-            )
+            return failed("timeout", f"no complete reply within {self._timeout:g} s")
         except asyncio.CancelledError:
             if reply_id in self._cancelled:
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
@@ -331,7 +333,7 @@ class ChatEngine:
             raise
         except Exception as error:  # noqa: BLE001 - every failure is recorded with its reason
             log.warning("assistant provider failed", error_type=type(error).__name__, error=str(error)[:300])
-            return RecordReplyFailure(request.message_id, request.session_id, "provider_error", str(error), "".join(parts))
+            return failed("provider_error", str(error))
         finally:
             self._streaming.discard(reply_id)
         if not parts:

@@ -142,6 +142,21 @@ async def test_a_reply_past_its_timeout_is_recorded_as_failed_with_its_text_so_f
     assert failed.partial_content and failed.partial_content == engine.frames[1]["delta"]
 
 
+async def test_a_failed_reply_records_what_its_text_so_far_drew_on(running, db):
+    """Its partial text is sealed with the quoted people's keys too (see test_sealing.py)."""
+    log = ChatLog(running)
+    ann = log.user("ann@example.org")
+    session = log.session(ann)
+    earlier = await post(running, session, ann, "The vault code rotates on Friday.")
+    engine = Engine(running, db, pace=5.0, timeout_seconds=0.5)
+    question = await post(running, session, ann, "When does the vault code rotate?")
+    failure = await engine.outcome_of(question)
+    await engine.stop()
+    assert isinstance(failure, AssistantReplyFailure) and failure.reason == "timeout"
+    [failed] = running.reader.events.get(reply_id_for(question))
+    assert failed.partial_content and [s["message_id"] for s in failed.sources] == [str(earlier)]
+
+
 async def test_a_cancelled_reply_is_recorded_as_cancelled_with_its_text_so_far(running, db):
     log = ChatLog(running)
     ann = log.user("ann@example.org")

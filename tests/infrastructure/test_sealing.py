@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.assistant_reply import AssistantReply
+from domain.assistant_reply import AssistantReply, AssistantReplyFailure
 from domain.message import Message
 from domain.provenance import acting_as
 from domain.user import ERASED
@@ -108,6 +108,44 @@ def test_a_reply_quoting_someone_is_erased_with_them_and_readable_before(mapper)
     assert mapper.to_domain_event(stored).content == "they said so"
     mapper.keys.destroy(quoted.hex)
     assert mapper.to_domain_event(stored).content == ERASED
+
+
+def test_a_failed_replys_partial_text_quoting_someone_is_erased_with_them(mapper):
+    """The text streamed before a failure quotes as a completed reply does (version 3 of the
+    failed event records its sources; before, it was sealed with the asker's key alone)."""
+    asker, quoted, session = uuid4(), uuid4(), uuid4()
+    day = posted("x").timestamp.date().isoformat()
+    sources = [{"kind": "context", "author_id": str(quoted), "session_id": str(session), "content_day": day}]
+    with acting_as("assistant", "test"):
+        failure = AssistantReplyFailure(
+            message_id=uuid4(),
+            session_id=session,
+            reason="timeout",
+            detail="no complete reply within 60 s",
+            partial_content="they said the vault code is",
+            sources=sources,
+            asker_id=asker,
+        )
+    [event] = failure.collect_events()
+    stored = mapper.to_stored_event(event)
+    assert mapper.to_domain_event(stored).partial_content == "they said the vault code is"
+    mapper.keys.destroy(quoted.hex)
+    assert mapper.to_domain_event(stored).partial_content == ERASED
+
+
+def test_a_version_2_failed_reply_reads_with_no_sources(mapper):
+    with acting_as("assistant", "test"):
+        failure = AssistantReplyFailure(
+            message_id=uuid4(), session_id=uuid4(), reason="timeout", detail="d", partial_content="p", sources=[], asker_id=uuid4()
+        )
+    [event] = failure.collect_events()
+    stored = mapper.to_stored_event(event)
+    state = MsgspecTranscoder().decode(stored.state)
+    del state["sources"]
+    state["class_version"] = 2
+    older = type(stored)(stored.originator_id, stored.originator_version, stored.topic, MsgspecTranscoder().encode(state))
+    read = mapper.to_domain_event(older)
+    assert read.sources == [] and read.partial_content == "p"
 
 
 def test_altered_ciphertext_reads_as_unreadable(mapper):
