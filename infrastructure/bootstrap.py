@@ -323,8 +323,9 @@ class ServerRuntime:
             loop.create_task(self.dashboard.run(), name="dashboard-sampler"),
             loop.create_task(self.live_streams.watch(), name="stream-watch"),
         ]
-        if self.settings.on_postgres:  # other nodes erase too: their destroyed keys must leave this replica (ADR-041)
-            self._tasks.append(loop.create_task(ReplicaErasures(self.write).run(), name="replica-erasures"))
+        # Destroyed keys must leave the read models: other nodes' (ADR-041), and this node's own
+        # when the rebuild after an erasure or expiry failed or was cut short by a stop.
+        self._tasks.append(loop.create_task(ReplicaErasures(self.write).run(), name="replica-erasures"))
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -4,7 +4,12 @@ shared key store and the node that ran it rebuilds its own replica, but the othe
 still hold what they decoded before: message text, names, snippets in their search index. So
 every node watches the key store's generation (it goes up whenever keys are destroyed, by any
 node) and rebuilds its replica when the generation moved past the one its replica was last built
-at; the generation is kept in the read store itself (`SQLiteReadStore.key_generation`)."""
+at; the generation is kept in the read store itself (`SQLiteReadStore.key_generation`).
+
+On one node the watch also finishes this node's own work: keys are destroyed before the rebuild
+that drops what they sealed, so a rebuild that failed, or that a stop or a crash cut short,
+would otherwise leave expired or erased text in the read models for good (a retention run finds
+no keys left to destroy, and does not rebuild again)."""
 
 from __future__ import annotations
 
