@@ -11,6 +11,7 @@ from domain.aggregate import NotFound
 from domain.chat_session import ChatSession, SessionNotFound
 from domain.conversion import Conversion, conversion_id_for
 from domain.document import Document, DocumentNotFound
+from domain.user import User
 
 
 @dataclass(frozen=True)
@@ -151,12 +152,16 @@ def start_conversion(uow: UnitOfWork, cmd: StartConversion) -> Conversion:
 
 
 def complete_conversion(uow: UnitOfWork, cmd: CompleteConversion) -> Conversion:
-    """A conversion that finishes after its document was deleted is recorded as failed: its
-    output must not become a reference to content the owner deleted."""
+    """A conversion that finishes after its document was deleted, or its owner erased, is
+    recorded as failed: its output must not become a reference to content the owner deleted
+    (an erasure marks no document deleted, but drops the owner's documents from the read models)."""
     conversion = _conversion(uow, cmd.conversion_id)
     document = uow.find(Document, conversion.document_id)
+    owner = uow.find(User, document.owner_id) if document is not None else None
     if document is None or document.deleted:
         conversion.fail("document_deleted", "the document was deleted during the conversion", cmd.duration_ms)
+    elif getattr(owner, "erased", False):  # set by `UserErased` only
+        conversion.fail("document_deleted", "the document's owner was erased during the conversion", cmd.duration_ms)
     else:
         conversion.complete(cmd.output_sha256, cmd.output_size, cmd.pages, cmd.characters, cmd.duration_ms)
     return conversion

@@ -154,23 +154,33 @@ class ConversionWorker:
                 settled_by=(ConversionIsFinished,),
             )
         completed = outcome
+        placed: set[str] = set()  # across the retries: an attempt may place the output, then fail to record it
         return await recorded_with_retries(
-            lambda: self._complete(conversion_id, completed, output, correlation_id),
+            lambda: self._complete(conversion_id, completed, output, correlation_id, placed),
             f"conversion {conversion_id}",
             settled_by=(ConversionIsFinished,),
         )
 
-    async def _complete(self, conversion_id: UUID, outcome: JobOutcome, output: Path, correlation_id: str) -> None:
+    async def _complete(self, conversion_id: UUID, outcome: JobOutcome, output: Path, correlation_id: str, placed: set[str]) -> None:
         """The output is placed and its event recorded under the blob lock, so a collector
-        never sees the blob unreferenced in between."""
+        never sees the blob unreferenced in between. If the document was deleted (or its owner
+        erased) meanwhile, the conversion is recorded as failed and a blob this job placed is
+        removed at once: nothing refers to it, and it holds what the owner deleted."""
         assert outcome.sha256 is not None
         async with self._blobs.locked():
-            if output.exists():
-                await anyio.to_thread.run_sync(self._blobs.place_file, output, outcome.sha256)
+            if output.exists() and await anyio.to_thread.run_sync(self._blobs.place_file, output, outcome.sha256):
+                placed.add(outcome.sha256)
             elif not self._blobs.exists(outcome.sha256):
                 raise RuntimeError("the conversion's output is gone; it will be done again")
-            await self._bus.execute(
-                CompleteConversion(conversion_id, outcome.sha256, outcome.size, outcome.pages, outcome.characters, outcome.duration_ms),
-                WORKER_ACTOR,
-                correlation_id,
-            )
+            status = None
+            try:
+                completed = CompleteConversion(
+                    conversion_id, outcome.sha256, outcome.size, outcome.pages, outcome.characters, outcome.duration_ms
+                )
+                status = (await self._bus.execute(completed, WORKER_ACTOR, correlation_id)).value.status
+            except ConversionIsFinished:  # recorded by an earlier attempt, whose wait was cut short
+                status = (await anyio.to_thread.run_sync(self._get, conversion_id)).status
+                raise
+            finally:
+                if outcome.sha256 in placed and status == "failed":
+                    await anyio.to_thread.run_sync(self._blobs.remove, outcome.sha256)

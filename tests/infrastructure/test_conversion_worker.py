@@ -115,3 +115,31 @@ async def test_stopping_right_after_a_wake_up_returns(running):
     worker.worker.wake()
     async with asyncio.timeout(10):
         await worker.stop()
+
+
+@pytest.mark.parametrize("meanwhile", ["document deleted", "owner erased"])
+async def test_an_output_finished_after_its_document_went_is_recorded_failed_and_not_kept(running, meanwhile):
+    """Found by a review: the output was placed, then recorded as failed, and stayed on disk with
+    what the owner deleted (an erasure did not even fail the conversion)."""
+    log = ChatLog(running)
+    ann = log.user("ann@example.org")
+    document = log.upload(ann, b"a *plan* nobody may keep\n", "plan.md")  # text output differs from the source
+    worker = Worker(running)
+    outputs = []
+    convert = worker.worker._jobs.run
+
+    def convert_while_it_goes(*args):
+        if meanwhile == "document deleted":
+            log.run(DeleteDocument(document, ann), ann)
+        else:
+            log.erase(ann)
+        outcome = convert(*args)
+        outputs.append(outcome.sha256)
+        return outcome
+
+    worker.worker._jobs.run = convert_while_it_goes
+    failed = await finished(running, await request(running, document, ann, "text"))
+    await worker.stop()
+    [event] = [e for e in running.reader.events.get(failed.id) if type(e).__name__ == "ConversionFailed"]
+    assert (failed.status, event.reason) == ("failed", "document_deleted")
+    assert outputs[0] is not None and not running.blobs.exists(outputs[0]), "the output is not kept"
