@@ -2,11 +2,11 @@
 The assistant's own replies are not indexed, so it never cites itself.
 
 `session_term` indexes the session's id as one term, so that a query can be narrowed to the
-sessions it may read inside the index (`narrowed`): matched on words alone, a common word made SQLite rank every
-message in every session holding it before the membership join picked out the reader's (20 ms of
-CPU at 40,000 messages, growing with everyone's messages). Words are matched in `content` only,
-and BM25 weighs `session_term` 0, so the ranking is still by the words (but for the one token the
-term adds to each row's length, which BM25 normalises by)."""
+sessions it may read inside the index (`narrowed`): matched on words alone, a common word made
+SQLite rank every message in every session holding it before the membership join picked out the
+reader's (20 ms of CPU at 40,000 messages, growing with everyone's messages). Words are matched
+in `content` only, and BM25 weighs `session_term` 0, so the ranking is still by the words (but
+for the one token the term adds to each row's length, which BM25 normalises by)."""
 
 from __future__ import annotations
 
