@@ -30,8 +30,6 @@ class Turn:
     """Whose words these are and the day of their version: a reply that saw them is sealed
     with their key too (see `ReplyUsage.sources`, kind `context`). An assistant reply's are its
     asker's."""
-    sources: tuple[dict[str, str], ...] = ()
-    """An assistant reply's own sources: a reply that saw it may repeat what it quoted."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
@@ -131,10 +130,7 @@ def assistant_provider(settings: Settings, db: AioSQLiteReadConnection) -> Local
 
     async def history(request: ReplyRequest) -> list[Turn]:
         rows = await recent_messages(db, str(request.session_id), request.position, 50)
-        return [
-            Turn(row["role"], row["content"], row["author_id"], row["content_day"], tuple(json.loads(row["sources"] or "[]")))
-            for row in rows
-        ]
+        return [Turn(row["role"], row["content"], row["author_id"], row["content_day"]) for row in rows]
 
     return OpenAIAssistant(
         settings.llm_base_url,
@@ -325,7 +321,8 @@ class ServerRuntime:
         ]
         # Destroyed keys must leave the read models: other nodes' (ADR-041), and this node's own
         # when the rebuild after an erasure or expiry failed or was cut short by a stop.
-        self._tasks.append(loop.create_task(ReplicaErasures(self.write).run(), name="replica-erasures"))
+        watch = ReplicaErasures(self.write, collect=self.blob_collector.collect)  # an erased person's files too
+        self._tasks.append(loop.create_task(watch.run(), name="replica-erasures"))
 
     async def stop(self) -> None:
         for task in self._tasks:

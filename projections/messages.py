@@ -138,10 +138,9 @@ async def message_versions(db: ReadConnection, message_id: str, after_version: i
 async def recent_messages(db: ReadConnection, session_id: str, before: int, limit: int) -> list[Row]:
     """The session's latest messages before a position, oldest first (deleted ones left out).
     Whose words each is, as its content key names them: an assistant reply's are its asker's
-    (the author of the message it answers), and it brings its `sources` (JSON), whose words it
-    may repeat."""
+    (the author of the message it answers)."""
     rows = await db.fetch_all(
-        "SELECT m.role, m.content, substr(COALESCE(m.edited_at, m.created_at), 1, 10) AS content_day, m.sources,"
+        "SELECT m.role, m.content, substr(COALESCE(m.edited_at, m.created_at), 1, 10) AS content_day,"
         " CASE WHEN m.reply_to IS NULL THEN m.author_id ELSE (SELECT q.author_id FROM messages q WHERE q.id = m.reply_to) END"
         " AS author_id"
         " FROM messages m WHERE m.session_id=? AND m.position<? AND m.deleted=0"

@@ -22,6 +22,7 @@ import httpx
 import structlog
 
 from application.assistant import ReplyRequest, ReplyUsage, Turn
+from domain.user import ERASED
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -30,6 +31,7 @@ SYSTEM_PROMPT = (
     "using the conversation so far. Say so when the conversation does not contain the answer."
 )
 HistoryLoader = Callable[[ReplyRequest], Awaitable[list[Turn]]]
+MAX_CONTEXT_KEYS = 8
 MAX_LINE_BYTES = 1 << 20
 MAX_ERROR_BYTES = 4096
 
@@ -54,7 +56,8 @@ class OpenAIAssistant:
     ) -> None:
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._model = model
-        self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        # identity: the body is read raw, so no compressed chunk inflates past the limits below
+        self._headers = {"accept-encoding": "identity"} | ({"authorization": f"Bearer {api_key}"} if api_key else {})
         self._history = history
         self._retries = retries
         self._context_chars = context_chars
@@ -65,23 +68,25 @@ class OpenAIAssistant:
 
     async def _messages(self, request: ReplyRequest, usage: ReplyUsage) -> list[dict[str, str]]:
         """The question plus as much recent history as fits the context budget, oldest first.
-        Whose words the model saw are recorded as `context` sources (once per author and day),
-        and an earlier reply's own sources with it: the reply may repeat them, so it is sealed
-        with their keys too."""
+        Whose words the model saw are recorded as `context` sources (once per author and day; an
+        earlier reply's are its asker's): the reply may repeat them, so it is sealed with their
+        keys too. Each key is one more layer of sealing, a third larger than the last, so the
+        history stops before a turn that would need more than MAX_CONTEXT_KEYS. Erased turns
+        are left out: they say nothing, and their key is gone."""
         budget = self._context_chars - len(request.question)
         kept: list[dict[str, str]] = []
         seen: set[tuple[str, str]] = set()
         for turn in reversed(await self._history(request)):
-            if len(turn.content) > budget:
+            if turn.content == ERASED:
+                continue
+            key = (turn.author_id, turn.content_day) if turn.author_id and turn.content_day else None
+            if len(turn.content) > budget or (key is not None and key not in seen and len(seen) == MAX_CONTEXT_KEYS):
                 break
             budget -= len(turn.content)
             kept.append({"role": turn.role, "content": turn.content})
-            if turn.author_id and turn.content_day and (turn.author_id, turn.content_day) not in seen:
-                seen.add((turn.author_id, turn.content_day))
-                usage.sources.append(
-                    {"kind": "context", "session_id": str(request.session_id), "author_id": turn.author_id, "content_day": turn.content_day}
-                )
-            usage.sources.extend(source for source in turn.sources if source not in usage.sources)
+            if key is not None and key not in seen:
+                seen.add(key)
+                usage.sources.append({"kind": "context", "session_id": str(request.session_id), "author_id": key[0], "content_day": key[1]})
         return [{"role": "system", "content": SYSTEM_PROMPT}, *reversed(kept), {"role": "user", "content": request.question}]
 
     async def reply(self, request: ReplyRequest, usage: ReplyUsage) -> AsyncIterator[str]:
@@ -102,7 +107,11 @@ class OpenAIAssistant:
             except (ProviderError, httpx.TransportError) as error:
                 retriable = not yielded and (isinstance(error, httpx.TransportError) or "retriable" in str(error))
                 if not retriable or attempt == self._retries:
-                    raise ProviderError(str(error) or type(error).__name__) from error
+                    if isinstance(error, ProviderError):
+                        raise
+                    # httpx's message may quote what the server sent (h11 quotes a bad header line)
+                    log.warning("the model server could not be read", error=str(error)[:300])
+                    raise ProviderError(f"{type(error).__name__} talking to the model server") from error
                 await asyncio.sleep(0.2 * 2**attempt)
 
     async def _stream(self, body: dict, usage: ReplyUsage) -> AsyncIterator[str]:
@@ -145,10 +154,10 @@ async def _lines(response: httpx.Response, limit: int) -> AsyncIterator[str]:
     where `str.splitlines` (httpx's `aiter_lines`) would split. A line longer than `limit` bytes
     is an error, not a buffer that grows."""
     pending = bytearray()
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.aiter_raw():
+        start, scanned = 0, len(pending)  # what was pending holds no line feed: only the new bytes are searched
         pending += chunk
-        start = 0
-        while (end := pending.find(b"\n", start)) >= 0:
+        while (end := pending.find(b"\n", max(start, scanned))) >= 0:
             yield pending[start:end].rstrip(b"\r").decode(errors="replace")
             start = end + 1
         del pending[:start]
@@ -161,7 +170,7 @@ async def _lines(response: httpx.Response, limit: int) -> AsyncIterator[str]:
 async def _head(response: httpx.Response, limit: int) -> bytes:
     """At most about `limit` bytes of the body: an error answer may be endless."""
     head = bytearray()
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.aiter_raw():
         head += chunk
         if len(head) >= limit:
             break

@@ -154,33 +154,29 @@ class ConversionWorker:
                 settled_by=(ConversionIsFinished,),
             )
         completed = outcome
-        placed: set[str] = set()  # across the retries: an attempt may place the output, then fail to record it
         return await recorded_with_retries(
-            lambda: self._complete(conversion_id, completed, output, correlation_id, placed),
+            lambda: self._complete(conversion_id, completed, output, correlation_id),
             f"conversion {conversion_id}",
             settled_by=(ConversionIsFinished,),
         )
 
-    async def _complete(self, conversion_id: UUID, outcome: JobOutcome, output: Path, correlation_id: str, placed: set[str]) -> None:
+    async def _complete(self, conversion_id: UUID, outcome: JobOutcome, output: Path, correlation_id: str) -> None:
         """The output is placed and its event recorded under the blob lock, so a collector
         never sees the blob unreferenced in between. If the document was deleted (or its owner
-        erased) meanwhile, the conversion is recorded as failed and a blob this job placed is
-        removed at once: nothing refers to it, and it holds what the owner deleted."""
+        erased) meanwhile, the conversion is recorded as failed and the blob is removed at once
+        when this attempt placed it: under the lock nothing else came to refer to it, and it holds
+        what the owner deleted. (A blob an earlier attempt placed is left to the collector: between
+        attempts the lock is free, and an identical output may have been recorded since.)"""
         assert outcome.sha256 is not None
         async with self._blobs.locked():
-            if output.exists() and await anyio.to_thread.run_sync(self._blobs.place_file, output, outcome.sha256):
-                placed.add(outcome.sha256)
+            placed = False
+            if output.exists():
+                placed = await anyio.to_thread.run_sync(self._blobs.place_file, output, outcome.sha256)
             elif not self._blobs.exists(outcome.sha256):
                 raise RuntimeError("the conversion's output is gone; it will be done again")
-            status = None
-            try:
-                completed = CompleteConversion(
-                    conversion_id, outcome.sha256, outcome.size, outcome.pages, outcome.characters, outcome.duration_ms
-                )
-                status = (await self._bus.execute(completed, WORKER_ACTOR, correlation_id)).value.status
-            except ConversionIsFinished:  # recorded by an earlier attempt, whose wait was cut short
-                status = (await anyio.to_thread.run_sync(self._get, conversion_id)).status
-                raise
-            finally:
-                if outcome.sha256 in placed and status == "failed":
-                    await anyio.to_thread.run_sync(self._blobs.remove, outcome.sha256)
+            completed = CompleteConversion(
+                conversion_id, outcome.sha256, outcome.size, outcome.pages, outcome.characters, outcome.duration_ms
+            )
+            recorded = await self._bus.execute(completed, WORKER_ACTOR, correlation_id)
+            if placed and recorded.value.status == "failed":
+                await anyio.to_thread.run_sync(self._blobs.remove, outcome.sha256)

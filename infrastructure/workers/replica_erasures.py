@@ -50,14 +50,21 @@ def catch_up_with_erasures(write: WriteSide, collect: Callable[[], object] = lam
 class ReplicaErasures:
     """The server's watch: every `interval` seconds, one cheap read of the key generation."""
 
-    def __init__(self, write: WriteSide, interval: float = 2.0) -> None:
+    def __init__(self, write: WriteSide, interval: float = 2.0, collect: Callable[[], object] = lambda: None) -> None:
         self._write = write
         self._interval = interval
+        self._collect = collect
 
     async def run(self) -> None:
+        """A round that fails (a rebuild that cannot finish: a full disk, a poisoned event) waits
+        twice as long as the one before, up to 5 minutes: a full rebuild every 2 s would refill
+        the disk the log writes to."""
+        pause = self._interval
         while True:
             try:
-                await anyio.to_thread.run_sync(catch_up_with_erasures, self._write)
+                await anyio.to_thread.run_sync(catch_up_with_erasures, self._write, self._collect)
+                pause = self._interval
             except Exception:  # noqa: BLE001 - logged; the next round tries again
                 log.exception("checking the replica against the key generation failed")
-            await asyncio.sleep(self._interval)
+                pause = min(pause * 2, 300.0)
+            await asyncio.sleep(pause)

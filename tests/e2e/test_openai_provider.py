@@ -53,10 +53,11 @@ def test_streamed_deltas_arrive_in_order_and_the_reply_is_stored_with_usage(tmp_
     data = final["data"]
     assert (data["content"], data["status"], data["provider"], data["model"]) == ("".join(REPLY), "completed", "openai", "steady")
     assert (data["prompt_tokens"], data["completion_tokens"]) == (42, len(REPLY))
-    sent = model_server.requests[-1]
-    assert sent["stream"] is True and sent["messages"][-1] == {"role": "user", "content": "When is the launch?"}
+    # the earlier message is answered too (test servers answer every message), perhaps after the question
+    [sent] = [r for r in model_server.requests if r["messages"][-1] == {"role": "user", "content": "When is the launch?"}]
+    assert sent["stream"] is True
     assert {"role": "user", "content": "Earlier: we moved the launch."} in sent["messages"]
-    assert model_server.headers[-1]["authorization"] == "Bearer test-key"
+    assert all(headers["authorization"] == "Bearer test-key" for headers in model_server.headers)
 
 
 def test_a_stream_that_breaks_midway_ends_in_a_failed_reply(tmp_path):

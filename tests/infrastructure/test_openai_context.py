@@ -7,32 +7,52 @@ from uuid import uuid4
 import anyio
 
 from application.assistant import ReplyRequest, ReplyUsage, Turn
-from infrastructure.assistants.openai_assistant import OpenAIAssistant
+from domain.user import ERASED
+from infrastructure.assistants.openai_assistant import MAX_CONTEXT_KEYS, OpenAIAssistant
 
 
-def test_an_earlier_reply_in_the_context_brings_its_askers_key_and_its_sources():
-    session, ann, bob = uuid4(), str(uuid4()), str(uuid4())
-    cited = {"kind": "document", "document_id": str(uuid4()), "owner_id": ann}
-    turns = [
-        Turn("user", "what is in the runbook?", bob, "2026-12-01"),
-        Turn("assistant", "the runbook says: rotate the keys", bob, "2026-12-01", (cited,)),
-        Turn("user", "thanks", bob, "2026-12-01"),
-    ]
+def context(turns: list[Turn]) -> tuple[list[dict], list[dict], str]:
+    session = uuid4()
 
     async def history(request):
         return turns
 
-    async def context():
+    async def run():
         provider = OpenAIAssistant("http://127.0.0.1:9/v1", "m", None, history)
         usage = ReplyUsage()
         try:
             sent = await provider._messages(ReplyRequest(session, uuid4(), uuid4(), "and then?", 9), usage)
         finally:
             await provider.close()
-        return sent, usage.sources
+        return sent, usage.sources, str(session)
 
-    sent, sources = anyio.run(context)
-    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user", "user"]
-    assert {"kind": "context", "session_id": str(session), "author_id": bob, "content_day": "2026-12-01"} in sources
-    assert cited in sources, "the reply may repeat what the earlier reply quoted"
-    assert len(sources) == 2, sources
+    return anyio.run(run)
+
+
+def test_an_earlier_reply_in_the_context_brings_its_askers_key_and_an_erased_turn_is_left_out():
+    ann, bob = str(uuid4()), str(uuid4())
+    sent, sources, session = context(
+        [
+            Turn("user", ERASED, ann, "2026-11-30"),
+            Turn("user", "what is in the runbook?", bob, "2026-12-01"),
+            Turn("assistant", "the runbook says: rotate the keys", bob, "2026-12-01"),
+            Turn("assistant", "an answer to a question asked the next day", bob, "2026-12-02"),
+        ]
+    )
+    assert [m["content"] for m in sent[1:-1]] == [
+        "what is in the runbook?",
+        "the runbook says: rotate the keys",
+        "an answer to a question asked the next day",
+    ]
+    assert sources == [
+        {"kind": "context", "session_id": session, "author_id": bob, "content_day": "2026-12-02"},
+        {"kind": "context", "session_id": session, "author_id": bob, "content_day": "2026-12-01"},
+    ]
+
+
+def test_the_context_stops_before_a_turn_whose_key_would_be_one_too_many():
+    """Each key is one more layer of sealing around the reply, each a third larger."""
+    people = [str(uuid4()) for _ in range(MAX_CONTEXT_KEYS + 2)]
+    sent, sources, _ = context([Turn("user", f"note {n}", person, "2026-12-01") for n, person in enumerate(people)])
+    assert len(sources) == MAX_CONTEXT_KEYS
+    assert [m["content"] for m in sent[1:-1]] == [f"note {n}" for n in range(2, MAX_CONTEXT_KEYS + 2)]
