@@ -18,6 +18,7 @@ import pytest
 from tests.backend import stored_events
 from tests.e2e.server import Server, cli
 from tests.e2e.test_durability import read_tables, wait_caught_up
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -74,15 +75,9 @@ def settle(server, data_dir, timeout: float = 90) -> None:
     """Until the workers owe nothing and the read models hold the whole log: only then does
     nothing more append on its own (a conversion resumed after the last kill, completed after a
     first catch-up, made the tables differ from the rebuild)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        wait_caught_up(server.client())
-        left = owed(data_dir)
-        if not left:
-            break
-        assert time.monotonic() < deadline, f"the workers still owe {left} things"
-        time.sleep(0.1)  # the interval of a poll for the signal above
-    wait_caught_up(server.client())  # what was recorded while the log was read
+    api = server.client()
+    wait_for(lambda: wait_caught_up(api) and owed(data_dir) == 0, "the workers to owe nothing", timeout=timeout, poll=0.1)
+    wait_caught_up(api)  # what was recorded while the log was read
 
 
 @pytest.mark.timeout(360)  # 21 server starts of a few seconds each on a loaded 2-core host
