@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import anyio
-from tenacity import AsyncRetrying, before_sleep_log, retry_if_not_exception_type, stop_after_attempt, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    before_sleep_log,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from domain.aggregate import DomainError
 from infrastructure.storage.read_store import SQLiteReadStore
@@ -157,14 +164,15 @@ class LogFollower(Generic[Item]):
 
 async def recorded_with_retries(record: Callable[[], Awaitable[Any]], what: str, *, settled_by: tuple[type[DomainError], ...] = ()) -> bool:
     """Records an outcome, retried (3 attempts, 0.5 s then 1 s apart) when the store is busy
-    (a refusal by the domain is not retried); False leaves the outcome to be produced again
-    after the next start. `settled_by`: refusals that mean the outcome is already recorded
+    (a refusal by the domain is not retried, nor a cancellation: tenacity retries whatever an
+    attempt raises, `CancelledError` included, and a worker's stop would record it anyway);
+    False leaves the outcome to be produced again after the next start. `settled_by`: refusals that mean the outcome is already recorded
     (by another node that led before), so the job is done."""
     try:
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(3),
             wait=wait_exponential(multiplier=0.5),
-            retry=retry_if_not_exception_type(DomainError),
+            retry=retry_if_exception_type(Exception) & retry_if_not_exception_type(DomainError),
             before_sleep=before_sleep_log(log, logging.WARNING),
             reraise=True,
         ):

@@ -112,3 +112,24 @@ async def test_a_backlog_is_read_batch_after_batch_without_pausing(tracking, mon
 
     await follow(LogFollower("pace", tracking, scan, nothing, concurrency=1), caught_up)
     assert scans[:5] == [0, 500, 1_000, 1_500, 2_000]
+
+
+async def test_a_recording_cancelled_by_a_stop_is_not_tried_again():
+    """A worker's stop cancels a job while it records its outcome: the recording ends there (the
+    outcome is produced again after the next start), instead of being retried as a busy store."""
+    attempts = 0
+    started = asyncio.Event()
+
+    async def record() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            started.set()
+            await asyncio.Event().wait()  # the store does not answer: only the cancellation ends it
+
+    job = asyncio.get_running_loop().create_task(log_follower.recorded_with_retries(record, "an outcome"))
+    await started.wait()
+    job.cancel()
+    done, _ = await asyncio.wait({job}, timeout=10)
+    assert done == {job} and job.cancelled(), "the job ends when it is cancelled"
+    assert attempts == 1
