@@ -56,6 +56,7 @@ from infrastructure.workers.projection_process import ProjectionProcess
 from infrastructure.workers.projection_runner import ProjectionRunner
 from infrastructure.workers.replica_erasures import ReplicaErasures
 from infrastructure.workers.retention import RetentionPostponed, apply_retention
+from infrastructure.workers.threads import run_in_thread
 from infrastructure.write_side import WriteSide
 from projections.catalog import all_projectors
 from projections.messages import recent_messages
@@ -261,7 +262,7 @@ class ServerRuntime:
             concurrency=settings.conversion_concurrency,
         )
         commit_listeners += [engine.wake, worker.wake]
-        dashboard = DashboardSampler(lambda: anyio.to_thread.run_sync(runner.head), lambda: anyio.to_thread.run_sync(read_statuses, write))
+        dashboard = DashboardSampler(lambda: run_in_thread(runner.head), lambda: run_in_thread(read_statuses, write))
         return cls(
             settings=settings,
             write=write,
@@ -373,8 +374,8 @@ class ServerRuntime:
                         lambda command: anyio.from_thread.run(write.bus.execute, command, "retention"),
                     )
 
-                if await anyio.to_thread.run_sync(run):
-                    await anyio.to_thread.run_sync(rebuild_after_erasure, write, lambda: None)
+                if await run_in_thread(run):
+                    await run_in_thread(rebuild_after_erasure, write, lambda: None)
                     await self.blob_collector.collect_from_loop(list(write.blobs.stored()))
             except RetentionPostponed as postponed:
                 log.warning("retention postponed: %s", postponed)

@@ -240,4 +240,6 @@ class PostgresKeyStore:
         self._cache.clear()
 
     def close(self) -> None:
-        self._db.close()
+        """Under the lock: psycopg frees the connection without waiting for a thread inside it."""
+        with self._lock:
+            self._db.close()

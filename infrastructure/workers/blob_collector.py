@@ -11,10 +11,9 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-import anyio
-
 from infrastructure.storage.blob_store import BlobStore
 from infrastructure.storage.read_store import SQLiteReadStore
+from infrastructure.workers.threads import run_in_thread
 from projections.documents import DocumentsProjector, referenced
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ class BlobCollector:
 
     async def collect_from_loop(self, candidates: Iterable[str]) -> list[str]:
         async with self._blobs.locked():
-            return await anyio.to_thread.run_sync(self.collect_holding_lock, list(candidates))
+            return await run_in_thread(self.collect_holding_lock, list(candidates))
 
 
 def wait_for_projection(read_store: SQLiteReadStore, seconds: float = 5.0) -> Callable[[int], None]:

@@ -32,6 +32,7 @@ from infrastructure.metrics import CONVERSION_SECONDS, CONVERSIONS, CONVERSIONS_
 from infrastructure.storage.blob_store import BlobStore
 from infrastructure.storage.read_store import SQLiteReadStore
 from infrastructure.workers.log_follower import Found, LogFollower, recorded_with_retries
+from infrastructure.workers.threads import run_in_thread
 
 log = structlog.stdlib.get_logger(__name__)
 tracer = trace.get_tracer("chronicle.conversions")
@@ -132,14 +133,14 @@ class ConversionWorker:
             CONVERSIONS_IN_FLIGHT.dec()
 
     async def _convert(self, conversion: Conversion, output: Path, correlation_id: str) -> JobOutcome | FailConversion:
-        document = await anyio.to_thread.run_sync(self._get, conversion.document_id)
+        document = await run_in_thread(self._get, conversion.document_id)
         if not isinstance(document, Document) or document.deleted:
             return FailConversion(conversion.id, "document_deleted", "the document was deleted", 0)
         source = self._blobs.path(document.sha256)
         if not source.is_file():
             return FailConversion(conversion.id, "document_deleted", "the document's content is gone", 0)
         await self._bus.execute(StartConversion(conversion.id), WORKER_ACTOR, correlation_id)
-        return await anyio.to_thread.run_sync(self._jobs.run, source, document.media_type, conversion.target, output)
+        return await run_in_thread(self._jobs.run, source, document.media_type, conversion.target, output)
 
     async def _record(self, conversion_id: UUID, outcome: JobOutcome | FailConversion, output: Path, correlation_id: str) -> bool:
         """Records the outcome (retried if the store is busy); False leaves the conversion to be
@@ -171,7 +172,7 @@ class ConversionWorker:
         async with self._blobs.locked():
             placed = False
             if output.exists():
-                placed = await anyio.to_thread.run_sync(self._blobs.place_file, output, outcome.sha256)
+                placed = await run_in_thread(self._blobs.place_file, output, outcome.sha256)
             elif not self._blobs.exists(outcome.sha256):
                 raise RuntimeError("the conversion's output is gone; it will be done again")
             completed = CompleteConversion(
@@ -179,4 +180,4 @@ class ConversionWorker:
             )
             recorded = await self._bus.execute(completed, WORKER_ACTOR, correlation_id)
             if placed and recorded.value.status == "failed":
-                await anyio.to_thread.run_sync(self._blobs.remove, outcome.sha256)
+                await run_in_thread(self._blobs.remove, outcome.sha256)

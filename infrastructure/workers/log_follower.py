@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import anyio
 from tenacity import (
     AsyncRetrying,
     before_sleep_log,
@@ -27,6 +26,7 @@ from tenacity import (
 
 from domain.aggregate import DomainError
 from infrastructure.storage.read_store import SQLiteReadStore
+from infrastructure.workers.threads import run_in_thread
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ class LogFollower(Generic[Item]):
 
     async def stop(self) -> None:
         """Stops following and cancels the jobs: what they were doing is not recorded and is
-        done again after the next start."""
+        done again after the next start. Returns once the blocking calls they were waiting on
+        have returned (`run_in_thread`): the caller may close the stores next."""
         tasks = [t for t in (self._task, *self.jobs.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -102,7 +103,7 @@ class LogFollower(Generic[Item]):
         self._wakeup.set()
 
     async def _run(self) -> None:
-        self._scanned = await anyio.to_thread.run_sync(lambda: self._tracking.positions().get(self.name, 0))
+        self._scanned = await run_in_thread(lambda: self._tracking.positions().get(self.name, 0))
         loop = asyncio.get_running_loop()
         while True:
             self._wakeup.clear()  # before the scan: a commit during it wakes the wait below at once
@@ -126,7 +127,7 @@ class LogFollower(Generic[Item]):
     async def _scan(self) -> tuple[bool, bool]:
         """Whether to scan again at once (something was found to act on, or the scan stopped
         short of the head), and whether it moved the position."""
-        found, reached, short = await anyio.to_thread.run_sync(self._scan_after, self._scanned)
+        found, reached, short = await run_in_thread(self._scan_after, self._scanned)
         for each in found:
             await self._start_job(each)
             self._scanned = each.position
@@ -134,7 +135,7 @@ class LogFollower(Generic[Item]):
         self._scanned = max(self._scanned, reached)
         if found or (moved and time.monotonic() - self._saved_at >= POSITION_SAVE_SECONDS):
             self._saved_at = time.monotonic()
-            await anyio.to_thread.run_sync(self._save_position)
+            await run_in_thread(self._save_position)
         return bool(found) or short, moved
 
     def _save_position(self) -> None:

@@ -17,10 +17,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import anyio
-
 from infrastructure.storage.shadow_rebuild import rebuild_running
 from infrastructure.workers.erasure import rebuild_after_erasure
+from infrastructure.workers.threads import run_in_thread
 from infrastructure.write_side import WriteSide
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ class ReplicaErasures:
         pause = self._interval
         while True:
             try:
-                await anyio.to_thread.run_sync(catch_up_with_erasures, self._write, self._collect)
+                await run_in_thread(catch_up_with_erasures, self._write, self._collect)
                 pause = self._interval
             except Exception:  # noqa: BLE001 - logged; the next round tries again
                 log.exception("checking the replica against the key generation failed")

@@ -2,11 +2,13 @@
 the test's own and a real tracking store: a commit that wakes the follower while it scans is
 scanned for without waiting for the idle timeout, and while the log moves past what the worker
 acts on it scans at most every BUSY_SCAN_SECONDS instead of once per commit; a backlog (a scan
-that stopped at its batch limit) is read without that pause."""
+that stopped at its batch limit) is read without that pause. A stop returns only once the scan
+it interrupted has returned, and it does not retry a recording it cancels."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -133,3 +135,24 @@ async def test_a_recording_cancelled_by_a_stop_is_not_tried_again():
     done, _ = await asyncio.wait({job}, timeout=10)
     assert done == {job} and job.cancelled(), "the job ends when it is cancelled"
     assert attempts == 1
+
+
+async def test_a_stop_returns_only_once_the_scan_it_interrupted_has_returned(tracking):
+    """What stops a worker closes the stores next (the server's runtime does): a scan left
+    running in its thread would run a statement on a closed SQLite connection, which crashes
+    CPython (a CI run died of it)."""
+    scanning = asyncio.Event()
+    scanned = threading.Event()
+    loop = asyncio.get_running_loop()
+
+    def scan(after: int) -> tuple[list[Found[None]], int, bool]:
+        loop.call_soon_threadsafe(scanning.set)
+        threading.Event().wait(0.2)  # a slow scan: the store is busy with another writer
+        scanned.set()
+        return [], after, False
+
+    follower = LogFollower("stop", tracking, scan, nothing, concurrency=1)
+    follower.start()
+    await asyncio.wait_for(scanning.wait(), 10)
+    await follower.stop()
+    assert scanned.is_set(), "the stop returned while its scan was still running"
