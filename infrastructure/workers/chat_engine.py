@@ -46,6 +46,7 @@ from infrastructure.metrics import REPLIES, REPLIES_IN_FLIGHT, REPLY_SECONDS
 from infrastructure.storage.event_reading import EventDecoder, log_reader
 from infrastructure.storage.read_store import SQLiteReadStore
 from infrastructure.workers.log_follower import Found, LogFollower, recorded_with_retries
+from infrastructure.workers.threads import run_in_thread
 from projections.frames import session_channel
 
 log = structlog.stdlib.get_logger(__name__)
@@ -239,7 +240,8 @@ class ChatEngine:
         started = time.perf_counter()
         span = tracer.start_span("assistant reply", attributes={"chronicle.correlation_id": correlation_id})
         try:
-            question = await anyio.to_thread.run_sync(self._question, posted.originator_id)
+            grounded = await self._grounded(position)  # before the question is read: a deletion meanwhile counts
+            question = await run_in_thread(self._question, posted.originator_id)
             if question is None:  # deleted while it waited: nothing to answer, nothing to record
                 return True
             request = ReplyRequest(posted.session_id, posted.originator_id, posted.author_id, question, position)
@@ -251,7 +253,7 @@ class ChatEngine:
                     "your assistant replies per day are used up; they reset at midnight UTC",
                     "",
                 )
-            elif not await self._grounded(position):
+            elif not grounded:
                 outcome = RecordReplyFailure(
                     posted.originator_id,
                     posted.session_id,

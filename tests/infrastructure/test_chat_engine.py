@@ -4,7 +4,8 @@ reading the real read store, and the engine in the test's event loop. Covers: a 
 grounded, cited reply streamed as ephemeral frames; other messages and sessions without the
 assistant get none; a used-up quota is recorded without asking the provider; a timeout and a
 cancellation are recorded with the text so far; a reply abandoned by a stop is answered once
-after the next start."""
+after the next start; a question deleted before its turn, or while the engine waits for the read
+models, gets no reply."""
 
 from __future__ import annotations
 
@@ -205,6 +206,30 @@ async def test_a_question_deleted_before_its_turn_gets_no_reply_and_an_edited_on
     await engine.stop()
     assert engine.outcome(deleted) is None
     assert [s["message_id"] for s in reply.sources] == [str(budget)], reply.content
+    assert not any("hunter2" in f.get("delta", "") for f in engine.frames)
+
+
+async def test_a_question_deleted_while_the_engine_waits_for_the_read_models_gets_no_reply(running, db):
+    """The engine reads the question after the read models have caught up with it: a deletion
+    that lands during that wait is not answered either."""
+    log = ChatLog(running)
+    ann = log.user("ann@example.org")
+    session = log.session(ann)
+    question = await post(running, session, ann, "is the root password hunter2?")
+    waited: list[int] = []
+
+    async def deleted_meanwhile(position):
+        if not waited:
+            waited.append(position)
+            log.delete(session, question, ann)
+        await engine.grounded_at(position)
+
+    engine = Engine(running, db, grounded_at=deleted_meanwhile, concurrency=1)  # one reply at a time, in log order
+    later = await post(running, session, ann, "is anyone there?")
+    await engine.outcome_of(later)
+    await engine.stop()
+    assert waited, "the engine waited for the read models"
+    assert engine.outcome(question) is None
     assert not any("hunter2" in f.get("delta", "") for f in engine.frames)
 
 
