@@ -114,6 +114,14 @@ def test_the_document_passages_benchmark_deletes_exactly_the_deleted_documents_p
     assert result["deletion_ms_median"] > 0
 
 
+def test_the_sealing_benchmark_opens_both_forms_and_one_layer_grows_slower():
+    from benchmarks.sealing import run
+
+    rows = run(chars=200, quoted=[1, 8], rounds=3)
+    assert [row["quoted"] for row in rows] == [1, 8]
+    assert rows[1]["one_layer_chars"] - rows[0]["one_layer_chars"] < rows[1]["layered_chars"] - rows[0]["layered_chars"]
+
+
 def test_the_idle_streams_benchmark_holds_its_sockets_and_loses_nothing():
     from benchmarks.idle_streams import run
 

@@ -31,7 +31,7 @@ SYSTEM_PROMPT = (
     "using the conversation so far. Say so when the conversation does not contain the answer."
 )
 HistoryLoader = Callable[[ReplyRequest], Awaitable[list[Turn]]]
-MAX_CONTEXT_KEYS = 8
+MAX_CONTEXT_KEYS = 32
 MAX_LINE_BYTES = 1 << 20
 MAX_ERROR_BYTES = 4096
 
@@ -70,8 +70,9 @@ class OpenAIAssistant:
         """The question plus as much recent history as fits the context budget, oldest first.
         Whose words the model saw are recorded as `context` sources (once per author and day; an
         earlier reply's are its asker's): the reply may repeat them, so it is sealed with their
-        keys too. Each key is one more layer of sealing, a third larger than the last, so the
-        history stops before a turn that would need more than MAX_CONTEXT_KEYS. Erased turns
+        keys too. Each key adds its subject and 60 bytes to the sealed reply and one key to open
+        when it is read, so the history stops before a turn that would need more than
+        MAX_CONTEXT_KEYS. Erased turns
         are left out: they say nothing, and their key is gone."""
         budget = self._context_chars - len(request.question)
         kept: list[dict[str, str]] = []

@@ -6,8 +6,10 @@ stored events keep their exact bytes (so the hash chain still verifies) but read
 
 A sealed value is the string `sealed:<subject hex>:<base64 of nonce ‖ ciphertext>`. A value that
 quotes other people (an assistant's reply citing their messages or documents) is sealed with
-each quoted person's key in turn and then the asker's: it reads back only while every one of
-those keys exists, so erasing (or expiring) what was quoted erases the quote too."""
+every quoted person's key and the asker's at once, `sealed-all:<subject>,…:<base64>` (see
+`_seal_with_all`): it reads back only while every one of those keys exists, so erasing (or
+expiring) what was quoted erases the quote too. Until 2026-12-06 such a value was sealed once
+per key, each layer around the last (a third larger per key); those still read."""
 
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ from domain.message import Message
 from domain.user import ERASED, EmailClaim, User
 
 PREFIX = "sealed:"
+SEALED_WITH_ALL = "sealed-all:"
+_SHARE = 12 + 32 + 16
+"""One subject's part of a `sealed-all:` value: a nonce and its encrypted 32-byte share."""
 UNREADABLE = "[unreadable]"
 _SUBJECT = re.compile(r"[0-9a-f]{32}(\.[0-9a-f]{32}\.\d{4}-\d{2}-\d{2})?")
 
@@ -270,14 +275,19 @@ class SealingMapper(Mapper[UUID]):
             return super().to_stored_event(domain_event)
         cipher = self.keys.cipher(subject, create=True)
         quoted = [(q, self.keys.cipher(q, create=True)) for q in quoted_subjects(domain_event) if q != subject]
+        quoted_keys = [(q, quoted_cipher) for q, quoted_cipher in quoted if quoted_cipher is not None]
         sealed = object.__new__(type(domain_event))
         state = dict(vars(domain_event))
         for field in fields:
             value = state.get(field)
-            if isinstance(value, str):
-                for quoted_subject, quoted_cipher in quoted:
-                    value = _seal(quoted_cipher, quoted_subject, value)
+            if not isinstance(value, str):
+                continue
+            if not quoted:
                 state[field] = _seal(cipher, subject, value)
+            elif cipher is None or len(quoted_keys) < len(quoted):
+                state[field] = _seal(cipher, subject, ERASED)  # someone it quotes was erased: so is the quote
+            else:
+                state[field] = _seal_with_all([*quoted_keys, (subject, cipher)], value)
         object.__setattr__(sealed, "__dict__", state)
         return super().to_stored_event(sealed)
 
@@ -306,7 +316,10 @@ def open_personal_fields(event: Any, cipher_of: CipherOf) -> Any:
     layers = 1 + len([q for q in quoted if q != personal[0](event)]) if quoted else 1  # one more per quoted person
     for field in personal[1]:
         value = state.get(field)
-        for _ in range(layers):
+        if isinstance(value, str) and value.startswith(SEALED_WITH_ALL):
+            state[field] = open_sealed_with_all(value, cipher_of)
+            continue
+        for _ in range(layers):  # sealed before 2026-12-06: a layer per quoted key
             if not (isinstance(value, str) and value.startswith(PREFIX)):
                 break
             value = open_sealed(value, cipher_of)
@@ -327,6 +340,28 @@ def open_sealed(value: str, cipher_of: CipherOf) -> str:
     try:
         raw = base64.b64decode(data, validate=True)
         return cipher.decrypt(raw[:12], raw[12:], subject.encode()).decode()
+    except (ValueError, InvalidTag):
+        return UNREADABLE  # altered after it was stored: `chronicle audit verify` says where
+
+
+def open_sealed_with_all(value: str, cipher_of: CipherOf) -> str:
+    """A `sealed-all:` value: its plaintext, `[erased]` when any one of its keys is gone, or
+    `[unreadable]` when the stored bytes were altered."""
+    parts = value.split(":", 2)
+    subjects = parts[1].split(",") if len(parts) == 3 else []
+    if not subjects or not all(_is_subject(subject) for subject in subjects):
+        return value  # plaintext that merely starts with "sealed-all:"
+    ciphers = [cipher for cipher in map(cipher_of, subjects) if cipher is not None]
+    if len(ciphers) < len(subjects):
+        return ERASED
+    try:
+        raw = base64.b64decode(parts[2], validate=True)
+        key = 0
+        for index, (subject, cipher) in enumerate(zip(subjects, ciphers, strict=True)):
+            share = raw[index * _SHARE : (index + 1) * _SHARE]
+            key ^= int.from_bytes(cipher.decrypt(share[:12], share[12:], subject.encode()))
+        sealed = raw[len(subjects) * _SHARE :]
+        return AESGCM(key.to_bytes(32)).decrypt(sealed[:12], sealed[12:], parts[1].encode()).decode()
     except (ValueError, InvalidTag):
         return UNREADABLE  # altered after it was stored: `chronicle audit verify` says where
 
@@ -355,3 +390,21 @@ def _seal(cipher: AESGCM | None, subject: str, value: str) -> str:
         return ERASED  # the person was erased: nothing of theirs is stored any more
     nonce = os.urandom(12)
     return f"{PREFIX}{subject}:{base64.b64encode(nonce + cipher.encrypt(nonce, value.encode(), subject.encode())).decode()}"
+
+
+def _seal_with_all(keys: list[tuple[str, AESGCM]], value: str) -> str:
+    """One layer, however many keys: the value is encrypted with a fresh key that is the XOR of
+    one random 32-byte share per subject, and each share with its subject's key (the subject as
+    associated data; the value's own associated data is the list of subjects). Every share is
+    needed, so destroying any one key makes the value unreadable, as a layer per key did; each
+    key adds its subject and 60 bytes, where a layer per key made the value a third larger."""
+    subjects = ",".join(subject for subject, _ in keys)
+    parts: list[bytes] = []
+    key = 0
+    for subject, cipher in keys:
+        share, nonce = os.urandom(32), os.urandom(12)
+        key ^= int.from_bytes(share)
+        parts.append(nonce + cipher.encrypt(nonce, share, subject.encode()))
+    nonce = os.urandom(12)
+    parts.append(nonce + AESGCM(key.to_bytes(32)).encrypt(nonce, value.encode(), subjects.encode()))
+    return f"{SEALED_WITH_ALL}{subjects}:{base64.b64encode(b''.join(parts)).decode()}"
