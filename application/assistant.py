@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from application.quotas import consume_quota
@@ -30,6 +30,9 @@ class Turn:
     """Whose words these are and the day of their version: a reply that saw them is sealed
     with their key too (see `ReplyUsage.sources`, kind `context`). An assistant reply's are its
     asker's."""
+    drew_on: tuple[dict[str, Any], ...] = ()
+    """An assistant reply's own sources: whose words it may repeat, so a reply that saw it is
+    sealed with their keys too."""
 
 
 @dataclass(frozen=True)

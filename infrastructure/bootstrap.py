@@ -59,7 +59,7 @@ from infrastructure.workers.retention import RetentionPostponed, apply_retention
 from infrastructure.workers.threads import run_in_thread
 from infrastructure.write_side import WriteSide
 from projections.catalog import all_projectors
-from projections.messages import recent_messages
+from projections.messages import decode_sources, recent_messages
 from projections.users import PRINCIPALS_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,16 @@ def assistant_provider(settings: Settings, db: AioSQLiteReadConnection) -> Local
 
     async def history(request: ReplyRequest) -> list[Turn]:
         rows = await recent_messages(db, str(request.session_id), request.position, 50)
-        return [Turn(row["role"], row["content"], row["author_id"], row["content_day"]) for row in rows]
+        return [
+            Turn(
+                row["role"],
+                row["content"],
+                row["author_id"],
+                row["content_day"],
+                tuple(decode_sources(row["sources"]) if row["sources"] else ()),
+            )
+            for row in rows
+        ]
 
     return OpenAIAssistant(
         settings.llm_base_url,

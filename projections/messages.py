@@ -101,6 +101,8 @@ _COLUMNS = (
     " deleted, version, position, reply_to, reply_status, sources"
 )
 _encode_sources = msgspec.json.Encoder().encode
+decode_sources = msgspec.json.Decoder(list[dict[str, Any]]).decode
+"""A reply's `sources` column as the projector stored it."""
 
 
 async def messages_page(db: ReadConnection, session_id: str, after: int, limit: int) -> list[Row]:
@@ -140,7 +142,7 @@ async def recent_messages(db: ReadConnection, session_id: str, before: int, limi
     Whose words each is, as its content key names them: an assistant reply's are its asker's
     (the author of the message it answers)."""
     rows = await db.fetch_all(
-        "SELECT m.role, m.content, substr(COALESCE(m.edited_at, m.created_at), 1, 10) AS content_day,"
+        "SELECT m.role, m.content, m.sources, substr(COALESCE(m.edited_at, m.created_at), 1, 10) AS content_day,"
         " CASE WHEN m.reply_to IS NULL THEN m.author_id ELSE (SELECT q.author_id FROM messages q WHERE q.id = m.reply_to) END"
         " AS author_id"
         " FROM messages m WHERE m.session_id=? AND m.position<? AND m.deleted=0"

@@ -40,6 +40,21 @@ class ProviderError(Exception):
     pass
 
 
+def _context_sources(turn: Turn, session_id: str) -> list[dict[str, str]]:
+    """The `context` sources a turn brings: its own words' key (author and day), and for an
+    earlier reply the keys of what it drew on (a quoted message's, a cited document owner's)."""
+    sources = []
+    if turn.author_id and turn.content_day:
+        sources.append({"kind": "context", "session_id": session_id, "author_id": turn.author_id, "content_day": turn.content_day})
+    for source in turn.drew_on:
+        kind, session, author, day, owner = (source.get(name) for name in ("kind", "session_id", "author_id", "content_day", "owner_id"))
+        if kind in ("message", "context") and session and author and day:
+            sources.append({"kind": "context", "session_id": session, "author_id": author, "content_day": day})
+        elif kind in ("document", "context") and owner:
+            sources.append({"kind": "context", "owner_id": owner})
+    return sources
+
+
 class OpenAIAssistant:
     name = "openai"
 
@@ -69,25 +84,28 @@ class OpenAIAssistant:
     async def _messages(self, request: ReplyRequest, usage: ReplyUsage) -> list[dict[str, str]]:
         """The question plus as much recent history as fits the context budget, oldest first.
         Whose words the model saw are recorded as `context` sources (once per author and day; an
-        earlier reply's are its asker's): the reply may repeat them, so it is sealed with their
-        keys too. Each key adds its subject and 60 bytes to the sealed reply and one key to open
-        when it is read, so the history stops before a turn that would need more than
-        MAX_CONTEXT_KEYS. Erased turns
-        are left out: they say nothing, and their key is gone."""
+        earlier reply's are its asker's, and those of everyone it drew on): the reply may repeat
+        them, so it is sealed with their keys too. Each key adds its subject and 60 bytes to the
+        sealed reply and one key to open when it is read, so the history stops before a turn
+        that would need more than MAX_CONTEXT_KEYS. Erased turns are left out: they say nothing,
+        and their key is gone."""
         budget = self._context_chars - len(request.question)
         kept: list[dict[str, str]] = []
-        seen: set[tuple[str, str]] = set()
+        seen: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
         for turn in reversed(await self._history(request)):
             if turn.content == ERASED:
                 continue
-            key = (turn.author_id, turn.content_day) if turn.author_id and turn.content_day else None
-            if len(turn.content) > budget or (key is not None and key not in seen and len(seen) == MAX_CONTEXT_KEYS):
+            new = {
+                key: source
+                for source in _context_sources(turn, str(request.session_id))
+                if (key := tuple(sorted(source.items()))) not in seen
+            }
+            if len(turn.content) > budget or len(seen) + len(new) > MAX_CONTEXT_KEYS:
                 break
             budget -= len(turn.content)
             kept.append({"role": turn.role, "content": turn.content})
-            if key is not None and key not in seen:
-                seen.add(key)
-                usage.sources.append({"kind": "context", "session_id": str(request.session_id), "author_id": key[0], "content_day": key[1]})
+            seen.update(new)
+        usage.sources.extend(seen.values())
         return [{"role": "system", "content": SYSTEM_PROMPT}, *reversed(kept), {"role": "user", "content": request.question}]
 
     async def reply(self, request: ReplyRequest, usage: ReplyUsage) -> AsyncIterator[str]:

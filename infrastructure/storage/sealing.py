@@ -89,16 +89,17 @@ PERSONAL: dict[type, tuple[Callable[[Any], str | None], tuple[str, ...]]] = {
 def quoted_subjects(event: Any) -> list[str]:
     """The keys of what an assistant reply quotes, from its sources: a cited or context
     message's content key (author, session, day of the quoted version), a cited document's
-    owner's key. Sources recorded before they named their authors add nothing."""
+    owner's key (a `context` source may name either: what an earlier reply in a model's context
+    drew on). Sources recorded before they named their authors add nothing."""
     subjects = []
     for source in getattr(event, "sources", None) or ():
         if not isinstance(source, dict):
             continue
-        if source.get("kind") in ("message", "context"):
-            author, session, day = _hex(source.get("author_id")), _hex(source.get("session_id")), source.get("content_day")
-            if author and session and isinstance(day, str) and _DAY.fullmatch(day):
-                subjects.append(f"{author}.{session}.{day}")
-        elif source.get("kind") == "document" and (owner := _hex(source.get("owner_id"))):
+        kind = source.get("kind")
+        author, session, day = _hex(source.get("author_id")), _hex(source.get("session_id")), source.get("content_day")
+        if kind in ("message", "context") and author and session and isinstance(day, str) and _DAY.fullmatch(day):
+            subjects.append(f"{author}.{session}.{day}")
+        elif kind in ("document", "context") and (owner := _hex(source.get("owner_id"))):
             subjects.append(owner)
     return sorted(set(subjects))
 

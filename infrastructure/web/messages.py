@@ -31,7 +31,7 @@ from infrastructure.web.rate_limits import posts, writes
 from infrastructure.web.read_your_writes import ProjectionProgress
 from projections.change_positions import session_view_state
 from projections.members import is_member
-from projections.messages import awaits_reply, message_in_session, message_versions, messages_before, messages_page
+from projections.messages import awaits_reply, decode_sources, message_in_session, message_versions, messages_before, messages_page
 from projections.sessions import session_for_member
 from projections.storage import ReadConnection
 
@@ -117,11 +117,8 @@ def _from_row(row: dict[str, Any]) -> MessageView:
         version=row["version"],
         reply_to=row["reply_to"],
         reply_status=row["reply_status"],
-        sources=_decode_sources(row["sources"]) if row.get("sources") else None,
+        sources=decode_sources(row["sources"]) if row.get("sources") else None,
     )
-
-
-_decode_sources = msgspec.json.Decoder(list[dict[str, Any]]).decode
 
 
 def _changed(message: Message, position: int) -> MessageChange:

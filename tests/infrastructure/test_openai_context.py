@@ -1,5 +1,5 @@
 """What the `openai` provider records of the context it sends (`OpenAIAssistant._messages`):
-whose words the model saw, so that its reply is sealed with their keys too. No network: the
+whose words the model saw (an earlier reply's include what it drew on), so that its reply is sealed with their keys too. No network: the
 history is given, nothing is sent."""
 
 from uuid import uuid4
@@ -50,8 +50,26 @@ def test_an_earlier_reply_in_the_context_brings_its_askers_key_and_an_erased_tur
     ]
 
 
+def test_an_earlier_reply_brings_the_keys_of_what_it_drew_on():
+    """A model may repeat what an earlier reply quoted: its reply is sealed with the quoted
+    people's keys too, so erasing them erases the repetition."""
+    ann, bob, dan, elsewhere = str(uuid4()), str(uuid4()), str(uuid4()), str(uuid4())
+    drew_on = (
+        {"kind": "message", "session_id": elsewhere, "message_id": str(uuid4()), "author_id": ann, "content_day": "2026-11-28"},
+        {"kind": "document", "document_id": str(uuid4()), "passage": 2, "owner_id": dan},
+        {"kind": "context", "session_id": elsewhere, "author_id": ann, "content_day": "2026-11-28"},  # the same key again
+        {"kind": "message", "message_id": str(uuid4())},  # recorded before sources named their authors: no key
+    )
+    _, sources, session = context([Turn("assistant", "Ann wrote that the vault code is 1234", bob, "2026-12-01", drew_on)])
+    assert sources == [
+        {"kind": "context", "session_id": session, "author_id": bob, "content_day": "2026-12-01"},
+        {"kind": "context", "session_id": elsewhere, "author_id": ann, "content_day": "2026-11-28"},
+        {"kind": "context", "owner_id": dan},
+    ]
+
+
 def test_the_context_stops_before_a_turn_whose_key_would_be_one_too_many():
-    """Each key is one more layer of sealing around the reply, each a third larger."""
+    """Each key adds to the sealed reply and to what opening it costs."""
     people = [str(uuid4()) for _ in range(MAX_CONTEXT_KEYS + 2)]
     sent, sources, _ = context([Turn("user", f"note {n}", person, "2026-12-01") for n, person in enumerate(people)])
     assert len(sources) == MAX_CONTEXT_KEYS

@@ -211,3 +211,15 @@ def test_an_altered_share_of_a_reply_sealed_with_many_keys_reads_as_unreadable(m
     state = stored.state.replace(sealed.encode(), flipped.encode())
     altered = type(stored)(stored.originator_id, stored.originator_version, stored.topic, state)
     assert mapper.to_domain_event(altered).content == UNREADABLE
+
+
+def test_a_reply_whose_model_saw_a_reply_citing_a_document_is_erased_with_its_owner(mapper):
+    """The openai provider records what an earlier reply in its context drew on as `context`
+    sources; a cited document's is its owner's key."""
+    owner = uuid4()
+    event = reply_quoting([], "the spreadsheet says 42")
+    event.sources.append({"kind": "context", "owner_id": str(owner)})
+    stored = mapper.to_stored_event(event)
+    assert mapper.to_domain_event(stored).content == "the spreadsheet says 42"
+    mapper.keys.destroy(owner.hex)
+    assert mapper.to_domain_event(stored).content == ERASED
