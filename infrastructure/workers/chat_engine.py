@@ -242,7 +242,7 @@ class ChatEngine:
         try:
             grounded = await self._grounded(position)  # before the question is read: a deletion meanwhile counts
             question = await run_in_thread(self._question, posted.originator_id)
-            if question is None:  # deleted while it waited: nothing to answer, nothing to record
+            if question is None or not self._answers(question):  # deleted, or edited into what gets no reply: nothing to record
                 return True
             request = ReplyRequest(posted.session_id, posted.originator_id, posted.author_id, question, position)
             if self._may_reply is not None and not await self._may_reply(str(posted.author_id)):

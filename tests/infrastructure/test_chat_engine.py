@@ -5,7 +5,7 @@ grounded, cited reply streamed as ephemeral frames; other messages and sessions 
 assistant get none; a used-up quota is recorded without asking the provider; a timeout and a
 cancellation are recorded with the text so far; a reply abandoned by a stop is answered once
 after the next start; a question deleted before its turn, or while the engine waits for the read
-models, gets no reply."""
+models, or edited into a statement, gets no reply."""
 
 from __future__ import annotations
 
@@ -207,6 +207,21 @@ async def test_a_question_deleted_before_its_turn_gets_no_reply_and_an_edited_on
     assert engine.outcome(deleted) is None
     assert [s["message_id"] for s in reply.sources] == [str(budget)], reply.content
     assert not any("hunter2" in f.get("delta", "") for f in engine.frames)
+
+
+async def test_a_question_edited_into_a_statement_before_its_turn_gets_no_reply(running, db):
+    """Whether to answer is decided on the text as it reads when the reply's turn comes."""
+    log = ChatLog(running)
+    ann = log.user("ann@example.org")
+    session = log.session(ann)
+    taken_back = await post(running, session, ann, "Should we move the launch?")
+    log.edit(session, taken_back, ann, "Never mind, the launch stays on Friday.")
+    engine = Engine(running, db, concurrency=1)  # started after the edit: the post waits in the log
+    later = await post(running, session, ann, "is anyone there?")
+    await engine.outcome_of(later)  # one reply at a time, in log order: the edited one's turn has passed
+    await engine.stop()
+    assert engine.outcome(taken_back) is None
+    assert [f["reply_to"] for f in engine.frames if f["type"] == "reply.started"] == [str(later)]
 
 
 async def test_a_question_deleted_while_the_engine_waits_for_the_read_models_gets_no_reply(running, db):
