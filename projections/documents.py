@@ -135,11 +135,14 @@ async def readable_document(db: ReadConnection, document_id: str, user_id: str) 
     return await db.fetch_one(f"SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.id=? AND {_VISIBLE}", (document_id, user_id, user_id))
 
 
-async def documents_of_session(db: ReadConnection, session_id: str) -> list[Row]:
+async def documents_of_session(db: ReadConnection, session_id: str, after: int, limit: int) -> list[Row]:
+    """The documents attached to a session, in the order they were attached, after the
+    attachment at position `after` (`attached_position`, a page's cursor)."""
     return await db.fetch_all(
-        f"SELECT {DOCUMENT_COLUMNS}, ds.attached_at FROM document_sessions ds JOIN documents d ON d.id = ds.document_id"
-        " WHERE ds.session_id=? ORDER BY ds.position",
-        (session_id,),
+        f"SELECT {DOCUMENT_COLUMNS}, ds.attached_at, ds.position AS attached_position"
+        " FROM document_sessions ds JOIN documents d ON d.id = ds.document_id"
+        " WHERE ds.session_id=? AND ds.position>? ORDER BY ds.position LIMIT ?",
+        (session_id, after, limit),
     )
 
 

@@ -393,12 +393,16 @@ class SessionDocumentsController(Controller):
         request: Request[Principal, Any, Any],
         db: ReadConnection,
         progress: ProjectionProgress,
+        cursor: Cursor = None,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 50,
         after_position: AfterPosition = None,
-    ) -> list[DocumentView]:
+    ) -> Page[DocumentView]:
+        """The documents shared with a session you are a member of, in the order they were attached."""
         await progress.wait(READ_MODELS + ("sessions",), after_position)
         if await session_for_member(db, str(session_id), str(request.user.id)) is None:
             raise NotFoundException("no such session")
-        return [_view(r) for r in await documents_of_session(db, str(session_id))]
+        rows = await documents_of_session(db, str(session_id), cursor_position(cursor), limit + 1)
+        return page(rows, limit, _view, key="attached_position")
 
     @delete("/{document_id:uuid}", status_code=200)
     async def detach(self, session_id: UUID, document_id: UUID, request: Request[Principal, Any, Any], bus: CommandBus) -> AttachmentChange:

@@ -141,6 +141,31 @@ def test_upload_a_docx_see_its_conversion_complete_and_preview_its_text(people, 
     expect(page.get_by_text("Svalbard")).to_be_visible()
 
 
+def test_a_sessions_documents_panel_lists_them_a_page_at_a_time(people, tmp_path):
+    """52 files dropped on a session's documents panel: 50 listed, the rest on request."""
+    ann = people()
+    ann.sign_up("Ann")
+    start_session(ann.page, "Library")
+    page = ann.page
+    page.get_by_role("button", name="Documents").click()
+    panel = page.get_by_role("region", name="Documents")
+    paths = []
+    for n in range(52):
+        path = tmp_path / f"note-{n:02}.txt"
+        path.write_text(f"note number {n}")
+        paths.append(str(path))
+    panel.get_by_label("Upload file").set_input_files(paths)
+    links = panel.get_by_role("link", name=re.compile(r"^note-\d\d\.txt$"))
+    more = panel.get_by_role("button", name="More documents")
+    expect(more).to_be_visible(timeout=30_000)  # the attachments arrive as frames; the first page is full
+    expect(links).to_have_count(50)
+    more.click()
+    expect(links).to_have_count(52)
+    expect(more).to_be_hidden()
+    names = links.all_inner_texts()
+    assert sorted(names) == [f"note-{n:02}.txt" for n in range(52)] and len(set(names)) == 52
+
+
 def test_search_finds_a_message_and_opens_it_in_its_conversation(people):
     ann = people()
     ann.sign_up("Ann")

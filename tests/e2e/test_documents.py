@@ -103,6 +103,27 @@ def test_an_upload_is_stored_by_content_and_downloaded_with_ranges(server, new_u
     assert [d["id"] for d in mine["items"]] == [document["id"]]
 
 
+def test_a_sessions_documents_come_in_pages_in_the_order_they_were_attached(server, new_user):
+    ann, _ = new_user("ann")
+    sid = ann.post("/api/sessions", {"title": "Library", "assistant": False}).json()["id"]
+    documents = [uploaded(ann, f"note {n}.txt", f"note {n}".encode(), content_type="text/plain") for n in range(5)]
+    for document in reversed(documents):  # attached newest first
+        at = ann.post(f"/api/sessions/{sid}/documents", {"document_id": document["id"]}).json()["position"]
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 2, "after_position": at} | ({"cursor": cursor} if cursor else {})
+        page = ann.get(f"/api/sessions/{sid}/documents", params=params).json()
+        seen += [d["filename"] for d in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"note {n}.txt" for n in reversed(range(5))] and pages == 3
+    assert_problem(ann.get(f"/api/sessions/{sid}/documents", params={"cursor": "x1"}), 400)
+    assert_problem(ann.get(f"/api/sessions/{sid}/documents", params={"limit": 0}), 400)
+    assert_problem(ann.get(f"/api/sessions/{sid}/documents", params={"limit": 501}), 400)
+
+
 def test_documents_are_private_until_attached_to_a_session(server, new_user):
     ann, _ = new_user("ann")
     bob, bob_user = new_user("bob")
@@ -120,7 +141,8 @@ def test_documents_are_private_until_attached_to_a_session(server, new_user):
     attached = ann.post(f"/api/sessions/{sid}/documents", {"document_id": document["id"]})
     assert attached.status_code == 201, attached.text
     at = attached.json()["position"]
-    assert [d["id"] for d in bob.get(f"/api/sessions/{sid}/documents", params={"after_position": at}).json()] == [document["id"]]
+    shared = bob.get(f"/api/sessions/{sid}/documents", params={"after_position": at}).json()
+    assert [d["id"] for d in shared["items"]] == [document["id"]] and shared["next_cursor"] is None
     assert bob.get(f"/api/documents/{document['id']}/content").content == files.MARKDOWN
     assert_problem(eve.get(f"/api/sessions/{sid}/documents", params={"after_position": at}), 404)
     assert_problem(eve.get(f"/api/documents/{document['id']}", params={"after_position": at}), 404)

@@ -5115,6 +5115,9 @@ export interface operations {
     ApiSessionsSessionIdDocumentsAttached: {
         parameters: {
             query?: {
+                /** @description `next_cursor` from the previous page (ASCII digits); absent or empty for the first page. */
+                cursor?: string | null;
+                limit?: number;
                 /** @description Read-your-writes: wait until the read model has reached this global position (from a command's answer). A position beyond the log's head is refused with 409, naming the head. */
                 after_position?: number | null;
             };
@@ -5132,7 +5135,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["DocumentView"][];
+                    "application/json": components["schemas"]["Page_infrastructure.web.documents.DocumentView_"];
                 };
             };
             /** @description Bad Request. The request is malformed: a parameter or body field is invalid; `errors` names each one. */

@@ -163,6 +163,7 @@ export const en = {
     size: (bytes: number) => formatBytes(bytes),
     attachTo: 'Attach to this session',
     loadFailed: 'Could not load documents.',
+    more: 'More documents',
   },
   search: {
     label: 'Search',

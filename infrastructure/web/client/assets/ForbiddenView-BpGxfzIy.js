@@ -1,1 +1,0 @@
-import{D as e,E as t,L as n,M as r,O as i,P as a,S as o,T as s,W as c,p as l,q as u}from"./index-DMe3wpuA.js";var d={class:`page`},f=i({__name:`ForbiddenView`,setup(i){return(i,f)=>{let p=a(`RouterLink`);return r(),s(`section`,d,[o(`h1`,null,u(c(l).app.forbidden),1),o(`p`,null,[e(p,{to:`/`},{default:n(()=>[t(u(c(l).app.backHome),1)]),_:1})])])}}});export{f as default};

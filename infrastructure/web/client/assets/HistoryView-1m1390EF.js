@@ -1,1 +1,0 @@
-import{C as e,M as t,O as n}from"./index-DMe3wpuA.js";import{t as r}from"./SessionTimeline-BWj6Iy1L.js";var i=n({__name:`HistoryView`,props:{id:{}},setup(n){let i=n;return(n,a)=>(t(),e(r,{id:i.id},null,8,[`id`]))}});export{i as default};

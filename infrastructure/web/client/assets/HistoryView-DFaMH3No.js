@@ -1,0 +1,1 @@
+import{C as e,M as t,O as n}from"./index-CX1XfXRw.js";import{t as r}from"./SessionTimeline-C3sb6TBG.js";var i=n({__name:`HistoryView`,props:{id:{}},setup(n){let i=n;return(n,a)=>(t(),e(r,{id:i.id},null,8,[`id`]))}});export{i as default};

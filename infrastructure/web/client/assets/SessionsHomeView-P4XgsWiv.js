@@ -1,1 +1,0 @@
-import{M as e,O as t,S as n,T as r,W as i,p as a,q as o}from"./index-DMe3wpuA.js";var s={class:`page`},c={class:`muted`},l=t({__name:`SessionsHomeView`,setup(t){return(t,l)=>(e(),r(`section`,s,[n(`h1`,null,o(i(a).app.name),1),n(`p`,c,o(i(a).app.home),1)]))}});export{l as default};
