@@ -167,5 +167,11 @@ def failed_conversions(tx: Any) -> list[str]:
 
 
 async def storage_used(db: ReadConnection, owner_id: str) -> int:
-    row = await db.fetch_one("SELECT COALESCE(SUM(size), 0) AS n FROM documents WHERE owner_id=?", (owner_id,))
+    """The sizes of the owner's documents and of their completed conversions' outputs."""
+    row = await db.fetch_one(
+        "SELECT (SELECT COALESCE(SUM(size), 0) FROM documents WHERE owner_id=?)"
+        " + (SELECT COALESCE(SUM(c.output_size), 0) FROM documents d JOIN conversions c ON c.document_id = d.id"
+        "    WHERE d.owner_id=? AND c.status='completed') AS n",
+        (owner_id, owner_id),
+    )
     return int(row["n"]) if row else 0

@@ -298,11 +298,14 @@ class DocumentsController(Controller):
             background=BackgroundTask(collector.collect_from_loop, candidates),
         )
 
-    @post("/{document_id:uuid}/conversions", status_code=202)
+    @post("/{document_id:uuid}/conversions", status_code=202, problems=(429,))
     async def convert(
-        self, document_id: UUID, data: NewConversion, request: Request[Principal, Any, Any], bus: CommandBus
+        self, document_id: UUID, data: NewConversion, request: Request[Principal, Any, Any], bus: CommandBus, db: ReadConnection
     ) -> ConversionView:
-        """Asks for a conversion; a repeated request answers the existing one."""
+        """Asks for a conversion; a repeated request answers the existing one. Its output counts
+        against the owner's storage quota: refused (429) once the quota is used up, since the
+        output's size is known only when it is done (it may pass the quota by one output)."""
+        await require_storage_quota(db, str(request.user.id), 1)
         outcome = await execute(bus, request, RequestConversion(document_id, request.user.id, data.target))
         return _from_conversion(outcome.value, outcome.position)
 

@@ -13,7 +13,7 @@ from tests import document_files as files
 from tests.backend import stored_events
 from tests.e2e.conftest import assert_problem
 from tests.e2e.server import Api, Server, cli
-from tests.e2e.test_documents import upload, uploaded
+from tests.e2e.test_documents import convert, upload, uploaded
 
 pytestmark = pytest.mark.e2e
 
@@ -91,6 +91,24 @@ def test_a_storage_quota_refuses_the_upload_that_would_pass_it(site):
     deleted = cy.delete(f"/api/documents/{first['id']}")
     assert usage(cy, deleted.json()["position"])["storage_bytes"] == 0
     assert uploaded(cy, "more.txt", b"y" * 600)["size"] == 600
+
+
+def test_converted_outputs_count_against_the_storage_quota(site):
+    """A conversion's output is stored too: it counts as its document's owner's, and a quota
+    that is used up refuses the next conversion (its size is known only once it is done)."""
+    server, admin = site
+    gus, gus_user = server.client().signup("gus@example.org")
+    admin.put(f"/api/admin/users/{gus_user['id']}/quotas", {"storage_bytes": 1000})
+    document = uploaded(gus, "notes.md", b"# Notes\n\n" + b"word " * 110, content_type="text/markdown")
+    html = convert(gus, document["id"], "html")
+    assert html["status"] == "completed", html
+    used = usage(gus, gus.head())["storage_bytes"]
+    assert used == document["size"] + html["size"] and used > 1000
+    body = assert_problem(gus.post(f"/api/documents/{document['id']}/conversions", {"target": "text"}), 429)
+    assert body["quota"] == "storage_bytes" and body["used"] == used
+    assert_problem(upload(gus, "one more.txt", b"x"), 429)
+    gus.delete(f"/api/documents/{document['id']}")
+    assert usage(gus, gus.head())["storage_bytes"] == 0, "the outputs went with their document"
 
 
 def test_uploads_sent_at_once_cannot_together_pass_a_storage_quota(site):

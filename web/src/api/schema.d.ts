@@ -4120,6 +4120,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too Many Requests. A rate limit or a daily quota is spent; `limit` or `quota` names it and `Retry-After` says when to try again. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Service Unavailable. A store is unavailable or the read model has not yet reached the requested position; retry after `Retry-After`. */
             503: {
                 headers: {
