@@ -16,7 +16,8 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,6 +40,7 @@ from infrastructure.storage.blob_store import BlobStore
 from infrastructure.storage.event_store import audit_log, data_keys, event_log, open_event_store
 from infrastructure.storage.postgres_notifications import LogNotifications, monotonic_of
 from infrastructure.storage.read_store import AioSQLiteReadConnection, SQLiteReadStore
+from infrastructure.storage.shadow_rebuild import RebuildStopped
 from infrastructure.web.admin_projections import read_statuses
 from infrastructure.web.auth import PrincipalCache
 from infrastructure.web.dashboard import DashboardSampler
@@ -177,6 +179,8 @@ class ServerRuntime:
     _stores: list[SQLiteReadStore] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
+    _requested: set[asyncio.Task[None]] = field(default_factory=set)
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         node = f"{socket.gethostname()}:{os.getpid()}"
@@ -331,13 +335,29 @@ class ServerRuntime:
         ]
         # Destroyed keys must leave the read models: other nodes' (ADR-041), and this node's own
         # when the rebuild after an erasure or expiry failed or was cut short by a stop.
-        watch = ReplicaErasures(self.write, collect=self.blob_collector.collect)  # an erased person's files too
+        watch = ReplicaErasures(self.write, collect=self.blob_collector.collect, progress=self.rebuild_progress)  # files too
         self._tasks.append(loop.create_task(watch.run(), name="replica-erasures"))
 
+    def rebuild_progress(self, done: int, head: int) -> None:
+        """The progress callback of this process's rebuilds: once the server is stopping, it
+        ends them at their next batch (ADR-052) instead of holding the stop for minutes."""
+        if self._stopping.is_set():
+            raise RebuildStopped("the server is stopping")
+
+    def in_background(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Work a request starts and answers before it is done (the rebuild after an erasure, an
+        admin's rebuild): the stop ends it before it closes what that work uses."""
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._requested.add(task)
+        task.add_done_callback(self._requested.discard)
+        return task
+
     async def stop(self) -> None:
-        for task in self._tasks:
+        self._stopping.set()
+        tasks = [*self._tasks, *self._requested]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.relay.stop()
         if self._metrics_registered:
             REGISTRY.unregister(self.health)
@@ -384,7 +404,7 @@ class ServerRuntime:
                     )
 
                 if await run_in_thread(run):
-                    await run_in_thread(rebuild_after_erasure, write, lambda: None)
+                    await run_in_thread(rebuild_after_erasure, write, lambda: None, self.rebuild_progress)
                     await self.blob_collector.collect_from_loop(list(write.blobs.stored()))
             except RetentionPostponed as postponed:
                 log.warning("retention postponed: %s", postponed)

@@ -51,6 +51,11 @@ class RebuildFailed(Exception):
     """A projector failed on an event while rebuilding; the live tables were left as they were."""
 
 
+class RebuildStopped(Exception):
+    """The process is stopping: a rebuild's progress callback raises it to end the rebuild at its
+    next batch (its shadow is thrown away; the live tables are left as they were)."""
+
+
 def shadow_path(read_store_path: Path, projectors: Sequence[Projector]) -> Path:
     names = "+".join(sorted(p.name for p in projectors))
     return read_store_path.with_name(f"{SHADOW_PREFIX}{names}.{os.getpid()}.{secrets.token_hex(4)}.sqlite3")

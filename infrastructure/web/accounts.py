@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Annotated, Any
 from uuid import UUID
@@ -46,6 +45,7 @@ from infrastructure.web.quotas import Quotas, Usage, usage_of
 from infrastructure.web.rate_limits import DEVICE_COOKIE, RateLimited, RateLimits, login_attempts, password_work
 from infrastructure.web.read_your_writes import ProjectionProgress
 from infrastructure.workers.erasure import rebuild_after_erasure
+from infrastructure.workers.threads import run_in_thread
 from infrastructure.write_side import WriteSide
 from projections.frames import session_channel
 from projections.members import sessions_of_user
@@ -384,18 +384,17 @@ class AdminUsersController(Controller):
         await tokens_revoked(request, user_id, outcome.position)
         collector = request.app.state.blob_collector
 
+        runtime = request.app.state.runtime
+
         async def rebuild_and_collect() -> None:
             try:
-                await anyio.to_thread.run_sync(rebuild_after_erasure, write, lambda: None)
+                await run_in_thread(rebuild_after_erasure, write, lambda: None, runtime.rebuild_progress)
                 await collector.collect_from_loop(list(write.blobs.stored()))
                 await announce_erasure(request, str(user_id))
-            except Exception:  # noqa: BLE001 - logged; `chronicle projections rebuild --all` repeats it
+            except Exception:  # noqa: BLE001 - logged; the key-generation watch rebuilds after a restart
                 log.exception("rebuilding after erasing %s failed", user_id)
 
-        tasks = request.app.state.setdefault("erasures", set())
-        task = asyncio.get_running_loop().create_task(rebuild_and_collect())
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        runtime.in_background(rebuild_and_collect(), f"erasure-{user_id}")
         return ErasureStarted(str(user_id), True, outcome.position)
 
     @put("/{user_id:uuid}/quotas")

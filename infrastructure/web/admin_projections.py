@@ -17,6 +17,7 @@ from infrastructure.storage.read_store import SQLiteReadStore
 from infrastructure.storage.shadow_rebuild import rebuild, rebuilding
 from infrastructure.web.auth import admin_only
 from infrastructure.workers.projection_status import ProjectionStatus, projection_statuses
+from infrastructure.workers.threads import run_in_thread
 from infrastructure.write_side import WriteSide
 
 log = logging.getLogger(__name__)
@@ -78,12 +79,14 @@ def _start_rebuild(name: str, write: WriteSide, request: Request[Any, Any, Any])
     if (name in running and not running[name].done()) or name in rebuilding(write.settings.read_store_path):
         raise HTTPException(status_code=409, detail=f"{name} is already being rebuilt")
 
+    runtime = request.app.state.runtime
+
     async def run() -> None:
         try:
-            await anyio.to_thread.run_sync(rebuild, write.reader, write.settings.read_store_path, [projector])
+            await run_in_thread(rebuild, write.reader, write.settings.read_store_path, [projector], runtime.rebuild_progress)
             write.runner.wake()
         except Exception:  # noqa: BLE001 - reported in the log; the live tables are unchanged
             log.exception("rebuilding %s failed", name)
 
-    running[name] = asyncio.get_running_loop().create_task(run(), name=f"rebuild-{name}")
+    running[name] = runtime.in_background(run(), f"rebuild-{name}")
     return RebuildStarted(name, "rebuilding")

@@ -25,7 +25,9 @@ from infrastructure.write_side import WriteSide
 log = logging.getLogger(__name__)
 
 
-def catch_up_with_erasures(write: WriteSide, collect: Callable[[], object] = lambda: None) -> bool:
+def catch_up_with_erasures(
+    write: WriteSide, collect: Callable[[], object] = lambda: None, progress: Callable[[int, int], None] = lambda done, head: None
+) -> bool:
     """Rebuilds the replica if keys were destroyed since it was last built; says whether it did.
     A replica that has no generation yet (new, or built before generations were kept) takes the
     current one: what it will project from now on is read with today's keys."""
@@ -42,17 +44,24 @@ def catch_up_with_erasures(write: WriteSide, collect: Callable[[], object] = lam
     forget = getattr(write.keys, "forget", None)
     if forget is not None:
         forget()  # cached keys may be among the destroyed ones
-    rebuild_after_erasure(write, collect)
+    rebuild_after_erasure(write, collect, progress)
     return True
 
 
 class ReplicaErasures:
     """The server's watch: every `interval` seconds, one cheap read of the key generation."""
 
-    def __init__(self, write: WriteSide, interval: float = 2.0, collect: Callable[[], object] = lambda: None) -> None:
+    def __init__(
+        self,
+        write: WriteSide,
+        interval: float = 2.0,
+        collect: Callable[[], object] = lambda: None,
+        progress: Callable[[int, int], None] = lambda done, head: None,
+    ) -> None:
         self._write = write
         self._interval = interval
         self._collect = collect
+        self._progress = progress
 
     async def run(self) -> None:
         """A round that fails (a rebuild that cannot finish: a full disk, a poisoned event) waits
@@ -61,7 +70,7 @@ class ReplicaErasures:
         pause = self._interval
         while True:
             try:
-                await run_in_thread(catch_up_with_erasures, self._write, self._collect)
+                await run_in_thread(catch_up_with_erasures, self._write, self._collect, self._progress)
                 pause = self._interval
             except Exception:  # noqa: BLE001 - logged; the next round tries again
                 log.exception("checking the replica against the key generation failed")

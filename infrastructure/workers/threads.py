@@ -19,14 +19,18 @@ T = TypeVar("T")
 
 async def run_in_thread(function: Callable[..., T], *args: Any) -> T:
     """`anyio.to_thread.run_sync(function, *args)`, except that a cancellation (plain or
-    anyio's) takes effect only once the thread has returned."""
+    anyio's, once or again while it waits: a stop cancels the tasks it gathers a second time)
+    takes effect only once the thread has returned."""
     call = asyncio.ensure_future(anyio.to_thread.run_sync(function, *args))
     try:
         return await asyncio.shield(call)
     except BaseException:
-        if not call.done():
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait({call})
+        while not call.done():
+            try:
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait({call})
+            except asyncio.CancelledError:
+                continue  # the first cancellation is the one that goes on, below
         if not call.cancelled():
             call.exception()  # retrieved: the cancellation is what goes on
         raise

@@ -142,17 +142,22 @@ async def test_a_stop_returns_only_once_the_scan_it_interrupted_has_returned(tra
     running in its thread would run a statement on a closed SQLite connection, which crashes
     CPython (a CI run died of it)."""
     scanning = asyncio.Event()
-    scanned = threading.Event()
+    release, scanned = threading.Event(), threading.Event()
     loop = asyncio.get_running_loop()
 
     def scan(after: int) -> tuple[list[Found[None]], int, bool]:
         loop.call_soon_threadsafe(scanning.set)
-        threading.Event().wait(0.2)  # a slow scan: the store is busy with another writer
+        release.wait(10)  # a slow scan: the store is busy with another writer
         scanned.set()
         return [], after, False
 
     follower = LogFollower("stop", tracking, scan, nothing, concurrency=1)
     follower.start()
     await asyncio.wait_for(scanning.wait(), 10)
-    await follower.stop()
-    assert scanned.is_set(), "the stop returned while its scan was still running"
+    stopping = asyncio.ensure_future(follower.stop())
+    for _ in range(20):  # turns of the event loop: a plain cancellation ends the follower within a few
+        await asyncio.sleep(0)
+    assert not stopping.done(), "the stop returned while its scan was still running"
+    release.set()
+    await asyncio.wait_for(stopping, 10)
+    assert scanned.is_set()
