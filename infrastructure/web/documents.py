@@ -17,7 +17,7 @@ from litestar.params import Parameter
 
 from application.command_bus import CommandBus
 from application.documents import AttachDocument, DeleteDocument, DetachDocument, RequestConversion, UploadDocument
-from domain.conversion import TARGETS, Conversion
+from domain.conversion import TARGETS, Conversion, conversion_id_for
 from domain.document import Document
 from infrastructure.web.auth import Principal
 from infrastructure.web.commands import execute
@@ -302,10 +302,13 @@ class DocumentsController(Controller):
     async def convert(
         self, document_id: UUID, data: NewConversion, request: Request[Principal, Any, Any], bus: CommandBus, db: ReadConnection
     ) -> ConversionView:
-        """Asks for a conversion; a repeated request answers the existing one. Its output counts
-        against the owner's storage quota: refused (429) once the quota is used up, since the
-        output's size is known only when it is done (it may pass the quota by one output)."""
-        await require_storage_quota(db, str(request.user.id), 1)
+        """Asks for a conversion; a repeated request answers the existing one. A new one's output
+        counts against the document owner's storage quota: refused (429) once that quota is used
+        up (an output's size is known only when it is done, so conversions already requested
+        may pass it)."""
+        document = await readable_document(db, str(document_id), str(request.user.id))
+        if document is not None and not await conversion_of(db, str(document_id), str(conversion_id_for(document_id, data.target))):
+            await require_storage_quota(db, document["owner_id"], 1)
         outcome = await execute(bus, request, RequestConversion(document_id, request.user.id, data.target))
         return _from_conversion(outcome.value, outcome.position)
 

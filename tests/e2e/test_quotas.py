@@ -106,6 +106,15 @@ def test_converted_outputs_count_against_the_storage_quota(site):
     assert used == document["size"] + html["size"] and used > 1000
     body = assert_problem(gus.post(f"/api/documents/{document['id']}/conversions", {"target": "text"}), 429)
     assert body["quota"] == "storage_bytes" and body["used"] == used
+    again = gus.post(f"/api/documents/{document['id']}/conversions", {"target": "html"})
+    assert again.status_code == 202 and again.json()["id"] == html["id"], "a repeated request answers the existing one"
+    sid = gus.post("/api/sessions", {"title": "Shared", "assistant": False}).json()["id"]
+    hal, hal_user = server.client().signup("hal@example.org")
+    gus.post(f"/api/sessions/{sid}/members", {"user_id": hal_user["id"]})
+    at = gus.post(f"/api/sessions/{sid}/documents", {"document_id": document["id"]}).json()["position"]
+    hal.get(f"/api/sessions/{sid}/documents", params={"after_position": at})
+    body = assert_problem(hal.post(f"/api/documents/{document['id']}/conversions", {"target": "markdown"}), 429)
+    assert body["quota"] == "storage_bytes", "a member's request counts against the owner's quota"
     assert_problem(upload(gus, "one more.txt", b"x"), 429)
     gus.delete(f"/api/documents/{document['id']}")
     assert usage(gus, gus.head())["storage_bytes"] == 0, "the outputs went with their document"
