@@ -86,9 +86,9 @@ class OpenAIAssistant:
         Whose words the model saw are recorded as `context` sources (once per author and day; an
         earlier reply's are its asker's, and those of everyone it drew on): the reply may repeat
         them, so it is sealed with their keys too. Each key adds its subject and 60 bytes to the
-        sealed reply and one key to open when it is read, so the history stops before a turn
-        that would need more than MAX_CONTEXT_KEYS. Erased turns are left out: they say nothing,
-        and their key is gone."""
+        sealed reply and one key to open when it is read, so a turn that would need more keys
+        than are left of MAX_CONTEXT_KEYS is left out (and the older ones may still fit). Erased
+        turns are left out too: they say nothing, and their key is gone."""
         budget = self._context_chars - len(request.question)
         kept: list[dict[str, str]] = []
         seen: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
@@ -100,8 +100,10 @@ class OpenAIAssistant:
                 for source in _context_sources(turn, str(request.session_id))
                 if (key := tuple(sorted(source.items()))) not in seen
             }
-            if len(turn.content) > budget or len(seen) + len(new) > MAX_CONTEXT_KEYS:
+            if len(turn.content) > budget:
                 break
+            if len(seen) + len(new) > MAX_CONTEXT_KEYS:
+                continue  # left out: an earlier reply that drew on many may need more keys than are left
             budget -= len(turn.content)
             kept.append({"role": turn.role, "content": turn.content})
             seen.update(new)

@@ -74,3 +74,21 @@ def test_the_context_stops_before_a_turn_whose_key_would_be_one_too_many():
     sent, sources, _ = context([Turn("user", f"note {n}", person, "2026-12-01") for n, person in enumerate(people)])
     assert len(sources) == MAX_CONTEXT_KEYS
     assert [m["content"] for m in sent[1:-1]] == [f"note {n}" for n in range(2, MAX_CONTEXT_KEYS + 2)]
+
+
+def test_an_earlier_reply_that_drew_on_too_many_is_left_out_and_the_rest_of_the_history_kept():
+    """One reply bringing more keys than the cap must not cost the whole history."""
+    ann, bob = str(uuid4()), str(uuid4())
+    drew_on = tuple(
+        {"kind": "context", "session_id": str(uuid4()), "author_id": str(uuid4()), "content_day": "2026-11-20"}
+        for _ in range(MAX_CONTEXT_KEYS)
+    )
+    sent, sources, session = context(
+        [
+            Turn("user", "what is the plan?", ann, "2026-12-01"),
+            Turn("assistant", "a summary of everything", bob, "2026-12-01", drew_on),
+            Turn("user", "and the budget?", bob, "2026-12-02"),
+        ]
+    )
+    assert [m["content"] for m in sent[1:-1]] == ["what is the plan?", "and the budget?"]
+    assert [s["author_id"] for s in sources] == [bob, ann]
