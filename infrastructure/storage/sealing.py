@@ -38,6 +38,7 @@ PREFIX = "sealed:"
 SEALED_WITH_ALL = "sealed-all:"
 _SHARE = 12 + 32 + 16
 """One subject's part of a `sealed-all:` value: a nonce and its encrypted 32-byte share."""
+_SHARE_DATA = b"sealed-all share:"
 UNREADABLE = "[unreadable]"
 _SUBJECT = re.compile(r"[0-9a-f]{32}(\.[0-9a-f]{32}\.\d{4}-\d{2}-\d{2})?")
 
@@ -317,7 +318,7 @@ def open_personal_fields(event: Any, cipher_of: CipherOf) -> Any:
     layers = 1 + len([q for q in quoted if q != personal[0](event)]) if quoted else 1  # one more per quoted person
     for field in personal[1]:
         value = state.get(field)
-        if isinstance(value, str) and value.startswith(SEALED_WITH_ALL):
+        if quoted and isinstance(value, str) and value.startswith(SEALED_WITH_ALL):
             state[field] = open_sealed_with_all(value, cipher_of)
             continue
         for _ in range(layers):  # sealed before 2026-12-06: a layer per quoted key
@@ -346,12 +347,13 @@ def open_sealed(value: str, cipher_of: CipherOf) -> str:
 
 
 def open_sealed_with_all(value: str, cipher_of: CipherOf) -> str:
-    """A `sealed-all:` value: its plaintext, `[erased]` when any one of its keys is gone, or
-    `[unreadable]` when the stored bytes were altered."""
+    """A `sealed-all:` value (of an event whose sources name keys: only the mapper writes those
+    there): its plaintext, `[erased]` when any one of its keys is gone, or `[unreadable]` when
+    the stored bytes were altered."""
     parts = value.split(":", 2)
     subjects = parts[1].split(",") if len(parts) == 3 else []
     if not subjects or not all(_is_subject(subject) for subject in subjects):
-        return value  # plaintext that merely starts with "sealed-all:"
+        return UNREADABLE
     ciphers = [cipher for cipher in map(cipher_of, subjects) if cipher is not None]
     if len(ciphers) < len(subjects):
         return ERASED
@@ -360,9 +362,9 @@ def open_sealed_with_all(value: str, cipher_of: CipherOf) -> str:
         key = 0
         for index, (subject, cipher) in enumerate(zip(subjects, ciphers, strict=True)):
             share = raw[index * _SHARE : (index + 1) * _SHARE]
-            key ^= int.from_bytes(cipher.decrypt(share[:12], share[12:], subject.encode()))
+            key ^= int.from_bytes(cipher.decrypt(share[:12], share[12:], _SHARE_DATA + subject.encode()))
         sealed = raw[len(subjects) * _SHARE :]
-        return AESGCM(key.to_bytes(32)).decrypt(sealed[:12], sealed[12:], parts[1].encode()).decode()
+        return AESGCM(key.to_bytes(32)).decrypt(sealed[:12], sealed[12:], SEALED_WITH_ALL.encode() + parts[1].encode()).decode()
     except (ValueError, InvalidTag):
         return UNREADABLE  # altered after it was stored: `chronicle audit verify` says where
 
@@ -395,8 +397,9 @@ def _seal(cipher: AESGCM | None, subject: str, value: str) -> str:
 
 def _seal_with_all(keys: list[tuple[str, AESGCM]], value: str) -> str:
     """One layer, however many keys: the value is encrypted with a fresh key that is the XOR of
-    one random 32-byte share per subject, and each share with its subject's key (the subject as
-    associated data; the value's own associated data is the list of subjects). Every share is
+    one random 32-byte share per subject, and each share with its subject's key (associated data:
+    `sealed-all share:` and the subject; the value's, `sealed-all:` and the list of subjects, so
+    no part can pass for a `sealed:` value or another part). Every share is
     needed, so destroying any one key makes the value unreadable, as a layer per key did; each
     key adds its subject and 60 bytes, where a layer per key made the value a third larger."""
     subjects = ",".join(subject for subject, _ in keys)
@@ -405,7 +408,7 @@ def _seal_with_all(keys: list[tuple[str, AESGCM]], value: str) -> str:
     for subject, cipher in keys:
         share, nonce = os.urandom(32), os.urandom(12)
         key ^= int.from_bytes(share)
-        parts.append(nonce + cipher.encrypt(nonce, share, subject.encode()))
+        parts.append(nonce + cipher.encrypt(nonce, share, _SHARE_DATA + subject.encode()))
     nonce = os.urandom(12)
-    parts.append(nonce + AESGCM(key.to_bytes(32)).encrypt(nonce, value.encode(), subjects.encode()))
+    parts.append(nonce + AESGCM(key.to_bytes(32)).encrypt(nonce, value.encode(), SEALED_WITH_ALL.encode() + subjects.encode()))
     return f"{SEALED_WITH_ALL}{subjects}:{base64.b64encode(b''.join(parts)).decode()}"

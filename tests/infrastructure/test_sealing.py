@@ -211,6 +211,11 @@ def test_an_altered_share_of_a_reply_sealed_with_many_keys_reads_as_unreadable(m
     state = stored.state.replace(sealed.encode(), flipped.encode())
     altered = type(stored)(stored.originator_id, stored.originator_version, stored.topic, state)
     assert mapper.to_domain_event(altered).content == UNREADABLE
+    at = len(SEALED_WITH_ALL)
+    subject_changed = sealed[:at] + "z" + sealed[at + 1 :]  # the subject list no longer parses
+    state = stored.state.replace(sealed.encode(), subject_changed.encode())
+    altered = type(stored)(stored.originator_id, stored.originator_version, stored.topic, state)
+    assert mapper.to_domain_event(altered).content == UNREADABLE
 
 
 def test_a_reply_whose_model_saw_a_reply_citing_a_document_is_erased_with_its_owner(mapper):
