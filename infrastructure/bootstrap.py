@@ -40,7 +40,7 @@ from infrastructure.storage.blob_store import BlobStore
 from infrastructure.storage.event_store import audit_log, data_keys, event_log, open_event_store
 from infrastructure.storage.postgres_notifications import LogNotifications, monotonic_of
 from infrastructure.storage.read_store import AioSQLiteReadConnection, SQLiteReadStore
-from infrastructure.storage.shadow_rebuild import RebuildStopped
+from infrastructure.storage.shadow_rebuild import RebuildStopped, remove_abandoned_shadows
 from infrastructure.web.admin_projections import read_statuses
 from infrastructure.web.auth import PrincipalCache
 from infrastructure.web.dashboard import DashboardSampler
@@ -194,6 +194,8 @@ class ServerRuntime:
         app = open_event_store(settings)
         reader = open_event_store(settings, cached=False)
         read_store = SQLiteReadStore(settings.read_store_path)
+        if removed := remove_abandoned_shadows(settings.read_store_path):  # a killed rebuild's (ADR-052)
+            log.warning("removed %d shadow files a killed rebuild left", removed)
         blobs = BlobStore(settings.blobs_path)
         projectors = all_projectors(blobs.read_text)
         read_store.ensure_schema(projectors)  # before the child starts: it serves queries at once
@@ -408,5 +410,7 @@ class ServerRuntime:
                     await self.blob_collector.collect_from_loop(list(write.blobs.stored()))
             except RetentionPostponed as postponed:
                 log.warning("retention postponed: %s", postponed)
+            except RebuildStopped:
+                return  # the server is stopping: the key-generation watch rebuilds after the restart
             except Exception:  # noqa: BLE001 - logged; the next round tries again
                 log.exception("the retention job failed")

@@ -87,7 +87,9 @@ class OpenAIAssistant:
         earlier reply's are its asker's, and those of everyone it drew on): the reply may repeat
         them, so it is sealed with their keys too. Each key adds its subject and 60 bytes to the
         sealed reply and one key to open when it is read, so a turn that would need more keys
-        than are left of MAX_CONTEXT_KEYS is left out (and the older ones may still fit). Erased
+        than are left of MAX_CONTEXT_KEYS is left out (and the older ones may still fit). A reply
+        whose own keys reached the cap is such a turn for every later context (it brings its
+        asker's key on top): repeating what it drew on would need a key too many. Erased
         turns are left out too: they say nothing, and their key is gone."""
         budget = self._context_chars - len(request.question)
         kept: list[dict[str, str]] = []

@@ -23,8 +23,9 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from pathlib import Path
 
 import structlog
@@ -32,7 +33,6 @@ import structlog
 from application.chronicle import Chronicle
 from infrastructure.metrics import REBUILD_DONE, REBUILD_HEAD, REBUILDS
 from infrastructure.settings import Settings
-from infrastructure.storage.blob_store import BlobLock
 from infrastructure.storage.read_store import BUMP_GENERATION, GENERATION, SQLiteReadStore
 from infrastructure.workers.projection_runner import ProjectionRunner
 from projections.projector import Projector
@@ -107,6 +107,58 @@ REBUILD_LOCK = "read.rebuild.lock"
 """Beside the read store: held (`flock`) for the whole of a rebuild, by whichever process runs it."""
 
 
+LOCK_POLL_SECONDS = 0.25
+
+
+@contextmanager
+def _rebuild_lock(read_store_path: Path, waiting: Callable[[], None]) -> Iterator[None]:
+    """The rebuild lock, waited for while another process rebuilds; `waiting` is called every
+    LOCK_POLL_SECONDS meanwhile, so a stopping server's rebuild ends there too (its progress
+    callback raises) instead of holding the stop until the other rebuild is done."""
+    fd = os.open(read_store_path.with_name(REBUILD_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waiting()
+                time.sleep(LOCK_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _remove_shadows(read_store_path: Path) -> int:
+    """Every shadow file beside the read store. Only for a holder of the rebuild lock: a rebuild
+    holds it from before its shadow exists until after it is removed, so any shadow found then
+    was left by a rebuild that was killed (they may hold text erased since)."""
+    shadows = list(read_store_path.parent.glob(f"{SHADOW_PREFIX}*.sqlite3"))
+    for path in shadows:
+        _remove(path)
+    return len(shadows)
+
+
+def remove_abandoned_shadows(read_store_path: Path) -> int:
+    """At a server's start: the shadows a killed rebuild left, unless a rebuild runs now."""
+    path = read_store_path.with_name(REBUILD_LOCK)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0
+        try:
+            return _remove_shadows(read_store_path)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def rebuild_running(read_store_path: Path) -> bool:
     """Whether a rebuild of this read store holds its lock now, in this process or another."""
     path = read_store_path.with_name(REBUILD_LOCK)
@@ -153,7 +205,10 @@ def rebuild(
             log.info("rebuild progress", projections=names, position=position, head=now_head)
         progress(position, now_head)
 
-    with BlobLock(read_store_path.with_name(REBUILD_LOCK)):  # one rebuild at a time, across processes
+    with _rebuild_lock(read_store_path, lambda: progress(0, app.recorder.max_notification_id() or 0)):  # one at a time
+        removed = _remove_shadows(read_store_path)
+        if removed:
+            log.warning("removed shadows a stopped or killed rebuild left", files=removed)
         log.info("rebuild started", projections=names, head=app.recorder.max_notification_id() or 0)
         try:
             reached = _rebuild(app, read_store_path, projectors, reported, settings, workers)

@@ -37,6 +37,7 @@ from application.passwords import (
     verify_password,
 )
 from domain.user import User, canonical_email
+from infrastructure.storage.shadow_rebuild import RebuildStopped
 from infrastructure.web.auth import AUTH_COOKIE, Principal, admin_only
 from infrastructure.web.commands import execute
 from infrastructure.web.edge_types import AfterPosition, Cursor, Email, Role, name
@@ -391,6 +392,8 @@ class AdminUsersController(Controller):
                 await run_in_thread(rebuild_after_erasure, write, lambda: None, runtime.rebuild_progress)
                 await collector.collect_from_loop(list(write.blobs.stored()))
                 await announce_erasure(request, str(user_id))
+            except RebuildStopped:
+                log.info("the rebuild after erasing %s stopped with the server; the key-generation watch repeats it", user_id)
             except Exception:  # noqa: BLE001 - logged; the key-generation watch rebuilds after a restart
                 log.exception("rebuilding after erasing %s failed", user_id)
 

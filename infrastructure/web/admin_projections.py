@@ -14,7 +14,7 @@ from litestar import Controller, Request, get, post
 from litestar.exceptions import HTTPException, NotFoundException
 
 from infrastructure.storage.read_store import SQLiteReadStore
-from infrastructure.storage.shadow_rebuild import rebuild, rebuilding
+from infrastructure.storage.shadow_rebuild import RebuildStopped, rebuild, rebuilding
 from infrastructure.web.auth import admin_only
 from infrastructure.workers.projection_status import ProjectionStatus, projection_statuses
 from infrastructure.workers.threads import run_in_thread
@@ -85,6 +85,8 @@ def _start_rebuild(name: str, write: WriteSide, request: Request[Any, Any, Any])
         try:
             await run_in_thread(rebuild, write.reader, write.settings.read_store_path, [projector], runtime.rebuild_progress)
             write.runner.wake()
+        except RebuildStopped:
+            log.info("the rebuild of %s stopped with the server; the live tables are unchanged", name)
         except Exception:  # noqa: BLE001 - reported in the log; the live tables are unchanged
             log.exception("rebuilding %s failed", name)
 

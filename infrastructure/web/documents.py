@@ -19,6 +19,7 @@ from application.command_bus import CommandBus
 from application.documents import AttachDocument, DeleteDocument, DetachDocument, RequestConversion, UploadDocument
 from domain.conversion import TARGETS, Conversion, conversion_id_for
 from domain.document import Document
+from domain.usage import QuotaExceeded
 from infrastructure.web.auth import Principal
 from infrastructure.web.commands import execute
 from infrastructure.web.downloads import blob_response, content_disposition
@@ -308,7 +309,12 @@ class DocumentsController(Controller):
         may pass it)."""
         document = await readable_document(db, str(document_id), str(request.user.id))
         if document is not None and not await conversion_of(db, str(document_id), str(conversion_id_for(document_id, data.target))):
-            await require_storage_quota(db, document["owner_id"], 1)
+            try:
+                await require_storage_quota(db, document["owner_id"], 1)
+            except QuotaExceeded:
+                if document["owner_id"] == str(request.user.id):
+                    raise  # your own quota: its figures are yours to see
+                raise HTTPException(status_code=429, detail="the document's owner has no storage left for new conversions") from None
         outcome = await execute(bus, request, RequestConversion(document_id, request.user.id, data.target))
         return _from_conversion(outcome.value, outcome.position)
 

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from infrastructure.storage.shadow_rebuild import rebuild_running
+from infrastructure.storage.shadow_rebuild import RebuildStopped, rebuild_running
 from infrastructure.workers.erasure import rebuild_after_erasure
 from infrastructure.workers.threads import run_in_thread
 from infrastructure.write_side import WriteSide
@@ -72,6 +72,8 @@ class ReplicaErasures:
             try:
                 await run_in_thread(catch_up_with_erasures, self._write, self._collect, self._progress)
                 pause = self._interval
+            except RebuildStopped:
+                return  # the server is stopping: the next start rebuilds
             except Exception:  # noqa: BLE001 - logged; the next round tries again
                 log.exception("checking the replica against the key generation failed")
                 pause = min(pause * 2, 300.0)
